@@ -1,0 +1,225 @@
+"""The database tables: the seed's five, exactly as specified, and the bridge's additions.
+
+The seed's columns keep the seed's names, types, lengths, nullability, uniqueness
+and defaults; later features add tables and columns (each in a migration of its
+own), never change the seed's. Every timestamp is timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from grillstats_bridge.domain import ensure_utc, utcnow
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A DateTime that is always aware UTC in Python, whatever the backend stores.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so values are
+    stored as naive UTC and given their zone back when read.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = ensure_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else ensure_utc(value)
+
+
+intpk = Annotated[int, mapped_column(sa.Integer, primary_key=True)]
+NOW = sa.func.now()
+
+
+def created_at_column() -> Mapped[datetime | None]:
+    """``created_at``: Default: Now."""
+    return mapped_column(UTCDateTime(), default=utcnow, server_default=NOW)
+
+
+def updated_at_column() -> Mapped[datetime | None]:
+    """``updated_at``: Default: Now, OnUpdate: Now."""
+    return mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow, server_default=NOW)
+
+
+class Base(DeclarativeBase):
+    """Declarative base; constraint names follow one convention so migrations can name them."""
+
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: sa.JSON(),
+    }
+
+
+# ------------------------------------------------------------------------- the seed's tables
+
+
+class User(Base):
+    """A person using the bridge (seed table ``users``)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[intpk]
+    email: Mapped[str] = mapped_column(sa.String(120), unique=True, nullable=False)
+    password_hash: Mapped[str] = mapped_column(sa.String(128), nullable=False)
+    name: Mapped[str | None] = mapped_column(sa.String(100))
+    is_active: Mapped[bool | None] = mapped_column(
+        sa.Boolean, default=True, server_default=sa.true()
+    )
+    failed_login_attempts: Mapped[int | None] = mapped_column(
+        sa.Integer, default=0, server_default=sa.text("0")
+    )
+    last_failed_login: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    is_locked: Mapped[bool | None] = mapped_column(
+        sa.Boolean, default=False, server_default=sa.false()
+    )
+    created_at: Mapped[datetime | None] = created_at_column()
+    updated_at: Mapped[datetime | None] = updated_at_column()
+
+    devices: Mapped[list[Device]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", order_by="Device.id"
+    )
+    alerts: Mapped[list[TemperatureAlert]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", order_by="TemperatureAlert.id"
+    )
+    sessions: Mapped[list[GrillingSession]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", order_by="GrillingSession.id"
+    )
+    credentials: Mapped[ThermoWorksCredentials | None] = relationship(
+        back_populates="user", cascade="all, delete-orphan", uselist=False
+    )
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email}>"
+
+
+class Device(Base):
+    """A ThermoWorks device of a user (seed table ``devices``); ``device_id`` is the serial."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), nullable=False)
+    device_id: Mapped[str] = mapped_column(sa.String(50), unique=True, nullable=False)
+    nickname: Mapped[str | None] = mapped_column(sa.String(100))
+    status: Mapped[str | None] = mapped_column(
+        sa.String(20), default="offline", server_default="offline"
+    )
+    is_active: Mapped[bool | None] = mapped_column(
+        sa.Boolean, default=True, server_default=sa.true()
+    )
+    created_at: Mapped[datetime | None] = created_at_column()
+    updated_at: Mapped[datetime | None] = updated_at_column()
+
+    user: Mapped[User] = relationship(back_populates="devices")
+
+    def __repr__(self) -> str:
+        return f"<Device {self.id} {self.device_id}>"
+
+
+class TemperatureAlert(Base):
+    """A user's temperature alert on one probe (seed table ``temperature_alerts``)."""
+
+    __tablename__ = "temperature_alerts"
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), nullable=False)
+    device_id: Mapped[str] = mapped_column(sa.String(50), nullable=False)
+    probe_id: Mapped[str] = mapped_column(sa.String(50), nullable=False)
+    name: Mapped[str | None] = mapped_column(sa.String(100))
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    alert_type: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    target_temperature: Mapped[float | None] = mapped_column(sa.Float)
+    min_temperature: Mapped[float | None] = mapped_column(sa.Float)
+    max_temperature: Mapped[float | None] = mapped_column(sa.Float)
+    threshold_value: Mapped[float | None] = mapped_column(sa.Float)
+    temperature_unit: Mapped[str | None] = mapped_column(
+        sa.String(5), default="F", server_default="F"
+    )
+    is_active: Mapped[bool | None] = mapped_column(
+        sa.Boolean, default=True, server_default=sa.true()
+    )
+    last_triggered: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime | None] = created_at_column()
+    updated_at: Mapped[datetime | None] = updated_at_column()
+
+    user: Mapped[User] = relationship(back_populates="alerts")
+
+    def __repr__(self) -> str:
+        return f"<TemperatureAlert {self.id} {self.alert_type} {self.device_id}/{self.probe_id}>"
+
+
+class GrillingSession(Base):
+    """A cook on one device (seed table ``grilling_sessions``)."""
+
+    __tablename__ = "grilling_sessions"
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), nullable=False)
+    device_id: Mapped[str] = mapped_column(sa.String(50), nullable=False)
+    name: Mapped[str | None] = mapped_column(sa.String(100))
+    session_type: Mapped[str | None] = mapped_column(
+        sa.String(20), default="auto", server_default="auto"
+    )
+    status: Mapped[str | None] = mapped_column(
+        sa.String(20), default="active", server_default="active"
+    )
+    start_time: Mapped[datetime] = mapped_column(
+        UTCDateTime(), nullable=False, default=utcnow, server_default=NOW
+    )
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    max_temperature: Mapped[float | None] = mapped_column(sa.Float)
+    min_temperature: Mapped[float | None] = mapped_column(sa.Float)
+    avg_temperature: Mapped[float | None] = mapped_column(sa.Float)
+    created_at: Mapped[datetime | None] = created_at_column()
+    updated_at: Mapped[datetime | None] = updated_at_column()
+
+    user: Mapped[User] = relationship(back_populates="sessions")
+
+    def __repr__(self) -> str:
+        return f"<GrillingSession {self.id} {self.device_id} {self.status}>"
+
+
+class ThermoWorksCredentials(Base):
+    """A user's link to the ThermoWorks cloud (seed table ``thermoworks_credentials``).
+
+    ``user_id`` is unique: the seed's one-to-one relationship, enforced by the database.
+    Tokens are stored encrypted (see ``security.py``), never in clear.
+    """
+
+    __tablename__ = "thermoworks_credentials"
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), nullable=False, unique=True)
+    access_token: Mapped[str | None] = mapped_column(sa.Text)
+    refresh_token: Mapped[str | None] = mapped_column(sa.Text)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime | None] = created_at_column()
+    updated_at: Mapped[datetime | None] = updated_at_column()
+
+    user: Mapped[User] = relationship(back_populates="credentials")
+
+    def __repr__(self) -> str:
+        return f"<ThermoWorksCredentials {self.id} user={self.user_id}>"
+
+
+# ------------------------------------------------------------------------- the bridge's additions
+# Each feature adds its tables below, with a migration of its own.
