@@ -1,0 +1,138 @@
+"""What every command shares: the lazily loaded configuration and database, secret input, tables."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from grillstats_bridge.config import Config, load_config
+from grillstats_bridge.db import Database, safe_url
+from grillstats_bridge.errors import GrillstatsError, UsageError
+
+Handler = Callable[[argparse.Namespace, "Context"], int | None]
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def fail(message: str, code: int) -> int:
+    """Print one line on standard error and return the exit code."""
+    print(f"grillstats-bridge: error: {message}", file=sys.stderr)
+    return code
+
+
+class Context:
+    """Loads the configuration and opens the database only when a command needs them."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self._config: Config | None = None
+        self._database: Database | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(getattr(self.args, "config", None))
+        return self._config
+
+    def database(self, *, require_head: bool = True) -> Database:
+        """The configured database; unless told otherwise, it must be migrated to head."""
+        if self._database is None:
+            from grillstats_bridge import migrate
+
+            self._database = Database(self.config.database)
+            try:
+                if require_head:
+                    migrate.require_head(self._database)
+            except GrillstatsError:
+                raise
+            except Exception as exc:  # driver errors: say which database, never the password
+                raise GrillstatsError(
+                    f"cannot use the database {safe_url(self.config.database.url)}: "
+                    f"{type(exc).__name__}: {_first_line(exc)}"
+                ) from None
+        return self._database
+
+    def setup_logging(self) -> None:
+        level = getattr(self.args, "log_level", None)
+        if level is None:
+            try:
+                level = self.config.logging.level
+            except GrillstatsError:
+                level = "INFO"  # the command reports the configuration error itself
+        logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
+        if level != "DEBUG":
+            # Alembic narrates every context it opens at INFO; our commands say what happened.
+            logging.getLogger("alembic").setLevel(logging.WARNING)
+
+    def close(self) -> None:
+        if self._database is not None:
+            self._database.dispose()
+            self._database = None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def add_command(
+    sub: Any, name: str, handler: Handler, help: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=description or help
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def add_group(sub: Any, name: str, help: str) -> Any:
+    """A command with subcommands (``db upgrade``, ``user add``...)."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
+    return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", required=True)
+
+
+def read_secret(
+    label: str,
+    *,
+    file: str | None = None,
+    confirm: bool = False,
+    stdin: TextIO | None = None,
+) -> str:
+    """A password from ``file``, else a terminal prompt (twice to confirm), else stdin's first line.
+
+    Never from the command line: arguments show in ``ps`` and shell history.
+    """
+    stdin = stdin or sys.stdin
+    if file is not None:
+        try:
+            value = Path(file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
+    elif stdin.isatty():
+        value = getpass.getpass(f"{label}: ")
+        if confirm and getpass.getpass(f"{label} (again): ") != value:
+            raise UsageError("the two passwords differ")
+    else:
+        value = stdin.readline().rstrip("\r\n")
+    if not value:
+        raise UsageError(f"{label.lower()}: empty")
+    return value
+
+
+def print_table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], out: TextIO | None = None
+) -> None:
+    """A plain aligned text table; ``-`` for missing values."""
+    out = out or sys.stdout
+    text_rows = [["-" if v is None or v == "" else str(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in text_rows:
+        widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(line.format(*headers).rstrip(), file=out)
+    for row in text_rows:
+        print(line.format(*row).rstrip(), file=out)
