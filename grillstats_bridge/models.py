@@ -223,3 +223,28 @@ class ThermoWorksCredentials(Base):
 
 # ------------------------------------------------------------------------- the bridge's additions
 # Each feature adds its tables below, with a migration of its own.
+
+
+class ReadingRow(Base):
+    """One stored probe value (``domain.Reading``): written only when the cloud's
+    ``lastTelemetrySaved`` moved, pruned after ``storage.retention_days``.
+
+    ``device_id`` is the serial, as in the seed's alert and session tables. The
+    unique (device, probe, time) index makes a replayed write harmless and serves
+    per-probe time-range queries.
+    """
+
+    __tablename__ = "readings"
+    __table_args__ = (sa.UniqueConstraint("device_id", "probe", "time"), sa.Index(None, "time"))
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True
+    )
+    device_id: Mapped[str] = mapped_column(sa.String(50), nullable=False)
+    probe: Mapped[int] = mapped_column(sa.SmallInteger, nullable=False)
+    time: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    value: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    unit: Mapped[str] = mapped_column(sa.String(1), nullable=False)
+
+    def __repr__(self) -> str:
+        return f"<Reading {self.device_id}/{self.probe} {self.time} {self.value}{self.unit}>"
