@@ -203,7 +203,13 @@ class _Inflight:
 
 
 class _Paho(paho.Client):
-    """paho's client, closing the socket of a failed TLS handshake (paho leaves it open)."""
+    """paho's client, closing what paho leaves open: the socket of a failed TLS handshake,
+    and the wake-up socket pair of ``loop_start`` (closed only when the client is
+    garbage-collected, and its thread keeps it in a reference cycle)."""
+
+    def close(self) -> None:
+        """Release every socket; call after ``loop_stop``."""
+        self._reset_sockets()
 
     def _ssl_wrap_socket(self, tcp_sock: Any) -> Any:
         context = self._ssl_context
@@ -232,7 +238,7 @@ class _Connection:
         self.in_window = False
         self.paho = self._make_paho()
 
-    def _make_paho(self) -> paho.Client:
+    def _make_paho(self) -> _Paho:
         owner = self.owner
         cfg = owner.config
         client = _Paho(
@@ -595,6 +601,7 @@ class MqttClient:
             else:
                 conn.paho.disconnect()
             conn.paho.loop_stop()
+            conn.paho.close()
             self._take_back(conn)
 
     def _send_until_lost(self, conn: _Connection) -> None:
