@@ -861,3 +861,79 @@ def _ssl_context(config: MqttConfig) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def read_retained(
+    config: MqttConfig,
+    filters: Iterable[str],
+    *,
+    marker_topic: str,
+    client_id: str,
+    timeout: float = 10.0,
+) -> dict[str, bytes]:
+    """What the broker holds retained under ``filters`` (one short-lived connection).
+
+    The broker sends retained messages while it handles SUBSCRIBE; a marker we
+    publish afterwards on ``marker_topic`` comes back after all of them, so its
+    arrival ends the scan without guessing a quiet period.
+    """
+    done = threading.Event()
+    failure: list[str] = []
+    found: dict[str, bytes] = {}
+    lock = threading.Lock()
+    client = _Paho(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=True,
+        reconnect_on_failure=False,
+    )
+    if config.username:
+        client.username_pw_set(config.username, config.password)
+    if config.tls:
+        client.tls_set_context(_ssl_context(config))
+    topics = [*filters, marker_topic]
+
+    def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            failure.append(f"broker refused the connection: {reason}")
+            done.set()
+        else:
+            c.subscribe([(t, 1) for t in topics])
+
+    def on_subscribe(c: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        c.publish(marker_topic, b"end", qos=1)
+
+    def on_message(c: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if msg.topic == marker_topic:
+            done.set()
+        elif msg.retain and msg.payload:
+            with lock:
+                found[msg.topic] = bytes(msg.payload)
+
+    def on_disconnect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if not done.is_set():
+            failure.append(f"connection lost: {reason}")
+            done.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    client.on_disconnect = on_disconnect
+    client.connect_timeout = CONNECT_TIMEOUT
+    try:
+        client.connect(config.host, config.port, config.keepalive)
+    except (OSError, ValueError) as exc:
+        client.close()
+        raise MqttError(f"MQTT broker {config.host}:{config.port}: {_describe(exc)}") from None
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            raise MqttError(f"MQTT broker {config.host}:{config.port}: no answer in {timeout:g} s")
+        if failure:
+            raise MqttError(f"MQTT broker {config.host}:{config.port}: {failure[0]}")
+        with lock:
+            return dict(found)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        client.close()

@@ -128,10 +128,11 @@ def test_states_keep_the_latest_value_and_events_wait_while_the_broker_is_away(
     mqtt_broker: Broker,
     mqtt_config: MqttConfig,
     tcp_proxy: TcpProxy,
-    subscriber: Subscriber,
+    ordered_subscriber: Subscriber,
     make_client: Callable[..., MqttClient],
 ) -> None:
     """Flush order on reconnect: online, hook messages, latest states, events in order."""
+    subscriber = ordered_subscriber
     config = make_mqtt_config(tcp_proxy.broker, mqtt_config.instance_id)
     root = f"{config.base_topic}/{config.instance_id}"
     client = make_client(config)
