@@ -134,7 +134,10 @@ class AlertRule:
     @property
     def key(self) -> str:
         """What the arming state depends on: a state saved under another key starts afresh."""
-        values = "|".join(repr(v) for v in (self.target, self.low, self.high, self.threshold))
+        values = "|".join(
+            "" if v is None else repr(float(v))
+            for v in (self.target, self.low, self.high, self.threshold)
+        )
         return f"{self.kind}|{self.unit}|{self.serial}|{self.channel}|{values}"
 
     @property
