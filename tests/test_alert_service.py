@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql, sqlite
 
 from grillstats_bridge import alert_service
 from grillstats_bridge.alert_service import AlertService
@@ -19,13 +18,8 @@ from grillstats_bridge.config import AlertsConfig, SecurityConfig
 from grillstats_bridge.db import Database
 from grillstats_bridge.domain import Measurement, Reading, Unit
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.models import (
-    AlertHistory,
-    AlertStateRow,
-    Device,
-    ReadingRow,
-    TemperatureAlert,
-)
+from grillstats_bridge.models import AlertHistory, AlertStateRow, Device, TemperatureAlert
+from grillstats_bridge.storage import write_readings
 from grillstats_bridge.users import add_user
 
 F, C = Unit.FAHRENHEIT, Unit.CELSIUS
@@ -80,23 +74,8 @@ def readings(
 
 def poll(db: Database, service: AlertService, batch: Sequence[Reading]) -> list[Firing]:
     """What the daemon does: store the new readings and judge them in one transaction."""
-    rows = [
-        {
-            "device_id": r.serial,
-            "probe": r.channel,
-            "time": r.time,
-            "value": r.value,
-            "unit": r.unit,
-        }
-        for r in batch
-        if r.value is not None
-    ]
     with db.transaction() as session:
-        if rows:
-            insert = (postgresql.insert if db.dialect == "postgresql" else sqlite.insert)(
-                ReadingRow
-            )
-            session.execute(insert.on_conflict_do_nothing(), rows)  # a replay stores nothing
+        write_readings(session, batch)  # a replayed reading is stored once
         return service.process(session, batch, now=max(r.time for r in batch))
 
 
