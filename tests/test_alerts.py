@@ -19,6 +19,7 @@ from grillstats_bridge.alerts import (
     FiringEvent,
 )
 from grillstats_bridge.domain import Reading, Unit
+from grillstats_bridge.thermoworks.scenario import load_scenario
 
 F, C, H = Unit.FAHRENHEIT, Unit.CELSIUS, Unit.HUMIDITY
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -609,3 +610,55 @@ def test_state_saved_for_another_version_of_a_rule_is_ignored() -> None:
     restored = AlertEngine([target(220)], NO_COOLDOWN, states=saved)
     assert restored.state(1).arm is Arm.ARMED
     assert restored.state(1).rule_key != saved[0].rule_key
+
+
+# --------------------------------------------------------------------------- a whole cook
+
+SIGNALS, RFX_POINT = "10:06:1C:6F:47:70", "M100081210"
+BRISKET_RULES = [
+    AlertRule(id=1, serial=SIGNALS, channel=2, kind=AlertKind.TARGET, target=203),  # flat
+    AlertRule(id=2, serial=SIGNALS, channel=1, kind=AlertKind.RANGE, low=225, high=275),  # pit
+    AlertRule(id=3, serial=SIGNALS, channel=3, kind=AlertKind.FALLING, threshold=15),  # point
+    AlertRule(id=4, serial=SIGNALS, channel=3, kind=AlertKind.RISING, threshold=15),
+    AlertRule(id=5, serial=RFX_POINT, channel=1, kind=AlertKind.RANGE, low=120, high=230),
+    AlertRule(id=6, serial=SIGNALS, channel=1, kind=AlertKind.FALLING, threshold=30),
+]
+BRISKET_FIRINGS = [  # (alert, event, simulated time)
+    (2, "too_low", timedelta(hours=5)),  # lid opened to spritz
+    (6, "falling", timedelta(hours=5)),
+    (2, "too_low", timedelta(hours=8)),  # lid opened to wrap
+    (6, "falling", timedelta(hours=8)),
+    (1, "target_reached", timedelta(hours=11, minutes=28)),
+    (2, "too_low", timedelta(hours=12, minutes=14)),  # the fire dies down
+]
+
+
+def brisket(every: float) -> tuple[datetime, list[Reading]]:
+    scenario = load_scenario("brisket")
+    series = scenario.all_series(every=every)
+    return scenario.start, sorted((r for s in series.values() for r in s), key=lambda r: r.time)
+
+
+@pytest.mark.parametrize("every", [15, 60, 300])
+def test_brisket_cook_fires_the_same_at_any_poll_interval(every: float) -> None:
+    """The simulator's 12 h brisket: two lid openings, a stall, a probe unplugged for 15 min
+    and put back, an RFX probe out of range for 20 min, every probe pulled at the end.
+    Only the real events fire, at every poll interval, within one interval of each other."""
+    start, batch = brisket(every)
+    firings = live(AlertEngine(BRISKET_RULES), batch)
+    assert [(f.alert_id, f.event.value) for f in firings] == [
+        (alert, event) for alert, event, _ in BRISKET_FIRINGS
+    ]
+    for firing, (_, _, expected) in zip(firings, BRISKET_FIRINGS, strict=True):
+        assert expected <= firing.time - start <= expected + timedelta(seconds=every + 60)
+
+
+def test_brisket_cook_with_a_restart_during_the_lid_opening() -> None:
+    start, batch = brisket(60)
+    reference = live(AlertEngine(BRISKET_RULES), batch)
+    split = next(i for i, r in enumerate(batch) if r.time - start >= timedelta(hours=5, minutes=2))
+    first = AlertEngine(BRISKET_RULES)
+    before = live(first, batch[:split])
+    second = AlertEngine(BRISKET_RULES, states=first.export_state())
+    second.prime(r for r in batch[:split] if r.value is not None)
+    assert before + live(second, batch[split:]) == reference
