@@ -323,6 +323,9 @@ class MqttClient:
         rng: random.Random | None = None,
     ) -> None:
         config.validate()
+        if config.password and not config.username:
+            # MQTT 3.1.1 has no password without a user name; paho would drop it silently.
+            raise MqttError("mqtt.password: needs mqtt.username")
         self.config = config
         self.status_topic = status_topic
         self.client_id = client_id or config.effective_client_id

@@ -333,6 +333,8 @@ def test_bad_topics_and_bad_settings_are_refused(mqtt_config: MqttConfig) -> Non
         MqttClient(make_mqtt_config(Broker("h", 1), "has space"), status_topic=None)
     with pytest.raises(ConfigError, match=r"mqtt\.tls_ca_file: set mqtt\.tls"):
         MqttConfig(tls_ca_file="/x").validate()
+    with pytest.raises(MqttError, match=r"mqtt\.password: needs mqtt\.username"):
+        MqttClient(MqttConfig(password="x"), status_topic=None)
     with pytest.raises(MqttError, match=r"mqtt\.tls_ca_file: cannot load /nonexistent"):
         MqttClient(MqttConfig(tls=True, tls_ca_file="/nonexistent"), status_topic=None)
 
