@@ -1153,6 +1153,9 @@ def _make_handler(sim: CloudSimulator) -> type[BaseHTTPRequestHandler]:
 
         def setup(self) -> None:
             super().setup()
+            # Headers and body go out in two writes: without this, Nagle's algorithm and
+            # the client's delayed ACK add 40 ms to every answer.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with sim._lock:
                 sim._connections.add(self.connection)
 
