@@ -76,6 +76,10 @@ class RefreshTokenInvalid(CloudError):
     """The refresh token is dead (password changed, account disabled): sign in again."""
 
 
+class CredentialsNeedOwner(CloudError):
+    """The account's credentials stopped working earlier; nothing is tried until it is relinked."""
+
+
 class PermissionDenied(CloudError):
     """The cloud's rules refused a read (403), or the API key or Referer is refused."""
 
@@ -112,6 +116,7 @@ class RequestRefused(CloudError):
 _ACTIONS: dict[type[CloudError], Action] = {
     InvalidCredentials: Action.NEEDS_USER,
     AccountDisabled: Action.NEEDS_USER,
+    CredentialsNeedOwner: Action.NEEDS_USER,
     TooManyAttempts: Action.LONG_BACKOFF,
     TokenExpired: Action.REFRESH_AND_RETRY,
     RefreshTokenInvalid: Action.REAUTHENTICATE,
