@@ -88,7 +88,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
         if not args.all:
             query = query.where(Device.is_active.is_not(False))
         devices = list(db.scalars(query))
-        owners = dict(db.execute(sa.select(User.id, User.email)).tuples().all())
+        owners = {k: v for k, v in db.execute(sa.select(User.id, User.email))}
         if not devices:
             print("no devices yet: link an account ('account link') or run 'devices sync'")
             return 0

@@ -181,6 +181,7 @@ class ThermoworksClient:
         self._auth_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._project_id = self.endpoints.project_id
+        self._lifetime: float | None = None  # seconds, as the last token answer said
         self._profile: UserProfile | None = None
         self._channels: dict[str, tuple[int, ...]] = {}  # serial -> known channel numbers
         self._refused_until: dict[str, datetime] = {}  # cheaper calls the cloud refused
@@ -291,6 +292,7 @@ class ThermoworksClient:
             lifetime = float(body.get(expires_key) or 3600)
         except (TypeError, ValueError):
             lifetime = 3600.0
+        self._lifetime = lifetime
         return Tokens(
             id_token=id_token,
             refresh_token=refresh_token if isinstance(refresh_token, str) else "",
@@ -303,9 +305,16 @@ class ThermoworksClient:
             tokens = self._tokens
             if tokens is None:
                 tokens = self._reauthenticate(RefreshTokenInvalid("not signed in to ThermoWorks"))
-            elif tokens.expires_at - self._clock() <= timedelta(seconds=self.refresh_margin):
+            elif tokens.expires_at - self._clock() <= self._margin():
                 tokens = self._refresh_locked()
             return tokens.id_token
+
+    def _margin(self) -> timedelta:
+        """How early to refresh: the configured margin, at most half the token's life."""
+        margin = self.refresh_margin
+        if self._lifetime is not None:
+            margin = min(margin, self._lifetime / 2)
+        return timedelta(seconds=margin)
 
     def _refresh_after_401(self, refused: str) -> None:
         """Refresh once after a 401, unless another thread already replaced that token."""
