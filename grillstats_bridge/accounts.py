@@ -228,6 +228,27 @@ def flag_credentials(database: Database, user_id: int, reason: str, now: datetim
     )
 
 
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """A link's state and when its row last changed (a new 'account link' changes both)."""
+
+    state: str
+    updated_at: datetime | None
+
+
+def link_states(database: Database) -> dict[int, LinkState]:
+    """Every link's state by user id, in one query: how the daemon notices links and relinks."""
+    with database.transaction() as db:
+        rows = db.execute(
+            sa.select(
+                ThermoWorksCredentials.user_id,
+                ThermoWorksCredentials.state,
+                ThermoWorksCredentials.updated_at,
+            )
+        ).all()
+    return {user_id: LinkState(state, updated) for user_id, state, updated in rows}
+
+
 def linked_user_ids(database: Database, *, only_ok: bool = False) -> Sequence[int]:
     with database.transaction() as db:
         query = sa.select(ThermoWorksCredentials.user_id).order_by(ThermoWorksCredentials.user_id)

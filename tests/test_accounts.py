@@ -261,6 +261,7 @@ def test_revoked_without_stored_password_is_flagged_and_not_retried(
     with pytest.raises(RefreshTokenInvalid) as info:
         poller.poll()
     assert poller.retry_delay(info.value) is None and poller.needs_owner
+    assert accounts.link_states(database)[user_id].state == "needs_reauth"
     row = credentials(database, user_id)
     assert row.state == "needs_reauth" and row.state_reason and "refresh token" in row.state_reason
     assert row.state_changed_at == cloud.now()
@@ -280,6 +281,7 @@ def test_revoked_without_stored_password_is_flagged_and_not_retried(
         clock=cloud.now,
     )
     assert len(poller.poll().devices) == 4 and not poller.needs_owner
+    assert accounts.link_states(database)[user_id].state == "ok"
     poller.close()
 
 
