@@ -13,12 +13,21 @@ import sys
 from collections.abc import Sequence
 
 from grillstats_bridge import __version__
-from grillstats_bridge.cli import alert_cmd, config_cmd, db_cmd, mqtt_cmd, user_cmd
+from grillstats_bridge.cli import (
+    account_cmd,
+    alert_cmd,
+    config_cmd,
+    db_cmd,
+    devices_cmd,
+    mqtt_cmd,
+    simulate_cmd,
+    user_cmd,
+)
 from grillstats_bridge.cli.common import Context, fail
 from grillstats_bridge.config import ConfigError
 from grillstats_bridge.errors import GrillstatsError, UsageError
 
-GROUPS = [config_cmd, db_cmd, user_cmd, alert_cmd, mqtt_cmd]
+GROUPS = [config_cmd, db_cmd, user_cmd, alert_cmd, account_cmd, devices_cmd, simulate_cmd, mqtt_cmd]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
