@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from grillstats_bridge import __version__
@@ -74,7 +75,9 @@ class EntityDescription(Generic[C]):
 
     ``key`` is stable: it ends the unique id and the config topic, and names the
     value in the state JSON. ``value_fn`` gives that value (``None`` -> JSON null ->
-    *unknown* in HA, never 0). ``attributes_fn`` adds keys to the state JSON that HA
+    *unknown* in HA, never 0). ``attributes_fn`` adds the keys named in ``attributes``
+    to the state JSON, and HA shows them as the entity's attributes; the keys are
+    fixed so that the discovery payload does not depend on the values. It also
     shows as the entity's attributes. ``exists_fn`` says whether a subject has this
     entity at all (a fan only on a gateway with a fan).
     """
@@ -91,6 +94,7 @@ class EntityDescription(Generic[C]):
     icon: str | None = None
     options: tuple[str, ...] = ()
     precision: int | None = None
+    attributes: tuple[str, ...] = ()
     attributes_fn: Callable[[C], Mapping[str, JsonValue]] | None = None
     source: Source = Source.STATE
     command: bool = False  # HA sends to <subject topic>/<key>/set
@@ -100,6 +104,8 @@ class EntityDescription(Generic[C]):
     def __post_init__(self) -> None:
         if not _KEY.match(self.key):
             raise ValueError(f"entity key {self.key!r}: lower case letters, digits and _")
+        if bool(self.attributes) != (self.attributes_fn is not None):
+            raise ValueError(f"entity {self.key!r}: give both attributes and attributes_fn")
 
     def name_for(self, ctx: C) -> str | None:
         return self.name(ctx) if callable(self.name) else self.name
@@ -354,6 +360,7 @@ DEVICE: Scope[DeviceView] = Scope(
             device_class="enum",
             options=tuple(s.value for s in FanState),
             icon="mdi:fan",
+            attributes=("fan_connected", "fan_set_temperature", "fan_set_temperature_unit"),
             attributes_fn=_fan_attributes,
         ),
     ),
@@ -404,6 +411,7 @@ PROBE: Scope[ProbeView] = Scope(
             name=lambda p: f"{p.label} alarm",
             value_fn=_alarming,
             device_class="problem",
+            attributes=("alarm_high", "alarm_low"),
             attributes_fn=lambda p: {"alarm_high": _alarm(p, True), "alarm_low": _alarm(p, False)},
         ),
     ),
@@ -493,6 +501,14 @@ class Naming:
     def probe_topic(self, serial: str, channel: int) -> str:
         return f"{self.device_root(serial)}/probe/{channel}"
 
+    def device_event_topic(self, serial: str) -> str:
+        """Where a device's events go (what its event entities and device triggers read)."""
+        return f"{self.device_root(serial)}/event"
+
+    def probe_event_topic(self, serial: str, channel: int) -> str:
+        """Where a probe's events go (alert firings)."""
+        return f"{self.probe_topic(serial, channel)}/event"
+
     def config_topic(self, component: Component | str, object_id: str) -> str:
         return f"{self.discovery_prefix}/{component}/{self.instance_id}/{object_id}/config"
 
@@ -572,6 +588,10 @@ class EntityConfig:
     payload: Mapping[str, JsonValue]
 
     def json(self) -> str:
+        return self._json
+
+    @cached_property
+    def _json(self) -> str:
         return dumps(self.payload)
 
 
@@ -584,9 +604,12 @@ class State:
     availability: bool = False  # an online/offline word, not a JSON state
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(value: JsonValue) -> str:
     """Compact, stable JSON (key order as built), UTF-8 (``°F`` stays readable)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def entity_config(
@@ -629,9 +652,8 @@ def entity_config(
         "suggested_display_precision": row.precision,
     }
     payload.update({k: v for k, v in optional.items() if v is not None})
-    if row.attributes_fn is not None:
-        keys = list(row.attributes_fn(ctx))
-        pairs = ", ".join(f"'{k}': value_json.{k}" for k in keys)
+    if row.attributes:
+        pairs = ", ".join(f"'{k}': value_json.{k}" for k in row.attributes)
         payload["json_attributes_topic"] = target.state_topic
         payload["json_attributes_template"] = f"{{{{ {{{pairs}}} | tojson }}}}"
     payload.update(row.extra)
@@ -646,20 +668,22 @@ def scope_configs(naming: Naming, scope: Scope[C], ctx: C, target: Target) -> li
     return [entity_config(naming, row, ctx, target) for row in scope.entities if row.exists_fn(ctx)]
 
 
-def scope_state(scope: Scope[C], ctx: C, target: Target) -> State | None:
+def scope_state(scope: Scope[C], ctx: C, topic: str) -> State | None:
     """The subject's JSON state: every existing row's value and attributes, plus extras."""
     values: dict[str, JsonValue] = {}
     for row in scope.entities:
-        if not row.exists_fn(ctx) or row.source is not Source.STATE:
+        if row.source is not Source.STATE or not row.exists_fn(ctx):
             continue
         if row.value_fn is not None:
             values[row.key] = row.value_fn(ctx)
         if row.attributes_fn is not None:
-            values.update(row.attributes_fn(ctx))
+            given = row.attributes_fn(ctx)
+            for key in row.attributes:
+                values[key] = given.get(key)
     if scope.extras_fn is not None:
         for key, value in scope.extras_fn(ctx).items():
             values.setdefault(key, value)
-    return State(topic=target.state_topic, payload=dumps(values)) if values else None
+    return State(topic=topic, payload=dumps(values)) if values else None
 
 
 # --------------------------------------------------------------------------- whole subjects
@@ -683,18 +707,24 @@ def bridge_publication(naming: Naming, bridge: BridgeStatus, table: Table = TABL
     states: list[State] = []
     target = naming.bridge_target(bridge)
     configs += scope_configs(naming, table.bridge, bridge, target)
-    states += _some(scope_state(table.bridge, bridge, target))
+    states += _some(scope_state(table.bridge, bridge, target.state_topic))
     for account in bridge.accounts:
         t = naming.account_target(account, bridge.version)
         configs += scope_configs(naming, table.account, account, t)
-        states += _some(scope_state(table.account, account, t))
+        states += _some(scope_state(table.account, account, t.state_topic))
     return Publication(configs=tuple(configs), states=tuple(states))
 
 
-def device_publication(naming: Naming, view: DeviceView, table: Table = TABLE) -> Publication:
-    """A ThermoWorks device: availability, its own entities, then each probe's."""
+def device_publication(
+    naming: Naming, view: DeviceView, table: Table = TABLE, *, configs: bool = True
+) -> Publication:
+    """A ThermoWorks device: availability, its own entities, then each probe's.
+
+    ``configs=False`` leaves the discovery configs out (states only): what a poll
+    needs when :func:`device_signature` says the configs did not change.
+    """
     target = naming.device_target(view)
-    configs = scope_configs(naming, table.device, view, target)
+    entity_configs = scope_configs(naming, table.device, view, target) if configs else []
     states = [
         State(
             topic=naming.availability_topic(view.device.serial),
@@ -702,13 +732,38 @@ def device_publication(naming: Naming, view: DeviceView, table: Table = TABLE) -
             availability=True,
         )
     ]
-    states += _some(scope_state(table.device, view, target))
+    states += _some(scope_state(table.device, view, target.state_topic))
     for probe in sorted(view.device.probes, key=lambda p: p.channel):
         pv = ProbeView(device=view, probe=probe)
-        pt = naming.probe_target(pv, target)
-        configs += scope_configs(naming, table.probe, pv, pt)
-        states += _some(scope_state(table.probe, pv, pt))
-    return Publication(configs=tuple(configs), states=tuple(states))
+        if configs:
+            entity_configs += scope_configs(
+                naming, table.probe, pv, naming.probe_target(pv, target)
+            )
+        topic = naming.probe_topic(view.device.serial, probe.channel)
+        states += _some(scope_state(table.probe, pv, topic))
+    return Publication(configs=tuple(entity_configs), states=tuple(states))
+
+
+def device_signature(view: DeviceView, table: Table = TABLE) -> tuple[Any, ...]:
+    """Everything a device's discovery configs read from it: same signature, same configs.
+
+    Lets the publisher skip building and comparing every config on every poll. It
+    must follow :func:`entity_config`: the device info, and per row whether it
+    exists, its name and its unit (the rest of a row is fixed).
+    """
+    d = view.device
+    sig: list[Any] = [view.name, model_name(d), d.firmware, d.serial]
+    sig += [_row_signature(row, view) for row in table.device.entities]
+    for probe in sorted(d.probes, key=lambda p: p.channel):
+        pv = ProbeView(device=view, probe=probe)
+        sig.append((probe.channel, *(_row_signature(row, pv) for row in table.probe.entities)))
+    return tuple(sig)
+
+
+def _row_signature(row: EntityDescription[C], ctx: C) -> tuple[Any, ...]:
+    if not row.exists_fn(ctx):
+        return (row.key,)
+    return (row.key, row.name_for(ctx), row.unit_for(ctx))
 
 
 def _some(state: State | None) -> Sequence[State]:

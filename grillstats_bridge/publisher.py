@@ -46,8 +46,9 @@ from grillstats_bridge.discovery import (
     Table,
     bridge_publication,
     device_publication,
+    device_signature,
 )
-from grillstats_bridge.domain import Device, utcnow
+from grillstats_bridge.domain import Device, Poll, utcnow
 from grillstats_bridge.models import MqttPublication
 from grillstats_bridge.mqtt import InboundMessage, Message, MqttClient
 
@@ -171,6 +172,9 @@ class Publisher:
         self._configs: dict[str, str] = {}  # config topic -> payload last published
         self._states: dict[str, str] = {}  # state topic -> payload last published
         self._records: dict[str, Record] = {}  # every retained topic ever published
+        self._owned: dict[str, set[str]] = {}  # owner -> its topics in _records
+        # serial -> (discovery signature, its configs): configs are rebuilt only on change
+        self._device_configs: dict[str, tuple[tuple[object, ...], tuple[EntityConfig, ...]]] = {}
         self._birth_timer: threading.Timer | None = None
         self._ha_births = 0
         self._last_discovery: datetime | None = None
@@ -179,10 +183,11 @@ class Publisher:
         self._closed = False
         if store is not None:
             try:
-                for record in store.load():
-                    self._records[record.topic] = record
+                loaded = store.load()
             except Exception as exc:
                 self._store_failed("load", exc)
+            else:
+                self._index(loaded)
         self._remember([Record(self.naming.status_topic, BRIDGE_OWNER, "state")], [])
         client.add_connect_hook(self._on_connect)
         client.subscribe(self.naming.ha_status_topic, self._on_ha_status, qos=1)
@@ -214,6 +219,10 @@ class Publisher:
         with self._lock:
             self._accounts[user_id] = {d.serial: (d, nicknames.get(d.serial)) for d in devices}
             self._publish_account(user_id, now or self._clock())
+
+    def publish_poll(self, poll: Poll, *, nicknames: Mapping[str, str] | None = None) -> None:
+        """``publish_devices`` for one ``domain.Poll`` (its account, devices and time)."""
+        self.publish_devices(poll.user_id, poll.devices, now=poll.polled_at, nicknames=nicknames)
 
     def refresh(self, now: datetime | None = None) -> None:
         """Re-judge every known device's availability (call it when a poll did not come)."""
@@ -250,11 +259,19 @@ class Publisher:
     # ------------------------------------------------------------------ publishing
 
     def _publish_account(self, user_id: int, now: datetime) -> None:
-        devices = self._accounts.get(user_id, {})
-        pubs = [
-            device_publication(self.naming, DeviceView.of(device, now, nickname), self.table)
-            for device, nickname in devices.values()
-        ]
+        pubs = []
+        for device, nickname in self._accounts.get(user_id, {}).values():
+            view = DeviceView.of(device, now, nickname)
+            signature = device_signature(view, self.table)
+            cached = self._device_configs.get(device.serial)
+            if cached is not None and cached[0] == signature:
+                # The usual poll: values moved, the entities did not. Skip the configs.
+                pub = device_publication(self.naming, view, self.table, configs=False)
+                pub = Publication(configs=cached[1], states=pub.states)
+            else:
+                pub = device_publication(self.naming, view, self.table)
+                self._device_configs[device.serial] = (signature, pub.configs)
+            pubs.append(pub)
         self._reconcile(account_owner(user_id), pubs)
 
     def _reconcile(
@@ -277,8 +294,8 @@ class Publisher:
                     states.append(state)
         vanished = [
             topic
-            for topic, record in self._records.items()
-            if record.owner == owner and topic not in wanted and topic not in keep
+            for topic in self._owned.get(owner, ())
+            if topic not in wanted and topic not in keep
         ]
         for topic in vanished:
             self.client.clear(topic)
@@ -300,10 +317,7 @@ class Publisher:
     def _remember(self, added: Sequence[Record], removed: Sequence[str]) -> None:
         if not added and not removed:
             return
-        for topic in removed:
-            self._records.pop(topic, None)
-        for record in added:
-            self._records[record.topic] = record
+        self._index(added, removed)
         if self.store is None:
             return
         # Held under the publisher's lock on purpose: rows must be written in the
@@ -314,6 +328,18 @@ class Publisher:
                 self.store.apply(added, removed)
         except Exception as exc:
             self._store_failed("save", exc)
+
+    def _index(self, added: Sequence[Record], removed: Sequence[str] = ()) -> None:
+        for topic in removed:
+            old = self._records.pop(topic, None)
+            if old is not None:
+                self._owned[old.owner].discard(topic)
+        for record in added:
+            old = self._records.get(record.topic)
+            if old is not None:
+                self._owned[old.owner].discard(record.topic)
+            self._records[record.topic] = record
+            self._owned.setdefault(record.owner, set()).add(record.topic)
 
     def _store_failed(self, what: str, exc: Exception) -> None:
         self._store_errors += 1
