@@ -37,6 +37,7 @@ from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.db import Database
 from grillstats_bridge.discovery import (
     TABLE,
+    BridgeHealth,
     BridgeStatus,
     DeviceView,
     EntityConfig,
@@ -140,6 +141,12 @@ class PublisherHealth:
     last_discovery: datetime | None
     store_errors: int
 
+    def as_dict(self) -> dict[str, object]:
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in ((f, getattr(self, f)) for f in self.__slots__)
+        }
+
 
 class Publisher:
     """The bridge's MQTT face: discovery, states, availability, cleanup of what vanished.
@@ -217,6 +224,9 @@ class Publisher:
         """
         nicknames = nicknames or {}
         with self._lock:
+            if self._bridge is None:
+                # Devices name the bridge as their via_device: HA must know it first.
+                self.publish_bridge_state(BridgeStatus(status=BridgeHealth.STARTING))
             self._accounts[user_id] = {d.serial: (d, nicknames.get(d.serial)) for d in devices}
             self._publish_account(user_id, now or self._clock())
 

@@ -27,6 +27,7 @@ from grillstats_bridge.discovery import (
     Naming,
     Table,
 )
+from grillstats_bridge.domain import Poll
 from grillstats_bridge.mqtt import MqttClient
 from grillstats_bridge.publisher import PublicationStore, Publisher, naming_for
 from tests import ha_rules
@@ -257,6 +258,31 @@ def _expected(bridge: Bridge) -> dict[str, bytes]:
     out = {t: p.encode() for t, p in {**pub._configs, **pub._states}.items()}
     out[bridge.naming.status_topic] = b"online"
     return out
+
+
+def test_devices_before_the_bridge_state_still_put_the_bridge_first(
+    mqtt_config: MqttConfig, ordered_subscriber: Subscriber, make_bridge: Callable[..., Bridge]
+) -> None:
+    """Devices name the bridge as via_device: its configs must reach HA before theirs."""
+    bridge = make_bridge(mqtt_config)
+    poll = Poll(user_id=1, polled_at=NOW, devices=sample_devices(NOW)[:1], readings=())
+    bridge.publisher.publish_poll(poll)
+    assert bridge.client.flush(WAIT)
+    configs = [
+        m.topic
+        for m in ordered_subscriber.wait_for(
+            lambda ms: sum("/config" in m.topic for m in ms) >= 4 + 4 + 4 * 3, what="configs"
+        )
+        if m.topic.endswith("/config")
+    ]
+    assert all("/bridge_" in t for t in configs[:4]), configs[:6]
+    assert not any("/bridge_" in t for t in configs[4:])
+    held = retained(
+        ordered_subscriber.host, ordered_subscriber.port, f"{bridge.naming.root}/bridge"
+    )
+    assert json.loads(held[f"{bridge.naming.root}/bridge"])["status"] == "starting"
+    health = bridge.publisher.health().as_dict()
+    assert health["devices"] == 1 and health["entities"] == 4 + 4 + 4 * 3
 
 
 def test_account_unlinked_and_device_offline(
