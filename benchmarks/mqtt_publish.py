@@ -32,9 +32,8 @@ from datetime import timedelta
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.discovery import DeviceView, device_publication
 from grillstats_bridge.domain import Device, utcnow
-from grillstats_bridge.mqtt import MqttClient
+from grillstats_bridge.mqtt import MqttClient, read_retained
 from grillstats_bridge.publisher import Publisher, naming_for
-from tests.fixtures.mqtt import clear_retained
 from tests.sample_devices import sample_devices
 
 
@@ -54,13 +53,38 @@ def main() -> None:
         base_topic=f"gsbench-{inst}",
         discovery_prefix=f"gsbench-{inst}-ha",
     )
-    filters = (f"{config.base_topic}/#", f"{config.discovery_prefix}/#")
     try:
         raw_states(config, args.messages)
         events(config, args.messages // 5)
         publisher(config, args.devices, args.rounds)
+        print(f"memory     : {rss_mb():.0f} MB resident (whole process, after the publisher run)")
     finally:
-        clear_retained(args.host, args.port, *filters)
+        clean_up(config)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def clean_up(config: MqttConfig) -> None:
+    """Clear what the benchmark left retained (only its own unique namespaces)."""
+    held = read_retained(
+        config,
+        [f"{config.base_topic}/#", f"{config.discovery_prefix}/#"],
+        marker_topic=f"{config.base_topic}/marker/{uuid.uuid4().hex}",
+        client_id=f"{config.instance_id}-clean",
+    )
+    client = MqttClient(config, status_topic=None, client_id=f"{config.instance_id}-clean")
+    client.start()
+    assert client.wait_ready(10)
+    for topic in held:
+        client.clear(topic)
+    assert client.flush(30)
+    client.stop()
 
 
 class Counter:

@@ -276,7 +276,8 @@ class _Connection:
         client.on_message = self._on_message
         return client
 
-    # paho calls these on its network thread: they must never raise or block.
+    # paho calls these on the I/O thread (inside loop_read and loop_write): they must never
+    # raise or block.
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         try:
@@ -317,7 +318,7 @@ class _Connection:
             log.exception("MQTT on_message failed")
 
 
-class Goodbye:
+class _Goodbye:
     """A clean stop, one step per pass of the I/O loop: drain the outbox, wait (bounded)
     for acknowledgements, say ``offline`` (a clean DISCONNECT suppresses the will), and
     disconnect."""
@@ -383,7 +384,7 @@ class MqttClient:
         self._state = _State.NEW
         self._stopping = False
         self._stop_deadline = 0.0
-        self._busy = False  # the sender holds a batch it has not handed over yet
+        self._busy = False  # the I/O thread holds a batch it has not handed over yet
         self._conn: _Connection | None = None
         self._ready = False  # connected and the on-connect flush handed over
         self._states: collections.OrderedDict[str, Message] = collections.OrderedDict()
@@ -671,7 +672,7 @@ class MqttClient:
         wake = self._wake_r
         assert wake is not None  # created by start(), closed only after this thread ends
         connack_deadline = time.monotonic() + CONNECT_TIMEOUT
-        goodbye: Goodbye | None = None
+        goodbye: _Goodbye | None = None
         while True:
             sock = client.socket()
             if sock is None or conn.lost.is_set():
@@ -711,7 +712,7 @@ class MqttClient:
             if not self._ready and not self._flush_on_connect(conn):
                 continue
             if self._stopping:
-                goodbye = goodbye or Goodbye(self._stop_deadline)
+                goodbye = goodbye or _Goodbye(self._stop_deadline)
                 if goodbye.step(self, conn):
                     return True
                 continue
@@ -1013,6 +1014,7 @@ def read_retained(
         clean_session=True,
         reconnect_on_failure=False,
     )
+    client.enable_logger(logging.getLogger(f"{__name__}.paho"))
     if config.username:
         client.username_pw_set(config.username, config.password)
     if config.tls:
@@ -1024,10 +1026,13 @@ def read_retained(
             failure.append(f"broker refused the connection: {reason}")
             done.set()
         else:
-            c.subscribe([(t, 1) for t in topics])
+            # QoS 0 on purpose: at QoS 1 the broker queues retained messages for us under
+            # its max_queued_messages (1000 in Mosquitto) and drops the rest silently, and
+            # the marker with them. At one QoS level delivery also keeps the marker last.
+            c.subscribe([(t, 0) for t in topics])
 
     def on_subscribe(c: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
-        c.publish(marker_topic, b"end", qos=1)
+        c.publish(marker_topic, b"end", qos=0)
 
     def on_message(c: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
         if msg.topic == marker_topic:

@@ -25,6 +25,7 @@ from grillstats_bridge.mqtt import (
     Message,
     MqttClient,
     MqttError,
+    read_retained,
 )
 from tests.fixtures.mqtt import (
     WAIT,
@@ -377,6 +378,25 @@ def test_publishing_after_stop_is_refused_and_undelivered_events_are_abandoned(
     client.stop(timeout=0.5)
     assert waiting.status is DeliveryStatus.ABANDONED and not waiting.wait(0)
     assert client.publish_event("gstest/never", "e").status is DeliveryStatus.REJECTED
+
+
+def test_reading_what_is_retained_sees_more_than_the_brokers_queue(
+    mqtt_config: MqttConfig, make_client: Callable[..., MqttClient]
+) -> None:
+    """``mqtt cleanup`` must find every topic: 100 devices retain over 2000 of them, and
+    Mosquitto queues at most 1000 QoS 1 messages per client (the rest are dropped)."""
+    root = f"{mqtt_config.base_topic}/{mqtt_config.instance_id}"
+    client = started(make_client(mqtt_config, status_topic=None))
+    for i in range(2500):
+        client.publish_state(f"{root}/many/{i}", str(i), qos=1)
+    assert client.flush(WAIT)
+    held = read_retained(
+        mqtt_config,
+        [f"{root}/#"],
+        marker_topic=f"{root}/marker/x",
+        client_id=f"{mqtt_config.instance_id}-scan",
+    )
+    assert len(held) == 2500 and held[f"{root}/many/2499"] == b"2499"
 
 
 def test_bad_topics_and_bad_settings_are_refused(mqtt_config: MqttConfig) -> None:
