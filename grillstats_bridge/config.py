@@ -400,7 +400,7 @@ def find_config_file(
     for given, origin in ((explicit, "--config"), (environ.get(CONFIG_ENV), CONFIG_ENV)):
         if given:
             path = Path(given)
-            if not path.is_file():
+            if not path.exists() or path.is_dir():
                 raise ConfigError(f"{origin}: no such file: {path}")
             return path
     for candidate in (Path("config.yaml"), SYSTEM_CONFIG):

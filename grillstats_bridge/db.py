@@ -165,6 +165,9 @@ def _create_engine(url: URL, config: DatabaseConfig) -> Engine:
             application_name="grillstats-bridge",
             connect_timeout=10,
         )
+        # Batched executemany for UPDATE/DELETE too (INSERTs are batched anyway): the
+        # per-poll probe updates would otherwise go row by row (~3k/s instead of ~40k/s).
+        kwargs["executemany_mode"] = "values_plus_batch"
     elif url.get_backend_name() == "sqlite":
         connect_args["check_same_thread"] = False
         connect_args["timeout"] = config.sqlite_busy_timeout_ms / 1000

@@ -14,7 +14,7 @@ import bcrypt
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from grillstats_bridge.config import SecurityConfig
-from grillstats_bridge.errors import GrillstatsError
+from grillstats_bridge.errors import GrillstatsError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (bcrypt 5 refuses) anything longer
 
 
-class PasswordPolicyError(GrillstatsError):
+class PasswordPolicyError(UsageError):
     """A new password is not acceptable."""
 
 

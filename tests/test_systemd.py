@@ -1,0 +1,55 @@
+"""The service unit is valid for systemd and carries the hardening we promise."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "grillstats-bridge.service"
+
+
+def unit_options() -> dict[str, list[str]]:
+    options: dict[str, list[str]] = {}
+    for raw in UNIT.read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith(("#", "[")) and "=" in line:
+            key, value = line.split("=", 1)
+            options.setdefault(key, []).append(value)
+    return options
+
+
+def test_unit_has_notify_watchdog_and_hardening() -> None:
+    opts = unit_options()
+    expected = {
+        "Type": "notify",
+        "Restart": "on-failure",
+        "User": "grillstats",
+        "StateDirectory": "grillstats-bridge",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "CapabilityBoundingSet": "",
+        "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+    }
+    for key, value in expected.items():
+        assert opts.get(key) == [value], key
+    assert "WatchdogSec" in opts
+    assert "/etc/grillstats-bridge/config.yaml" in opts["ExecStart"][0]
+    assert configparser.ConfigParser(strict=False, interpolation=None).read(UNIT)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_analyze_verify_is_clean(tmp_path: Path) -> None:
+    # The binary path only exists after installation; point it at a real program.
+    unit = tmp_path / "grillstats-bridge.service"
+    unit.write_text(
+        UNIT.read_text().replace("/opt/grillstats-bridge/bin/grillstats-bridge", "/bin/true")
+    )
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

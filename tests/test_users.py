@@ -1,0 +1,170 @@
+"""Users, passwords and the lockout rule, on both backends."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import bcrypt
+import pytest
+
+from grillstats_bridge import security, users
+from grillstats_bridge.config import Config
+from grillstats_bridge.db import Database
+from grillstats_bridge.domain import utcnow
+from grillstats_bridge.errors import UsageError
+from grillstats_bridge.models import User
+from grillstats_bridge.security import LoginRefusal, PasswordPolicyError
+from grillstats_bridge.users import AuthenticationError
+
+PASSWORD = "correct horse"
+
+
+@pytest.fixture
+def alice(database: Database, config: Config) -> User:
+    with database.transaction() as session:
+        return users.add_user(
+            session, "Alice@Example.COM ", PASSWORD, config.security, name="Alice"
+        )
+
+
+def refusal(database: Database, config: Config, password: str, **kw: object) -> LoginRefusal:
+    with pytest.raises(AuthenticationError) as info:
+        users.authenticate(database, "alice@example.com", password, config.security, **kw)  # type: ignore[arg-type]
+    assert str(info.value) == info.value.reason.value
+    return info.value.reason
+
+
+def stored(database: Database) -> User:
+    with database.session() as session:
+        user = users.get_user(session, "alice@example.com")
+        session.expunge(user)
+        return user
+
+
+def test_add_normalises_and_hashes(database: Database, config: Config, alice: User) -> None:
+    assert alice.email == "alice@example.com"
+    assert alice.password_hash.startswith("$2b$") and PASSWORD not in alice.password_hash
+    assert bcrypt.checkpw(PASSWORD.encode(), alice.password_hash.encode())
+    with database.transaction() as session, pytest.raises(UsageError, match="already exists"):
+        users.add_user(session, "ALICE@example.com", PASSWORD, config.security)
+
+
+@pytest.mark.parametrize("bad", ["alice", "a@b", "a b@c.de", "@x.io", ""])
+def test_bad_emails_are_refused(database: Database, config: Config, bad: str) -> None:
+    with database.transaction() as session, pytest.raises(UsageError, match="not a valid email"):
+        users.add_user(session, bad, PASSWORD, config.security)
+
+
+def test_password_policy() -> None:
+    with pytest.raises(PasswordPolicyError, match="at least 8"):
+        security.hash_password("short", 4)
+    with pytest.raises(PasswordPolicyError, match="at most 72 bytes"):
+        security.hash_password("é" * 40, 4)
+    assert not security.verify_password("x" * 100, security.hash_password("x" * 8, 4))
+    assert not security.verify_password("whatever", "not-a-hash")
+
+
+def test_login_and_case_insensitive_email(database: Database, config: Config, alice: User) -> None:
+    user = users.authenticate(database, "ALICE@example.com", PASSWORD, config.security)
+    assert user.id == alice.id
+
+
+def test_lockout_after_max_failures_then_expiry(
+    database: Database, config: Config, alice: User
+) -> None:
+    now = utcnow()
+    for attempt in range(1, 5):
+        assert refusal(database, config, "wrong", now=now) is LoginRefusal.INVALID
+        assert stored(database).failed_login_attempts == attempt
+        assert not stored(database).is_locked
+    assert refusal(database, config, "wrong", now=now) is LoginRefusal.INVALID
+    locked = stored(database)
+    assert locked.is_locked and locked.failed_login_attempts == 5
+    assert locked.last_failed_login == now
+
+    # Locked: even the right password is refused, and the lock does not extend.
+    later = now + timedelta(minutes=10)
+    assert refusal(database, config, PASSWORD, now=later) is LoginRefusal.LOCKED
+    assert refusal(database, config, "wrong", now=later) is LoginRefusal.LOCKED
+    assert stored(database).last_failed_login == now
+
+    # After lockout_minutes (15) from the failure that locked it, the lock lapses.
+    user = users.authenticate(
+        database, "alice@example.com", PASSWORD, config.security, now=now + timedelta(minutes=15)
+    )
+    assert user.failed_login_attempts == 0 and not user.is_locked
+
+
+def test_success_resets_the_count(database: Database, config: Config, alice: User) -> None:
+    for _ in range(3):
+        refusal(database, config, "wrong")
+    users.authenticate(database, "alice@example.com", PASSWORD, config.security)
+    assert stored(database).failed_login_attempts == 0
+    for _ in range(4):
+        refusal(database, config, "wrong")
+    assert not stored(database).is_locked
+
+
+def test_unlock(database: Database, config: Config, alice: User) -> None:
+    for _ in range(5):
+        refusal(database, config, "wrong")
+    assert stored(database).is_locked
+    with database.transaction() as session:
+        users.unlock(session, "alice@example.com")
+    users.authenticate(database, "alice@example.com", PASSWORD, config.security)
+
+
+def test_disabled_user_is_refused(database: Database, config: Config, alice: User) -> None:
+    with database.transaction() as session:
+        users.set_active(session, "alice@example.com", False)
+    assert refusal(database, config, PASSWORD) is LoginRefusal.DISABLED
+    with database.transaction() as session:
+        users.set_active(session, "alice@example.com", True)
+    users.authenticate(database, "alice@example.com", PASSWORD, config.security)
+
+
+def test_unknown_email_spends_bcrypt_time(
+    database: Database, config: Config, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both paths do exactly one bcrypt check, so timing does not tell whether an email exists."""
+    checks: list[int] = []
+    real = bcrypt.checkpw
+
+    def counting(password: bytes, hashed: bytes) -> bool:
+        checks.append(int(hashed.split(b"$")[2]))
+        return real(password, hashed)
+
+    monkeypatch.setattr(security.bcrypt, "checkpw", counting)
+    with pytest.raises(AuthenticationError) as unknown:
+        users.authenticate(database, "nobody@example.com", "wrong", config.security)
+    with pytest.raises(AuthenticationError) as known:
+        users.authenticate(database, "alice@example.com", "wrong", config.security)
+    assert str(unknown.value) == str(known.value) == "invalid email or password"
+    assert checks == [config.security.bcrypt_rounds, config.security.bcrypt_rounds]
+
+
+def test_secret_box_round_trip_and_key_file(tmp_path: object, config: Config) -> None:
+    from pathlib import Path
+
+    key_file = Path(str(tmp_path)) / "k" / "grillstats.key"
+    key_file.parent.mkdir()
+    box = security.SecretBox.from_config(config.security.__class__(key_file=str(key_file)))
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    token = box.encrypt("refresh-token-value")
+    assert "refresh-token-value" not in token
+    assert box.decrypt(token) == "refresh-token-value"
+    # The same file gives the same key; another key cannot read it, with a clear error.
+    again = security.SecretBox.from_config(config.security.__class__(key_file=str(key_file)))
+    assert again.decrypt(token) == "refresh-token-value"
+    other = security.SecretBox([security.generate_key().encode()])
+    with pytest.raises(security.SecretError, match="cannot be decrypted") as info:
+        other.decrypt(token)
+    assert "refresh-token-value" not in str(info.value)
+    # Rotation: a new key first, the old one still decrypts.
+    old = key_file.read_text().strip()
+    rotated = security.SecretBox.from_config(
+        config.security.__class__(encryption_key=f"{security.generate_key()},{old}")
+    )
+    assert rotated.decrypt(token) == "refresh-token-value"
+    with pytest.raises(security.SecretError, match="not a valid key"):
+        security.SecretBox.from_config(config.security.__class__(encryption_key="short"))
