@@ -57,7 +57,7 @@ from grillstats_bridge.domain import (
     convert_temperature,
     ensure_utc,
 )
-from grillstats_bridge.errors import GrillstatsError
+from grillstats_bridge.errors import UsageError
 
 if TYPE_CHECKING:
     from grillstats_bridge.config import SessionsConfig
@@ -66,7 +66,7 @@ STATE_VERSION = 1
 NAME_MAX = 100  # grilling_sessions.name is String(100)
 
 
-class SessionError(GrillstatsError):
+class SessionError(UsageError):
     """A manual command that does not fit the device's sessions (none active, one already...)."""
 
 
@@ -556,13 +556,14 @@ class SessionTracker:
 
     # ----------------------------------------------------------------- inputs
 
-    def observe_poll(self, poll: Poll) -> list[SessionChange]:
-        """One account's poll: its new readings and each device's online state."""
+    def observe_poll(self, poll: Poll, now: datetime | None = None) -> list[SessionChange]:
+        """One account's poll: its new readings and each device's online state at ``now``
+        (the poll's time by default)."""
         by_serial: dict[str, list[Reading]] = {}
         for reading in poll.readings:
             by_serial.setdefault(reading.serial, []).append(reading)
         changes: list[SessionChange] = []
-        now = poll.polled_at
+        now = poll.polled_at if now is None else now
         for device in poll.devices:
             changes += self.observe(
                 device.serial,
@@ -775,12 +776,15 @@ class SessionTracker:
             },
         }
 
-    def restore_state(self, serial: str, state: Mapping[str, Any]) -> None:
-        """Load what ``export_state`` gave, after a restart.
+    def restore_state(
+        self, serial: str, state: Mapping[str, Any], *, after_restart: bool = True
+    ) -> None:
+        """Load what ``export_state`` gave.
 
-        The time since the state was saved is unknown, so it counts as the device
-        being offline from then: a cook resumes if its readings come back in time
-        and ends by the offline rule otherwise (``tick`` or the next poll decides).
+        After a restart the time since the state was saved is unknown, so it counts
+        as the device being offline from then: a cook resumes if its readings come
+        back in time and ends by the offline rule otherwise (``tick`` or the next
+        poll decides). ``after_restart=False`` restores the state exactly (an undo).
         """
         if state.get("v") != STATE_VERSION:
             raise ValueError(f"unsupported session tracker state version {state.get('v')!r}")
@@ -816,7 +820,7 @@ class SessionTracker:
             session.quiet_reason = EndReason(data["quiet_reason"])
             dev.session = session
         self._devices[serial] = dev
-        if dev.online and dev.updated is not None:
+        if after_restart and dev.online and dev.updated is not None:
             self._go_offline(dev, dev.updated, [])
 
     # ----------------------------------------------------------------- the rule
