@@ -436,7 +436,7 @@ def _apply_undo(db: Session, transaction: SessionTransaction) -> None:
     records: dict[int, _Undo] = db.info.pop(_UNDO, {})
     for record in records.values():
         record.apply()
-        log.info(
+        log.debug(
             "sessions: transaction rolled back; tracker state of %d device(s) put back",
             len(record.saved),
         )
