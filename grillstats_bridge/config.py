@@ -270,19 +270,47 @@ class HttpConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class AlertsConfig:
-    """The temperature alert engine."""
+    """The temperature alert engine (the README's "Temperature alerts" explains each rule)."""
 
-    hysteresis: float = setting(
-        2.0,
-        "Degrees (in hysteresis_unit) a probe must move back before an alert re-arms",
-        minimum=0,
+    # Hysteresis is given per unit, in the alert's own unit, because people set
+    # alerts in round numbers of their unit: 2 °F and 1 °C are the usual margins
+    # (1 °C is 1.8 °F, close to but not exactly 2 °F).
+    hysteresis_f: float = setting(
+        2.0, "Degrees a probe must move back before an alert set in °F re-arms", minimum=0
     )
-    hysteresis_unit: Literal["F", "C"] = setting("F", "Unit of hysteresis: F or C")
+    hysteresis_c: float = setting(
+        1.0, "Degrees a probe must move back before an alert set in °C re-arms", minimum=0
+    )
     rate_window: float = setting(
         300.0, "Window for rising / falling alerts", minimum=10, duration=True
     )
+    rate_coverage: float = setting(
+        0.8,
+        "Share of rate_window the readings must span before a rising / falling alert is judged",
+        minimum=0.5,
+        maximum=1,
+    )
     cooldown: float = setting(
         300.0, "Least time between two firings of one alert", minimum=0, duration=True
+    )
+    max_gap: float = setting(
+        900.0,
+        "Silence after which a range alert's low side waits for the probe to be back inside "
+        "(0: never)",
+        minimum=0,
+        duration=True,
+    )
+    max_age: float = setting(
+        900.0,
+        "Readings older than this when they reach the engine never fire (0: no limit)",
+        minimum=0,
+        duration=True,
+    )
+    reload_interval: float = setting(
+        10.0,
+        "How often the daemon looks for alerts changed from the CLI",
+        minimum=1,
+        duration=True,
     )
 
 

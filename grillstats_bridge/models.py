@@ -256,6 +256,73 @@ class ReadingRow(Base):
         return f"<Reading {self.device_id}/{self.probe} {self.time} {self.value}{self.unit}>"
 
 
+class AlertStateRow(Base):
+    """The alert engine's arming state of one alert (``alerts.AlertState``).
+
+    It is what keeps a condition that fired before a restart from firing again
+    after it. Written only when the state changes (a firing, a re-arm), never per reading.
+    ``rule_key`` is the rule the state belongs to: a state saved for another target
+    or range is ignored. No foreign key on purpose: the CLI may remove an alert while
+    the daemon still holds it, and the daemon's write must not fail for that; the
+    service deletes orphans when it loads.
+    """
+
+    __tablename__ = "alert_states"
+
+    alert_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=False)
+    rule_key: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    arm: Mapped[str] = mapped_column(sa.String(10), nullable=False)
+    low_arm: Mapped[str | None] = mapped_column(sa.String(10))
+    last_fired: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    window_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime | None] = updated_at_column()
+
+    def __repr__(self) -> str:
+        return f"<AlertState {self.alert_id} {self.arm}/{self.low_arm}>"
+
+
+class AlertHistory(Base):
+    """Every alert firing, kept as history and used as the outbox for MQTT.
+
+    A firing is written in the transaction that judged its reading, with the
+    reading's time (``fired_at``); ``published_at`` stays empty until the broker
+    acknowledged it, so firings wait here while the broker is down and go out
+    later in ``id`` order. The alert's name, probe and threshold are copied:
+    the history outlives changes to the alert and its removal (hence no foreign
+    key on ``alert_id``, which keeps the id of a removed alert).
+    """
+
+    __tablename__ = "alert_history"
+    __table_args__ = (
+        sa.Index(None, "user_id", "fired_at"),
+        sa.Index(None, "published_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True
+    )
+    alert_id: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    device_id: Mapped[str] = mapped_column(sa.String(50), nullable=False)
+    probe: Mapped[int] = mapped_column(sa.SmallInteger, nullable=False)
+    alert_type: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    event_type: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    alert_name: Mapped[str | None] = mapped_column(sa.String(100))
+    value: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    unit: Mapped[str] = mapped_column(sa.String(1), nullable=False)
+    threshold: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    change: Mapped[float | None] = mapped_column(sa.Float)
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    created_at: Mapped[datetime | None] = created_at_column()
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"<AlertHistory {self.id} alert={self.alert_id} {self.event_type} {self.fired_at}>"
+
+
 # Sessions (0006): indexes on the seed's table, per-probe statistics, tracker state.
 
 ACTIVE_SESSION = sa.text("status = 'active'")

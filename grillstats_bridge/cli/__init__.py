@@ -13,12 +13,12 @@ import sys
 from collections.abc import Sequence
 
 from grillstats_bridge import __version__
-from grillstats_bridge.cli import config_cmd, db_cmd, session_cmd, user_cmd
+from grillstats_bridge.cli import alert_cmd, config_cmd, db_cmd, session_cmd, user_cmd
 from grillstats_bridge.cli.common import Context, fail
 from grillstats_bridge.config import ConfigError
 from grillstats_bridge.errors import GrillstatsError, UsageError
 
-GROUPS = [config_cmd, db_cmd, user_cmd, session_cmd]
+GROUPS = [config_cmd, db_cmd, user_cmd, alert_cmd, session_cmd]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
