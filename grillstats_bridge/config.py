@@ -342,9 +342,21 @@ class SessionsConfig:
         minimum=60,
         duration=True,
     )
+    idle_band: float = setting(
+        10.0,
+        "A probe within this of its idle level is at rest; a cook is dated from when the "
+        "device left rest",
+        minimum=0,
+    )
     start_hold: float = setting(
         300.0,
         "A device must stay hot this long before a cook is recognised",
+        minimum=0,
+        duration=True,
+    )
+    start_lookback: float = setting(
+        14400.0,
+        "A cook is dated at most this long before its first hot reading",
         minimum=0,
         duration=True,
     )
@@ -375,6 +387,11 @@ class SessionsConfig:
             raise ConfigError(
                 "sessions.end_margin: must be smaller than sessions.start_rise, "
                 "or a cook could never end above the idle level"
+            )
+        if self.idle_band >= self.start_rise - self.end_margin:
+            raise ConfigError(
+                "sessions.idle_band: must be smaller than start_rise - end_margin, "
+                "or a cooling grill would count as at rest while still cooking"
             )
         try:
             zoneinfo.ZoneInfo(self.timezone)

@@ -16,7 +16,13 @@ The rule, per device (every threshold is a ``sessions`` setting, in its
   plugged probes is hot (warm). Humidity channels never count.
 - Start: a device that stays hot for ``start_hold`` (a reading, or the held
   value of an online device, at least that long after the first hot reading)
-  starts an automatic session, dated from its first hot reading.
+  starts an automatic session. It is dated from the moment the device left its
+  idle level: the last time every plugged probe was within ``idle_band`` of its
+  idle level, or the lowest point since then (a second fire-up on a grill still
+  cooling from the first), at most ``start_lookback`` before it became hot. So
+  a meat-only probe, which takes hours to reach the start threshold, still
+  dates its cook from when the meat started to warm. The statistics cover the
+  session from that moment too.
 - End: once the device has been neither hot nor warm - every probe cold or
   unplugged, or the device offline - for ``end_after`` (``offline_end_after``
   while the device, or the bridge itself, is silent), the session ends, dated
@@ -167,7 +173,9 @@ class Rules:
     end_margin: float
     idle_max: float
     idle_time_constant: float
+    idle_band: float
     start_hold: float
+    start_lookback: float
     end_after: float
     offline_end_after: float
     min_duration: float
@@ -185,7 +193,9 @@ class Rules:
             end_margin=config.end_margin,
             idle_max=config.idle_max,
             idle_time_constant=config.idle_time_constant,
+            idle_band=config.idle_band,
             start_hold=config.start_hold,
+            start_lookback=config.start_lookback,
             end_after=config.end_after,
             offline_end_after=config.offline_end_after,
             min_duration=config.min_duration,
@@ -197,8 +207,11 @@ class Rules:
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-# The hottest probe's mean (°F) names the cook: in practice that probe is the pit.
-_KINDS = ((400.0, "Grilling"), (300.0, "Hot and fast"), (180.0, "Low and slow"))
+# The hottest probe's time-weighted mean (°F) names the cook: in practice that probe is
+# the pit. The mean includes the fire-up and the cooling, so it sits below the set
+# temperature: low-and-slow pits at 225-275 °F average 205-245, hot-and-fast ones at
+# 325-375 °F average 290-330.
+_KINDS = ((425.0, "Grilling"), (275.0, "Hot and fast"), (180.0, "Low and slow"))
 
 
 def cook_kind(probes: Iterable[ProbeSummary]) -> str:
@@ -455,7 +468,7 @@ class _Mode(StrEnum):
 class _Probe:
     """What the tracker knows of one temperature channel."""
 
-    __slots__ = ("hot", "idle", "label", "raw", "time", "unit", "value", "warm")
+    __slots__ = ("hot", "idle", "label", "raised", "raw", "time", "unit", "value", "warm")
 
     def __init__(self) -> None:
         self.value: float | None = None  # in the rules' unit; None: unplugged or never seen
@@ -465,6 +478,7 @@ class _Probe:
         self.idle: float | None = None
         self.hot = False
         self.warm = False
+        self.raised = False  # above its idle band: the device is not at rest
         self.label: str | None = None
 
 
@@ -502,10 +516,13 @@ class _Device:
         "armed",
         "mode",
         "n_hot",
+        "n_raised",
         "n_warm",
         "online",
         "onset",
-        "pending",
+        "preroll",
+        "preroll_low",
+        "preroll_since",
         "probes",
         "rearm_since",
         "serial",
@@ -518,13 +535,18 @@ class _Device:
         self.probes: dict[int, _Probe] = {}
         self.n_hot = 0
         self.n_warm = 0
+        self.n_raised = 0
         self.online = True
         self.mode = _Mode.IDLE
         self.armed = True  # False after a hand-ended session, until the device cools
         self.rearm_since: float | None = None  # quiet since, while not armed
         self.updated: float | None = None  # the latest time the tracker has seen it at
-        self.onset: float | None = None
-        self.pending: _Stats | None = None
+        self.onset: float | None = None  # the first hot reading, while pending
+        # Statistics since the device left its idle level, kept while idle (armed) and
+        # pending: a confirmed cook is dated from preroll_since and starts with them.
+        self.preroll: _Stats | None = None
+        self.preroll_since: float | None = None
+        self.preroll_low = 0.0  # the lowest rise above idle since then
         self.session: _Session | None = None
 
     @property
@@ -541,7 +563,21 @@ class _Device:
     def collector(self) -> _Stats | None:
         if self.session is not None:
             return self.session.stats
-        return self.pending
+        return self.preroll
+
+    def drop_preroll(self) -> None:
+        self.preroll = self.preroll_since = None
+
+    def rise(self) -> float:
+        """How far the most raised plugged probe is above its idle level."""
+        return max(
+            (
+                p.value - p.idle
+                for p in self.probes.values()
+                if p.value is not None and p.idle is not None
+            ),
+            default=0.0,
+        )
 
 
 # --------------------------------------------------------------------------- the tracker
@@ -658,7 +694,8 @@ class SessionTracker:
             session.cool_since = session.cool_stats = session.quiet_since = None
             dev.mode = _Mode.MANUAL
             return self._change(dev, ChangeKind.UPDATED, now_s)
-        dev.onset, dev.pending = None, None
+        dev.onset = None
+        dev.drop_preroll()
         session = _Session(
             SessionType.MANUAL,
             now_s,
@@ -718,7 +755,8 @@ class SessionTracker:
         for p in snapshot.probes:
             if p.label and not self._probe(dev, p.channel).label:
                 dev.probes[p.channel].label = p.label
-        dev.onset, dev.pending = None, None
+        dev.onset = None
+        dev.drop_preroll()
         dev.session = session
         dev.mode = _Mode.MANUAL if snapshot.session_type is SessionType.MANUAL else _Mode.ACTIVE
         if unknown:
@@ -755,7 +793,9 @@ class SessionTracker:
             "online": dev.online,
             "updated": dev.updated,
             "onset": dev.onset,
-            "pending": dev.pending.to_dict() if dev.pending is not None else None,
+            "preroll": dev.preroll.to_dict() if dev.preroll is not None else None,
+            "preroll_since": dev.preroll_since,
+            "preroll_low": dev.preroll_low,
             "probes": {
                 str(ch): [p.value, p.raw, p.unit.value, p.time, p.idle, p.label]
                 for ch, p in dev.probes.items()
@@ -795,7 +835,9 @@ class SessionTracker:
         dev.online = bool(state["online"])
         dev.updated = state["updated"]
         dev.onset = state["onset"]
-        dev.pending = _Stats.from_dict(state["pending"]) if state["pending"] else None
+        dev.preroll = _Stats.from_dict(state["preroll"]) if state["preroll"] else None
+        dev.preroll_since = state["preroll_since"]
+        dev.preroll_low = float(state["preroll_low"])
         for ch, (value, raw, unit, t, idle, label) in state["probes"].items():
             probe = _Probe()
             probe.value, probe.raw, probe.unit, probe.time = value, raw, Unit(unit), t
@@ -840,14 +882,16 @@ class SessionTracker:
 
     def _classify(self, dev: _Device, probe: _Probe) -> None:
         """Recompute a probe's hot and warm flags and the device's counters."""
-        hot = warm = False
+        hot = warm = raised = False
         if probe.value is not None and probe.idle is not None:
             threshold = max(probe.idle + self.rules.start_rise, self.rules.start_min)
             hot = probe.value >= threshold
             warm = probe.value >= threshold - self.rules.end_margin
+            raised = probe.value > probe.idle + self.rules.idle_band
         dev.n_hot += hot - probe.hot
         dev.n_warm += warm - probe.warm
-        probe.hot, probe.warm = hot, warm
+        dev.n_raised += raised - probe.raised
+        probe.hot, probe.warm, probe.raised = hot, warm, raised
 
     def _apply_group(
         self, dev: _Device, group: Sequence[Reading], t: float, changes: list[SessionChange]
@@ -890,6 +934,7 @@ class SessionTracker:
                 and dev.session is not None
             ):
                 dev.session.dirty = True
+        self._preroll(dev, t)
         self._evaluate(dev, t, changes)
         if dev.updated is None or t > dev.updated:
             dev.updated = t
@@ -901,13 +946,15 @@ class SessionTracker:
             if not dev.armed and not self._rearm(dev, t):
                 return
             if self.rules.auto_detect and dev.hot:
-                dev.mode, dev.onset, dev.pending = _Mode.PENDING, t, self._seed(dev, t)
+                if dev.preroll is None:  # hot straight from rest (or held values): from now
+                    self._start_preroll(dev, t)
+                dev.mode, dev.onset = _Mode.PENDING, t
                 if self.rules.start_hold <= 0:
                     self._confirm(dev, t, changes)
         elif mode is _Mode.PENDING:
             assert dev.onset is not None
             if not dev.hot:
-                dev.mode, dev.onset, dev.pending = _Mode.IDLE, None, None
+                dev.mode, dev.onset = _Mode.IDLE, None  # the preroll goes on
             elif t - dev.onset >= self.rules.start_hold:
                 self._confirm(dev, t, changes)
         elif mode is _Mode.ACTIVE:
@@ -975,6 +1022,26 @@ class SessionTracker:
             collector.cut()
         self._evaluate(dev, t, changes)
 
+    def _preroll(self, dev: _Device, t: float) -> None:
+        """Keep the statistics since the device left its idle level (idle and armed only)."""
+        if dev.mode is not _Mode.IDLE or not dev.armed:
+            return
+        if not dev.n_raised:
+            dev.drop_preroll()  # at rest
+            return
+        rise = dev.rise()
+        if (
+            dev.preroll is None
+            or dev.preroll_since is None
+            or rise <= dev.preroll_low  # lower than ever since: the rise starts here
+            or t - dev.preroll_since > self.rules.start_lookback
+        ):
+            self._start_preroll(dev, t, rise)
+
+    def _start_preroll(self, dev: _Device, t: float, rise: float | None = None) -> None:
+        dev.preroll, dev.preroll_since = self._seed(dev, t), t
+        dev.preroll_low = dev.rise() if rise is None else rise
+
     def _seed(self, dev: _Device, t: float) -> _Stats:
         """Fresh statistics from ``t``, starting from the held values of an online device."""
         stats = _Stats()
@@ -985,15 +1052,16 @@ class SessionTracker:
         return stats
 
     def _confirm(self, dev: _Device, t: float, changes: list[SessionChange]) -> None:
-        assert dev.onset is not None and dev.pending is not None
-        start = dev.onset
+        assert dev.onset is not None and dev.preroll is not None
+        start = dev.onset if dev.preroll_since is None else min(dev.preroll_since, dev.onset)
         dev.session = _Session(
             SessionType.AUTO,
             start,
             session_name(SessionType.AUTO, _ts(start), self.rules.timezone),
-            dev.pending,
+            dev.preroll,
         )
-        dev.mode, dev.onset, dev.pending = _Mode.ACTIVE, None, None
+        dev.mode, dev.onset = _Mode.ACTIVE, None
+        dev.drop_preroll()
         changes.append(self._change(dev, ChangeKind.STARTED, t))
 
     def _close(

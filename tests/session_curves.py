@@ -1,4 +1,5 @@
-"""Synthetic cooks shaped like real ones, and a harness that polls them as the bridge does.
+"""Synthetic cooks shaped like real ones, and harnesses that poll them, and the simulator's
+shipped scenarios, as the bridge does.
 
 A curve gives each channel's value (``None``: unplugged) at a time in seconds.
 The simulated device pushes every ``push_interval`` seconds (or, like an RFX
@@ -10,12 +11,13 @@ and sees the latest push once, exactly like the real pipeline.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from grillstats_bridge.domain import Device, Poll, Reading, Unit, convert_temperature
 from grillstats_bridge.sessions import ChangeKind, SessionChange, SessionSnapshot, SessionTracker
+from grillstats_bridge.thermoworks.scenario import Scenario
 
 T0 = datetime(2026, 7, 11, 14, 0, tzinfo=UTC)
 MIN = 60.0
@@ -200,6 +202,20 @@ def first_time(
     return t
 
 
+def left_rest(curve: Callable[[float], Values], band: float) -> Callable[[Values], bool]:
+    """True once a channel is ``band`` above where it first read (its idle level)."""
+    base: dict[int, float] = {}
+    t = 0.0
+    while t < 48 * H:
+        for ch, v in curve(t).items():
+            if v is not None and ch not in base:
+                base[ch] = v
+        t += 60.0
+    return lambda values: any(
+        v is not None and ch in base and v >= base[ch] + band for ch, v in values.items()
+    )
+
+
 def any_at_least(threshold: float) -> Callable[[Values], bool]:
     return lambda values: any(v is not None and v >= threshold for v in values.values())
 
@@ -324,3 +340,50 @@ def run_curve(tracker: SessionTracker, curve: Curve, poll_interval: float) -> Ru
 
 def seconds(when: datetime) -> float:
     return (when - T0).total_seconds()
+
+
+# --------------------------------------------------------------------------- shipped scenarios
+
+
+def scenario_polls(scenario: Scenario, every: float) -> Iterator[Poll]:
+    """What the daemon's poller gets from the simulator for each account every ``every`` s:
+    every device (its lastSeen at its last push) and the readings of new pushes only."""
+    seen: dict[str, float] = {}
+    t = 0.0
+    while t <= scenario.duration + 1e-9:
+        for account in scenario.accounts:
+            devices: list[Device] = []
+            readings: list[Reading] = []
+            for spec in scenario.devices_of(account.email):
+                push = scenario.last_push(spec.serial, t)
+                pushed_at = scenario.time(push)
+                if seen.get(spec.serial) != push:
+                    seen[spec.serial] = push
+                    for channel in spec.channels:
+                        sample = scenario.sample(spec.serial, channel.number, t)
+                        readings.append(
+                            Reading(
+                                serial=spec.serial,
+                                channel=channel.number,
+                                time=sample.time,
+                                value=sample.value,
+                                unit=sample.unit,
+                            )
+                        )
+                devices.append(
+                    Device(
+                        serial=spec.serial,
+                        label=spec.label,
+                        last_seen=pushed_at,
+                        last_telemetry_saved=pushed_at,
+                        transmit_interval_s=int(spec.transmit_interval),
+                        heartbeat_interval_s=int(spec.heartbeat_interval),
+                    )
+                )
+            yield Poll(
+                user_id=1,
+                polled_at=scenario.time(t),
+                devices=tuple(devices),
+                readings=tuple(readings),
+            )
+        t += every

@@ -38,7 +38,8 @@ from grillstats_bridge.sessions import (
     SessionType,
 )
 from grillstats_bridge.storage import write_readings
-from tests.session_curves import CURVES, MIN, T0, H, Run, Simulation, run_curve
+from grillstats_bridge.thermoworks.scenario import load_scenario
+from tests.session_curves import CURVES, MIN, T0, H, Run, Simulation, run_curve, scenario_polls
 from tests.test_sessions import tracker
 
 SERIAL = "SIG-1"
@@ -399,3 +400,32 @@ def test_sessions_survive_a_full_run_on_a_restarted_service_without_duplicates(
     (row,) = rows(database)
     assert (row.start_time, row.end_time) == (expected.start, expected.end)
     assert row.status == SessionStatus.COMPLETED and row.session_type == SessionType.AUTO
+
+
+def test_the_brisket_scenario_gives_one_stored_session_per_device(database: Database) -> None:
+    """Four devices of one account in the same polls (5 min): four rows, each with its probes."""
+    scenario = load_scenario("brisket")
+    with database.transaction() as db:
+        user = User(email="pitmaster@example.com", password_hash="x")
+        db.add(user)
+        db.flush()
+        db.add_all(Device(user_id=user.id, device_id=d.serial) for d in scenario.devices)
+    svc = service()
+    run(database, svc, scenario_polls(scenario, 300))
+    with database.transaction() as db:
+        svc.tick(db, scenario.end + timedelta(hours=2))
+    found = {row.device_id: row for row in rows(database)}
+    assert set(found) == {d.serial for d in scenario.devices}
+    assert {r.status for r in found.values()} == {"completed"}
+    assert found["M100081209"].end_reason == "unplugged"
+    assert found["10:06:1C:8A:21:04"].end_reason == "offline"  # the data stopped while hot
+    with database.transaction() as db:
+        counts = {s: len(probe_statistics(db, row.id)) for s, row in found.items()}
+        states = db.scalar(sa.select(sa.func.count()).select_from(SessionTrackerState))
+    assert counts == {
+        "10:06:1C:6F:47:70": 3,
+        "10:06:1C:8A:21:04": 1,
+        "M100081209": 4,
+        "M100081210": 4,
+    }
+    assert states == 4

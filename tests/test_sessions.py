@@ -46,6 +46,7 @@ from tests.session_curves import (
     first_time,
     hot_and_fast,
     in_celsius,
+    left_rest,
     run_curve,
     seconds,
     steady_smoke,
@@ -100,7 +101,7 @@ COOKS = {
 
 @pytest.mark.parametrize("poll", POLL_INTERVALS)
 @pytest.mark.parametrize("name", sorted(COOKS))
-def test_a_cook_is_exactly_one_session_from_first_to_last_hot_reading(
+def test_a_cook_is_exactly_one_session_from_leaving_idle_to_the_last_hot_reading(
     name: str, poll: float
 ) -> None:
     fn, since, done, kind = COOKS[name]
@@ -114,10 +115,12 @@ def test_a_cook_is_exactly_one_session_from_first_to_last_hot_reading(
     assert session.end_reason is EndReason.COOLED
     # The idle levels here are at most 75 °F: the start threshold is start_min... or idle + 50.
     start_threshold = 125.0 if name == "hot_and_fast" else 120.0
-    # A push-on-change device reports a crossing only once the value moved by its delta.
+    # A push-on-change device reports a crossing only once the value moved by its delta;
+    # the idle levels drift a little with the sensor noise before the cook.
     delta = curve.push_delta or 0.0
-    start = first_time(fn, any_at_least(start_threshold), since)
-    start_late = first_time(fn, any_at_least(start_threshold + delta), since)
+    start = first_time(fn, left_rest(fn, 10.0 - 2.0), since)
+    start_late = first_time(fn, left_rest(fn, 10.0 + 2.0 + delta), since)
+    assert start_late < first_time(fn, any_at_least(start_threshold), since)
     end = first_time(fn, all_below(start_threshold), done)
     end_late = first_time(fn, all_below(start_threshold - delta), done)
     assert start <= seconds(session.start) <= start_late + lag(poll, curve)
@@ -518,7 +521,7 @@ def test_names_say_the_kind_the_length_and_the_local_date() -> None:
         )
 
     assert cook_kind([probe(450)]) == "Grilling"
-    assert cook_kind([probe(165), probe(176.7, Unit.CELSIUS)]) == "Hot and fast"
+    assert cook_kind([probe(165), probe(148.9, Unit.CELSIUS)]) == "Hot and fast"  # 300 °F
     assert cook_kind([probe(240)]) == "Low and slow"
     assert cook_kind([probe(140)]) == "Cook"
     assert cook_kind([]) == "Cook"
