@@ -61,6 +61,10 @@ STATUSES = tuple(s.value for s in SessionStatus)
 _SESSIONS: sa.Table = GrillingSession.__table__  # type: ignore[assignment]
 _PROBES: sa.Table = GrillingSessionProbe.__table__  # type: ignore[assignment]
 _STATES: sa.Table = SessionTrackerState.__table__  # type: ignore[assignment]
+# A device's tracker state is saved when its discrete state changes (a cook starts,
+# cools, ends...) and otherwise at most this often: idle levels drift slowly, and a
+# running session's statistics are in its rows, written with every poll.
+STATE_SAVE_INTERVAL = 300.0
 _UNDO = "grillstats.sessions.undo"
 _LISTENING = "grillstats.sessions.listening"
 
@@ -73,6 +77,7 @@ class SessionService:
         self.rules = Rules.from_config(config)
         self.tracker = SessionTracker(self.rules)
         self.loaded = False  # only a loaded service (the daemon's) saves tracker state
+        self._saved: dict[str, tuple[tuple[Any, ...], float]] = {}  # checkpoint key, when
 
     # ----------------------------------------------------------------- the daemon
 
@@ -81,24 +86,35 @@ class SessionService:
         now = ensure_utc(now)
         self._remember(db, (), reload=True)
         self.tracker = SessionTracker(self.rules)
+        self._saved.clear()
         self.loaded = True
+        active = {
+            row.device_id: row
+            for row in db.execute(
+                sa.select(_SESSIONS).where(_SESSIONS.c.status == SessionStatus.ACTIVE)
+            )
+        }
         for row in db.execute(sa.select(_STATES.c.device_id, _STATES.c.state)):
+            running = active.get(row.device_id)
             try:
-                self.tracker.restore_state(row.device_id, row.state)
+                # The session row was written with the last poll: it dates the outage.
+                seen = running.updated_at if running is not None else None
+                self.tracker.restore_state(row.device_id, row.state, seen=seen)
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning(
                     "session tracker state of %s unreadable (%s): starting it afresh",
                     row.device_id,
                     exc,
                 )
-        active = db.scalars(
-            sa.select(_SESSIONS.c.device_id).where(_SESSIONS.c.status == SessionStatus.ACTIVE)
-        ).all()
+                self.tracker.forget(row.device_id)
+        probes = self._probe_summaries(db, [r.id for r in active.values()]) if active else {}
+        for row in active.values():
+            self.tracker.restore_stats(_snapshot(row, probes.get(row.id, ())))
         serials = sorted({*self.tracker.serials(), *active})
         changes = self._sync(db, serials, now)
         ticked = self.tracker.tick(now)
         self._persist(db, ticked, {}, now)
-        self._save_states(db, serials, now)
+        self._save_states(db, serials, now, force=True)
         changes += ticked
         if changes:
             log.info("sessions: %d change(s) on start-up", len(changes))
@@ -107,31 +123,51 @@ class SessionService:
     def process(
         self, db: Session, poll: Poll | Iterable[Reading], now: datetime | None = None
     ) -> list[SessionChange]:
-        """Run one poll (or plain readings) through the tracker and store what changed."""
+        """Run one poll (or plain readings) through the tracker and store what changed.
+
+        ``now`` is the injected clock: the poll's own time by default; plain readings
+        need it. Statements: one small SELECT, then at most one batched UPDATE of
+        sessions, one batched upsert of probe statistics and one of tracker state
+        (plus an INSERT per session that starts), however many readings.
+        """
         if isinstance(poll, Poll):
-            when = ensure_utc(now if now is not None else poll.polled_at)
-            readings: Sequence[Reading] = poll.readings
-            serials = sorted({d.serial for d in poll.devices} | {r.serial for r in readings})
-        else:
-            if now is None:
-                raise ValueError("process(readings) needs the time: now=...")
-            when = ensure_utc(now)
-            readings = list(poll)
-            serials = sorted({r.serial for r in readings})
+            return self.process_polls(db, [poll], now)
+        if now is None:
+            raise ValueError("process(readings) needs the time: now=...")
+        when = ensure_utc(now)
+        readings = list(poll)
+        serials = sorted({r.serial for r in readings})
         changes = [] if self.loaded else self.load(db, when)
         self._remember(db, serials)
         changes += self._sync(db, serials, when)
-        if isinstance(poll, Poll):
-            observed = self.tracker.observe_poll(poll, when)
-            owners = {serial: poll.user_id for serial in serials}
-        else:
-            observed = []
-            by_serial: dict[str, list[Reading]] = {}
-            for reading in readings:
-                by_serial.setdefault(reading.serial, []).append(reading)
-            for serial, batch in by_serial.items():
-                observed += self.tracker.observe(serial, batch, when)
-            owners = {}
+        by_serial: dict[str, list[Reading]] = {}
+        for reading in readings:
+            by_serial.setdefault(reading.serial, []).append(reading)
+        observed: list[SessionChange] = []
+        for serial, batch in by_serial.items():
+            observed += self.tracker.observe(serial, batch, when)
+        changes += self._persist(db, observed, {}, when)
+        self._save_states(db, serials, when)
+        return changes
+
+    def process_polls(
+        self, db: Session, polls: Sequence[Poll], now: datetime | None = None
+    ) -> list[SessionChange]:
+        """Several polls (of different accounts) with the statements of one."""
+        if not polls:
+            return []
+        when = ensure_utc(now if now is not None else max(p.polled_at for p in polls))
+        owners: dict[str, int] = {}
+        for poll in polls:
+            owners.update({d.serial: poll.user_id for d in poll.devices})
+            owners.update({r.serial: poll.user_id for r in poll.readings})
+        serials = sorted(owners)
+        changes = [] if self.loaded else self.load(db, when)
+        self._remember(db, serials)
+        changes += self._sync(db, serials, when)
+        observed: list[SessionChange] = []
+        for poll in polls:
+            observed += self.tracker.observe_poll(poll, now)
         changes += self._persist(db, observed, owners, when)
         self._save_states(db, serials, when)
         return changes
@@ -205,56 +241,70 @@ class SessionService:
     def _sync(
         self, db: Session, serials: Sequence[str], now: datetime, *, lock: bool = False
     ) -> list[SessionChange]:
-        """Make the tracker agree with the database on which sessions are active (one query)."""
+        """Make the tracker agree with the database on which sessions are active.
+
+        One small query; full rows are read only for a session to take over.
+        """
         if not serials:
             return []
-        query = sa.select(_SESSIONS).where(
-            _SESSIONS.c.device_id.in_(serials), _SESSIONS.c.status == SessionStatus.ACTIVE
+        c = _SESSIONS.c
+        query = sa.select(c.id, c.device_id, c.session_type, c.auto_named, c.name).where(
+            c.device_id.in_(serials), c.status == SessionStatus.ACTIVE
         )
         rows = {r.device_id: r for r in db.execute(query.with_for_update() if lock else query)}
+        tracker = self.tracker
         changes: list[SessionChange] = []
         gone: list[int] = []
+        adopt: list[int] = []
         for serial in serials:
-            live = self.tracker.active(serial)
+            live = tracker.running(serial)
             row = rows.get(serial)
-            if live is not None and (row is None or row.id != live.session_id):
-                if live.session_id is not None:
-                    gone.append(live.session_id)
-                self.tracker.release(serial, now)
-        if gone:  # ended or cancelled elsewhere (the CLI): tell the caller how they ended
-            for old in db.execute(sa.select(_SESSIONS).where(_SESSIONS.c.id.in_(gone))):
-                snapshot = _snapshot(old, self._probe_summaries(db, [old.id]).get(old.id, ()))
-                kind = (
-                    ChangeKind.CANCELLED
+            if live is not None and (row is None or row.id != live[0]):
+                if live[0] is not None:
+                    gone.append(live[0])
+                tracker.release(serial, now)
+                live = None
+            if row is None:
+                continue
+            if live is None:
+                adopt.append(row.id)
+            elif live[1] is SessionType.AUTO and row.session_type == SessionType.MANUAL:
+                # Made manual elsewhere (the CLI): the tracker follows.
+                name = None if row.auto_named else row.name
+                changes.append(tracker.start_manual(serial, now, name))
+        if gone:  # ended or cancelled elsewhere (the CLI): say how they ended
+            changes += [
+                SessionChange(
+                    kind=ChangeKind.CANCELLED
                     if snapshot.status is SessionStatus.CANCELLED
-                    else ChangeKind.ENDED
+                    else ChangeKind.ENDED,
+                    session=snapshot,
+                    at=now,
                 )
-                changes.append(SessionChange(kind=kind, session=snapshot, at=now))
-        adopt = [
-            row
-            for serial, row in rows.items()
-            if (live := self.tracker.active(serial)) is None or live.session_id != row.id
-        ]
-        probes = self._probe_summaries(db, [r.id for r in adopt]) if adopt else {}
-        for row in adopt:
+                for snapshot in self._snapshots(db, gone)
+            ]
+        for snapshot, seen in self._snapshots(db, adopt, with_seen=True):
+            tracker.adopt(snapshot, seen=seen)
+            changes.append(SessionChange(kind=ChangeKind.STARTED, session=snapshot, at=now))
+        return changes
+
+    def _snapshots(self, db: Session, ids: Sequence[int], *, with_seen: bool = False) -> Any:
+        """Stored sessions as snapshots (with, if asked, the last time each was known to run)."""
+        if not ids:
+            return []
+        probes = self._probe_summaries(db, ids)
+        out: list[Any] = []
+        for row in db.execute(sa.select(_SESSIONS).where(_SESSIONS.c.id.in_(ids))):
             snapshot = _snapshot(row, probes.get(row.id, ()))
+            if not with_seen:
+                out.append(snapshot)
+                continue
             # The last time the session was known to run: its offline clock starts there.
             known = [p.last_time for p in snapshot.probes if p.last_time is not None]
             if row.updated_at is not None:
                 known.append(row.updated_at)
-            self.tracker.adopt(snapshot, seen=max(known, default=row.start_time))
-            changes.append(SessionChange(kind=ChangeKind.STARTED, session=snapshot, at=now))
-        for serial, row in rows.items():
-            live = self.tracker.active(serial)
-            if (
-                live is not None
-                and live.session_type is SessionType.AUTO
-                and row.session_type == SessionType.MANUAL
-            ):  # made manual elsewhere
-                changes.append(
-                    self.tracker.start_manual(serial, now, None if row.auto_named else row.name)
-                )
-        return changes
+            out.append((snapshot, max(known, default=row.start_time)))
+        return out
 
     def _probe_summaries(
         self, db: Session, session_ids: Sequence[int]
@@ -366,14 +416,23 @@ class SessionService:
             log.info("device %s already has an active session: taking it over", snap.serial)
             return None
 
-    def _save_states(self, db: Session, serials: Sequence[str], now: datetime) -> None:
-        """Upsert the tracker's state of these devices (one batched statement)."""
+    def _save_states(
+        self, db: Session, serials: Sequence[str], now: datetime, *, force: bool = False
+    ) -> None:
+        """Upsert the tracker's state of those devices that need it (one batched statement)."""
         if not self.loaded or not serials:
             return
-        rows = [
-            {"device_id": s, "state": self.tracker.export_state(s), "updated_at": now}
-            for s in serials
-        ]
+        now_s = now.timestamp()
+        rows = []
+        for serial in serials:
+            key = self.tracker.checkpoint_key(serial)
+            saved = self._saved.get(serial)
+            if force or saved is None or saved[0] != key or now_s - saved[1] >= STATE_SAVE_INTERVAL:
+                state = self.tracker.export_state(serial, session_stats=False)
+                rows.append({"device_id": serial, "state": state, "updated_at": now})
+                self._saved[serial] = (key, now_s)
+        if not rows:
+            return
         insert = _insert_for(db)(_STATES)
         db.execute(
             insert.on_conflict_do_update(
@@ -417,6 +476,7 @@ class _Undo:
             self.service.tracker = SessionTracker(self.service.rules)
             return
         for serial, state in self.saved.items():
+            self.service._saved.pop(serial, None)  # what was saved is gone with the rollback
             if state is None:
                 tracker.forget(serial)
             else:

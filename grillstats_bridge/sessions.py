@@ -726,6 +726,13 @@ class SessionTracker:
             return None
         return self._snapshot(dev, SessionStatus.ACTIVE, None, dev.session.stats, None)
 
+    def running(self, serial: str) -> tuple[int | None, SessionType] | None:
+        """The database id and type of the device's running session (cheap: no snapshot)."""
+        dev = self._devices.get(serial)
+        if dev is None or dev.session is None:
+            return None
+        return dev.session.session_id, dev.session.type
+
     def active_sessions(self) -> list[SessionSnapshot]:
         return [s for serial in self._devices if (s := self.active(serial)) is not None]
 
@@ -781,8 +788,32 @@ class SessionTracker:
 
     # ----------------------------------------------------------------- state
 
-    def export_state(self, serial: str) -> dict[str, Any]:
-        """Everything the tracker knows of a device, as JSON-compatible values."""
+    def checkpoint_key(self, serial: str) -> tuple[Any, ...]:
+        """What must be saved at once when it changes: the device's discrete state.
+
+        The rest (idle levels, held values, running statistics) may be saved less
+        often; a running session's statistics live in its database rows anyway.
+        """
+        dev = self._device(serial)
+        session = dev.session
+        return (
+            dev.mode,
+            dev.armed,
+            dev.rearm_since,
+            dev.online,
+            dev.onset,
+            dev.preroll_since,
+            None if session is None else session.session_id,
+            None if session is None else (session.type, session.name, session.start),
+            None if session is None else (session.cool_since, session.quiet_since),
+        )
+
+    def export_state(self, serial: str, *, session_stats: bool = True) -> dict[str, Any]:
+        """Everything the tracker knows of a device, as JSON-compatible values.
+
+        Without ``session_stats`` the running session's statistics are left out: the
+        caller keeps them elsewhere and gives them back with :meth:`restore_stats`.
+        """
         dev = self._device(serial)
         session = dev.session
         return {
@@ -808,7 +839,7 @@ class SessionTracker:
                 "name": session.name,
                 "auto_named": session.auto_named,
                 "start": session.start,
-                "stats": session.stats.to_dict(),
+                "stats": session.stats.to_dict() if session_stats else None,
                 "cool_since": session.cool_since,
                 "cool_stats": session.cool_stats.to_dict() if session.cool_stats else None,
                 "quiet_since": session.quiet_since,
@@ -817,14 +848,20 @@ class SessionTracker:
         }
 
     def restore_state(
-        self, serial: str, state: Mapping[str, Any], *, after_restart: bool = True
+        self,
+        serial: str,
+        state: Mapping[str, Any],
+        *,
+        after_restart: bool = True,
+        seen: datetime | None = None,
     ) -> None:
         """Load what ``export_state`` gave.
 
-        After a restart the time since the state was saved is unknown, so it counts
-        as the device being offline from then: a cook resumes if its readings come
-        back in time and ends by the offline rule otherwise (``tick`` or the next
-        poll decides). ``after_restart=False`` restores the state exactly (an undo).
+        After a restart the time since the device was last seen (the state's own
+        time, or ``seen`` when the caller knows better) is unknown, so it counts as
+        the device being offline from then: a cook resumes if its readings come back
+        in time and ends by the offline rule otherwise (``tick`` or the next poll
+        decides). ``after_restart=False`` restores the state exactly (an undo).
         """
         if state.get("v") != STATE_VERSION:
             raise ValueError(f"unsupported session tracker state version {state.get('v')!r}")
@@ -850,7 +887,7 @@ class SessionTracker:
                 SessionType(data["type"]),
                 data["start"],
                 data["name"],
-                _Stats.from_dict(data["stats"]),
+                _Stats.from_dict(data["stats"]) if data["stats"] else _Stats(),
             )
             session.session_id = data["id"]
             session.auto_named = bool(data["auto_named"])
@@ -862,8 +899,21 @@ class SessionTracker:
             session.quiet_reason = EndReason(data["quiet_reason"])
             dev.session = session
         self._devices[serial] = dev
+        if seen is not None:
+            seen_s = ensure_utc(seen).timestamp()
+            dev.updated = seen_s if dev.updated is None else max(dev.updated, seen_s)
         if after_restart and dev.online and dev.updated is not None:
             self._go_offline(dev, dev.updated, [])
+
+    def restore_stats(self, snapshot: SessionSnapshot) -> bool:
+        """Give a restored session back its statistics (from its stored summaries);
+        False when the device's running session is not that one."""
+        dev = self._devices.get(snapshot.serial)
+        session = dev.session if dev is not None else None
+        if session is None or session.session_id != snapshot.session_id:
+            return False
+        session.stats = _Stats.from_summaries(snapshot.unit, snapshot.probes)
+        return True
 
     # ----------------------------------------------------------------- the rule
 
