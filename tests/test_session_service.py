@@ -429,3 +429,30 @@ def test_the_brisket_scenario_gives_one_stored_session_per_device(database: Data
         "M100081210": 4,
     }
     assert states == 4
+
+
+@pytest.mark.parametrize("restart_at", [47 * MIN, 63 * MIN + 30, 97 * MIN])
+def test_a_restart_with_a_tracker_state_older_than_the_rows_loses_nothing(
+    database: Database, owner: int, restart_at: float
+) -> None:
+    """At 15 s polls the tracker's state is saved every few minutes, the statistics every
+    poll: after a restart they come from the rows, and nothing is counted twice."""
+    expected = run_curve(tracker(), CURVES["hot_and_fast"], 15).finished[0]
+    sim = Simulation(CURVES["hot_and_fast"], 15)
+    run(database, service(), polls(sim, restart_at))
+    with database.transaction() as db:
+        saved = db.scalar(sa.select(SessionTrackerState.updated_at))
+        (row,) = db.scalars(sa.select(GrillingSession))
+    assert saved is not None and row.updated_at is not None and saved < row.updated_at
+    run(database, service(), polls(sim, CURVES["hot_and_fast"].duration))
+    (done,) = rows(database)
+    assert (done.start_time, done.end_time, done.status) == (
+        expected.start,
+        expected.end,
+        "completed",
+    )
+    assert done.max_temperature == round(expected.maximum or 0, 2)
+    assert done.avg_temperature == pytest.approx(expected.average, abs=0.3)
+    with database.transaction() as db:
+        pit = probe_statistics(db, done.id)[0]
+    assert pit.sample_count == expected.probes[0].samples
