@@ -175,29 +175,41 @@ class ThermoworksConfig:
 
     provider: Literal["thermoworks", "eti", "custom"] = setting(
         "thermoworks",
-        "thermoworks (US cloud), eti (UK / international), or custom (set every key below)",
+        "Default cloud for 'account link': thermoworks (US), eti (UK / international), or "
+        "custom (then set api_key, referer, and app_id or project_id); each linked account "
+        "keeps its own",
     )
-    api_key: str = setting("", "Firebase web API key; empty: the provider's own")
-    app_id: str = setting("", "Firebase app id for the project lookup; empty: the provider's own")
-    referer: str = setting("", "Referer header sent with every request; empty: the provider's own")
-    project_id: str = setting("", "Firestore project id; empty: look it up from app_id at sign-in")
+    api_key: str = setting("", "Firebase web API key (public, not a secret); empty: the provider's")
+    app_id: str = setting("", "Firebase app id for the project lookup; empty: the provider's")
+    referer: str = setting("", "Referer header sent with every request; empty: the provider's")
+    project_id: str = setting("", "Firestore project id; empty: looked up from app_id once per run")
     identitytoolkit_url: str = setting(
-        "https://identitytoolkit.googleapis.com", "Base URL of the sign-in service"
+        "https://identitytoolkit.googleapis.com",
+        "Base URL of the sign-in service (the simulator's: http://HOST:PORT/identitytoolkit)",
     )
     securetoken_url: str = setting(
-        "https://securetoken.googleapis.com", "Base URL of the token refresh service"
+        "https://securetoken.googleapis.com",
+        "Base URL of the token refresh service (simulator: http://HOST:PORT/securetoken)",
     )
     firebase_url: str = setting(
-        "https://firebase.googleapis.com", "Base URL of the project lookup service"
+        "https://firebase.googleapis.com",
+        "Base URL of the project lookup service (simulator: http://HOST:PORT/firebase)",
     )
     firestore_url: str = setting(
-        "https://firestore.googleapis.com", "Base URL of the Firestore REST service"
+        "https://firestore.googleapis.com",
+        "Base URL of the Firestore REST service (simulator: http://HOST:PORT/firestore)",
     )
     timeout: float = setting(
-        15.0, "Seconds before one cloud request is abandoned", minimum=0.1, duration=True
+        15.0,
+        "Seconds to wait for a connection, and again for an answer, on every cloud request",
+        minimum=0.1,
+        duration=True,
     )
     refresh_margin: float = setting(
-        300.0, "Refresh the access token when less than this remains", minimum=0, duration=True
+        300.0,
+        "Refresh the id token when less than this remains (at most half its life; tokens live 1 h)",
+        minimum=0,
+        duration=True,
     )
 
 

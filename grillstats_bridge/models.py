@@ -128,8 +128,23 @@ class Device(Base):
     )
     created_at: Mapped[datetime | None] = created_at_column()
     updated_at: Mapped[datetime | None] = updated_at_column()
+    # Added by the cloud sync (0002_cloud): what the cloud last said about the device.
+    cloud_label: Mapped[str | None] = mapped_column(sa.String(100))
+    renamed_by_user: Mapped[bool] = mapped_column(
+        sa.Boolean, nullable=False, default=False, server_default=sa.false()
+    )
+    model: Mapped[str | None] = mapped_column(sa.String(50))
+    device_type: Mapped[str | None] = mapped_column(sa.String(20))
+    firmware: Mapped[str | None] = mapped_column(sa.String(50))
+    battery: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    signal_dbm: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    raw: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)  # every cloud field, JSON-safe
 
     user: Mapped[User] = relationship(back_populates="devices")
+    probes: Mapped[list[ProbeRow]] = relationship(
+        back_populates="device", cascade="all, delete-orphan", order_by="ProbeRow.channel"
+    )
 
     def __repr__(self) -> str:
         return f"<Device {self.id} {self.device_id}>"
@@ -220,6 +235,21 @@ class ThermoWorksCredentials(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime | None] = created_at_column()
     updated_at: Mapped[datetime | None] = updated_at_column()
+    # Added by account linking (0002_cloud). The stored password is Fernet-encrypted like
+    # the tokens and present only when the owner asked for it (--store-password).
+    provider: Mapped[str] = mapped_column(
+        sa.String(20), nullable=False, default="thermoworks", server_default="thermoworks"
+    )
+    tw_email: Mapped[str | None] = mapped_column(sa.String(120))
+    uid: Mapped[str | None] = mapped_column(sa.String(128))
+    account_id: Mapped[str | None] = mapped_column(sa.String(128))
+    stored_password: Mapped[str | None] = mapped_column(sa.Text)
+    # "ok", or "needs_reauth" once the credentials stopped working (with why and since when).
+    state: Mapped[str] = mapped_column(
+        sa.String(20), nullable=False, default="ok", server_default="ok"
+    )
+    state_reason: Mapped[str | None] = mapped_column(sa.String(255))
+    state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship(back_populates="credentials")
 
@@ -254,6 +284,45 @@ class ReadingRow(Base):
 
     def __repr__(self) -> str:
         return f"<Reading {self.device_id}/{self.probe} {self.time} {self.value}{self.unit}>"
+
+
+class ProbeRow(Base):
+    """One channel of a device as last synced from the cloud (``domain.Probe``).
+
+    Alarm values are in the probe's ``unit`` (the parser converts them); ``raw``
+    holds every field of the cloud's channel document, unknown ones too.
+    """
+
+    __tablename__ = "probes"
+    __table_args__ = (sa.UniqueConstraint("device_id", "channel"),)
+
+    id: Mapped[intpk]
+    device_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False
+    )
+    channel: Mapped[int] = mapped_column(sa.SmallInteger, nullable=False)
+    label: Mapped[str | None] = mapped_column(sa.String(100))
+    unit: Mapped[str] = mapped_column(sa.String(1), nullable=False)
+    last_value: Mapped[float | None] = mapped_column(sa.Float)
+    last_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    connected: Mapped[bool] = mapped_column(
+        sa.Boolean, nullable=False, default=False, server_default=sa.false()
+    )
+    status: Mapped[str | None] = mapped_column(sa.String(20))
+    alarm_high_enabled: Mapped[bool | None] = mapped_column(sa.Boolean)
+    alarm_high_alarming: Mapped[bool | None] = mapped_column(sa.Boolean)
+    alarm_high_value: Mapped[float | None] = mapped_column(sa.Float)
+    alarm_low_enabled: Mapped[bool | None] = mapped_column(sa.Boolean)
+    alarm_low_alarming: Mapped[bool | None] = mapped_column(sa.Boolean)
+    alarm_low_value: Mapped[float | None] = mapped_column(sa.Float)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime | None] = created_at_column()
+    updated_at: Mapped[datetime | None] = updated_at_column()
+
+    device: Mapped[Device] = relationship(back_populates="probes")
+
+    def __repr__(self) -> str:
+        return f"<ProbeRow {self.device_id}/{self.channel} {self.last_value}{self.unit}>"
 
 
 class AlertStateRow(Base):

@@ -9,16 +9,35 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from grillstats_bridge import __version__
-from grillstats_bridge.cli import alert_cmd, config_cmd, db_cmd, session_cmd, user_cmd
+from grillstats_bridge.cli import (
+    account_cmd,
+    alert_cmd,
+    config_cmd,
+    db_cmd,
+    devices_cmd,
+    session_cmd,
+    simulate_cmd,
+    user_cmd,
+)
 from grillstats_bridge.cli.common import Context, fail
 from grillstats_bridge.config import ConfigError
 from grillstats_bridge.errors import GrillstatsError, UsageError
 
-GROUPS = [config_cmd, db_cmd, user_cmd, alert_cmd, session_cmd]
+GROUPS = [
+    config_cmd,
+    db_cmd,
+    user_cmd,
+    alert_cmd,
+    account_cmd,
+    devices_cmd,
+    simulate_cmd,
+    session_cmd,
+]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -64,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`devices list | head`): not an error of ours. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     finally:
         context.close()
         logging.shutdown()

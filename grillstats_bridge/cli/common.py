@@ -31,6 +31,7 @@ class Context:
         self.args = args
         self._config: Config | None = None
         self._database: Database | None = None
+        self._log_handler: logging.Handler | None = None
 
     @property
     def config(self) -> Config:
@@ -63,12 +64,23 @@ class Context:
                 level = self.config.logging.level
             except GrillstatsError:
                 level = "INFO"  # the command reports the configuration error itself
-        logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root = logging.getLogger()
+        for old in root.handlers[:]:
+            root.removeHandler(old)
+        root.addHandler(handler)
+        root.setLevel(level)
+        self._log_handler = handler
         if level != "DEBUG":
             # Alembic narrates every context it opens at INFO; our commands say what happened.
             logging.getLogger("alembic").setLevel(logging.WARNING)
 
     def close(self) -> None:
+        if self._log_handler is not None:
+            # In-process callers (tests) may close this stream; do not leave a handler on it.
+            logging.getLogger().removeHandler(self._log_handler)
+            self._log_handler = None
         if self._database is not None:
             self._database.dispose()
             self._database = None

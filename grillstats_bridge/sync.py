@@ -1,0 +1,480 @@
+"""Polling linked accounts and keeping their devices and probes in the database.
+
+The daemon's entry points:
+
+* :class:`AccountPoller` - one per linked account: holds the cloud client,
+  restores and persists its (encrypted) tokens, and turns each poll into a
+  ``domain.Poll`` carrying only the new readings. :meth:`AccountPoller.retry_delay`
+  applies the one error -> behaviour table of ``thermoworks.errors``.
+* :func:`sync_poll` - upserts a poll's devices and probes (one transaction).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from grillstats_bridge import domain
+from grillstats_bridge.accounts import (
+    CredentialState,
+    flag_credentials,
+    linked_user_ids,
+    load_tokens,
+    store_tokens,
+)
+from grillstats_bridge.config import Config
+from grillstats_bridge.db import Database
+from grillstats_bridge.domain import Poll, Reading, utcnow
+from grillstats_bridge.errors import UsageError
+from grillstats_bridge.models import Device, ProbeRow, ThermoWorksCredentials, User
+from grillstats_bridge.security import SecretBox
+from grillstats_bridge.thermoworks.client import CloudSnapshot, ThermoworksClient, Tokens
+from grillstats_bridge.thermoworks.errors import (
+    CloudError,
+    CredentialsNeedOwner,
+    Unavailable,
+    retry_delay,
+)
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------ device sync
+
+
+@dataclass(slots=True)
+class SyncResult:
+    """What one sync changed."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deactivated: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # serials another user already has
+
+
+def sync_poll(database: Database, poll: Poll) -> SyncResult:
+    """Upsert a poll's devices and probes; vanished devices become inactive.
+
+    When documents were skipped as malformed, nothing is marked inactive: a
+    device whose document could not be read has not left the account.
+    """
+    with database.transaction() as session:
+        return sync_devices(
+            session, poll.user_id, poll.devices, now=poll.polled_at, complete=poll.malformed == 0
+        )
+
+
+def sync_devices(
+    session: Session,
+    user_id: int,
+    devices: Sequence[domain.Device],
+    *,
+    now: datetime,
+    complete: bool = True,
+) -> SyncResult:
+    """Upsert ``devices`` of one user (``device_id`` = serial) and their probes."""
+    result = SyncResult()
+    rows = {
+        row.device_id: row
+        for row in session.scalars(sa.select(Device).where(Device.user_id == user_id))
+    }
+    serials = [d.serial for d in devices]
+    others = {
+        row.device_id: row.user_id
+        for row in session.scalars(
+            sa.select(Device).where(Device.device_id.in_(serials), Device.user_id != user_id)
+        )
+    }
+    for device in devices:
+        if device.serial in others:
+            # devices.device_id is unique (the seed's rule): one device, one owner.
+            log.warning(
+                "device %s is already registered to user %d; not adding it to user %d",
+                device.serial,
+                others[device.serial],
+                user_id,
+            )
+            result.conflicts.append(device.serial)
+            continue
+        row = rows.get(device.serial)
+        if row is None:
+            row = Device(user_id=user_id, device_id=device.serial, renamed_by_user=False)
+            session.add(row)
+            rows[device.serial] = row
+            result.added.append(device.serial)
+        else:
+            result.updated.append(device.serial)
+        _fill_device(row, device, now)
+        _sync_probes(session, row, device)
+    if complete:
+        present = set(serials)
+        for serial, row in rows.items():
+            if serial not in present and row.is_active is not False:
+                row.is_active = False
+                row.status = "offline"
+                result.deactivated.append(serial)
+    session.flush()
+    return result
+
+
+def _fill_device(row: Device, device: domain.Device, now: datetime) -> None:
+    row.cloud_label = _cut(device.label, 100)
+    if not row.renamed_by_user:
+        row.nickname = _cut(device.label or device.name, 100)
+    row.model = _cut(device.model, 50)
+    row.device_type = _cut(device.type, 20)
+    row.firmware = _cut(device.firmware, 50)
+    row.battery = device.battery
+    row.signal_dbm = device.signal_dbm
+    row.last_seen = device.last_seen or device.last_telemetry_saved
+    row.raw = json_safe(device.extra)
+    row.status = "online" if device.is_online(now) else "offline"
+    row.is_active = True
+
+
+def _sync_probes(session: Session, row: Device, device: domain.Device) -> None:
+    existing = {p.channel: p for p in row.probes}
+    for probe in device.probes:
+        probe_row = existing.get(probe.channel)
+        if probe_row is None:
+            probe_row = ProbeRow(channel=probe.channel)
+            row.probes.append(probe_row)
+        probe_row.label = _cut(probe.label, 100)
+        probe_row.unit = probe.unit.value
+        probe_row.connected = probe.connected
+        probe_row.status = _cut(probe.status, 20)
+        if probe.connected:
+            probe_row.last_value = probe.value
+            probe_row.last_time = (
+                probe.last_telemetry_saved or device.last_telemetry_saved or device.last_seen
+            )
+        high, low = probe.alarm_high, probe.alarm_low
+        probe_row.alarm_high_enabled = high.enabled if high else None
+        probe_row.alarm_high_alarming = high.alarming if high else None
+        probe_row.alarm_high_value = high.value if high else None
+        probe_row.alarm_low_enabled = low.enabled if low else None
+        probe_row.alarm_low_alarming = low.alarming if low else None
+        probe_row.alarm_low_value = low.value if low else None
+        probe_row.raw = json_safe(probe.extra)
+    present = {p.channel for p in device.probes}
+    for channel, probe_row in existing.items():
+        if channel not in present:
+            probe_row.connected = False
+
+
+def _cut(text: str | None, length: int) -> str | None:
+    return None if text is None else text[:length]
+
+
+def json_safe(value: Any) -> Any:
+    """A value JSON can hold: datetimes as ISO 8601, enums by value, non-finite floats as None."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def rename_device(database: Database, serial: str, name: str | None) -> Device:
+    """Give a device a name of its own; None or empty: follow the cloud's label again."""
+    with database.transaction() as session:
+        row = session.scalar(sa.select(Device).where(Device.device_id == serial))
+        if row is None:
+            raise UsageError(f"no device with serial {serial!r}")
+        if name and name.strip():
+            if len(name.strip()) > 100:
+                raise UsageError("name: at most 100 characters")
+            row.nickname = name.strip()
+            row.renamed_by_user = True
+        else:
+            row.nickname = row.cloud_label or row.device_id
+            row.renamed_by_user = False
+        return row
+
+
+# ------------------------------------------------------------------------------ polling
+
+
+class AccountPoller:
+    """Polls one linked ThermoWorks account for the daemon.
+
+    Tokens come from the database and go back to it, encrypted, whenever the
+    client refreshes them. Each poll re-reads the link's state, so that an
+    account flagged as needing its owner costs no request until it is linked
+    again, and a fresh ``account link`` is picked up without a restart.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        config: Config,
+        user_id: int,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        session: requests.Session | None = None,
+        box: SecretBox | None = None,
+    ) -> None:
+        self.database = database
+        self.config = config
+        self.user_id = user_id
+        self._clock = clock
+        self._http = session
+        self._box = box or SecretBox.from_config(config.security)
+        self._client: ThermoworksClient | None = None
+        self._linked_token: str | None = None  # the encrypted refresh token the client came from
+        self._unsaved_tokens: Tokens | None = None  # refreshed while the database was away
+        self.failures = 0  # consecutive failed polls
+        self.last_error: CloudError | None = None
+        self._last_times: dict[tuple[str, int], datetime] = {}
+        self._connected: dict[tuple[str, int], bool] = {}
+        self._restore_readings_state()
+
+    @classmethod
+    def for_linked_accounts(
+        cls, database: Database, config: Config, **kwargs: Any
+    ) -> list[AccountPoller]:
+        """One poller per linked account (flagged ones included: they wait for their owner)."""
+        box = kwargs.pop("box", None) or SecretBox.from_config(config.security)
+        return [cls(database, config, uid, box=box, **kwargs) for uid in linked_user_ids(database)]
+
+    def __repr__(self) -> str:
+        return f"<AccountPoller user={self.user_id} failures={self.failures}>"
+
+    @property
+    def client(self) -> ThermoworksClient | None:
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def poll(self) -> Poll:
+        """Poll the cloud once: every device, and only the readings that are new.
+
+        Raises a CloudError on failure, after flagging the credentials in the
+        database when only the owner can fix them; ask :meth:`retry_delay` when
+        to try again.
+        """
+        try:
+            client = self._current_client()
+            snapshot = client.poll()
+        except CloudError as exc:
+            self.failures += 1
+            self.last_error = exc
+            if retry_delay(exc, self.failures) is None and not isinstance(
+                exc, CredentialsNeedOwner
+            ):
+                try:
+                    flag_credentials(self.database, self.user_id, str(exc), self._clock())
+                except SQLAlchemyError:
+                    log.error(
+                        "database unreachable: could not flag user %d's credentials", self.user_id
+                    )
+                self.close()
+            raise
+        self.failures = 0
+        self.last_error = None
+        return self._to_poll(snapshot)
+
+    def retry_delay(self, error: BaseException | None = None) -> float | None:
+        """Seconds before the next attempt after ``error`` (default: the last one); None: stop
+        until the owner links the account again."""
+        error = error or self.last_error
+        if error is None:
+            return 0.0
+        return retry_delay(error, max(1, self.failures), maximum=self.config.polling.max_backoff)
+
+    @property
+    def needs_owner(self) -> bool:
+        """True while the link is flagged (the daemon may skip this account until relinked)."""
+        with self.database.transaction() as db:
+            state = db.scalar(
+                sa.select(ThermoWorksCredentials.state).where(
+                    ThermoWorksCredentials.user_id == self.user_id
+                )
+            )
+        return state != CredentialState.OK
+
+    # -- internals
+
+    def _current_client(self) -> ThermoworksClient:
+        try:
+            return self._client_from_database()
+        except SQLAlchemyError as exc:
+            if self._client is None:
+                raise Unavailable(
+                    "the database is unreachable and holds this account's credentials"
+                ) from None
+            # The database is away: keep polling with the session we have, so that
+            # states keep reaching MQTT; the link's state is re-read when it is back.
+            log.debug("credentials of user %d not re-read: %s", self.user_id, type(exc).__name__)
+            return self._client
+
+    def _client_from_database(self) -> ThermoworksClient:
+        with self.database.transaction() as db:
+            row = db.scalar(
+                sa.select(ThermoWorksCredentials).where(
+                    ThermoWorksCredentials.user_id == self.user_id
+                )
+            )
+            if row is None:
+                self.close()
+                raise CredentialsNeedOwner(
+                    f"user {self.user_id} is no longer linked to ThermoWorks"
+                )
+            if row.state != CredentialState.OK:
+                self.close()
+                raise CredentialsNeedOwner(
+                    f"the ThermoWorks credentials of user {self.user_id} need the owner: "
+                    f"{row.state_reason or row.state} (run 'account link' again)"
+                )
+            if self._unsaved_tokens is not None and row.refresh_token == self._linked_token:
+                store_tokens(row, self._unsaved_tokens, self._box)
+                self._linked_token = row.refresh_token
+                self._unsaved_tokens = None
+            if self._client is not None and row.refresh_token == self._linked_token:
+                return self._client
+            # First poll, or the account was linked again: start from the stored tokens.
+            self.close()
+            tokens = load_tokens(row, self._box)
+            self._linked_token = row.refresh_token
+            self._client = ThermoworksClient(
+                self.config.thermoworks,
+                provider=row.provider,
+                email=row.tw_email,
+                tokens=tokens,
+                password=self._stored_password,
+                on_tokens=self._save_tokens,
+                clock=self._clock,
+                session=self._http,
+            )
+            return self._client
+
+    def _stored_password(self) -> str | None:
+        with self.database.transaction() as db:
+            stored = db.scalar(
+                sa.select(ThermoWorksCredentials.stored_password).where(
+                    ThermoWorksCredentials.user_id == self.user_id
+                )
+            )
+        return self._box.decrypt(stored) if stored else None
+
+    def _save_tokens(self, tokens: Tokens) -> None:
+        try:
+            with self.database.transaction() as db:
+                row = db.scalar(
+                    sa.select(ThermoWorksCredentials).where(
+                        ThermoWorksCredentials.user_id == self.user_id
+                    )
+                )
+                if row is None:
+                    return
+                store_tokens(row, tokens, self._box)
+                self._linked_token = row.refresh_token
+                self._unsaved_tokens = None
+        except SQLAlchemyError:
+            # Kept in memory and written on the first poll that reaches the database.
+            log.warning(
+                "database unreachable: refreshed tokens of user %d kept in memory", self.user_id
+            )
+            self._unsaved_tokens = tokens
+
+    def _restore_readings_state(self) -> None:
+        """Start from what the database last stored, so a restart repeats no reading."""
+        with self.database.transaction() as db:
+            rows = db.execute(
+                sa.select(
+                    Device.device_id, ProbeRow.channel, ProbeRow.last_time, ProbeRow.connected
+                )
+                .join(ProbeRow, ProbeRow.device_id == Device.id)
+                .where(Device.user_id == self.user_id)
+            ).all()
+        for serial, channel, last_time, connected in rows:
+            if last_time is not None:
+                self._last_times[(serial, channel)] = last_time
+            self._connected[(serial, channel)] = bool(connected)
+
+    def _to_poll(self, snapshot: CloudSnapshot) -> Poll:
+        readings: list[Reading] = []
+        for device in snapshot.devices:
+            for probe in device.probes:
+                key = (device.serial, probe.channel)
+                when = probe.last_telemetry_saved or device.last_telemetry_saved or device.last_seen
+                was_connected = self._connected.get(key)
+                self._connected[key] = probe.connected
+                if when is None:
+                    continue  # without a time nothing tells a new value from an old one
+                if probe.connected:
+                    last = self._last_times.get(key)
+                    if last is None or when > last:
+                        self._last_times[key] = when
+                        readings.append(
+                            Reading(
+                                serial=device.serial,
+                                channel=probe.channel,
+                                time=when,
+                                value=probe.value,
+                                unit=probe.unit,
+                            )
+                        )
+                elif was_connected:
+                    # Unplugged: one reading without a value marks the moment, then silence.
+                    readings.append(
+                        Reading(
+                            serial=device.serial,
+                            channel=probe.channel,
+                            time=max(when, self._last_times.get(key, when)),
+                            value=None,
+                            unit=probe.unit,
+                        )
+                    )
+        return Poll(
+            user_id=self.user_id,
+            polled_at=self._clock(),
+            devices=snapshot.devices,
+            readings=tuple(readings),
+            malformed=snapshot.malformed,
+        )
+
+
+def poll_and_sync(
+    database: Database, config: Config, user_emails: Sequence[str] | None = None
+) -> list[tuple[str, SyncResult | CloudError]]:
+    """One poll and sync per linked account (or per given user): ``devices sync``."""
+    with database.transaction() as db:
+        query = sa.select(User.id, User.email).join(
+            ThermoWorksCredentials, ThermoWorksCredentials.user_id == User.id
+        )
+        if user_emails:
+            keys = [e.strip().lower() for e in user_emails]
+            query = query.where(sa.func.lower(User.email).in_(keys))
+        users = db.execute(query.order_by(User.id)).all()
+    out: list[tuple[str, SyncResult | CloudError]] = []
+    box = SecretBox.from_config(config.security)
+    for user_id, email in users:
+        poller = AccountPoller(database, config, user_id, box=box)
+        try:
+            poll = poller.poll()
+            out.append((email, sync_poll(database, poll)))
+        except CloudError as exc:
+            out.append((email, exc))
+        finally:
+            poller.close()
+    return out

@@ -1,0 +1,179 @@
+"""The cloud client's errors and, in one place, what the bridge does about each.
+
+Every failure of a cloud call becomes one of the :class:`CloudError` classes
+below; :func:`action_for` says what to do about it and :func:`retry_delay` how
+long to wait. The client applies ``REFRESH_AND_RETRY`` and ``REAUTHENTICATE``
+itself (once); everything else reaches the caller, who applies the rest.
+Messages are one line and never hold a password or a token.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from enum import StrEnum
+
+from grillstats_bridge.errors import GrillstatsError
+
+
+class Action(StrEnum):
+    """What to do after a failed cloud call."""
+
+    RETRY_AFTER = "retry after the server's delay"
+    BACKOFF = "back off with jitter, then retry"
+    LONG_BACKOFF = "back off for long, then retry"
+    REFRESH_AND_RETRY = "refresh the token, then retry once"
+    REAUTHENTICATE = "sign in again with the stored password, else needs the user"
+    NEEDS_USER = "never retried: the account needs its owner"
+    SKIP = "skip the document, count it, keep the rest"
+
+
+class CloudError(GrillstatsError):
+    """A ThermoWorks cloud call failed.
+
+    ``status`` is the HTTP status (None: no answer), ``code`` the cloud's error
+    code (``INVALID_PASSWORD``...), ``retry_after`` the server's delay in seconds.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+    @property
+    def action(self) -> Action:
+        return action_for(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r}, status={self.status}, code={self.code})"
+
+
+class InvalidCredentials(CloudError):
+    """Unknown email, wrong password or badly formed email: only the owner can fix it."""
+
+
+class AccountDisabled(CloudError):
+    """The ThermoWorks account is disabled."""
+
+
+class TooManyAttempts(CloudError):
+    """The cloud refuses sign-ins for a while (TOO_MANY_ATTEMPTS_TRY_LATER)."""
+
+
+class TokenExpired(CloudError):
+    """The id token was refused (401 UNAUTHENTICATED)."""
+
+
+class RefreshTokenInvalid(CloudError):
+    """The refresh token is dead (password changed, account disabled): sign in again."""
+
+
+class CredentialsNeedOwner(CloudError):
+    """The account's credentials stopped working earlier; nothing is tried until it is relinked."""
+
+
+class PermissionDenied(CloudError):
+    """The cloud's rules refused a read (403), or the API key or Referer is refused."""
+
+
+class NotFound(CloudError):
+    """A document does not exist (404)."""
+
+
+class RateLimited(CloudError):
+    """429 RESOURCE_EXHAUSTED; ``retry_after`` when the server said how long to wait."""
+
+
+class Unavailable(CloudError):
+    """503, another 5xx, or no answer at all (connection refused or reset)."""
+
+
+class CloudTimeout(Unavailable):
+    """No answer within the configured timeout."""
+
+
+class MalformedResponse(CloudError):
+    """A whole answer could not be read (not JSON, or not the expected shape)."""
+
+
+class MalformedDocument(CloudError):
+    """One document could not be parsed; it is skipped and counted."""
+
+
+class RequestRefused(CloudError):
+    """Any other 4xx: the request itself is wrong (a bad API key, a bad configuration)."""
+
+
+# The one table from error to behaviour; the most specific class wins.
+_ACTIONS: dict[type[CloudError], Action] = {
+    InvalidCredentials: Action.NEEDS_USER,
+    AccountDisabled: Action.NEEDS_USER,
+    CredentialsNeedOwner: Action.NEEDS_USER,
+    TooManyAttempts: Action.LONG_BACKOFF,
+    TokenExpired: Action.REFRESH_AND_RETRY,
+    RefreshTokenInvalid: Action.REAUTHENTICATE,
+    PermissionDenied: Action.LONG_BACKOFF,
+    NotFound: Action.BACKOFF,
+    RateLimited: Action.RETRY_AFTER,
+    CloudTimeout: Action.BACKOFF,
+    Unavailable: Action.BACKOFF,
+    MalformedResponse: Action.BACKOFF,
+    MalformedDocument: Action.SKIP,
+    RequestRefused: Action.LONG_BACKOFF,
+    CloudError: Action.BACKOFF,
+}
+
+
+def action_for(error: BaseException) -> Action:
+    """What to do about ``error`` (anything that is not a CloudError: back off)."""
+    for cls in type(error).__mro__:
+        action = _ACTIONS.get(cls)
+        if action is not None:
+            return action
+    return Action.BACKOFF
+
+
+MIN_BACKOFF_S = 5.0
+LONG_BACKOFF_S = 900.0  # a sign-in refusal for "too many attempts" lasts minutes to hours
+
+
+def retry_delay(
+    error: BaseException,
+    failures: int,
+    *,
+    maximum: float = 1800.0,
+    base: float = MIN_BACKOFF_S,
+    rand: Callable[[], float] = random.random,
+) -> float | None:
+    """Seconds to wait before trying the account again; None: stop until the owner acts.
+
+    ``failures`` counts the consecutive failures, this one included. Back-off
+    doubles from ``base`` up to ``maximum``, with "equal jitter" (half fixed,
+    half random) so that many accounts failing together do not retry together.
+    A token or re-authentication problem that reaches the caller has already
+    been retried once by the client: it waits like any other failure, except
+    that a dead refresh token with no stored password needs the owner.
+    """
+    action = action_for(error)
+    if action in (Action.NEEDS_USER, Action.REAUTHENTICATE):
+        return None
+    exponential = min(maximum, base * 2.0 ** max(0, failures - 1))
+    jittered = exponential / 2 + rand() * exponential / 2
+    if action is Action.RETRY_AFTER:
+        given = getattr(error, "retry_after", None)
+        if given is not None:
+            return float(min(maximum, max(1.0, given)))
+        return jittered
+    if action is Action.LONG_BACKOFF:
+        return max(min(LONG_BACKOFF_S, maximum), jittered)
+    if action is Action.SKIP:
+        return 0.0
+    return jittered
