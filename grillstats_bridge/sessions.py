@@ -954,12 +954,17 @@ class SessionTracker:
         collector = dev.collector()
         for reading in group:
             probe = self._probe(dev, reading.channel)
-            if probe.time is not None and t <= probe.time:
+            value = reading.value
+            unplugged = value is None or math.isnan(value)
+            if probe.time is not None and (
+                t < probe.time
+                # Same time: a replay, unless it unplugs (the cloud may keep the old time).
+                or (t == probe.time and unplugged == (probe.value is None))
+            ):
                 continue
             previous = probe.time
             probe.time = t
-            value = reading.value
-            if value is None or math.isnan(value):
+            if value is None or unplugged:
                 probe.value = probe.raw = None
                 if collector is not None:
                     collector.cut(reading.channel)

@@ -553,3 +553,16 @@ def test_the_sessions_settings_load_with_durations(tmp_path: Any) -> None:
     rules = Rules.from_config(config.sessions)
     assert (rules.end_after, rules.start_hold, rules.min_duration) == (2700, 120, 1200)
     assert rules.unit is Unit.CELSIUS
+
+
+def test_an_unplug_stamped_with_the_last_readings_time_still_counts() -> None:
+    """The cloud may keep a channel's time when its probe is pulled (the bridge then sends
+    value None at the last reading's time): the probe is out, the cook can end."""
+    tr = tracker()
+    feed(tr, [(i * 60.0, 250.0) for i in range(60)])
+    assert tr.active(SERIAL) is not None
+    changes = tr.observe(SERIAL, [reading(59 * 60.0, None)], at(3600))
+    changes += tr.observe(SERIAL, [reading(59 * 60.0, None)], at(3600 + 1800))  # a replay
+    (ended,) = [c for c in changes if c.kind is ChangeKind.ENDED]
+    assert ended.session.end_reason is EndReason.UNPLUGGED
+    assert ended.session.end == at(59 * 60.0)
