@@ -980,9 +980,11 @@ class SessionTracker:
             probe.value, probe.raw, probe.unit = v, value, reading.unit
             self._classify(dev, probe)
             if not probe.warm and dev.mode is _Mode.IDLE and previous is not None:
-                # Learn the idle level only at rest, as fast as time passes (not samples).
+                # Learn the idle level only while nothing cooks and the probe is not warm,
+                # as fast as time passes (never per sample).
                 alpha = 1.0 - math.exp(-(t - previous) / rules.idle_time_constant)
                 probe.idle += alpha * (min(v, rules.idle_max) - probe.idle)
+                self._classify(dev, probe)
             if (
                 collector is not None
                 and collector.add(reading.channel, t, value, reading.unit)
