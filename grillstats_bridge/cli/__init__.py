@@ -20,6 +20,7 @@ from grillstats_bridge.cli import (
     config_cmd,
     db_cmd,
     devices_cmd,
+    session_cmd,
     simulate_cmd,
     user_cmd,
 )
@@ -27,7 +28,16 @@ from grillstats_bridge.cli.common import Context, fail
 from grillstats_bridge.config import ConfigError
 from grillstats_bridge.errors import GrillstatsError, UsageError
 
-GROUPS = [config_cmd, db_cmd, user_cmd, alert_cmd, account_cmd, devices_cmd, simulate_cmd]
+GROUPS = [
+    config_cmd,
+    db_cmd,
+    user_cmd,
+    alert_cmd,
+    account_cmd,
+    devices_cmd,
+    simulate_cmd,
+    session_cmd,
+]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
