@@ -213,6 +213,9 @@ class ThermoworksConfig:
     )
 
 
+_MQTT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
 @dataclass(frozen=True, kw_only=True)
 class MqttConfig:
     """The MQTT broker and Home Assistant discovery."""
@@ -221,24 +224,88 @@ class MqttConfig:
     port: int = setting(1883, "Broker port (8883 is usual with TLS)", minimum=1, maximum=65535)
     username: str | None = setting(None, "User name for the broker; empty: anonymous")
     password: str | None = setting(None, "Password for the broker", secret=True)
-    tls: bool = setting(False, "Connect with TLS")
+    tls: bool = setting(False, "Connect with TLS (the certificate is verified unless tls_insecure)")
     tls_ca_file: str | None = setting(None, "CA certificate file; empty: the system's CAs")
     tls_certfile: str | None = setting(None, "Client certificate file (mutual TLS)")
-    tls_keyfile: str | None = setting(None, "Client private key file (mutual TLS)")
+    tls_keyfile: str | None = setting(
+        None, "Client private key file (mutual TLS); empty: the key is in tls_certfile"
+    )
     tls_insecure: bool = setting(
-        False, "Skip certificate verification (never do this on a network you do not control)"
+        False,
+        "Skip certificate and host name verification (never do this on a network you do not "
+        "control)",
     )
     client_id: str = setting("", "MQTT client id; empty: grillstats-bridge-<instance_id>")
     keepalive: int = setting(60, "Seconds between keep-alive pings", minimum=5, maximum=65535)
-    base_topic: str = setting("grillstats", "Root of every state topic")
+    base_topic: str = setting(
+        "grillstats", "Root of every state topic: <base_topic>/<instance_id>/..."
+    )
     discovery_prefix: str = setting("homeassistant", "Home Assistant discovery prefix")
     instance_id: str = setting(
-        "grillstats", "Identifies this bridge; two bridges on one broker need different ids"
+        "grillstats",
+        "Identifies this bridge in topics, unique ids and the client id (letters, digits, "
+        "_ and -); two bridges on one broker need different ids",
     )
     discovery: bool = setting(True, "Publish Home Assistant discovery configs")
-    max_queue: int = setting(
-        10000, "Messages kept while the broker is away (latest state per topic wins)", minimum=100
+    ha_birth_delay: float = setting(
+        5.0,
+        "On Home Assistant's birth message, republish after a random delay of up to this",
+        minimum=0,
+        duration=True,
     )
+    max_queue: int = setting(
+        10000,
+        "State topics kept while the broker is away (the latest value per topic wins)",
+        minimum=100,
+    )
+    max_events: int = setting(
+        1000,
+        "Events (alert firings) kept while the broker is away; beyond this they are refused "
+        "and the caller keeps them",
+        minimum=10,
+    )
+    reconnect_min_delay: float = setting(
+        1.0, "First wait before reconnecting to the broker", minimum=0.01, duration=True
+    )
+    reconnect_max_delay: float = setting(
+        60.0,
+        "Longest wait between reconnection attempts (the wait doubles up to this)",
+        minimum=0.01,
+        duration=True,
+    )
+
+    def validate(self) -> None:
+        if not _MQTT_ID.match(self.instance_id):
+            raise ConfigError(
+                "mqtt.instance_id: only letters, digits, _ and - (at most 64), "
+                f"got {self.instance_id!r}"
+            )
+        for key in ("base_topic", "discovery_prefix"):
+            topic = getattr(self, key)
+            if not topic or any(c in topic for c in "+#\0") or "" in topic.split("/"):
+                raise ConfigError(
+                    f"mqtt.{key}: must be a topic without wildcards, empty levels or leading "
+                    f"or trailing /, got {topic!r}"
+                )
+        if self.client_id and any(c in self.client_id for c in "+#/\0"):
+            raise ConfigError(
+                f"mqtt.client_id: must not contain + # / or NUL, got {self.client_id!r}"
+            )
+        if not self.tls:
+            for key in ("tls_ca_file", "tls_certfile", "tls_keyfile"):
+                if getattr(self, key):
+                    raise ConfigError(f"mqtt.{key}: set mqtt.tls: true to use TLS")
+            if self.tls_insecure:
+                raise ConfigError("mqtt.tls_insecure: set mqtt.tls: true to use TLS")
+        if self.tls_keyfile and not self.tls_certfile:
+            raise ConfigError("mqtt.tls_keyfile: needs mqtt.tls_certfile")
+        if self.reconnect_min_delay > self.reconnect_max_delay:
+            raise ConfigError("mqtt.reconnect_min_delay: must not exceed mqtt.reconnect_max_delay")
+
+    @property
+    def effective_client_id(self) -> str:
+        """The configured client id, else one derived from the instance id (stable per instance)."""
+        return self.client_id or f"grillstats-bridge-{self.instance_id}"
 
 
 @dataclass(frozen=True, kw_only=True)

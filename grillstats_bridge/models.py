@@ -449,3 +449,32 @@ class SessionTrackerState(Base):
 
     def __repr__(self) -> str:
         return f"<SessionTrackerState {self.device_id}>"
+
+
+class MqttPublication(Base):
+    """A retained MQTT topic this bridge instance published (issue 4).
+
+    Discovery configs, states and availability topics are remembered so that what
+    disappears (a device, a probe, a kind of entity) is cleared with an empty
+    retained message instead of staying in Home Assistant as a ghost, and so that
+    ``mqtt cleanup`` can remove everything an instance ever published. ``owner`` is
+    the scope that decides whether a topic is still wanted: ``bridge`` or
+    ``user:<id>`` (the account whose poll lists the device).
+    """
+
+    __tablename__ = "mqtt_publications"
+    __table_args__ = (
+        sa.UniqueConstraint("instance_id", "topic"),
+        sa.Index(None, "instance_id", "owner"),
+    )
+
+    id: Mapped[intpk]
+    instance_id: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    topic: Mapped[str] = mapped_column(sa.String(512), nullable=False)
+    owner: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    kind: Mapped[str] = mapped_column(sa.String(16), nullable=False)  # config, state
+    created_at: Mapped[datetime | None] = created_at_column()
+    updated_at: Mapped[datetime | None] = updated_at_column()
+
+    def __repr__(self) -> str:
+        return f"<MqttPublication {self.instance_id} {self.kind} {self.topic}>"

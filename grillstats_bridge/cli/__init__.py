@@ -20,6 +20,7 @@ from grillstats_bridge.cli import (
     config_cmd,
     db_cmd,
     devices_cmd,
+    mqtt_cmd,
     session_cmd,
     simulate_cmd,
     user_cmd,
@@ -37,6 +38,7 @@ GROUPS = [
     devices_cmd,
     simulate_cmd,
     session_cmd,
+    mqtt_cmd,
 ]
 
 EXIT_FAILURE = 1

@@ -1,0 +1,96 @@
+"""``mqtt``: remove everything this bridge instance published to the broker."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from typing import Any
+
+from grillstats_bridge.cli.common import Context, add_command, add_group
+from grillstats_bridge.errors import GrillstatsError, UsageError
+from grillstats_bridge.mqtt import MqttClient, read_retained
+from grillstats_bridge.publisher import PublicationStore, naming_for
+
+TIMEOUT = 15.0
+
+
+def register(sub: Any) -> None:
+    mqtt = add_group(sub, "mqtt", "MQTT broker maintenance")
+    p = add_command(
+        mqtt,
+        "cleanup",
+        _cleanup,
+        "remove every retained message this instance published (discovery, states, status)",
+        description="Clear every retained topic this instance (mqtt.instance_id) ever "
+        "published: what the database remembers, plus whatever the broker holds under the "
+        "instance's own topics. Home Assistant then forgets its devices and entities. Stop "
+        "the bridge first, or it publishes everything again.",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="list what would be cleared, clear nothing"
+    )
+    p.add_argument("--force", action="store_true", help="clear even though the bridge looks online")
+    p.add_argument(
+        "--broker-only",
+        action="store_true",
+        help="do not use the database (e.g. it is gone); clear what the broker holds",
+    )
+
+
+def _cleanup(args: argparse.Namespace, ctx: Context) -> int:
+    config = ctx.config.mqtt
+    naming = naming_for(config)
+    store = None if args.broker_only else PublicationStore(ctx.database(), config.instance_id)
+    remembered = {r.topic: r.kind for r in store.load()} if store is not None else {}
+    helper_id = f"{config.effective_client_id}-cleanup"
+    held = read_retained(
+        config,
+        [f"{naming.root}/#", f"{config.discovery_prefix}/+/{config.instance_id}/+/config"],
+        marker_topic=f"{naming.root}/cleanup-marker/{uuid.uuid4().hex}",
+        client_id=helper_id,
+        timeout=TIMEOUT,
+    )
+    online = held.get(naming.status_topic) == b"online"
+    if online and not args.force and not args.dry_run:
+        raise UsageError(
+            f"the bridge instance {config.instance_id!r} looks online ({naming.status_topic} "
+            "says online): stop it first, or use --force"
+        )
+    topics = sorted(set(remembered) | set(held))
+    configs = sum(1 for t in topics if t.startswith(config.discovery_prefix + "/"))
+    source = "the broker" if store is None else "the database and the broker"
+    print(
+        f"instance {config.instance_id}: {len(topics)} retained topics in {source} "
+        f"({configs} discovery configs, {len(topics) - configs} states)"
+    )
+    if args.dry_run:
+        if online:
+            print(
+                f"note: the bridge looks online; stop it before cleaning up ({naming.status_topic})"
+            )
+        for topic in topics:
+            where = ("db " if topic in remembered else "   ") + ("broker" if topic in held else "")
+            print(f"  {where:<9} {topic}")
+        print("dry run: nothing cleared")
+        return 0
+    if topics:
+        _clear(ctx, topics, helper_id)
+    forgotten = store.forget_all() if store is not None else 0
+    print(f"cleared {len(topics)} retained topics; forgot {forgotten} database rows")
+    return 0
+
+
+def _clear(ctx: Context, topics: list[str], client_id: str) -> None:
+    client = MqttClient(ctx.config.mqtt, status_topic=None, client_id=client_id)
+    client.start()
+    try:
+        if not client.wait_ready(TIMEOUT):
+            raise GrillstatsError(
+                f"MQTT broker {client.broker}: {client.health().last_error or 'no connection'}"
+            )
+        for topic in topics:
+            client.clear(topic)
+        if not client.flush(TIMEOUT):
+            raise GrillstatsError(f"MQTT broker {client.broker}: clearing did not finish in time")
+    finally:
+        client.stop()

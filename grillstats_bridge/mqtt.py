@@ -1,0 +1,942 @@
+"""MQTT transport on paho-mqtt 2.x: will, reconnect with capped back-off, bounded outbox, TLS,
+command subscriptions. Knows nothing of Home Assistant.
+
+Every message goes through one outbox and one sender thread, so what reaches the
+broker is in the order it was asked for, and nothing is handed to paho while the
+connection is down (paho would queue it without bound and flush a stale backlog).
+
+Two kinds of outgoing message:
+
+* **states** (:meth:`MqttClient.publish_state`): the latest value per topic wins;
+  while the broker is away at most ``max_queue`` topics wait, the oldest going
+  first when that overflows (counted and logged).
+* **events** (:meth:`MqttClient.publish_event`): every one matters, in order,
+  QoS 1, never retained. At most ``max_events`` wait; beyond that a new event is
+  refused (counted, logged as an error) and its :class:`Delivery` says so, so the
+  caller can keep it (the alerts work keeps it in its database outbox).
+
+Each connection is a fresh paho client: paho re-sends a dropped connection's
+unacknowledged QoS 1 messages after ``on_connect``, which would put stale retained
+configs on the broker after fresh ones. We track those messages ourselves instead
+and give them back to the outbox (events in order, states unless a newer value
+waits). On every connect the order is: ``online`` on the status topic, the connect
+hooks' messages (discovery, then current states), the waiting states, the waiting
+events.
+
+Callbacks from paho never raise (each is wrapped and logs), and subscription
+handlers run on a dispatcher thread of their own so a slow or failing handler can
+neither kill nor stall the network thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import itertools
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from grillstats_bridge.config import MqttConfig
+from grillstats_bridge.domain import utcnow
+from grillstats_bridge.errors import GrillstatsError
+
+log = logging.getLogger(__name__)
+
+ONLINE = "online"
+OFFLINE = "offline"
+# Incoming messages waiting for their handlers; beyond this they are dropped (and counted).
+MAX_INBOUND = 1000
+# QoS 1 messages paho may have on the wire at once (its default of 20 slows discovery bursts).
+MAX_INFLIGHT = 100
+# Seconds a TCP (and TLS) connect may take before the attempt counts as failed.
+CONNECT_TIMEOUT = 10.0
+
+Payload = str | bytes
+
+
+class MqttError(GrillstatsError):
+    """The MQTT client cannot be set up (bad TLS files and the like)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One outgoing message."""
+
+    topic: str
+    payload: Payload
+    qos: int = 0
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One message received on a subscription."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+
+    def text(self) -> str:
+        return self.payload.decode("utf-8", errors="replace")
+
+
+Handler = Callable[[InboundMessage], None]
+ConnectHook = Callable[[], Iterable[Message]]
+
+
+class DeliveryStatus(enum.StrEnum):
+    """What became of an event."""
+
+    QUEUED = "queued"  # waiting in the outbox (the broker may be away)
+    SENT = "sent"  # handed to the connection, no PUBACK yet
+    DELIVERED = "delivered"  # the broker acknowledged it (PUBACK)
+    REJECTED = "rejected"  # refused: the event queue was full or the client stopped
+    ABANDONED = "abandoned"  # the client stopped before the broker acknowledged it
+
+    @property
+    def final(self) -> bool:
+        return self in (DeliveryStatus.DELIVERED, DeliveryStatus.REJECTED, DeliveryStatus.ABANDONED)
+
+
+class Delivery:
+    """The fate of one event: poll :attr:`status`, :meth:`wait` on it, or pass ``on_done``.
+
+    Only ``DELIVERED`` means the broker has it; on ``REJECTED`` or ``ABANDONED`` the
+    caller still owns the event and should keep it for later.
+    """
+
+    def __init__(self, message: Message, on_done: Callable[[Delivery], None] | None) -> None:
+        self.message = message
+        self._status = DeliveryStatus.QUEUED
+        self._done = threading.Event()
+        self._on_done = on_done
+
+    @property
+    def status(self) -> DeliveryStatus:
+        return self._status
+
+    @property
+    def delivered(self) -> bool:
+        return self._status is DeliveryStatus.DELIVERED
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the event's fate is final; True when the broker acknowledged it."""
+        self._done.wait(timeout)
+        return self.delivered
+
+    def _set(self, status: DeliveryStatus) -> None:
+        if self._status.final:
+            return
+        self._status = status
+        if status.final:
+            self._done.set()
+            if self._on_done is not None:
+                try:
+                    self._on_done(self)
+                except Exception:
+                    log.exception("MQTT delivery callback for %s failed", self.message.topic)
+
+    def __repr__(self) -> str:
+        return f"<Delivery {self.message.topic} {self._status}>"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MqttHealth:
+    """The client's state, for ``/health``."""
+
+    broker: str
+    client_id: str
+    connected: bool
+    state: str  # connecting, connected, disconnected, stopped
+    connected_since: datetime | None
+    last_publish: datetime | None
+    last_error: str | None
+    connects: int
+    queued_states: int
+    queued_events: int
+    inflight: int
+    states_dropped: int
+    events_rejected: int
+    inbound_dropped: int
+    handler_errors: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in ((f, getattr(self, f)) for f in self.__slots__)
+        }
+
+
+class _State(enum.StrEnum):
+    NEW = "new"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class _Event:
+    message: Message
+    delivery: Delivery
+    seq: int
+
+
+@dataclass(slots=True)
+class _Inflight:
+    """A QoS 1 message handed to paho and not yet acknowledged."""
+
+    message: Message
+    event: _Event | None  # None: a state (discovery config, clear)
+    seq: int
+
+
+class _Paho(paho.Client):
+    """paho's client, closing what paho leaves open: the socket of a failed TLS handshake,
+    and the wake-up socket pair of ``loop_start`` (closed only when the client is
+    garbage-collected, and its thread keeps it in a reference cycle)."""
+
+    def close(self) -> None:
+        """Release every socket; call after ``loop_stop``."""
+        self._reset_sockets()
+
+    def _ssl_wrap_socket(self, tcp_sock: Any) -> Any:
+        context = self._ssl_context
+        assert context is not None  # only called when TLS is on
+        sock = context.wrap_socket(
+            tcp_sock, server_hostname=self._host, do_handshake_on_connect=False
+        )
+        try:
+            sock.settimeout(self._connect_timeout)
+            sock.do_handshake()  # the context checks the host name unless tls_insecure
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+class _Connection:
+    """One paho client for one connection attempt; its callbacks report to the owner."""
+
+    def __init__(self, owner: MqttClient) -> None:
+        self.owner = owner
+        self.result: bool | None = None  # None: no CONNACK yet; False: refused or lost
+        self.lost = threading.Event()
+        self.inflight: dict[int, _Inflight] = {}
+        self.early_acks: set[int] = set()
+        self.in_window = False
+        self.paho = self._make_paho()
+
+    def _make_paho(self) -> _Paho:
+        owner = self.owner
+        cfg = owner.config
+        client = _Paho(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=owner.client_id,
+            clean_session=True,
+            protocol=paho.MQTTv311,
+            reconnect_on_failure=False,  # we reconnect ourselves, with a fresh client
+        )
+        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        client.connect_timeout = CONNECT_TIMEOUT
+        client.max_inflight_messages_set(MAX_INFLIGHT)
+        if cfg.username:
+            client.username_pw_set(cfg.username, cfg.password)
+        if owner.ssl_context is not None:
+            client.tls_set_context(owner.ssl_context)
+        if owner.status_topic is not None:
+            # Set before every connect: the broker publishes it if we vanish without DISCONNECT.
+            client.will_set(owner.status_topic, OFFLINE, qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    # paho calls these on its network thread: they must never raise or block.
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        try:
+            if reason.is_failure:
+                self.owner._connect_failed(self, f"broker refused the connection: {reason}")
+                return
+            for topic, qos in self.owner._subscription_list():
+                client.subscribe(topic, qos)
+            self.owner._connect_succeeded(self)
+        except Exception:
+            log.exception("MQTT on_connect failed")
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        try:
+            self.owner._connection_lost(self, str(reason))
+        except Exception:
+            log.exception("MQTT on_disconnect failed")
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        try:
+            self.owner._acknowledged(self, mid)
+        except Exception:
+            log.exception("MQTT on_publish failed")
+
+    def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
+        try:
+            self.owner._received(
+                InboundMessage(
+                    topic=msg.topic,
+                    payload=bytes(msg.payload),
+                    retain=bool(msg.retain),
+                    qos=msg.qos,
+                )
+            )
+        except Exception:
+            log.exception("MQTT on_message failed")
+
+
+class MqttClient:
+    """A long-lived MQTT client: start it once, publish from any thread, stop it at the end.
+
+    ``status_topic`` carries this client's availability: the will ``offline``
+    (retained, QoS 1), ``online`` (retained) on every connect and ``offline``
+    before a clean disconnect. None: no availability (short-lived tools).
+    """
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        *,
+        status_topic: str | None,
+        client_id: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        config.validate()
+        if config.password and not config.username:
+            # MQTT 3.1.1 has no password without a user name; paho would drop it silently.
+            raise MqttError("mqtt.password: needs mqtt.username")
+        self.config = config
+        self.status_topic = status_topic
+        self.client_id = client_id or config.effective_client_id
+        self.broker = f"{config.host}:{config.port}"
+        self.ssl_context = _ssl_context(config) if config.tls else None
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._state = _State.NEW
+        self._stopping = False
+        self._stop_deadline = 0.0
+        self._busy = False  # the sender holds a batch it has not handed over yet
+        self._conn: _Connection | None = None
+        self._ready = False  # connected and the on-connect flush handed over
+        self._states: collections.OrderedDict[str, Message] = collections.OrderedDict()
+        self._events: collections.deque[_Event] = collections.deque()
+        self._seq = itertools.count()
+        self._hooks: list[ConnectHook] = []
+        self._subscriptions: dict[str, tuple[int, Handler]] = {}
+        self._inbound: collections.deque[InboundMessage] = collections.deque()
+        self._wake = threading.Event()  # interrupts the back-off wait on stop
+        self._threads: list[threading.Thread] = []
+        # health
+        self._connected_since: datetime | None = None
+        self._last_publish: datetime | None = None
+        self._last_error: str | None = None
+        self._connects = 0
+        self._states_dropped = 0
+        self._events_rejected = 0
+        self._inbound_dropped = 0
+        self._handler_errors = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start connecting in the background (returns at once; the broker may be away)."""
+        with self._lock:
+            if self._state is not _State.NEW:
+                raise MqttError("the MQTT client was already started")
+            self._state = _State.CONNECTING
+        for name, target in (("mqtt", self._run), ("mqtt-dispatch", self._dispatch)):
+            thread = threading.Thread(target=target, name=f"{name}-{self.client_id}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Flush what waits (up to ``timeout``), say ``offline``, disconnect cleanly.
+
+        Events that did not reach the broker end ``ABANDONED``; their owners keep them.
+        """
+        with self._cond:
+            if self._state in (_State.NEW, _State.STOPPED):
+                self._state = _State.STOPPED
+                self._abandon_events()
+                return
+            self._stopping = True
+            self._stop_deadline = time.monotonic() + timeout
+            self._cond.notify_all()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout + CONNECT_TIMEOUT + 1)
+        with self._cond:
+            self._state = _State.STOPPED
+            self._abandon_events()
+            self._cond.notify_all()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until connected and the on-connect messages were handed over (tests, tools)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._ready or self._stopping, timeout) and (
+                self._ready
+            )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until nothing waits and every QoS 1 message is acknowledged; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(self._idle, timeout)
+
+    def _idle(self) -> bool:
+        conn = self._conn
+        return (
+            self._ready
+            and not self._busy
+            and not self._states
+            and not self._events
+            and (conn is None or not conn.inflight)
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self._state is _State.CONNECTED
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish_state(
+        self, topic: str, payload: Payload, *, qos: int = 0, retain: bool = True
+    ) -> None:
+        """Publish a state: only the latest value of a topic is kept while it waits."""
+        _check_topic(topic)
+        message = Message(topic, payload, qos, retain)
+        with self._cond:
+            self._states.pop(topic, None)  # a newer value goes to the back of the line
+            self._states[topic] = message
+            if len(self._states) > self.config.max_queue:
+                dropped, _ = self._states.popitem(last=False)
+                self._states_dropped += 1
+                if self._states_dropped == 1 or self._states_dropped % 1000 == 0:
+                    log.warning(
+                        "MQTT outbox full (%d state topics): dropped the oldest (%s); "
+                        "%d dropped so far",
+                        self.config.max_queue,
+                        dropped,
+                        self._states_dropped,
+                    )
+            self._cond.notify_all()
+
+    def publish_states(self, messages: Iterable[Message]) -> None:
+        """Publish several states in order (each with its own QoS and retain flag)."""
+        for m in messages:
+            self.publish_state(m.topic, m.payload, qos=m.qos, retain=m.retain)
+
+    def clear(self, topic: str) -> None:
+        """Remove a retained message: an empty retained payload, QoS 1."""
+        self.publish_state(topic, b"", qos=1, retain=True)
+
+    def publish_event(
+        self,
+        topic: str,
+        payload: Payload,
+        *,
+        on_done: Callable[[Delivery], None] | None = None,
+    ) -> Delivery:
+        """Publish an event (QoS 1, not retained); see :class:`Delivery` for what became of it."""
+        _check_topic(topic)
+        delivery = Delivery(Message(topic, payload, 1, False), on_done)
+        with self._cond:
+            conn = self._conn
+            waiting = len(self._events) + (len(conn.inflight) if conn is not None else 0)
+            if self._stopping or self._state is _State.STOPPED:
+                refused = "the MQTT client is stopping"
+            elif waiting >= self.config.max_events:
+                self._events_rejected += 1
+                refused = f"{waiting} events already wait (max_events)"
+            else:
+                refused = ""
+                self._events.append(_Event(delivery.message, delivery, next(self._seq)))
+                self._cond.notify_all()
+        if refused:
+            log.error(
+                "MQTT event to %s REFUSED: %s; %d refused so far, the caller keeps it",
+                topic,
+                refused,
+                self._events_rejected,
+            )
+            delivery._set(DeliveryStatus.REJECTED)
+        return delivery
+
+    def add_connect_hook(self, hook: ConnectHook) -> None:
+        """Messages to send on every connect, after ``online`` and before waiting states.
+
+        The hook runs on the client's thread and returns the current value of what it
+        names (so a waiting state for one of its topics is superseded and dropped). It
+        must not call back into this client.
+        """
+        with self._lock:
+            self._hooks.append(hook)
+
+    # ------------------------------------------------------------------ subscribing
+
+    def subscribe(self, topic: str, handler: Handler, *, qos: int = 1) -> None:
+        """Call ``handler`` for each message on ``topic`` (a filter); renewed on every connect.
+
+        Handlers run on the dispatcher thread, one at a time; an exception is logged.
+        """
+        with self._lock:
+            self._subscriptions[topic] = (qos, handler)
+            conn = self._conn if self._state is _State.CONNECTED else None
+        if conn is not None:
+            conn.paho.subscribe(topic, qos)
+
+    def unsubscribe(self, topic: str) -> None:
+        with self._lock:
+            self._subscriptions.pop(topic, None)
+            conn = self._conn if self._state is _State.CONNECTED else None
+        if conn is not None:
+            conn.paho.unsubscribe(topic)
+
+    def _subscription_list(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return [(topic, qos) for topic, (qos, _) in self._subscriptions.items()]
+
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> MqttHealth:
+        with self._lock:
+            conn = self._conn
+            return MqttHealth(
+                broker=self.broker,
+                client_id=self.client_id,
+                connected=self._state is _State.CONNECTED,
+                state=str(self._state),
+                connected_since=self._connected_since,
+                last_publish=self._last_publish,
+                last_error=self._last_error,
+                connects=self._connects,
+                queued_states=len(self._states),
+                queued_events=len(self._events),
+                inflight=len(conn.inflight) if conn is not None else 0,
+                states_dropped=self._states_dropped,
+                events_rejected=self._events_rejected,
+                inbound_dropped=self._inbound_dropped,
+                handler_errors=self._handler_errors,
+            )
+
+    # ------------------------------------------------------------------ the client's thread
+
+    def _run(self) -> None:
+        delay = self.config.reconnect_min_delay
+        failures = 0
+        while not self._stopping:
+            connected = False
+            try:
+                connected = self._connection()
+            except Exception as exc:  # a bug must not end reconnection
+                log.exception("MQTT connection loop failed")
+                self._note_error(f"{type(exc).__name__}: {exc}")
+            if self._stopping:
+                break
+            if connected:
+                delay = self.config.reconnect_min_delay
+                failures = 0
+            failures += 1
+            wait = delay * self._rng.uniform(0.8, 1.2)  # jitter: bridges restarted together
+            level = logging.WARNING if failures in (1, 2) or failures % 10 == 0 else logging.DEBUG
+            log.log(
+                level,
+                "MQTT broker %s: %s; reconnecting in %.2f s",
+                self.broker,
+                self._last_error or "disconnected",
+                wait,
+            )
+            self._wake.wait(wait)
+            delay = min(delay * 2, self.config.reconnect_max_delay)
+        with self._cond:
+            self._state = _State.STOPPED
+            self._cond.notify_all()
+
+    def _connection(self) -> bool:
+        """One connection from connect to loss (or stop); True if it got connected."""
+        conn = _Connection(self)
+        with self._cond:
+            self._conn = conn
+            self._state = _State.CONNECTING
+        try:
+            conn.paho.connect(self.config.host, self.config.port, self.config.keepalive)
+        except (OSError, ValueError) as exc:
+            self._note_error(_describe(exc))
+            return False
+        conn.paho.loop_start()
+        try:
+            with self._cond:
+                self._cond.wait_for(
+                    lambda: conn.result is not None or self._stopping, CONNECT_TIMEOUT
+                )
+                ok = conn.result is True
+                if conn.result is None and not self._stopping:
+                    self._last_error = "no CONNACK from the broker"
+            if not ok:
+                return False
+            self._send_until_lost(conn)
+            return True
+        finally:
+            if self._stopping and conn.result is True and not conn.lost.is_set():
+                self._say_goodbye(conn)
+            else:
+                conn.paho.disconnect()
+            conn.paho.loop_stop()
+            conn.paho.close()
+            self._take_back(conn)
+
+    def _send_until_lost(self, conn: _Connection) -> None:
+        """The on-connect flush, then whatever the outbox gets, until the connection ends."""
+        hook_messages: list[Message] = []
+        with self._lock:
+            hooks = list(self._hooks)
+        for hook in hooks:
+            try:
+                hook_messages.extend(hook())
+            except Exception:
+                log.exception("MQTT connect hook %r failed", hook)
+        first: list[Message] = []
+        if self.status_topic is not None:
+            first.append(Message(self.status_topic, ONLINE, 1, True))
+        first.extend(hook_messages)
+        covered = {m.topic for m in first}
+        with self._cond:
+            for topic in covered:
+                self._states.pop(topic, None)
+        if not self._send(conn, first, []):
+            return
+        with self._cond:
+            self._ready = True
+            self._cond.notify_all()
+        log.info("MQTT connected to %s as %s", self.broker, self.client_id)
+        while True:
+            with self._cond:
+                self._cond.wait_for(
+                    lambda: self._states or self._events or self._stopping or conn.lost.is_set()
+                )
+                if conn.lost.is_set():
+                    return
+                if self._stopping and not self._states and not self._events:
+                    return
+                states = list(self._states.values())
+                self._states.clear()
+                events = list(self._events)
+                self._events.clear()
+                self._busy = True
+            try:
+                if not self._send(conn, states, events):
+                    return
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _send(self, conn: _Connection, states: list[Message], events: list[_Event]) -> bool:
+        """Hand messages to paho in order; on a lost connection put the rest back."""
+        for i, message in enumerate(states):
+            if not self._hand_over(conn, message, None):
+                self._requeue_states(states[i:])
+                self._requeue_events(events)
+                return False
+        for i, event in enumerate(events):
+            if not self._hand_over(conn, event.message, event):
+                self._requeue_events(events[i:])
+                return False
+        if states or events:
+            with self._lock:
+                self._last_publish = self._clock()
+        return True
+
+    def _hand_over(self, conn: _Connection, message: Message, event: _Event | None) -> bool:
+        if conn.lost.is_set():
+            return False
+        tracked = message.qos > 0
+        if tracked:
+            with self._lock:
+                # An acknowledgement can come back before publish() returns its mid.
+                conn.early_acks.clear()
+                conn.in_window = True
+        info = conn.paho.publish(message.topic, message.payload, message.qos, message.retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+            with self._lock:
+                conn.in_window = False
+            return False
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            log.error("MQTT publish to %s failed: %s", message.topic, paho.error_string(info.rc))
+        if not tracked:
+            return True
+        seq = event.seq if event is not None else -1
+        with self._lock:
+            conn.in_window = False
+            acked = info.mid in conn.early_acks
+            conn.early_acks.clear()
+            if not acked:
+                conn.inflight[info.mid] = _Inflight(message, event, seq)
+        if event is not None:
+            event.delivery._set(DeliveryStatus.DELIVERED if acked else DeliveryStatus.SENT)
+        return True
+
+    def _say_goodbye(self, conn: _Connection) -> None:
+        """Wait (bounded) for acknowledgements, publish ``offline``, disconnect cleanly."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: not conn.inflight or conn.lost.is_set(),
+                max(0.0, self._stop_deadline - time.monotonic()),
+            )
+        if self.status_topic is not None and not conn.lost.is_set():
+            # A clean DISCONNECT suppresses the will, so say it ourselves.
+            info = conn.paho.publish(self.status_topic, OFFLINE, 1, True)
+            info.wait_for_publish(max(0.1, self._stop_deadline - time.monotonic()))
+        conn.paho.disconnect()
+
+    def _take_back(self, conn: _Connection) -> None:
+        """After a connection ends: unacknowledged QoS 1 messages go back to the outbox."""
+        with self._cond:
+            pending = sorted(conn.inflight.values(), key=lambda i: i.seq)
+            conn.inflight.clear()
+            self._ready = False
+            if self._state is _State.CONNECTED:
+                self._state = _State.DISCONNECTED
+            self._connected_since = None
+            self._cond.notify_all()
+        # ``online`` is said again first thing on the next connect.
+        self._requeue_states(
+            [p.message for p in pending if p.event is None and p.message.topic != self.status_topic]
+        )
+        self._requeue_events([p.event for p in pending if p.event is not None])
+
+    def _requeue_states(self, messages: list[Message]) -> None:
+        with self._lock:
+            older = collections.OrderedDict(
+                (m.topic, m) for m in messages if m.topic not in self._states
+            )
+            older.update(self._states)  # a value that waits is newer than one given back
+            self._states = older
+
+    def _requeue_events(self, events: list[_Event]) -> None:
+        with self._lock:
+            for event in reversed(events):
+                event.delivery._status = DeliveryStatus.QUEUED
+                self._events.appendleft(event)
+
+    def _abandon_events(self) -> None:
+        """Called with the lock held when the client has stopped."""
+        events = list(self._events)
+        self._events.clear()
+        if events:
+            log.error(
+                "MQTT stopped with %d undelivered events; their owners keep them", len(events)
+            )
+        for event in events:
+            event.delivery._set(DeliveryStatus.ABANDONED)
+
+    # ------------------------------------------------------------------ from paho's thread
+
+    def _connect_succeeded(self, conn: _Connection) -> None:
+        with self._cond:
+            conn.result = True
+            self._state = _State.CONNECTED
+            self._connected_since = self._clock()
+            self._connects += 1
+            self._last_error = None
+            self._cond.notify_all()
+
+    def _connect_failed(self, conn: _Connection, reason: str) -> None:
+        with self._cond:
+            conn.result = False
+            self._last_error = reason
+            self._cond.notify_all()
+
+    def _connection_lost(self, conn: _Connection, reason: str) -> None:
+        with self._cond:
+            conn.lost.set()
+            if conn.result is None:
+                conn.result = False
+                self._last_error = f"the broker closed the connection before CONNACK ({reason})"
+            elif conn.result and not self._stopping:
+                self._last_error = f"connection lost: {reason}"
+            self._cond.notify_all()
+
+    def _acknowledged(self, conn: _Connection, mid: int) -> None:
+        with self._cond:
+            item = conn.inflight.pop(mid, None)
+            if item is None:
+                if conn.in_window:
+                    conn.early_acks.add(mid)
+                return
+            self._cond.notify_all()
+        if item.event is not None:
+            item.event.delivery._set(DeliveryStatus.DELIVERED)
+
+    def _received(self, message: InboundMessage) -> None:
+        with self._cond:
+            if len(self._inbound) >= MAX_INBOUND:
+                self._inbound_dropped += 1
+                dropped = True
+            else:
+                self._inbound.append(message)
+                dropped = False
+                self._cond.notify_all()
+        if dropped:
+            log.warning("MQTT inbound queue full: dropped a message on %s", message.topic)
+
+    def _note_error(self, text: str) -> None:
+        with self._lock:
+            self._last_error = text
+
+    # ------------------------------------------------------------------ the dispatcher thread
+
+    def _dispatch(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._inbound or self._state is _State.STOPPED)
+                if not self._inbound:
+                    return
+                message = self._inbound.popleft()
+                handlers = [
+                    handler
+                    for topic, (_, handler) in self._subscriptions.items()
+                    if paho.topic_matches_sub(topic, message.topic)
+                ]
+            for handler in handlers:
+                try:
+                    handler(message)
+                except Exception:
+                    with self._lock:
+                        self._handler_errors += 1
+                    log.exception("MQTT handler for %s failed", message.topic)
+
+
+def _check_topic(topic: str) -> None:
+    if not topic or "+" in topic or "#" in topic or "\0" in topic:
+        raise ValueError(f"not a topic to publish to: {topic!r}")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "connection timed out"
+    return f"{type(exc).__name__}: {exc.strerror if isinstance(exc, OSError) else exc}"
+
+
+def _ssl_context(config: MqttConfig) -> ssl.SSLContext:
+    """The TLS context, built once so a bad file is an error at start, not at each connect."""
+    try:
+        context = ssl.create_default_context(cafile=config.tls_ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise MqttError(f"mqtt.tls_ca_file: cannot load {config.tls_ca_file}: {exc}") from None
+    if config.tls_certfile:
+        try:
+            context.load_cert_chain(config.tls_certfile, config.tls_keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise MqttError(
+                f"mqtt.tls_certfile: cannot load {config.tls_certfile}"
+                f"{' / ' + config.tls_keyfile if config.tls_keyfile else ''}: {exc}"
+            ) from None
+    if config.tls_insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def read_retained(
+    config: MqttConfig,
+    filters: Iterable[str],
+    *,
+    marker_topic: str,
+    client_id: str,
+    timeout: float = 10.0,
+) -> dict[str, bytes]:
+    """What the broker holds retained under ``filters`` (one short-lived connection).
+
+    The broker sends retained messages while it handles SUBSCRIBE; a marker we
+    publish afterwards on ``marker_topic`` comes back after all of them, so its
+    arrival ends the scan without guessing a quiet period.
+    """
+    done = threading.Event()
+    failure: list[str] = []
+    found: dict[str, bytes] = {}
+    lock = threading.Lock()
+    client = _Paho(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=True,
+        reconnect_on_failure=False,
+    )
+    if config.username:
+        client.username_pw_set(config.username, config.password)
+    if config.tls:
+        client.tls_set_context(_ssl_context(config))
+    topics = [*filters, marker_topic]
+
+    def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            failure.append(f"broker refused the connection: {reason}")
+            done.set()
+        else:
+            c.subscribe([(t, 1) for t in topics])
+
+    def on_subscribe(c: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        c.publish(marker_topic, b"end", qos=1)
+
+    def on_message(c: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if msg.topic == marker_topic:
+            done.set()
+        elif msg.retain and msg.payload:
+            with lock:
+                found[msg.topic] = bytes(msg.payload)
+
+    def on_disconnect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if not done.is_set():
+            failure.append(f"connection lost: {reason}")
+            done.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    client.on_disconnect = on_disconnect
+    client.connect_timeout = CONNECT_TIMEOUT
+    try:
+        client.connect(config.host, config.port, config.keepalive)
+    except (OSError, ValueError) as exc:
+        client.close()
+        raise MqttError(f"MQTT broker {config.host}:{config.port}: {_describe(exc)}") from None
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            raise MqttError(f"MQTT broker {config.host}:{config.port}: no answer in {timeout:g} s")
+        if failure:
+            raise MqttError(f"MQTT broker {config.host}:{config.port}: {failure[0]}")
+        with lock:
+            return dict(found)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        client.close()

@@ -1,0 +1,388 @@
+"""Publishes the bridge, its linked accounts and their ThermoWorks devices to MQTT and HA.
+
+Uses :mod:`discovery` for what to say and :mod:`mqtt` to say it. It keeps the
+current view (the last devices of each account, the bridge's status) so that every
+connect and every Home Assistant birth can republish discovery and then the current
+states, and it remembers every retained topic it ever published (in memory and in
+the ``mqtt_publications`` table) so that what disappears is cleared instead of
+lingering as a ghost.
+
+QoS and retain per kind of message:
+
+================================  =====  ======  ==========================================
+message                           QoS    retain  why
+================================  =====  ======  ==========================================
+discovery config                  1      yes     HA must get it, and get it after restarts
+clearing a config or state        1      yes     an empty retained payload deletes it
+bridge status (online/offline)    1      yes     the will; HA's availability
+device availability               1      yes     HA's availability, read on subscribe
+device / probe / bridge state     0      yes     frequent; the next poll supersedes a loss,
+                                                 and every connect republishes it
+events (alerts work)              1      no      HA ignores retained events; never replay
+================================  =====  ======  ==========================================
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from grillstats_bridge.config import MqttConfig
+from grillstats_bridge.db import Database
+from grillstats_bridge.discovery import (
+    TABLE,
+    BridgeStatus,
+    DeviceView,
+    EntityConfig,
+    Naming,
+    Publication,
+    State,
+    Table,
+    bridge_publication,
+    device_publication,
+)
+from grillstats_bridge.domain import Device, utcnow
+from grillstats_bridge.models import MqttPublication
+from grillstats_bridge.mqtt import InboundMessage, Message, MqttClient
+
+log = logging.getLogger(__name__)
+
+BRIDGE_OWNER = "bridge"
+CONFIG_QOS = 1
+STATE_QOS = 0
+AVAILABILITY_QOS = 1
+
+
+def naming_for(config: MqttConfig) -> Naming:
+    return Naming(
+        instance_id=config.instance_id,
+        base_topic=config.base_topic,
+        discovery_prefix=config.discovery_prefix,
+    )
+
+
+def account_owner(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One remembered retained topic."""
+
+    topic: str
+    owner: str
+    kind: str  # config, state
+
+
+class PublicationStore:
+    """The ``mqtt_publications`` table for one instance."""
+
+    def __init__(self, database: Database, instance_id: str) -> None:
+        self.database = database
+        self.instance_id = instance_id
+
+    def load(self) -> list[Record]:
+        with self.database.session() as session:
+            rows = session.scalars(
+                sa.select(MqttPublication).where(MqttPublication.instance_id == self.instance_id)
+            )
+            return [Record(r.topic, r.owner, r.kind) for r in rows]
+
+    def apply(self, added: Sequence[Record], removed: Sequence[str]) -> None:
+        """Remember ``added`` (or move them to their new owner), forget ``removed``."""
+        row = MqttPublication
+        with self.database.transaction() as session:
+            # Replacing rows keeps this portable (no dialect-specific upsert).
+            for chunk in _chunks([*removed, *(r.topic for r in added)], 500):
+                session.execute(
+                    sa.delete(row).where(row.instance_id == self.instance_id, row.topic.in_(chunk))
+                )
+            if added:
+                session.execute(
+                    sa.insert(row),
+                    [
+                        {"instance_id": self.instance_id, "topic": r.topic, "owner": r.owner}
+                        | {"kind": r.kind}
+                        for r in added
+                    ],
+                )
+
+    def forget_all(self) -> int:
+        """Forget every topic of this instance; returns how many there were."""
+        row = MqttPublication
+        with self.database.transaction() as session:
+            count = session.scalar(
+                sa.select(sa.func.count()).where(row.instance_id == self.instance_id)
+            )
+            session.execute(sa.delete(row).where(row.instance_id == self.instance_id))
+            return int(count or 0)
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PublisherHealth:
+    accounts: int
+    devices: int
+    entities: int  # discovery configs currently published
+    retained_topics: int  # everything remembered (what cleanup would clear)
+    ha_births: int
+    last_discovery: datetime | None
+    store_errors: int
+
+
+class Publisher:
+    """The bridge's MQTT face: discovery, states, availability, cleanup of what vanished.
+
+    Register it before ``client.start()`` (the constructor adds the connect hook and
+    the subscription to Home Assistant's birth topic). Every method is thread-safe
+    and returns without waiting for the network.
+    """
+
+    def __init__(
+        self,
+        client: MqttClient,
+        config: MqttConfig,
+        *,
+        store: PublicationStore | None = None,
+        table: Table = TABLE,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.naming = naming_for(config)
+        self.store = store
+        self.table = table
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._lock = threading.RLock()
+        self._bridge: BridgeStatus | None = None
+        self._accounts: dict[int, dict[str, tuple[Device, str | None]]] = {}
+        self._configs: dict[str, str] = {}  # config topic -> payload last published
+        self._states: dict[str, str] = {}  # state topic -> payload last published
+        self._records: dict[str, Record] = {}  # every retained topic ever published
+        self._birth_timer: threading.Timer | None = None
+        self._ha_births = 0
+        self._last_discovery: datetime | None = None
+        self._store_errors = 0
+        self._store_lock = threading.Lock()
+        self._closed = False
+        if store is not None:
+            try:
+                for record in store.load():
+                    self._records[record.topic] = record
+            except Exception as exc:
+                self._store_failed("load", exc)
+        self._remember([Record(self.naming.status_topic, BRIDGE_OWNER, "state")], [])
+        client.add_connect_hook(self._on_connect)
+        client.subscribe(self.naming.ha_status_topic, self._on_ha_status, qos=1)
+
+    # ------------------------------------------------------------------ what the daemon calls
+
+    def publish_bridge_state(self, status: BridgeStatus) -> None:
+        """The bridge's status, version, last poll, cloud errors and linked accounts."""
+        with self._lock:
+            self._bridge = status
+            pub = bridge_publication(self.naming, status, self.table)
+            self._reconcile(BRIDGE_OWNER, [pub], keep={self.naming.status_topic})
+
+    def publish_devices(
+        self,
+        user_id: int,
+        devices: Sequence[Device],
+        *,
+        now: datetime | None = None,
+        nicknames: Mapping[str, str] | None = None,
+    ) -> None:
+        """All devices of one account as just polled (``domain.Poll.devices``).
+
+        A device missing from ``devices`` that was published for this account before
+        is removed from HA; so is a probe or a kind of entity that disappeared.
+        ``nicknames`` (serial -> name) are the user's own names for devices.
+        """
+        nicknames = nicknames or {}
+        with self._lock:
+            self._accounts[user_id] = {d.serial: (d, nicknames.get(d.serial)) for d in devices}
+            self._publish_account(user_id, now or self._clock())
+
+    def refresh(self, now: datetime | None = None) -> None:
+        """Re-judge every known device's availability (call it when a poll did not come)."""
+        when = now or self._clock()
+        with self._lock:
+            for user_id in list(self._accounts):
+                self._publish_account(user_id, when)
+
+    def forget_account(self, user_id: int) -> None:
+        """An account was unlinked: remove its devices from HA and from the broker."""
+        with self._lock:
+            self._accounts.pop(user_id, None)
+            self._reconcile(account_owner(user_id), [])
+
+    def close(self) -> None:
+        """Cancel a pending HA-birth republish (the client is stopped separately)."""
+        with self._lock:
+            self._closed = True
+            if self._birth_timer is not None:
+                self._birth_timer.cancel()
+
+    def health(self) -> PublisherHealth:
+        with self._lock:
+            return PublisherHealth(
+                accounts=len(self._accounts),
+                devices=sum(len(devs) for devs in self._accounts.values()),
+                entities=len(self._configs),
+                retained_topics=len(self._records),
+                ha_births=self._ha_births,
+                last_discovery=self._last_discovery,
+                store_errors=self._store_errors,
+            )
+
+    # ------------------------------------------------------------------ publishing
+
+    def _publish_account(self, user_id: int, now: datetime) -> None:
+        devices = self._accounts.get(user_id, {})
+        pubs = [
+            device_publication(self.naming, DeviceView.of(device, now, nickname), self.table)
+            for device, nickname in devices.values()
+        ]
+        self._reconcile(account_owner(user_id), pubs)
+
+    def _reconcile(
+        self, owner: str, pubs: Sequence[Publication], keep: Collection[str] = ()
+    ) -> None:
+        """Publish what changed for one owner and clear what it no longer has."""
+        wanted: dict[str, Record] = {}
+        configs: list[EntityConfig] = []
+        states: list[State] = []
+        for pub in pubs:
+            for config in pub.configs if self.config.discovery else ():
+                wanted[config.topic] = Record(config.topic, owner, "config")
+                if self._configs.get(config.topic) != (payload := config.json()):
+                    self._configs[config.topic] = payload
+                    configs.append(config)
+            for state in pub.states:
+                wanted[state.topic] = Record(state.topic, owner, "state")
+                if self._states.get(state.topic) != state.payload:
+                    self._states[state.topic] = state.payload
+                    states.append(state)
+        vanished = [
+            topic
+            for topic, record in self._records.items()
+            if record.owner == owner and topic not in wanted and topic not in keep
+        ]
+        for topic in vanished:
+            self.client.clear(topic)
+            self._configs.pop(topic, None)
+            self._states.pop(topic, None)
+        for config in configs:
+            self.client.publish_state(config.topic, config.json(), qos=CONFIG_QOS, retain=True)
+        for state in states:
+            self.client.publish_state(
+                state.topic, state.payload, qos=_state_qos(state), retain=True
+            )
+        if configs:
+            self._last_discovery = self._clock()
+        added = [r for t, r in wanted.items() if self._records.get(t) != r]
+        if vanished:
+            log.info("MQTT: cleared %d retained topics that %s no longer has", len(vanished), owner)
+        self._remember(added, vanished)
+
+    def _remember(self, added: Sequence[Record], removed: Sequence[str]) -> None:
+        if not added and not removed:
+            return
+        for topic in removed:
+            self._records.pop(topic, None)
+        for record in added:
+            self._records[record.topic] = record
+        if self.store is None:
+            return
+        # Held under the publisher's lock on purpose: rows must be written in the
+        # order the topics were published and cleared. It only happens when the set
+        # of entities changes, never on a plain state update.
+        try:
+            with self._store_lock:
+                self.store.apply(added, removed)
+        except Exception as exc:
+            self._store_failed("save", exc)
+
+    def _store_failed(self, what: str, exc: Exception) -> None:
+        self._store_errors += 1
+        log.error(
+            "MQTT: cannot %s what was published in the database (%s: %s); publishing goes on, "
+            "but 'mqtt cleanup' may miss topics",
+            what,
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
+
+    def _everything(self) -> list[Message]:
+        """Discovery first, then every current state: what a connect or an HA birth gets."""
+        now = self._clock()
+        pubs: list[Publication] = []
+        if self._bridge is not None:
+            pubs.append(bridge_publication(self.naming, self._bridge, self.table))
+        for devices in self._accounts.values():
+            pubs += [
+                device_publication(self.naming, DeviceView.of(device, now, nickname), self.table)
+                for device, nickname in devices.values()
+            ]
+        messages: list[Message] = []
+        if self.config.discovery:
+            for pub in pubs:
+                for config in pub.configs:
+                    payload = config.json()
+                    self._configs[config.topic] = payload
+                    messages.append(Message(config.topic, payload, CONFIG_QOS, True))
+        for pub in pubs:
+            for state in pub.states:
+                self._states[state.topic] = state.payload
+                messages.append(Message(state.topic, state.payload, _state_qos(state), True))
+        if pubs and self.config.discovery:
+            self._last_discovery = now
+        return messages
+
+    def _on_connect(self) -> list[Message]:
+        with self._lock:
+            return self._everything()
+
+    # ------------------------------------------------------------------ Home Assistant's birth
+
+    def _on_ha_status(self, message: InboundMessage) -> None:
+        if message.payload.strip() != b"online":
+            return
+        delay = self._rng.uniform(0, self.config.ha_birth_delay)
+        with self._lock:
+            if self._closed:
+                return
+            self._ha_births += 1
+            if self._birth_timer is not None:
+                self._birth_timer.cancel()
+            # Spread the republish of every bridge on the broker (HA's advice), and give
+            # HA a moment to subscribe.
+            self._birth_timer = threading.Timer(delay, self._republish)
+            self._birth_timer.daemon = True
+            self._birth_timer.start()
+        log.info("Home Assistant is online: republishing discovery in %.1f s", delay)
+
+    def _republish(self) -> None:
+        try:
+            with self._lock:
+                if self._closed:
+                    return
+                self.client.publish_states(self._everything())
+        except Exception:
+            log.exception("MQTT: republishing for Home Assistant failed")
+
+
+def _state_qos(state: State) -> int:
+    return AVAILABILITY_QOS if state.availability else STATE_QOS

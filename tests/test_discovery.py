@@ -1,0 +1,328 @@
+"""The entity table: discovery payloads and state values, pure (no broker)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from grillstats_bridge import __version__
+from grillstats_bridge.discovery import (
+    TABLE,
+    AccountStatus,
+    BridgeHealth,
+    BridgeStatus,
+    Component,
+    DeviceView,
+    EntityDescription,
+    Naming,
+    Publication,
+    Source,
+    Table,
+    bridge_publication,
+    device_publication,
+    sanitize,
+)
+from grillstats_bridge.domain import Device
+from tests import ha_rules
+from tests.sample_devices import CELSIUS, GATEWAY, NODE, SIGNALS, sample_devices
+
+NOW = datetime(2026, 11, 27, 18, 30, tzinfo=UTC)
+NAMING = Naming(instance_id="home", base_topic="grillstats", discovery_prefix="homeassistant")
+BRIDGE = BridgeStatus(
+    status=BridgeHealth.OK,
+    last_poll=NOW - timedelta(seconds=5),
+    cloud_errors=3,
+    accounts=(
+        AccountStatus(user_id=1, label="alice@example.com"),
+        AccountStatus(user_id=7, label="bob", reauth_needed=True),
+    ),
+)
+
+
+def everything(naming: Naming = NAMING, table: Table = TABLE) -> list[Publication]:
+    views = [DeviceView.of(d, NOW) for d in sample_devices(NOW)]
+    return [
+        bridge_publication(naming, BRIDGE, table),
+        *(device_publication(naming, v, table) for v in views),
+    ]
+
+
+def flat(pubs: list[Publication]) -> tuple[dict[str, str], dict[str, str]]:
+    configs = {c.topic: c.json() for p in pubs for c in p.configs}
+    states = {s.topic: s.payload for p in pubs for s in p.states}
+    return configs, states
+
+
+def by_device(serial: str) -> Publication:
+    device = next(d for d in sample_devices(NOW) if d.serial == serial)
+    return device_publication(NAMING, DeviceView.of(device, NOW))
+
+
+def test_every_payload_meets_home_assistants_rules() -> None:
+    configs, states = flat(everything())
+    assert ha_rules.check_all(configs, states, "homeassistant") == []
+    # and there is something to check: every device, every probe, the bridge, two accounts
+    kinds = {(json.loads(c)["device"]["name"], c.count("unique_id")) for c in configs.values()}
+    assert len(kinds) == 6
+    # bridge 4 + 2 accounts, 5 devices x 4 + the fan, 10 probes x 3 (temperature or humidity)
+    assert len(configs) == 6 + 5 * 4 + 1 + 10 * 3
+
+
+def test_the_checker_catches_what_home_assistant_refuses() -> None:
+    """A checker that cannot fail proves nothing: feed it the classic mistakes."""
+    bad = {
+        "homeassistant/sensor/home/10:06:1C/config": {"unique_id": "a", "state_topic": "s"},
+        "homeassistant/sensor/home/b/config": {
+            "unique_id": "b",
+            "state_topic": "s",
+            "device_class": "temperature",
+            "unit_of_measurement": "F",
+            "object_id": "grill_b",
+            "origin": {"sw_version": "1"},
+        },
+        "homeassistant/sensor/home/c/config": {"state_topic": "s", "entity_category": "config"},
+        "homeassistant/sensor/home/d/config": {"unique_id": "b", "state_topic": "s"},
+        "homeassistant/sensor/home/e/config": {
+            "unique_id": "e",
+            "state_topic": "t",
+            "value_template": "{{ value_json.temperature }}",
+            "device_class": "temperature",
+            "unit_of_measurement": "°F",
+        },
+    }
+    found = ha_rules.check_all(
+        {t: json.dumps(p) for t, p in bad.items()},
+        {"t": json.dumps({"temperature": "hot"})},
+        "homeassistant",
+    )
+    for expected in (
+        "characters outside",
+        "unit 'F' is not allowed",
+        "object_id is deprecated",
+        "origin without name",
+        "no unique_id",
+        "may only be diagnostic",
+        "unique_id b also used",
+        "needs a number",
+    ):
+        assert any(expected in line for line in found), (expected, found)
+
+
+def test_probe_temperature_payload_golden() -> None:
+    pub = by_device(SIGNALS)
+    config = next(c for c in pub.configs if c.unique_id == "home_10_06_1C_6F_47_70_p1_temperature")
+    assert config.topic == "homeassistant/sensor/home/10_06_1C_6F_47_70_p1_temperature/config"
+    assert json.loads(config.json()) == {
+        "name": "Brisket",
+        "unique_id": "home_10_06_1C_6F_47_70_p1_temperature",
+        "state_topic": "grillstats/home/device/10_06_1C_6F_47_70/probe/1",
+        "value_template": "{{ value_json.temperature }}",
+        "device_class": "temperature",
+        "state_class": "measurement",
+        "unit_of_measurement": "°F",
+        "suggested_display_precision": 1,
+        "availability": [
+            {"topic": "grillstats/home/status"},
+            {"topic": "grillstats/home/device/10_06_1C_6F_47_70/availability"},
+        ],
+        "availability_mode": "all",
+        "device": {
+            "identifiers": ["home_10_06_1C_6F_47_70"],
+            "name": "Backyard Signals",
+            "manufacturer": "ThermoWorks",
+            "model": "Signals",
+            "serial_number": "10:06:1C:6F:47:70",
+            "via_device": "home_bridge",
+            "sw_version": "1.4.2",
+        },
+        "origin": {"name": "Grill Stats Bridge", "sw_version": __version__},
+    }
+
+
+def test_states_golden_with_an_unplugged_probe_as_null() -> None:
+    states = {s.topic: s.payload for s in by_device(SIGNALS).states}
+    root = "grillstats/home/device/10_06_1C_6F_47_70"
+    seen = (NOW - timedelta(seconds=20)).isoformat()
+    assert list(states) == [
+        f"{root}/availability",
+        root,
+        *(f"{root}/probe/{n}" for n in range(1, 5)),
+    ]
+    assert states[f"{root}/availability"] == "online"
+    assert json.loads(states[root]) == {
+        "online": True,
+        "battery": 87,
+        "signal": -52,
+        "last_seen": seen,
+        "serial": "10:06:1C:6F:47:70",
+        "name": "Backyard Signals",
+        "model": "Signals",
+        "firmware": "1.4.2",
+    }
+    assert json.loads(states[f"{root}/probe/2"]) == {
+        "temperature": 182.1,  # float32 noise rounded away
+        "connected": True,
+        "alarm": True,
+        "alarm_high": {"enabled": True, "alarming": True, "value": 180.0, "unit": "°F"},
+        "alarm_low": None,
+        "channel": 2,
+        "label": "Pork butt",
+        "unit": "°F",
+        "status": "NORMAL",
+    }
+    unplugged = json.loads(states[f"{root}/probe/3"])
+    assert unplugged["temperature"] is None and unplugged["connected"] is False
+    assert unplugged["alarm"] is None and unplugged["label"] == "Probe 3"
+    assert states[f"{root}/probe/3"].count("null") >= 3  # JSON null, never 0
+
+
+def test_celsius_humidity_fan_and_offline() -> None:
+    celsius = by_device(CELSIUS)
+    temps = [
+        c.payload for c in celsius.configs if c.unique_id and c.unique_id.endswith("_temperature")
+    ]
+    assert {p["unit_of_measurement"] for p in temps} == {"°C"}
+    avail = {s.topic: s.payload for s in celsius.states}
+    assert avail["grillstats/home/device/10_06_1C_AA_BB_CC/availability"] == "offline"
+    state = json.loads(avail["grillstats/home/device/10_06_1C_AA_BB_CC"])
+    assert state["online"] is False and state["name"] == "Küche"
+
+    node = by_device(NODE)
+    ids = {c.unique_id for c in node.configs}
+    assert "home_B0_B2_1C_00_00_01_p2_humidity" in ids
+    assert "home_B0_B2_1C_00_00_01_p2_temperature" not in ids
+    humidity = json.loads(
+        dict((s.topic, s.payload) for s in node.states)[
+            "grillstats/home/device/B0_B2_1C_00_00_01/probe/2"
+        ]
+    )
+    assert humidity["humidity"] == 45.0 and humidity["unit"] == "%"
+    assert humidity["alarm_high"]["unit"] == "%"  # the cloud said F; a threshold of 80 %RH
+
+    gateway = by_device(GATEWAY)
+    fan = next(c for c in gateway.configs if c.unique_id and c.unique_id.endswith("_fan"))
+    assert fan.payload["options"] == ["paused", "blowing", "pulsing"]
+    gw_state = json.loads(gateway.states[1].payload)
+    assert gw_state["fan"] == "blowing" and gw_state["fan_set_temperature"] == 250.0
+    assert gw_state["battery"] is None  # no battery reported: unknown
+    assert gateway.configs[0].payload["device"]["name"] == "RFX Gateway 2C:F4:32:11:22:33"
+    others = [c for p in everything()[1:] for c in p.configs if c.topic.endswith("_fan/config")]
+    assert len(others) == 1  # only the gateway has a fan
+
+
+def test_entities_that_must_stay_visible_when_offline_use_only_the_bridge_availability() -> None:
+    configs = {c.unique_id: c.payload for c in by_device(CELSIUS).configs}
+    bridge_only = [{"topic": "grillstats/home/status"}]
+    assert configs["home_10_06_1C_AA_BB_CC_online"]["availability"] == bridge_only
+    assert configs["home_10_06_1C_AA_BB_CC_last_seen"]["availability"] == bridge_only
+    assert len(configs["home_10_06_1C_AA_BB_CC_battery"]["availability"]) == 2
+
+
+def test_battery_codes_are_not_percentages() -> None:
+    device = Device(serial="T1", battery=185, last_seen=NOW)
+    state = device_publication(NAMING, DeviceView.of(device, NOW)).states[1]
+    assert json.loads(state.payload)["battery"] is None
+
+
+def test_ids_come_from_stable_ids_never_from_names() -> None:
+    device = sample_devices(NOW)[0]
+    renamed = dataclasses.replace(
+        device,
+        label="Something else",
+        probes=tuple(dataclasses.replace(p, label=f"Renamed {p.channel}") for p in device.probes),
+    )
+    before = device_publication(NAMING, DeviceView.of(device, NOW))
+    after = device_publication(NAMING, DeviceView.of(renamed, NOW, nickname="Nick"))
+    assert [(c.topic, c.unique_id) for c in before.configs] == [
+        (c.topic, c.unique_id) for c in after.configs
+    ]
+    assert after.configs[0].payload["device"]["name"] == "Nick"
+    assert before.topics == after.topics
+
+
+def test_two_instances_share_nothing() -> None:
+    other = Naming(instance_id="cabin", base_topic="grillstats", discovery_prefix="homeassistant")
+    a_configs, a_states = flat(everything())
+    b_configs, b_states = flat(everything(other))
+    assert not set(a_configs) & set(b_configs)
+    assert not set(a_states) & set(b_states)
+
+    def ids(configs: dict[str, str]) -> set[str]:
+        out = set()
+        for raw in configs.values():
+            p = json.loads(raw)
+            out.add(p["unique_id"])
+            out.update(p["device"]["identifiers"])
+        return out
+
+    assert not ids(a_configs) & ids(b_configs)
+    assert ha_rules.check_all(a_configs | b_configs, a_states | b_states, "homeassistant") == []
+
+
+def test_sanitize() -> None:
+    assert sanitize("10:06:1C:6F:47:70") == "10_06_1C_6F_47_70"
+    assert sanitize("M100081209") == "M100081209"
+    assert sanitize("a b/c+#é") == "a_b_c___"
+    with pytest.raises(ValueError, match="instance id"):
+        Naming(instance_id="a/b")
+    with pytest.raises(ValueError, match="entity key"):
+        EntityDescription(key="Bad Key", component=Component.SENSOR)
+
+
+def test_later_features_add_entities_by_adding_rows() -> None:
+    """Event entities, buttons, numbers and device triggers come out valid from rows alone."""
+    table = dataclasses.replace(
+        TABLE,
+        probe=TABLE.probe.with_entities(
+            EntityDescription(
+                key="alert",
+                component=Component.EVENT,
+                name=lambda p: f"{p.label} alert",
+                source=Source.EVENT,
+                extra={"event_types": ["target_reached", "probe_disconnected"]},
+            ),
+            EntityDescription(
+                key="target",
+                component=Component.NUMBER,
+                name=lambda p: f"{p.label} target",
+                value_fn=lambda p: 203.0,
+                unit=lambda p: p.probe.unit.symbol,
+                command=True,
+                entity_category="config",
+                extra={"min": 32, "max": 572, "mode": "box"},
+            ),
+            EntityDescription(
+                key="target_reached",
+                component=Component.DEVICE_AUTOMATION,
+                extra={"type": "target_reached", "subtype": "probe", "payload": "target_reached"},
+                exists_fn=lambda p: p.probe.channel == 1,
+            ),
+        ),
+        device=TABLE.device.with_entities(
+            EntityDescription(
+                key="start_session",
+                component=Component.BUTTON,
+                name="Start session",
+                source=Source.NONE,
+                command=True,
+            )
+        ),
+    )
+    configs, states = flat(everything(table=table))
+    assert ha_rules.check_all(configs, states, "homeassistant") == []
+    root = "grillstats/home/device/10_06_1C_6F_47_70"
+    event = json.loads(configs["homeassistant/event/home/10_06_1C_6F_47_70_p1_alert/config"])
+    assert event["state_topic"] == f"{root}/probe/1/event" and "value_template" not in event
+    button = json.loads(configs["homeassistant/button/home/10_06_1C_6F_47_70_start_session/config"])
+    assert button["command_topic"] == f"{root}/start_session/set"
+    number = json.loads(configs["homeassistant/number/home/10_06_1C_6F_47_70_p1_target/config"])
+    assert number["command_topic"] == f"{root}/probe/1/target/set"
+    assert json.loads(states[f"{root}/probe/1"])["target"] == 203.0
+    trigger = json.loads(
+        configs["homeassistant/device_automation/home/10_06_1C_6F_47_70_p1_target_reached/config"]
+    )
+    assert trigger["topic"] == f"{root}/probe/1/event" and "unique_id" not in trigger
+    assert trigger["device"]["identifiers"] == ["home_10_06_1C_6F_47_70"]
