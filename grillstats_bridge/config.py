@@ -322,6 +322,15 @@ class PollingConfig:
     max_backoff: float = setting(
         1800.0, "Longest wait after repeated errors", minimum=1, duration=True
     )
+    workers: int = setting(
+        4, "Accounts polled at the same time (a slow account never holds up the others)", minimum=1
+    )
+    hot_temperature: float = setting(
+        120.0, "°F: a probe at or above this means a cook is going on (fast polling)"
+    )
+    change_threshold: float = setting(
+        3.0, "°F: a probe moving this much between polls means a cook is going on", minimum=0
+    )
 
     def validate(self) -> None:
         if self.active_interval > self.idle_interval:

@@ -21,6 +21,7 @@ from grillstats_bridge.cli import (
     db_cmd,
     devices_cmd,
     mqtt_cmd,
+    run_cmd,
     session_cmd,
     simulate_cmd,
     user_cmd,
@@ -39,6 +40,7 @@ GROUPS = [
     simulate_cmd,
     session_cmd,
     mqtt_cmd,
+    run_cmd,
 ]
 
 EXIT_FAILURE = 1

@@ -13,9 +13,9 @@ from typing import Any, TextIO
 from grillstats_bridge.config import Config, load_config
 from grillstats_bridge.db import Database, safe_url
 from grillstats_bridge.errors import GrillstatsError, UsageError
+from grillstats_bridge.logsetup import log_to
 
 Handler = Callable[[argparse.Namespace, "Context"], int | None]
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def fail(message: str, code: int) -> int:
@@ -64,17 +64,7 @@ class Context:
                 level = self.config.logging.level
             except GrillstatsError:
                 level = "INFO"  # the command reports the configuration error itself
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        root = logging.getLogger()
-        for old in root.handlers[:]:
-            root.removeHandler(old)
-        root.addHandler(handler)
-        root.setLevel(level)
-        self._log_handler = handler
-        if level != "DEBUG":
-            # Alembic narrates every context it opens at INFO; our commands say what happened.
-            logging.getLogger("alembic").setLevel(logging.WARNING)
+        self._log_handler = log_to(logging.StreamHandler(sys.stderr), level)
 
     def close(self) -> None:
         if self._log_handler is not None:
