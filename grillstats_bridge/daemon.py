@@ -49,7 +49,7 @@ from grillstats_bridge.health import HealthServer
 from grillstats_bridge.models import User
 from grillstats_bridge.mqtt import Delivery, MqttClient
 from grillstats_bridge.pipeline import Outcome, Pipeline
-from grillstats_bridge.publisher import PublicationStore, Publisher
+from grillstats_bridge.publisher import PublicationStore, Publisher, naming_for
 from grillstats_bridge.scheduler import AccountState, Retry, Scheduler
 from grillstats_bridge.sdnotify import Notifier
 from grillstats_bridge.security import SecretBox
@@ -113,7 +113,8 @@ class AccountInfo:
 @dataclass
 class Stats:
     polls: int = 0
-    readings: int = 0
+    readings: int = 0  # new readings polled (an unplugged probe's marker included)
+    values: int = 0  # of which carry a value (what the readings table receives)
     firings: int = 0
     cloud_errors: int = 0
     pipeline_errors: int = 0
@@ -149,7 +150,11 @@ class Bridge:
         self.pipeline = Pipeline(
             self.database, sessions=self.sessions, alerts=self.alerts, buffer=self.buffer
         )
-        self.mqtt = MqttClient(config.mqtt, status_topic=None, clock=self.clock.now)
+        self.mqtt = MqttClient(
+            config.mqtt,
+            status_topic=naming_for(config.mqtt).status_topic,  # the will, online, offline
+            clock=self.clock.now,
+        )
         self.publisher = Publisher(
             self.mqtt,
             config.mqtt,
@@ -337,13 +342,17 @@ class Bridge:
             self._next_housekeeping = now + timedelta(seconds=HOUSEKEEPING_S)
             self._enqueue(self._housekeeping)
 
-    def _next_wakeup(self, now: datetime) -> float:
+    def next_event(self) -> datetime:
+        """When there is next something to do: a poll, or the periodic checks."""
         with self._lock:
             nxt = self.scheduler.next_wakeup()
         candidates = [self._next_accounts_refresh, self._next_housekeeping]
         if nxt is not None:
             candidates.append(nxt)
-        seconds = (min(candidates) - now).total_seconds()
+        return min(candidates)
+
+    def _next_wakeup(self, now: datetime) -> float:
+        seconds = (self.next_event() - now).total_seconds()
         speed = float(getattr(self.clock, "speed", 1.0)) or 1.0
         return min(max(seconds, 0.0), MAX_TICK_S * speed)
 
@@ -535,6 +544,7 @@ class Bridge:
                 )
             self.stats.polls += 1
             self.stats.readings += len(poll.readings)
+            self.stats.values += sum(r.value is not None for r in poll.readings)
             cooking = any(d.serial in active_serials for d in poll.devices)
             self._note_activity(poll, cooking or self._is_active(poll), now)
         self._after_commit(outcome)
