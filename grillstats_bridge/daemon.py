@@ -21,6 +21,7 @@ Tests drive the same code without threads: :meth:`Bridge.start` with
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import random
@@ -186,6 +187,7 @@ class Bridge:
         self._last_success: datetime | None = None
         self._nicknames: dict[int, dict[str, str]] = {}
         self._manual_clock = getattr(self.clock, "speed", 1.0) == 0
+        self._busy_since: float | None = None  # monotonic start of the pipeline's current job
         self.stopped = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -225,12 +227,14 @@ class Bridge:
             while not self._stop.is_set():
                 now = self.clock.now()
                 self._schedule(now)
-                if self.notifier.watchdog_interval and time.monotonic() >= next_watchdog:
-                    if self._threads_alive():
+                interval = self.notifier.watchdog_interval
+                if interval and time.monotonic() >= next_watchdog:
+                    problem = self._stuck(limit=2 * interval)
+                    if problem is None:
                         self.notifier.watchdog()
                     else:
-                        log.error("a worker thread died; not pinging the watchdog")
-                    next_watchdog = time.monotonic() + self.notifier.watchdog_interval
+                        log.error("%s; not pinging systemd's watchdog", problem)
+                    next_watchdog = time.monotonic() + interval
                 self._wake.clear()
                 if not self.clock.wait(self._wake, self._next_wakeup(now)) and self._manual_clock:
                     self._wake.wait(0.01)  # a clock moved by hand does not wait: do not spin
@@ -272,11 +276,6 @@ class Bridge:
     def reload(self, config: Config) -> list[str]:
         """Apply what can change while running (SIGHUP); returns what needs a restart."""
         applied: list[str] = []
-        needs_restart = [
-            name
-            for name in ("database", "mqtt", "http", "thermoworks", "security", "storage")
-            if getattr(config, name) != getattr(self.config, name)
-        ]
         if config.logging != self.config.logging:
             logging.getLogger().setLevel(config.logging.level)
             applied.append("logging")
@@ -284,15 +283,22 @@ class Bridge:
             with self._lock:
                 self.scheduler.polling = config.polling
             applied.append("polling")
-        self.config = Config(
-            **{
-                **{name: getattr(self.config, name) for name in needs_restart},
-                **{
-                    name: getattr(config, name)
-                    for name in ("logging", "polling", "alerts", "sessions")
-                },
-            },
-            source=config.source,
+        needs_restart = [
+            name
+            for name in (
+                "database",
+                "security",
+                "thermoworks",
+                "mqtt",
+                "storage",
+                "http",
+                "alerts",
+                "sessions",
+            )
+            if getattr(config, name) != getattr(self.config, name)
+        ]
+        self.config = dataclasses.replace(
+            self.config, logging=config.logging, polling=config.polling
         )
         log.info(
             "configuration reloaded: applied %s%s",
@@ -380,16 +386,15 @@ class Bridge:
                     info = self.accounts[user_id] = AccountInfo(user_id, labels.get(user_id, ""))
                     log.info("polling ThermoWorks account of %s", info.label or user_id)
                 assert info is not None
-                relinked = (
-                    link.state == CredentialState.OK and info.credentials != CredentialState.OK
-                ) or (
-                    link.state == CredentialState.OK
-                    and self.scheduler.accounts[user_id].state is AccountState.PARKED
-                    and link.updated_at != info.credentials_changed
+                parked = self.scheduler.accounts[user_id].state is AccountState.PARKED
+                relinked = link.state == CredentialState.OK and (
+                    info.credentials != CredentialState.OK
+                    or link.updated_at != info.credentials_changed
                 )
                 info.credentials, info.credentials_changed = link.state, link.updated_at
                 info.label = labels.get(user_id, info.label)
-                if relinked:
+                if parked and relinked:
+                    log.info("account of %s linked again: polling resumes", info.label)
                     self.scheduler.unpark(user_id, now)
             for user_id in [u for u in self.pollers if u not in states]:
                 log.info("account of user %d unlinked: no longer polled", user_id)
@@ -517,11 +522,14 @@ class Bridge:
         self._run_job(lambda: self._process_polls(jobs))
 
     def _run_job(self, job: Callable[[], object]) -> None:
+        self._busy_since = time.monotonic()
         try:
             job()
         except Exception:
             self.stats.pipeline_errors += 1
             log.exception("pipeline job failed; carrying on")
+        finally:
+            self._busy_since = None
 
     def _process_polls(self, jobs: list[PollJob]) -> Outcome:
         """Publish states, store, run sessions and alerts, publish what they produced."""
@@ -776,8 +784,15 @@ class Bridge:
         thread.start()
         self._threads.append(thread)
 
-    def _threads_alive(self) -> bool:
-        return all(t.is_alive() for t in self._threads)
+    def _stuck(self, limit: float) -> str | None:
+        """Why the bridge no longer works (a dead thread, a job hung for long), or None."""
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        if dead:
+            return f"worker thread(s) {', '.join(dead)} died"
+        busy_since = self._busy_since
+        if busy_since is not None and time.monotonic() - busy_since > limit:
+            return f"the pipeline has been stuck in one job for {limit:.0f} s"
+        return None
 
 
 def _percentile(values: list[float], q: float) -> float | None:

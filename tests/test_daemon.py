@@ -167,3 +167,35 @@ def test_pruning_keeps_only_the_retention(make_rig: MakeRig) -> None:
     rig.run_for(600)
     assert count(rig.database, ReadingRow, ReadingRow.device_id == "old") == 0
     assert count(rig.database, ReadingRow) > 0
+
+
+def test_dead_credentials_park_the_account_until_it_is_linked_again(make_rig: MakeRig) -> None:
+    from grillstats_bridge.accounts import link_account
+    from tests.fixtures.cloud import PITMASTER, PITMASTER_PASSWORD
+
+    rig = make_rig("brisket", **FAST)
+    # Linked without a stored password: a dead refresh token needs the owner.
+    link_account(
+        rig.database, rig.config, USER, PITMASTER_PASSWORD, tw_email=PITMASTER, clock=rig.cloud.now
+    )
+    rig.run_for(10 * 60)
+    rig.cloud.revoke_refresh_tokens()
+    rig.cloud.expire_tokens()
+    rig.run_for(10 * 60)
+    account = rig.bridge.scheduler.accounts[rig.user_id]
+    assert account.state.value == "parked"
+    asked = rig.cloud.request_count()
+    rig.run_for(60 * 60)
+    assert rig.cloud.request_count() == asked  # never retried in a loop
+    healthy, report = rig.bridge.health_report()
+    assert report["status"] == "degraded" and report["accounts"][0]["credentials"] == "needs_reauth"
+    assert report["accounts"][0]["next_poll"] is None
+    assert rig.bridge.bridge_status().accounts[0].reauth_needed
+
+    link_account(
+        rig.database, rig.config, USER, PITMASTER_PASSWORD, tw_email=PITMASTER, clock=rig.cloud.now
+    )
+    polls = rig.bridge.stats.polls
+    rig.run_for(5 * 60)
+    assert account.state.value == "ok" and rig.bridge.stats.polls > polls
+    assert not rig.bridge.bridge_status().accounts[0].reauth_needed
