@@ -18,6 +18,7 @@ import os
 import re
 import types
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,6 +322,15 @@ class PollingConfig:
     max_backoff: float = setting(
         1800.0, "Longest wait after repeated errors", minimum=1, duration=True
     )
+    workers: int = setting(
+        4, "Accounts polled at the same time (a slow account never holds up the others)", minimum=1
+    )
+    hot_temperature: float = setting(
+        120.0, "°F: a probe at or above this means a cook is going on (fast polling)"
+    )
+    change_threshold: float = setting(
+        3.0, "°F: a probe moving this much between polls means a cook is going on", minimum=0
+    )
 
     def validate(self) -> None:
         if self.active_interval > self.idle_interval:
@@ -394,9 +404,90 @@ class AlertsConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SessionsConfig:
-    """Automatic detection of cooking sessions."""
+    """Cooking sessions: when a cook starts and ends (README: "Cooking sessions")."""
 
-    auto_detect: bool = setting(True, "Detect cooks from the temperatures")
+    auto_detect: bool = setting(
+        True, "Detect cooks from the temperatures (manual sessions work either way)"
+    )
+    temperature_unit: Literal["F", "C"] = setting(
+        "F", "Unit of every temperature below: F or C (change the numbers with it)"
+    )
+    start_rise: float = setting(
+        50.0, "A probe is hot this many degrees above its idle level...", minimum=1
+    )
+    start_min: float = setting(120.0, "...and never below this temperature")
+    end_margin: float = setting(
+        20.0,
+        "A cook goes on until every probe is this far below its start threshold (hysteresis)",
+        minimum=0,
+    )
+    idle_max: float = setting(
+        100.0, "A probe's learned idle (ambient) level never goes above this temperature"
+    )
+    idle_time_constant: float = setting(
+        7200.0,
+        "How slowly the idle level follows a probe at rest (exponential time constant)",
+        minimum=60,
+        duration=True,
+    )
+    idle_band: float = setting(
+        10.0,
+        "A probe within this of its idle level is at rest; a cook is dated from when the "
+        "device left rest",
+        minimum=0,
+    )
+    start_hold: float = setting(
+        300.0,
+        "A device must stay hot this long before a cook is recognised",
+        minimum=0,
+        duration=True,
+    )
+    start_lookback: float = setting(
+        14400.0,
+        "A cook is dated at most this long before its first hot reading",
+        minimum=0,
+        duration=True,
+    )
+    end_after: float = setting(
+        1800.0,
+        "A cook ends once every probe has been cold or unplugged this long",
+        minimum=60,
+        duration=True,
+    )
+    offline_end_after: float = setting(
+        3600.0,
+        "...or once the device (or the bridge) has been silent this long",
+        minimum=60,
+        duration=True,
+    )
+    min_duration: float = setting(
+        900.0,
+        "An automatic session shorter than this is cancelled, not completed",
+        minimum=0,
+        duration=True,
+    )
+    timezone: str = setting(
+        "UTC", "Time zone for the dates in generated session names (e.g. Europe/Paris)"
+    )
+
+    def validate(self) -> None:
+        if self.end_margin >= self.start_rise:
+            raise ConfigError(
+                "sessions.end_margin: must be smaller than sessions.start_rise, "
+                "or a cook could never end above the idle level"
+            )
+        if self.idle_band >= self.start_rise - self.end_margin:
+            raise ConfigError(
+                "sessions.idle_band: must be smaller than start_rise - end_margin, "
+                "or a cooling grill would count as at rest while still cooking"
+            )
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"sessions.timezone: unknown time zone {self.timezone!r} "
+                "(use a name such as UTC or Europe/Paris)"
+            ) from None
 
 
 class ConfigSection(typing.Protocol):

@@ -192,7 +192,11 @@ def _install_sqlite_pragmas(engine: Engine, config: DatabaseConfig, memory: bool
         cursor.close()
 
     def on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock up front, where the busy timeout applies. A
+        # deferred BEGIN that reads and then writes fails at once with "database is
+        # locked" when another writer committed meanwhile (WAL cannot upgrade a stale
+        # snapshot), which concurrent pollers hit.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", on_begin)

@@ -206,6 +206,12 @@ class GrillingSession(Base):
     avg_temperature: Mapped[float | None] = mapped_column(sa.Float)
     created_at: Mapped[datetime | None] = created_at_column()
     updated_at: Mapped[datetime | None] = updated_at_column()
+    # Bridge additions (0006_sessions); the seed's columns above are untouched.
+    temperature_unit: Mapped[str | None] = mapped_column(sa.String(1))  # of min/max/avg
+    auto_named: Mapped[bool | None] = mapped_column(
+        sa.Boolean, default=False, server_default=sa.false()
+    )
+    end_reason: Mapped[str | None] = mapped_column(sa.String(20))
 
     user: Mapped[User] = relationship(back_populates="sessions")
 
@@ -384,6 +390,65 @@ class AlertHistory(Base):
 
     def __repr__(self) -> str:
         return f"<AlertHistory {self.id} alert={self.alert_id} {self.event_type} {self.fired_at}>"
+
+
+# Sessions (0006): indexes on the seed's table, per-probe statistics, tracker state.
+
+ACTIVE_SESSION = sa.text("status = 'active'")
+# At most one active session per device, whoever starts it (the daemon or the CLI).
+sa.Index(
+    "uq_grilling_sessions_active_device",
+    GrillingSession.device_id,
+    unique=True,
+    postgresql_where=ACTIVE_SESSION,
+    sqlite_where=ACTIVE_SESSION,
+)
+sa.Index(None, GrillingSession.device_id, GrillingSession.start_time)
+sa.Index(None, GrillingSession.user_id, GrillingSession.start_time)
+
+
+class GrillingSessionProbe(Base):
+    """One probe's statistics over one session, in the session's unit.
+
+    ``weighted_seconds`` is the time the time-weighted average covers (gaps while
+    the probe was unplugged or the device offline are left out).
+    """
+
+    __tablename__ = "grilling_session_probes"
+    __table_args__ = (sa.UniqueConstraint("session_id", "probe"),)
+
+    id: Mapped[intpk]
+    session_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("grilling_sessions.id", ondelete="CASCADE"), nullable=False
+    )
+    probe: Mapped[int] = mapped_column(sa.SmallInteger, nullable=False)
+    label: Mapped[str | None] = mapped_column(sa.String(100))
+    unit: Mapped[str] = mapped_column(sa.String(1), nullable=False)
+    sample_count: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    min_temperature: Mapped[float | None] = mapped_column(sa.Float)
+    max_temperature: Mapped[float | None] = mapped_column(sa.Float)
+    avg_temperature: Mapped[float | None] = mapped_column(sa.Float)
+    weighted_seconds: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    first_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_value: Mapped[float | None] = mapped_column(sa.Float)
+
+    def __repr__(self) -> str:
+        return f"<GrillingSessionProbe session={self.session_id} probe={self.probe}>"
+
+
+class SessionTrackerState(Base):
+    """What the session tracker knows of one device (``sessions.SessionTracker.export_state``),
+    saved with every poll so that a restart resumes where it stopped."""
+
+    __tablename__ = "session_tracker_states"
+
+    device_id: Mapped[str] = mapped_column(sa.String(50), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    def __repr__(self) -> str:
+        return f"<SessionTrackerState {self.device_id}>"
 
 
 class MqttPublication(Base):

@@ -33,6 +33,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from grillstats_bridge.alerts import Firing
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.db import Database
 from grillstats_bridge.discovery import (
@@ -41,6 +42,7 @@ from grillstats_bridge.discovery import (
     BridgeStatus,
     DeviceView,
     EntityConfig,
+    JsonValue,
     Naming,
     Publication,
     State,
@@ -48,10 +50,11 @@ from grillstats_bridge.discovery import (
     bridge_publication,
     device_publication,
     device_signature,
+    dumps,
 )
 from grillstats_bridge.domain import Device, Poll, utcnow
 from grillstats_bridge.models import MqttPublication
-from grillstats_bridge.mqtt import InboundMessage, Message, MqttClient
+from grillstats_bridge.mqtt import Delivery, InboundMessage, Message, MqttClient
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +210,26 @@ class Publisher:
             self._bridge = status
             pub = bridge_publication(self.naming, status, self.table)
             self._reconcile(BRIDGE_OWNER, [pub], keep={self.naming.status_topic})
+
+    def publish_firing(
+        self, firing: Firing, *, on_done: Callable[[Delivery], None] | None = None
+    ) -> Delivery:
+        """One alert firing on its device's event topic (QoS 1, never retained)."""
+        payload: dict[str, JsonValue] = {
+            "event_type": firing.event.value,
+            "firing_id": firing.id,
+            "alert_id": firing.alert_id,
+            "name": firing.name,
+            "alert_type": firing.kind.value,
+            "probe": firing.channel,
+            "temperature": round(firing.value, 2),
+            "unit": firing.unit.symbol,
+            "threshold": round(firing.threshold, 2),
+            "change": None if firing.change is None else round(firing.change, 2),
+            "time": firing.time.isoformat(),
+        }
+        topic = self.naming.device_event_topic(firing.serial)
+        return self.client.publish_event(topic, dumps(payload), on_done=on_done)
 
     def publish_devices(
         self,

@@ -21,6 +21,7 @@ from typing import Any
 
 import requests
 import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from grillstats_bridge import domain
@@ -41,6 +42,7 @@ from grillstats_bridge.thermoworks.client import CloudSnapshot, ThermoworksClien
 from grillstats_bridge.thermoworks.errors import (
     CloudError,
     CredentialsNeedOwner,
+    Unavailable,
     retry_delay,
 )
 
@@ -236,6 +238,7 @@ class AccountPoller:
         self._box = box or SecretBox.from_config(config.security)
         self._client: ThermoworksClient | None = None
         self._linked_token: str | None = None  # the encrypted refresh token the client came from
+        self._unsaved_tokens: Tokens | None = None  # refreshed while the database was away
         self.failures = 0  # consecutive failed polls
         self.last_error: CloudError | None = None
         self._last_times: dict[tuple[str, int], datetime] = {}
@@ -278,7 +281,12 @@ class AccountPoller:
             if retry_delay(exc, self.failures) is None and not isinstance(
                 exc, CredentialsNeedOwner
             ):
-                flag_credentials(self.database, self.user_id, str(exc), self._clock())
+                try:
+                    flag_credentials(self.database, self.user_id, str(exc), self._clock())
+                except SQLAlchemyError:
+                    log.error(
+                        "database unreachable: could not flag user %d's credentials", self.user_id
+                    )
                 self.close()
             raise
         self.failures = 0
@@ -307,6 +315,19 @@ class AccountPoller:
     # -- internals
 
     def _current_client(self) -> ThermoworksClient:
+        try:
+            return self._client_from_database()
+        except SQLAlchemyError as exc:
+            if self._client is None:
+                raise Unavailable(
+                    "the database is unreachable and holds this account's credentials"
+                ) from None
+            # The database is away: keep polling with the session we have, so that
+            # states keep reaching MQTT; the link's state is re-read when it is back.
+            log.debug("credentials of user %d not re-read: %s", self.user_id, type(exc).__name__)
+            return self._client
+
+    def _client_from_database(self) -> ThermoworksClient:
         with self.database.transaction() as db:
             row = db.scalar(
                 sa.select(ThermoWorksCredentials).where(
@@ -324,6 +345,10 @@ class AccountPoller:
                     f"the ThermoWorks credentials of user {self.user_id} need the owner: "
                     f"{row.state_reason or row.state} (run 'account link' again)"
                 )
+            if self._unsaved_tokens is not None and row.refresh_token == self._linked_token:
+                store_tokens(row, self._unsaved_tokens, self._box)
+                self._linked_token = row.refresh_token
+                self._unsaved_tokens = None
             if self._client is not None and row.refresh_token == self._linked_token:
                 return self._client
             # First poll, or the account was linked again: start from the stored tokens.
@@ -352,16 +377,24 @@ class AccountPoller:
         return self._box.decrypt(stored) if stored else None
 
     def _save_tokens(self, tokens: Tokens) -> None:
-        with self.database.transaction() as db:
-            row = db.scalar(
-                sa.select(ThermoWorksCredentials).where(
-                    ThermoWorksCredentials.user_id == self.user_id
+        try:
+            with self.database.transaction() as db:
+                row = db.scalar(
+                    sa.select(ThermoWorksCredentials).where(
+                        ThermoWorksCredentials.user_id == self.user_id
+                    )
                 )
+                if row is None:
+                    return
+                store_tokens(row, tokens, self._box)
+                self._linked_token = row.refresh_token
+                self._unsaved_tokens = None
+        except SQLAlchemyError:
+            # Kept in memory and written on the first poll that reaches the database.
+            log.warning(
+                "database unreachable: refreshed tokens of user %d kept in memory", self.user_id
             )
-            if row is None:
-                return
-            store_tokens(row, tokens, self._box)
-            self._linked_token = row.refresh_token
+            self._unsaved_tokens = tokens
 
     def _restore_readings_state(self) -> None:
         """Start from what the database last stored, so a restart repeats no reading."""

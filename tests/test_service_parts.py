@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from grillstats_bridge.clock import ManualClock, ScaledClock
+from grillstats_bridge.clock import RealClock, SimClock
 from grillstats_bridge.db import Database
 from grillstats_bridge.domain import Reading, Unit
 from grillstats_bridge.health import HealthServer
@@ -92,15 +92,18 @@ def test_sd_notify_sends_datagrams(tmp_path: Path) -> None:
 
 
 def test_clocks() -> None:
-    manual = ManualClock(T0)
+    manual = SimClock(T0, speed=0)
     assert manual.advance(90) == T0 + timedelta(seconds=90)
+    assert manual.now() == T0 + timedelta(seconds=90)
     assert manual.wait(threading.Event(), 1000) is False
-    scaled = ScaledClock(T0, speed=3600)
+    scaled = SimClock(T0, speed=3600)
     event = threading.Event()
-    scaled.wait(event, 36)  # 36 simulated seconds = 10 ms
+    assert scaled.wait(event, 36) is False  # 36 simulated seconds = 10 ms
     assert scaled.now() - T0 >= timedelta(seconds=36)
+    event.set()
+    assert scaled.wait(event, 3600) and RealClock().wait(event, 10)
     with pytest.raises(ValueError):
-        ScaledClock(T0, speed=0)
+        SimClock(T0, speed=-1)
 
 
 def readings(serial: str, n: int, start: datetime = T0, step: float = 15) -> list[Reading]:

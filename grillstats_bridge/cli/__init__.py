@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +21,8 @@ from grillstats_bridge.cli import (
     db_cmd,
     devices_cmd,
     mqtt_cmd,
+    run_cmd,
+    session_cmd,
     simulate_cmd,
     user_cmd,
 )
@@ -27,7 +30,18 @@ from grillstats_bridge.cli.common import Context, fail
 from grillstats_bridge.config import ConfigError
 from grillstats_bridge.errors import GrillstatsError, UsageError
 
-GROUPS = [config_cmd, db_cmd, user_cmd, alert_cmd, account_cmd, devices_cmd, simulate_cmd, mqtt_cmd]
+GROUPS = [
+    config_cmd,
+    db_cmd,
+    user_cmd,
+    alert_cmd,
+    account_cmd,
+    devices_cmd,
+    simulate_cmd,
+    session_cmd,
+    mqtt_cmd,
+    run_cmd,
+]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -73,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`devices list | head`): not an error of ours. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     finally:
         context.close()
         logging.shutdown()

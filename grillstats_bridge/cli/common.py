@@ -13,9 +13,9 @@ from typing import Any, TextIO
 from grillstats_bridge.config import Config, load_config
 from grillstats_bridge.db import Database, safe_url
 from grillstats_bridge.errors import GrillstatsError, UsageError
+from grillstats_bridge.logsetup import log_to
 
 Handler = Callable[[argparse.Namespace, "Context"], int | None]
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def fail(message: str, code: int) -> int:
@@ -31,6 +31,7 @@ class Context:
         self.args = args
         self._config: Config | None = None
         self._database: Database | None = None
+        self._log_handler: logging.Handler | None = None
 
     @property
     def config(self) -> Config:
@@ -63,12 +64,13 @@ class Context:
                 level = self.config.logging.level
             except GrillstatsError:
                 level = "INFO"  # the command reports the configuration error itself
-        logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
-        if level != "DEBUG":
-            # Alembic narrates every context it opens at INFO; our commands say what happened.
-            logging.getLogger("alembic").setLevel(logging.WARNING)
+        self._log_handler = log_to(logging.StreamHandler(sys.stderr), level)
 
     def close(self) -> None:
+        if self._log_handler is not None:
+            # In-process callers (tests) may close this stream; do not leave a handler on it.
+            logging.getLogger().removeHandler(self._log_handler)
+            self._log_handler = None
         if self._database is not None:
             self._database.dispose()
             self._database = None

@@ -32,10 +32,10 @@ from typing import Any
 import yaml
 
 from grillstats_bridge.domain import Reading, Unit, ensure_utc
-from grillstats_bridge.errors import GrillstatsError
+from grillstats_bridge.errors import UsageError
 
 
-class ScenarioError(GrillstatsError):
+class ScenarioError(UsageError):
     """A scenario file is unreadable or wrong; the message names the file and the key."""
 
 

@@ -28,9 +28,8 @@ import secrets
 import socket
 import struct
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from grillstats_bridge.clock import SimClock
 from grillstats_bridge.config import ThermoworksConfig
 from grillstats_bridge.domain import Unit, ensure_utc
 from grillstats_bridge.thermoworks.firestore import (
@@ -75,48 +75,6 @@ UNAUTHENTICATED = (
     "https://developers.google.com/identity/sign-in/web/devconsole-project."
 )
 FIRESTORE_ENDPOINTS = frozenset({"get", "list", "runQuery", "batchGet"})
-
-
-class SimClock:
-    """Simulated time: ``start`` plus real elapsed time times ``speed``; speed 0 stands still.
-
-    ``advance`` moves it by hand whatever the speed (tests use speed 0).
-    """
-
-    def __init__(
-        self, start: datetime, speed: float = 1.0, monotonic: Callable[[], float] = time.monotonic
-    ) -> None:
-        if speed < 0:
-            raise ValueError("speed: must not be negative")
-        self.start = ensure_utc(start)
-        self.speed = speed
-        self._monotonic = monotonic
-        self._origin = monotonic()
-        self._extra = 0.0
-        self._lock = threading.Lock()
-
-    def offset(self) -> float:
-        """Seconds of simulated time since ``start``."""
-        with self._lock:
-            return (self._monotonic() - self._origin) * self.speed + self._extra
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.offset())
-
-    def advance(self, seconds: float | timedelta) -> datetime:
-        step = seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
-        with self._lock:
-            self._extra += step
-        return self.now()
-
-    def set(self, when: datetime | float) -> datetime:
-        """Jump to an absolute time or to an offset from ``start``."""
-        target = (
-            (ensure_utc(when) - self.start).total_seconds()
-            if isinstance(when, datetime)
-            else float(when)
-        )
-        return self.advance(target - self.offset())
 
 
 @dataclass(slots=True)
@@ -427,9 +385,13 @@ class CloudSimulator:
         """Broken JSON (``json``) or one broken document (``document``) in the next answers."""
         self.inject(self._event("malformed", endpoint=endpoint, kind=kind, count=count))
 
-    def slow_next(self, delay: float, *, endpoint: str = "any", count: int = 1) -> None:
-        """The next ``count`` matching answers wait ``delay`` real seconds."""
-        self.inject(self._event("slow", endpoint=endpoint, delay=delay, count=count))
+    def slow_next(
+        self, delay: float, *, endpoint: str = "any", count: int = 1, account: str | None = None
+    ) -> None:
+        """The next ``count`` matching answers (of ``account``, if given) wait ``delay`` real s."""
+        self.inject(
+            self._event("slow", endpoint=endpoint, delay=delay, count=count, account=account)
+        )
 
     def refuse(self, endpoint: str, *, seconds: float | None = None) -> None:
         """``list`` or ``batchGet`` answer 403 (for ``seconds`` of simulated time, or for ever)."""

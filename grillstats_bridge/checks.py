@@ -1,0 +1,77 @@
+"""``check-config``: try everything the daemon needs, one line per part."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from grillstats_bridge import migrate
+from grillstats_bridge.accounts import link_states
+from grillstats_bridge.config import Config
+from grillstats_bridge.db import Database, safe_url
+from grillstats_bridge.errors import GrillstatsError
+from grillstats_bridge.mqtt import MqttClient
+from grillstats_bridge.security import SecretBox
+from grillstats_bridge.sync import AccountPoller
+
+Check = tuple[str, bool, str]
+BROKER_TIMEOUT_S = 5.0
+
+
+def run_checks(config: Config) -> Iterator[Check]:
+    database = Database(config.database)
+    try:
+        db_check = _database(database)
+        yield db_check
+        yield _broker(config)
+        if db_check[1]:
+            yield from _accounts(database, config)
+    finally:
+        database.dispose()
+
+
+def _database(database: Database) -> Check:
+    where = safe_url(database.url)
+    try:
+        current, head = migrate.current_revision(database), migrate.head_revision()
+    except SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None) or exc
+        return "database", False, f"{where}: {str(orig).strip().splitlines()[0]}"
+    if current != head:
+        return "database", False, f"{where}: at {current or 'base'}, needs 'db upgrade' to {head}"
+    return "database", True, f"{where} (revision {current})"
+
+
+def _broker(config: Config) -> Check:
+    mqtt = config.mqtt
+    # Its own client id: borrowing the daemon's would knock a running bridge off the broker.
+    try:
+        client = MqttClient(mqtt, status_topic=None, client_id=f"{mqtt.effective_client_id}-check")
+    except GrillstatsError as exc:
+        return "mqtt", False, str(exc)
+    client.start()
+    try:
+        ok = client.wait_ready(BROKER_TIMEOUT_S)
+        detail = client.health().last_error or "no answer"
+    finally:
+        client.stop(timeout=1.0)
+    where = f"{mqtt.host}:{mqtt.port}{' (TLS)' if mqtt.tls else ''}"
+    return "mqtt", ok, where if ok else f"{where}: {detail}"
+
+
+def _accounts(database: Database, config: Config) -> Iterator[Check]:
+    states = link_states(database)
+    if not states:
+        yield "accounts", True, "none linked yet ('grillstats-bridge account link USER_EMAIL')"
+        return
+    box = SecretBox.from_config(config.security, create=False)
+    for user_id in sorted(states):
+        poller = AccountPoller(database, config, user_id, box=box)
+        try:
+            poll = poller.poll()
+            yield f"account {user_id}", True, f"signed in, {len(poll.devices)} device(s)"
+        except GrillstatsError as exc:
+            yield f"account {user_id}", False, str(exc)
+        finally:
+            poller.close()

@@ -1,0 +1,233 @@
+"""``session``: cooking sessions, started and ended by hand, listed, shown and exported.
+
+Works whether or not the daemon runs: the database says which session is active,
+and the daemon picks up what changed here on its next poll.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timedelta
+from typing import Any
+
+from grillstats_bridge.cli.common import Context, add_command, add_group, print_table
+from grillstats_bridge.domain import Unit, utcnow
+from grillstats_bridge.models import GrillingSession
+from grillstats_bridge.session_service import (
+    STATUSES,
+    SessionService,
+    export_session,
+    get_session,
+    list_sessions,
+    probe_statistics,
+)
+from grillstats_bridge.sessions import ChangeKind, SessionSnapshot, format_duration
+
+TIME_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def register(sub: Any) -> None:
+    session = add_group(sub, "session", "cooking sessions: start and end by hand, history, export")
+    p = add_command(
+        session,
+        "start",
+        _start,
+        "start a manual session on a device (automatic detection pauses there until it ends)",
+    )
+    p.add_argument("serial", help="the device's serial")
+    p.add_argument("--name", help="what to call it (default: generated from the cook)")
+    for name, handler, text in (
+        ("end", _end, "end an active session now"),
+        ("cancel", _cancel, "cancel an active session now (kept, marked cancelled)"),
+        ("show", _show, "a session's summary and per-probe statistics"),
+    ):
+        add_command(session, name, handler, text).add_argument("id", type=_session_id)
+    p = add_command(session, "list", _list, "sessions, newest first")
+    p.add_argument("user_email", nargs="?", help="only this user's sessions")
+    p.add_argument("--device", metavar="SERIAL", help="only this device's sessions")
+    p.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        metavar="STATUS",
+        help=f"only these statuses ({', '.join(STATUSES)}); repeat or separate with commas",
+    )
+    p.add_argument("--limit", type=_session_id, metavar="N", help="at most N sessions")
+    p = add_command(session, "export", _export, "write a session's readings to standard output")
+    p.add_argument("id", type=_session_id)
+    p.add_argument(
+        "--format",
+        choices=["csv", "json"],
+        default="csv",
+        help="csv: time,probe,value,unit; json: the summary, per-probe statistics and readings",
+    )
+
+
+def _session_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _service(ctx: Context) -> SessionService:
+    return SessionService(ctx.config.sessions)
+
+
+def _start(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.database().transaction() as db:
+        change = _service(ctx).start(db, args.serial, utcnow(), args.name)[-1]
+    s = change.session
+    if change.kind is ChangeKind.STARTED:
+        print(f"started session {s.session_id} on {s.serial}: {s.name}")
+    else:
+        print(
+            f"session {s.session_id} on {s.serial} (running since {_time(s.start)}) is now manual"
+        )
+    return 0
+
+
+def _end(args: argparse.Namespace, ctx: Context) -> int:
+    return _finish(args, ctx, cancel=False)
+
+
+def _cancel(args: argparse.Namespace, ctx: Context) -> int:
+    return _finish(args, ctx, cancel=True)
+
+
+def _finish(args: argparse.Namespace, ctx: Context, *, cancel: bool) -> int:
+    with ctx.database().transaction() as db:
+        s = _service(ctx).end(db, args.id, utcnow(), cancel=cancel)[-1].session
+    verb = "cancelled" if cancel else "ended"
+    print(f"{verb} session {s.session_id} on {s.serial}: {s.name} ({_stats_line(s)})")
+    return 0
+
+
+def _stats_line(s: SessionSnapshot) -> str:
+    parts = [format_duration(s.duration())]
+    if s.unit is not None and s.minimum is not None:
+        parts += [
+            f"min {_temp(s.minimum, s.unit)}",
+            f"max {_temp(s.maximum, s.unit)}",
+            f"avg {_temp(s.average, s.unit)}",
+        ]
+    return ", ".join(parts)
+
+
+def _list(args: argparse.Namespace, ctx: Context) -> int:
+    statuses = [part.strip() for given in args.status for part in given.split(",") if part.strip()]
+    now = utcnow()
+    with ctx.database().transaction() as db:
+        found = list_sessions(
+            db,
+            user_email=args.user_email,
+            serial=args.device,
+            statuses=statuses,
+            limit=args.limit,
+        )
+        rows = [
+            (
+                s.id,
+                s.device_id,
+                email,
+                s.session_type,
+                s.status,
+                _time(s.start_time),
+                format_duration(_duration(s, now)),
+                _temp(s.min_temperature, s.temperature_unit),
+                _temp(s.max_temperature, s.temperature_unit),
+                _temp(s.avg_temperature, s.temperature_unit),
+                s.name,
+            )
+            for s, email in found
+        ]
+    if not rows:
+        print("no sessions")
+        return 0
+    print_table(
+        [
+            "ID",
+            "DEVICE",
+            "USER",
+            "TYPE",
+            "STATUS",
+            "START (UTC)",
+            "LENGTH",
+            "MIN",
+            "MAX",
+            "AVG",
+            "NAME",
+        ],
+        rows,
+    )
+    return 0
+
+
+def _show(args: argparse.Namespace, ctx: Context) -> int:
+    now = utcnow()
+    with ctx.database().transaction() as db:
+        s = get_session(db, args.id)
+        probes = probe_statistics(db, args.id)
+        unit = s.temperature_unit
+        fields = [
+            ("session", s.id),
+            ("name", s.name),
+            ("device", s.device_id),
+            ("type", s.session_type),
+            ("status", (s.status or "active") + (f" ({s.end_reason})" if s.end_reason else "")),
+            ("start (UTC)", _time(s.start_time)),
+            ("end (UTC)", _time(s.end_time) if s.end_time else "-"),
+            ("length", format_duration(_duration(s, now)) + ("" if s.end_time else " so far")),
+            ("minimum", _temp(s.min_temperature, unit)),
+            ("maximum", _temp(s.max_temperature, unit)),
+            ("average", _temp(s.avg_temperature, unit) + " (time-weighted, all probes)"),
+        ]
+        probe_rows = [
+            (
+                p.probe,
+                p.label,
+                p.sample_count,
+                _temp(p.min_temperature, p.unit),
+                _temp(p.max_temperature, p.unit),
+                _temp(p.avg_temperature, p.unit),
+                format_duration(timedelta(seconds=p.weighted_seconds)),
+                _time(p.last_time) if p.last_time else None,
+            )
+            for p in probes
+        ]
+    width = max(len(k) for k, _ in fields)
+    for key, value in fields:
+        print(f"{key + ':':<{width + 1}} {value if value not in (None, '') else '-'}")
+    print()
+    if not probe_rows:
+        print("no probe readings yet")
+        return 0
+    print_table(
+        ["PROBE", "LABEL", "SAMPLES", "MIN", "MAX", "AVG", "COVERED", "LAST (UTC)"], probe_rows
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.database().transaction() as db:
+        count = export_session(db, args.id, args.format, sys.stdout, utcnow())
+    print(f"session {args.id}: {count} readings exported", file=sys.stderr)
+    return 0
+
+
+def _duration(s: GrillingSession, now: datetime) -> timedelta:
+    return max((s.end_time or now) - s.start_time, timedelta(0))
+
+
+def _time(when: datetime) -> str:
+    return when.strftime(TIME_FORMAT)
+
+
+def _temp(value: float | None, unit: str | Unit | None) -> str:
+    if value is None or unit is None:
+        return "-"
+    return f"{value:.1f} {Unit(unit).symbol}"

@@ -1,0 +1,809 @@
+"""The daemon: the only place that wires the cloud, the database and MQTT together.
+
+Threads, and what each owns:
+
+* the caller's thread (:meth:`Bridge.run`): the schedule. It hands accounts that
+  are due to the poll workers, notices linked, relinked and unlinked accounts,
+  pings systemd's watchdog, and stops on request.
+* poll workers (``polling.workers``): one cloud poll each at a time, so a slow
+  or failing account never holds up the others.
+* the pipeline thread: every finished poll, in order. It publishes the devices'
+  states at once (they need no database), then runs the poll through the
+  database (:mod:`pipeline`), then publishes what that produced (session
+  changes, alert firings from the outbox). Commands from Home Assistant run on
+  this thread too (:meth:`Bridge.submit`), so the session and alert services
+  are only ever used from one thread.
+* the MQTT client's threads and the health server's, which own nothing of ours.
+
+Tests drive the same code without threads: :meth:`Bridge.start` with
+``threads=False``, then :meth:`Bridge.step` after moving the clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from grillstats_bridge import __version__, migrate
+from grillstats_bridge.accounts import CredentialState, link_states
+from grillstats_bridge.alert_service import AlertService
+from grillstats_bridge.alerts import Firing
+from grillstats_bridge.clock import Clock, RealClock
+from grillstats_bridge.config import Config
+from grillstats_bridge.db import Database, safe_url
+from grillstats_bridge.discovery import AccountStatus, BridgeHealth, BridgeStatus
+from grillstats_bridge.domain import Device, Poll, Unit, convert_temperature
+from grillstats_bridge.health import HealthServer
+from grillstats_bridge.models import User
+from grillstats_bridge.mqtt import Delivery, MqttClient
+from grillstats_bridge.pipeline import Outcome, Pipeline
+from grillstats_bridge.publisher import PublicationStore, Publisher, naming_for
+from grillstats_bridge.scheduler import AccountState, Retry, Scheduler
+from grillstats_bridge.sdnotify import Notifier
+from grillstats_bridge.security import SecretBox
+from grillstats_bridge.session_service import SessionService
+from grillstats_bridge.sessions import ChangeKind
+from grillstats_bridge.storage import ReadingBuffer, prune_readings, retention_cutoff
+from grillstats_bridge.sync import AccountPoller
+from grillstats_bridge.thermoworks.errors import Action, CloudError, action_for
+
+log = logging.getLogger(__name__)
+
+ACCOUNTS_REFRESH_S = 30.0  # how often linked / relinked / unlinked accounts are noticed
+HOUSEKEEPING_S = 60.0  # session timeouts, device availability, outbox retries
+PRUNE_EVERY_S = 3600.0
+MAX_TICK_S = 1.0  # the schedule loop wakes at least this often (stop requests, watchdog)
+OUTBOX_BATCH = 100
+MAX_POLLS_PER_TRANSACTION = 50
+
+
+def retry_for(error: CloudError) -> Retry:
+    """The cloud client's error actions, as the scheduler's retry kinds (one table)."""
+    action = action_for(error)
+    if action in (Action.NEEDS_USER, Action.REAUTHENTICATE):
+        return Retry.NEVER
+    if action is Action.LONG_BACKOFF:
+        return Retry.LONG_BACKOFF
+    if action is Action.RETRY_AFTER and error.retry_after is not None:
+        return Retry.AFTER
+    return Retry.BACKOFF
+
+
+@dataclass(frozen=True, slots=True)
+class PollJob:
+    """A finished poll on its way to the pipeline thread (``received``: perf_counter)."""
+
+    poll: Poll
+    received: float
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+Work = PollJob | Callable[[], None] | None
+
+
+@dataclass
+class AccountInfo:
+    """What the daemon knows of one linked account (for health and the bridge entity)."""
+
+    user_id: int
+    label: str
+    credentials: str = CredentialState.OK
+    credentials_changed: datetime | None = None
+    last_poll_seconds: float | None = None
+    cloud_errors: int = 0
+    devices: tuple[Device, ...] = ()
+
+
+@dataclass
+class Stats:
+    polls: int = 0
+    readings: int = 0  # new readings polled (an unplugged probe's marker included)
+    values: int = 0  # of which carry a value (what the readings table receives)
+    firings: int = 0
+    cloud_errors: int = 0
+    pipeline_errors: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    recent_firings: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+
+
+class Bridge:
+    """The long-running service: build it, :meth:`start`, :meth:`run` until stopped."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        database: Database | None = None,
+        notifier: Notifier | None = None,
+        http: requests.Session | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or RealClock()
+        self._own_database = database is None
+        self.database = database or Database(config.database)
+        self.notifier = notifier or Notifier()
+        self._http = http
+        self._rng = rng or random.Random()
+        self.box = SecretBox.from_config(config.security)
+        self.scheduler = Scheduler(config.polling, self._rng)
+        self.buffer = ReadingBuffer(config.storage.buffer_size)
+        self.sessions = SessionService(config.sessions)
+        self.alerts = AlertService(config.alerts)
+        self.pipeline = Pipeline(
+            self.database, sessions=self.sessions, alerts=self.alerts, buffer=self.buffer
+        )
+        self.mqtt = MqttClient(
+            config.mqtt,
+            status_topic=naming_for(config.mqtt).status_topic,  # the will, online, offline
+            clock=self.clock.now,
+        )
+        self.publisher = Publisher(
+            self.mqtt,
+            config.mqtt,
+            store=PublicationStore(self.database, config.mqtt.instance_id),
+            clock=self.clock.now,
+            rng=self._rng,
+        )
+        self.mqtt.add_connect_hook(self._on_mqtt_connect)
+        self.health_server: HealthServer | None = None
+        self.pollers: dict[int, AccountPoller] = {}
+        self.accounts: dict[int, AccountInfo] = {}
+        self.stats = Stats()
+        self.started_at = self.clock.now()
+        self._lock = threading.RLock()  # scheduler, pollers, accounts
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._jobs: queue.Queue[int | None] = queue.Queue()
+        self._work: queue.Queue[Work] = queue.Queue()
+        self._held: Work | _Missing = _MISSING  # taken from _work but not yet run
+        self._threads: list[threading.Thread] = []
+        self._threaded = False
+        self._active: dict[int, bool] = {}
+        self._last_values: dict[tuple[str, int], float] = {}
+        self._outbox_dirty = True
+        self._inflight: set[int] = set()
+        self._next_accounts_refresh = self.clock.now()
+        self._next_housekeeping = self.clock.now()
+        self._next_prune = self.clock.now()
+        self._last_success: datetime | None = None
+        self._nicknames: dict[int, dict[str, str]] = {}
+        self._manual_clock = getattr(self.clock, "speed", 1.0) == 0
+        self._busy_since: float | None = None  # monotonic start of the pipeline's current job
+        self.stopped = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, *, threads: bool = True) -> None:
+        """Check the database, connect the broker, start the workers (or not, for tests)."""
+        migrate.require_head(self.database)
+        self._threaded = threads
+        with self.database.transaction() as db:
+            self.sessions.load(db, self.clock.now())
+        self._refresh_accounts(self.clock.now())
+        self.mqtt.start()
+        if self.config.http.enabled:
+            self.health_server = HealthServer(
+                self.config.http.host, self.config.http.port, self.health_report
+            )
+            self.health_server.start()
+        if threads:
+            for n in range(self.config.polling.workers):
+                self._spawn(f"poll-{n}", self._poll_worker)
+            self._spawn("pipeline", self._pipeline_worker)
+        self._publish_bridge()
+        log.info(
+            "bridge %s started: database %s, broker %s:%d, %d linked account(s)",
+            __version__,
+            safe_url(self.database.url),
+            self.config.mqtt.host,
+            self.config.mqtt.port,
+            len(self.pollers),
+        )
+
+    def run(self) -> None:
+        """The schedule loop, until :meth:`request_stop`; then a clean shutdown."""
+        self.notifier.ready(f"polling {len(self.pollers)} account(s)")
+        next_watchdog = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                now = self.clock.now()
+                self._schedule(now)
+                interval = self.notifier.watchdog_interval
+                if interval and time.monotonic() >= next_watchdog:
+                    problem = self._stuck(limit=2 * interval)
+                    if problem is None:
+                        self.notifier.watchdog()
+                    else:
+                        log.error("%s; not pinging systemd's watchdog", problem)
+                    next_watchdog = time.monotonic() + interval
+                self._wake.clear()
+                if not self.clock.wait(self._wake, self._next_wakeup(now)) and self._manual_clock:
+                    self._wake.wait(0.01)  # a clock moved by hand does not wait: do not spin
+        finally:
+            self.shutdown()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to stop (signal handlers call this; it only sets flags)."""
+        self._stop.set()
+        self._wake.set()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop polling, finish writes in flight, say offline, close the pool."""
+        if self.stopped.is_set():
+            return
+        self._stop.set()
+        self.notifier.stopping()
+        log.info("stopping: finishing writes in flight")
+        deadline = time.monotonic() + timeout
+        for _ in range(self.config.polling.workers):
+            self._jobs.put(None)
+        self._work.put(None)
+        for thread in self._threads:
+            thread.join(max(0.1, deadline - time.monotonic()))
+        if not self._threaded:
+            self._drain_work()
+        self.publisher.close()
+        self.mqtt.stop(timeout=max(1.0, deadline - time.monotonic()))
+        if self.health_server is not None:
+            self.health_server.stop()
+        with self._lock:
+            for poller in self.pollers.values():
+                poller.close()
+        if self._own_database:
+            self.database.dispose()
+        log.info("stopped")
+        self.stopped.set()
+
+    def reload(self, config: Config) -> list[str]:
+        """Apply what can change while running (SIGHUP); returns what needs a restart."""
+        applied: list[str] = []
+        if config.logging != self.config.logging:
+            logging.getLogger().setLevel(config.logging.level)
+            applied.append("logging")
+        if config.polling != self.config.polling:
+            with self._lock:
+                self.scheduler.polling = config.polling
+            applied.append("polling")
+        needs_restart = [
+            name
+            for name in (
+                "database",
+                "security",
+                "thermoworks",
+                "mqtt",
+                "storage",
+                "http",
+                "alerts",
+                "sessions",
+            )
+            if getattr(config, name) != getattr(self.config, name)
+        ]
+        self.config = dataclasses.replace(
+            self.config, logging=config.logging, polling=config.polling
+        )
+        log.info(
+            "configuration reloaded: applied %s%s",
+            ", ".join(applied) or "nothing that changed",
+            f"; restart to apply {', '.join(needs_restart)}" if needs_restart else "",
+        )
+        self._wake.set()
+        return needs_restart
+
+    # ------------------------------------------------------------------ deterministic driving
+
+    def step(self) -> Outcome | None:
+        """Poll every due account and process the polls, in this thread (tests, tools)."""
+        now = self.clock.now()
+        self._periodic(now)
+        with self._lock:
+            due = self.scheduler.due(now)
+            for key in due:
+                self.scheduler.accounts[key].running = True
+        jobs = [
+            PollJob(poll, time.perf_counter())
+            for key in due
+            if (poll := self._poll_account(key)) is not None
+        ]
+        outcome = self._process_polls(jobs) if jobs else None
+        self._drain_work()
+        return outcome
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the pipeline thread (MQTT commands that touch sessions or alerts)."""
+        self._work.put(job)
+
+    # ------------------------------------------------------------------ the schedule
+
+    def _schedule(self, now: datetime) -> None:
+        self._periodic(now)
+        with self._lock:
+            for key in self.scheduler.due(now):
+                self.scheduler.accounts[key].running = True
+                self._jobs.put(key)
+
+    def _periodic(self, now: datetime) -> None:
+        if now >= self._next_accounts_refresh:
+            self._next_accounts_refresh = now + timedelta(seconds=ACCOUNTS_REFRESH_S)
+            self._refresh_accounts(now)
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + timedelta(seconds=HOUSEKEEPING_S)
+            self._enqueue(self._housekeeping)
+
+    def next_event(self) -> datetime:
+        """When there is next something to do: a poll, or the periodic checks."""
+        with self._lock:
+            nxt = self.scheduler.next_wakeup()
+        candidates = [self._next_accounts_refresh, self._next_housekeeping]
+        if nxt is not None:
+            candidates.append(nxt)
+        return min(candidates)
+
+    def _next_wakeup(self, now: datetime) -> float:
+        seconds = (self.next_event() - now).total_seconds()
+        speed = float(getattr(self.clock, "speed", 1.0)) or 1.0
+        return min(max(seconds, 0.0), MAX_TICK_S * speed)
+
+    def _refresh_accounts(self, now: datetime) -> None:
+        """Add newly linked accounts, drop unlinked ones, unpark relinked ones."""
+        try:
+            states = link_states(self.database)
+            labels = self._labels(list(states))
+        except SQLAlchemyError as exc:
+            log.debug("accounts not refreshed: %s", type(exc).__name__)
+            return
+        with self._lock:
+            for user_id, link in states.items():
+                info = self.accounts.get(user_id)
+                if user_id not in self.pollers:
+                    self.pollers[user_id] = AccountPoller(
+                        self.database,
+                        self.config,
+                        user_id,
+                        clock=self.clock.now,
+                        session=self._http,
+                        box=self.box,
+                    )
+                    self.scheduler.add(user_id, now)
+                    info = self.accounts[user_id] = AccountInfo(user_id, labels.get(user_id, ""))
+                    log.info("polling ThermoWorks account of %s", info.label or user_id)
+                assert info is not None
+                parked = self.scheduler.accounts[user_id].state is AccountState.PARKED
+                relinked = link.state == CredentialState.OK and (
+                    info.credentials != CredentialState.OK
+                    or link.updated_at != info.credentials_changed
+                )
+                info.credentials, info.credentials_changed = link.state, link.updated_at
+                info.label = labels.get(user_id, info.label)
+                if parked and relinked:
+                    log.info("account of %s linked again: polling resumes", info.label)
+                    self.scheduler.unpark(user_id, now)
+            for user_id in [u for u in self.pollers if u not in states]:
+                log.info("account of user %d unlinked: no longer polled", user_id)
+                self.pollers.pop(user_id).close()
+                self.scheduler.remove(user_id)
+                self.accounts.pop(user_id, None)
+                self.publisher.forget_account(user_id)
+
+    def _labels(self, user_ids: list[int]) -> dict[int, str]:
+        if not user_ids:
+            return {}
+        with self.database.session() as db:
+            rows = db.execute(
+                sa.select(User.id, User.name, User.email).where(User.id.in_(user_ids))
+            )
+            return {uid: name or email for uid, name, email in rows}
+
+    # ------------------------------------------------------------------ polling (workers)
+
+    def _poll_worker(self) -> None:
+        while True:
+            key = self._jobs.get()
+            if key is None or self._stop.is_set():
+                return
+            poll = self._poll_account(key)
+            if poll is not None:
+                self._work.put(PollJob(poll, time.perf_counter()))
+            self._wake.set()
+
+    def _poll_account(self, key: int) -> Poll | None:
+        """One cloud poll; reschedules the account whatever happens."""
+        with self._lock:
+            poller = self.pollers.get(key)
+        started = self.clock.now()
+        if poller is None:
+            return None
+        try:
+            poll = poller.poll()
+        except CloudError as exc:
+            self._poll_failed(key, exc, retry_for(exc), exc.retry_after)
+            return None
+        except Exception as exc:  # a bug or an unexpected library error: back off, keep going
+            log.exception("poll of account %d failed unexpectedly", key)
+            self._poll_failed(key, exc, Retry.BACKOFF, None)
+            return None
+        now = self.clock.now()
+        with self._lock:
+            if key in self.scheduler.accounts:
+                self.scheduler.succeeded(key, started, now, self._active.get(key, False))
+            info = self.accounts.get(key)
+            if info is not None:
+                info.last_poll_seconds = (now - started).total_seconds()
+        self._last_success = now
+        return poll
+
+    def _poll_failed(
+        self, key: int, exc: BaseException, retry: Retry, retry_after: float | None
+    ) -> None:
+        now = self.clock.now()
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        with self._lock:
+            if key not in self.scheduler.accounts:
+                return
+            delay = self.scheduler.failed(key, now, retry, reason, retry_after)
+            info = self.accounts.get(key)
+            if info is not None:
+                info.cloud_errors += 1
+                if retry is Retry.NEVER:
+                    info.credentials = CredentialState.NEEDS_REAUTH
+        self.stats.cloud_errors += 1
+        if delay is None:
+            log.error("account %d: %s; waiting for 'account link' to fix it", key, exc)
+        else:
+            log.warning("account %d: %s; next try in %.0f s", key, exc, delay)
+        self._enqueue(self._publish_bridge)
+
+    # ------------------------------------------------------------------ the pipeline thread
+
+    def _enqueue(self, job: Callable[[], None]) -> None:
+        if self._threaded:
+            self._work.put(job)
+        else:
+            self._run_job(job)
+
+    def _pipeline_worker(self) -> None:
+        while True:
+            work = self._take(block=True)
+            if work is None:
+                self._drain_work()  # writes in flight are finished before stopping
+                return
+            if isinstance(work, PollJob):
+                # Every poll that finished meanwhile goes into the same transaction.
+                batch = [work]
+                while len(batch) < MAX_POLLS_PER_TRANSACTION:
+                    more = self._take(block=False)
+                    if not isinstance(more, PollJob):
+                        self._held = more
+                        break
+                    batch.append(more)
+                self._run_polls(batch)
+            elif not isinstance(work, _Missing):
+                self._run_job(work)
+
+    def _take(self, *, block: bool) -> Work | _Missing:
+        """The next piece of work (one held back from a batch first); _MISSING when none."""
+        if not isinstance(self._held, _Missing):
+            work, self._held = self._held, _MISSING
+            return work
+        try:
+            return self._work.get(block=block)
+        except queue.Empty:
+            return _MISSING
+
+    def _drain_work(self) -> None:
+        while True:
+            work = self._take(block=False)
+            if isinstance(work, _Missing):
+                return
+            if isinstance(work, PollJob):
+                self._run_polls([work])
+            elif work is not None:
+                self._run_job(work)
+
+    def _run_polls(self, jobs: list[PollJob]) -> None:
+        self._run_job(lambda: self._process_polls(jobs))
+
+    def _run_job(self, job: Callable[[], object]) -> None:
+        self._busy_since = time.monotonic()
+        try:
+            job()
+        except Exception:
+            self.stats.pipeline_errors += 1
+            log.exception("pipeline job failed; carrying on")
+        finally:
+            self._busy_since = None
+
+    def _process_polls(self, jobs: list[PollJob]) -> Outcome:
+        """Publish states, store, run sessions and alerts, publish what they produced."""
+        now = self.clock.now()
+        for job in jobs:
+            poll = job.poll
+            nicknames = self._nicknames.get(poll.user_id, {})
+            self.publisher.publish_devices(poll.user_id, poll.devices, now=now, nicknames=nicknames)
+            self.stats.latencies_ms.append((time.perf_counter() - job.received) * 1000)
+        polls = [job.poll for job in jobs]
+        outcome = self.pipeline.process(polls, now)
+        active_serials = {s.serial for s in self.sessions.tracker.active_sessions()}
+        for poll in polls:
+            if outcome.database_ok and outcome.nicknames.get(
+                poll.user_id, {}
+            ) != self._nicknames.get(poll.user_id, {}):
+                self._nicknames[poll.user_id] = outcome.nicknames.get(poll.user_id, {})
+                self.publisher.publish_devices(
+                    poll.user_id, poll.devices, now=now, nicknames=self._nicknames[poll.user_id]
+                )
+            self.stats.polls += 1
+            self.stats.readings += len(poll.readings)
+            self.stats.values += sum(r.value is not None for r in poll.readings)
+            cooking = any(d.serial in active_serials for d in poll.devices)
+            self._note_activity(poll, cooking or self._is_active(poll), now)
+        self._after_commit(outcome)
+        self._publish_bridge()
+        return outcome
+
+    def _note_activity(self, poll: Poll, active: bool, now: datetime) -> None:
+        with self._lock:
+            info = self.accounts.get(poll.user_id)
+            if info is not None:
+                info.devices = poll.devices
+            changed = self._active.get(poll.user_id) != active
+            self._active[poll.user_id] = active
+            account = self.scheduler.accounts.get(poll.user_id)
+            if (
+                changed
+                and account is not None
+                and not account.running
+                and account.state is AccountState.OK
+            ):
+                # A cook just started or ended: move the next poll to the new cadence.
+                account.next_poll = min(
+                    account.next_poll, now + timedelta(seconds=self.scheduler.interval(active))
+                )
+
+    def _after_commit(self, outcome: Outcome) -> None:
+        """Publish what the database part produced; firings go out through the outbox."""
+        if outcome.firings:
+            self.stats.firings += len(outcome.firings)
+            for firing in outcome.firings:
+                text = _describe_firing(firing)
+                self.stats.recent_firings.append(text)
+                log.info("alert fired: %s", text)
+            self._outbox_dirty = True
+        for change in outcome.session_changes:
+            if change.kind is not ChangeKind.UPDATED:
+                snap = change.session
+                log.info(
+                    "session %s: %s on %s (%s)",
+                    change.kind.value,
+                    snap.name,
+                    snap.serial,
+                    snap.session_type,
+                )
+        if self._outbox_dirty and self.pipeline.database_ok:
+            self._drain_outbox()
+
+    def _is_active(self, poll: Poll) -> bool:
+        """A cook is going on: a probe is hot, or moving fast."""
+        hot_f = self.config.polling.hot_temperature
+        step_f = self.config.polling.change_threshold
+        active = False
+        for device in poll.devices:
+            for probe in device.probes:
+                if not probe.connected or probe.value is None or not probe.unit.is_temperature:
+                    continue
+                key = (device.serial, probe.channel)
+                value_f = convert_temperature(probe.value, probe.unit, Unit.FAHRENHEIT)
+                previous = self._last_values.get(key)
+                self._last_values[key] = value_f
+                if value_f >= hot_f or (previous is not None and abs(value_f - previous) >= step_f):
+                    active = True
+        return active
+
+    # ------------------------------------------------------------------ alerts outbox
+
+    def _drain_outbox(self) -> None:
+        """Publish unpublished firings in order; mark each once the broker acknowledged it."""
+        if not self.mqtt.connected:
+            return
+        try:
+            with self.database.transaction() as db:
+                pending = [
+                    f for f in self.alerts.pending(db, OUTBOX_BATCH) if f.id not in self._inflight
+                ]
+        except SQLAlchemyError as exc:
+            log.debug("outbox not read: %s", type(exc).__name__)
+            return
+        self._outbox_dirty = len(pending) >= OUTBOX_BATCH
+        for firing in pending:
+            if firing.id is None:
+                continue
+            self._inflight.add(firing.id)
+            self.publisher.publish_firing(firing, on_done=self._acknowledger(firing.id))
+
+    def _acknowledger(self, firing_id: int) -> Callable[[Delivery], None]:
+        """The broker's answer about one firing goes back to the pipeline thread."""
+
+        def done(delivery: Delivery) -> None:
+            self._work.put(lambda: self._acknowledge(firing_id, delivery.delivered))
+
+        return done
+
+    def _acknowledge(self, firing_id: int, delivered: bool) -> None:
+        self._inflight.discard(firing_id)
+        if not delivered:
+            self._outbox_dirty = True
+            return
+        try:
+            with self.database.transaction() as db:
+                self.alerts.mark_published(db, [firing_id], self.clock.now())
+        except SQLAlchemyError:
+            self._outbox_dirty = True  # published but not marked: sent again later (id in payload)
+
+    def _on_mqtt_connect(self) -> list[Any]:
+        """After every (re)connect: waiting firings go out again, in order."""
+        self._outbox_dirty = True
+        self._work.put(self._drain_outbox)
+        return []
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def _housekeeping(self) -> None:
+        now = self.clock.now()
+        changes = self.pipeline.tick(now)
+        if changes:
+            log.info("sessions: %d change(s) between polls", len(changes))
+        self.publisher.refresh(now)
+        if self._outbox_dirty and self.pipeline.database_ok:
+            self._drain_outbox()
+        cutoff = retention_cutoff(now, self.config.storage.retention_days)
+        if cutoff is not None and now >= self._next_prune:
+            self._next_prune = now + timedelta(seconds=PRUNE_EVERY_S)
+            try:
+                with self.database.transaction() as db:
+                    deleted = prune_readings(db, cutoff)
+                if deleted:
+                    log.info("pruned %d readings older than %s", deleted, cutoff.date())
+            except SQLAlchemyError as exc:
+                log.warning("readings not pruned: %s", type(exc).__name__)
+        self._publish_bridge()
+
+    # ------------------------------------------------------------------ status
+
+    def _publish_bridge(self) -> None:
+        self.publisher.publish_bridge_state(self.bridge_status())
+
+    def bridge_status(self) -> BridgeStatus:
+        with self._lock:
+            accounts = tuple(
+                AccountStatus(
+                    user_id=a.user_id,
+                    label=a.label or f"user {a.user_id}",
+                    reauth_needed=a.credentials != CredentialState.OK,
+                )
+                for a in sorted(self.accounts.values(), key=lambda a: a.user_id)
+            )
+            failing = [
+                a
+                for a in self.scheduler.accounts.values()
+                if a.state is not AccountState.OK or a.failures
+            ]
+            total = len(self.scheduler.accounts)
+        if not self.pipeline.database_ok or (total and len(failing) == total):
+            health = (
+                BridgeHealth.ERROR if total and len(failing) == total else BridgeHealth.DEGRADED
+            )
+        elif failing:
+            health = BridgeHealth.DEGRADED
+        else:
+            health = BridgeHealth.OK
+        return BridgeStatus(
+            status=health,
+            last_poll=self._last_success,
+            cloud_errors=self.stats.cloud_errors,
+            accounts=accounts,
+        )
+
+    def health_report(self) -> tuple[bool, dict[str, Any]]:
+        """``GET /health``: healthy when the database answers and the broker is connected."""
+        now = self.clock.now()
+        reachable = self.database.ping()
+        pool = self.database.pool_status()
+        mqtt = self.mqtt.health()
+        with self._lock:
+            accounts = [
+                {
+                    "user_id": a.key,
+                    "label": self.accounts[a.key].label if a.key in self.accounts else None,
+                    "state": a.state.value,
+                    "credentials": self.accounts[a.key].credentials
+                    if a.key in self.accounts
+                    else None,
+                    "mode": "active" if a.active else "idle",
+                    "last_success": a.last_success,
+                    "last_error": a.last_error,
+                    "last_error_at": a.last_error_at,
+                    "consecutive_failures": a.failures,
+                    "next_poll": None if a.state is AccountState.PARKED else a.next_poll,
+                }
+                for a in sorted(self.scheduler.accounts.values(), key=lambda a: a.key)
+            ]
+        latencies = sorted(self.stats.latencies_ms)
+        healthy = reachable and mqtt.connected
+        body = {
+            "status": "ok"
+            if healthy and all(a["state"] == "ok" for a in accounts)
+            else ("degraded" if healthy else "unhealthy"),
+            "version": __version__,
+            "uptime_seconds": round((now - self.started_at).total_seconds(), 1),
+            "time": now,
+            "database": {
+                "reachable": reachable,
+                "dialect": self.database.dialect,
+                "url": safe_url(self.database.url),
+                "pool": pool.as_dict(),
+                "buffered_readings": len(self.buffer),
+                "dropped_readings": self.buffer.dropped,
+                "last_error": self.pipeline.last_error,
+            },
+            "mqtt": mqtt.as_dict(),
+            "accounts": accounts,
+            "pipeline": {
+                "polls": self.stats.polls,
+                "readings": self.stats.readings,
+                "alert_firings": self.stats.firings,
+                "errors": self.stats.pipeline_errors,
+                "queued_jobs": self._work.qsize(),
+                "poll_to_publish_ms_p50": _percentile(latencies, 0.5),
+                "poll_to_publish_ms_p99": _percentile(latencies, 0.99),
+            },
+        }
+        return healthy, body
+
+    # ------------------------------------------------------------------ helpers
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _stuck(self, limit: float) -> str | None:
+        """Why the bridge no longer works (a dead thread, a job hung for long), or None."""
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        if dead:
+            return f"worker thread(s) {', '.join(dead)} died"
+        busy_since = self._busy_since
+        if busy_since is not None and time.monotonic() - busy_since > limit:
+            return f"the pipeline has been stuck in one job for {limit:.0f} s"
+        return None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(q * len(values)))], 2)
+
+
+def _describe_firing(firing: Firing) -> str:
+    what = firing.name or firing.kind
+    return (
+        f"{firing.time:%H:%M:%S} {what} {firing.serial} probe {firing.channel}: "
+        f"{firing.event} at {firing.value:.1f} {firing.unit.symbol}"
+    )

@@ -1,0 +1,158 @@
+"""What happens to polls in the database: one transaction, every consumer in order.
+
+    polls -> sync devices and probes -> store new readings -> session tracker -> alert engine
+
+The daemon hands over every poll that finished since the last transaction (one
+or many accounts'), so a busy bridge pays one transaction for many polls. Each
+consumer runs in that transaction, so polls are stored whole or not at all.
+When the database is unreachable the polls' readings wait in a bounded buffer
+and go through the same consumers, oldest first, in the first transaction that
+succeeds; the services put their in-memory state back when a transaction rolls
+back, so a replayed poll counts once. Adding a consumer is a line in
+:meth:`Pipeline._consume` and a field in :class:`Outcome`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from grillstats_bridge.alert_service import AlertService
+from grillstats_bridge.alerts import Firing
+from grillstats_bridge.db import Database
+from grillstats_bridge.domain import Poll, Reading
+from grillstats_bridge.models import Device
+from grillstats_bridge.session_service import SessionService
+from grillstats_bridge.sessions import SessionChange
+from grillstats_bridge.storage import ReadingBuffer, write_readings
+from grillstats_bridge.sync import SyncResult, sync_devices
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What the database part of some polls did (and what is left to publish)."""
+
+    polls: Sequence[Poll]
+    stored: int = 0  # readings offered to the readings table
+    replayed: int = 0  # buffered readings written first
+    syncs: dict[int, SyncResult] = field(default_factory=dict)  # by user id
+    nicknames: dict[int, dict[str, str]] = field(default_factory=dict)  # user -> serial -> name
+    session_changes: list[SessionChange] = field(default_factory=list)
+    firings: list[Firing] = field(default_factory=list)
+    database_ok: bool = True
+    error: str | None = None
+    seconds: float = 0.0
+
+
+class Pipeline:
+    """The database half of every poll, with the outage buffer."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        sessions: SessionService,
+        alerts: AlertService,
+        buffer: ReadingBuffer,
+    ) -> None:
+        self.database = database
+        self.sessions = sessions
+        self.alerts = alerts
+        self.buffer = buffer
+        self.database_ok = True
+        self.last_error: str | None = None
+        self.failures = 0
+
+    def process(self, polls: Sequence[Poll], now: datetime) -> Outcome:
+        """Store polls (after anything buffered); never raises for a database outage."""
+        outcome = Outcome(polls=polls)
+        started = time.perf_counter()
+        replay = self.buffer.take()
+        try:
+            with self.database.transaction() as db:
+                self._consume(db, polls, replay, now, outcome)
+        except SQLAlchemyError as exc:
+            self.buffer.put_back(replay)
+            for poll in polls:
+                self.buffer.extend(poll.readings)
+            outcome.database_ok = False
+            outcome.error = _describe(exc)
+            self._failed(outcome.error)
+        else:
+            if not self.database_ok:
+                log.warning("database reachable again: %d buffered readings written", len(replay))
+            self.database_ok, self.last_error, self.failures = True, None, 0
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def _consume(
+        self,
+        db: Session,
+        polls: Sequence[Poll],
+        replay: Sequence[Reading],
+        now: datetime,
+        out: Outcome,
+    ) -> None:
+        if replay:
+            out.replayed = write_readings(db, replay)
+            out.session_changes += self.sessions.process(db, replay, now=now)
+            out.firings += self.alerts.process(db, replay, now)
+        for poll in polls:
+            out.syncs[poll.user_id] = sync_devices(
+                db, poll.user_id, poll.devices, now=poll.polled_at, complete=poll.malformed == 0
+            )
+        out.nicknames = _nicknames(db, {p.user_id for p in polls})
+        readings = [r for poll in polls for r in poll.readings]
+        out.stored = write_readings(db, readings)
+        out.session_changes += self.sessions.process_polls(db, polls, now)
+        out.firings += self.alerts.process(db, readings, now)
+
+    def tick(self, now: datetime) -> list[SessionChange]:
+        """Between polls: end sessions whose devices went silent."""
+        try:
+            with self.database.transaction() as db:
+                return self.sessions.tick(db, now)
+        except SQLAlchemyError as exc:
+            self._failed(_describe(exc))
+            return []
+
+    def _failed(self, error: str) -> None:
+        self.failures += 1
+        if self.database_ok:
+            log.error(
+                "database unreachable (%s): readings wait in memory (%d buffered, capacity %d)",
+                error,
+                len(self.buffer),
+                self.buffer.capacity,
+            )
+        self.database_ok, self.last_error = False, error
+
+
+def _nicknames(db: Session, user_ids: set[int]) -> dict[int, dict[str, str]]:
+    """The user's names for their devices (``devices rename``), by user and serial."""
+    out: dict[int, dict[str, str]] = {uid: {} for uid in user_ids}
+    rows = db.execute(
+        sa.select(Device.user_id, Device.device_id, Device.nickname).where(
+            Device.user_id.in_(user_ids), Device.nickname.is_not(None)
+        )
+    )
+    for user_id, serial, nickname in rows:
+        if nickname:
+            out[user_id][serial] = nickname
+    return out
+
+
+def _describe(exc: SQLAlchemyError) -> str:
+    """One line naming the failure, without the statement or its parameters."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    return f"{type(orig or exc).__name__}: {text[0] if text else ''}"[:200]

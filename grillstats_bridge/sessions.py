@@ -1,0 +1,1195 @@
+"""Cooking sessions: readings and device observations in, session changes out.
+
+Pure: no I/O library is imported, the clock is a parameter. The service in
+``session_service.py`` persists what this module decides.
+
+The rule, per device (every threshold is a ``sessions`` setting, in its
+``temperature_unit``; README "Cooking sessions" says the same for users):
+
+- Idle level: each temperature probe learns its idle (ambient) level, an
+  exponential moving average (time constant ``idle_time_constant``) of its
+  readings while nothing is cooking, never above ``idle_max``. Readings near a
+  cook's temperatures never teach it anything.
+- Hot: a probe is *hot* at or above its start threshold,
+  ``max(idle + start_rise, start_min)``, and *warm* down to ``end_margin``
+  below that. The device is hot (warm) while it is online and one of its
+  plugged probes is hot (warm). Humidity channels never count.
+- Start: a device that stays hot for ``start_hold`` (a reading, or the held
+  value of an online device, at least that long after the first hot reading)
+  starts an automatic session. It is dated from the moment the device left its
+  idle level: the last time every plugged probe was within ``idle_band`` of its
+  idle level, or the lowest point since then (a second fire-up on a grill still
+  cooling from the first), at most ``start_lookback`` before it became hot. So
+  a meat-only probe, which takes hours to reach the start threshold, still
+  dates its cook from when the meat started to warm. The statistics cover the
+  session from that moment too.
+- End: once the device has been neither hot nor warm - every probe cold or
+  unplugged, or the device offline - for ``end_after`` (``offline_end_after``
+  while the device, or the bridge itself, is silent), the session ends, dated
+  from the moment the device stopped being hot; its statistics stop there
+  too. A lid-open dip, a stall or a steady smoke never get that far. A session
+  shorter than ``min_duration`` is cancelled instead of completed.
+- Manual sessions start and end when told; while one runs, automatic detection
+  on that device is suspended. After a session is ended by hand while the
+  device is still warm, detection waits for it to cool before it re-arms.
+- Time only, never sample counts: the same cook gives the same session at any
+  poll interval. An online device's last values hold until it reports new ones
+  (a push-on-change probe is silent during a steady smoke).
+
+Statistics, in the session's unit (that of its first temperature reading):
+per probe the minimum, maximum and a time-weighted mean (trapezoids between
+consecutive readings, never across an unplugged or offline gap; the mean of
+the samples while there is no interval yet); for the session, the minimum and
+maximum over every temperature probe and the time-weighted mean pooled over
+them (each probe weighs as long as it was plugged in).
+
+Work per reading is O(1): a dict look-up, a few float operations, counters of
+hot and warm probes instead of scans.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from grillstats_bridge.domain import (
+    Poll,
+    Reading,
+    Unit,
+    convert_temperature,
+    ensure_utc,
+)
+from grillstats_bridge.errors import UsageError
+
+if TYPE_CHECKING:
+    from grillstats_bridge.config import SessionsConfig
+
+STATE_VERSION = 1
+NAME_MAX = 100  # grilling_sessions.name is String(100)
+
+
+class SessionError(UsageError):
+    """A manual command that does not fit the device's sessions (none active, one already...)."""
+
+
+class SessionType(StrEnum):
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class ChangeKind(StrEnum):
+    """What happened to a session; ``UPDATED`` also covers an auto session turned manual."""
+
+    STARTED = "started"
+    UPDATED = "updated"
+    ENDED = "ended"  # status completed
+    CANCELLED = "cancelled"
+
+
+class EndReason(StrEnum):
+    COOLED = "cooled"  # every probe back near its idle level
+    UNPLUGGED = "unplugged"  # every probe pulled out
+    OFFLINE = "offline"  # the device, or the bridge, silent
+    TOO_SHORT = "too_short"  # shorter than min_duration: cancelled
+    MANUAL = "manual"  # ended or cancelled by a person
+
+
+# --------------------------------------------------------------------------- public values
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProbeSummary:
+    """One probe's statistics over a session, in the session's unit."""
+
+    channel: int
+    label: str | None
+    unit: Unit
+    samples: int
+    minimum: float | None
+    maximum: float | None
+    average: float | None  # time-weighted
+    weighted_seconds: float  # the time the average covers
+    first_time: datetime | None
+    last_time: datetime | None
+    last_value: float | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionSnapshot:
+    """A session as the tracker sees it at one moment."""
+
+    serial: str
+    session_id: int | None  # the database's id, once the service has stored it
+    session_type: SessionType
+    status: SessionStatus
+    name: str
+    auto_named: bool  # the name was generated (and is regenerated at the end)
+    start: datetime
+    end: datetime | None
+    unit: Unit | None  # None until the first temperature reading
+    minimum: float | None
+    maximum: float | None
+    average: float | None  # time-weighted, pooled over every temperature probe
+    probes: tuple[ProbeSummary, ...] = ()
+    end_reason: EndReason | None = None
+
+    def duration(self, now: datetime | None = None) -> timedelta:
+        """Start to end; to ``now`` while active (zero when no time is given)."""
+        until = self.end or (ensure_utc(now) if now is not None else self.start)
+        return max(until - self.start, timedelta(0))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionChange:
+    """One thing that happened to one device's session."""
+
+    kind: ChangeKind
+    session: SessionSnapshot
+    at: datetime  # when the tracker decided it
+
+    @property
+    def serial(self) -> str:
+        return self.session.serial
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Rules:
+    """The detection thresholds (temperatures in ``unit``, durations in seconds)."""
+
+    unit: Unit
+    auto_detect: bool
+    start_rise: float
+    start_min: float
+    end_margin: float
+    idle_max: float
+    idle_time_constant: float
+    idle_band: float
+    start_hold: float
+    start_lookback: float
+    end_after: float
+    offline_end_after: float
+    min_duration: float
+    timezone: tzinfo
+
+    @classmethod
+    def from_config(cls, config: SessionsConfig) -> Rules:
+        import zoneinfo
+
+        return cls(
+            unit=Unit(config.temperature_unit),
+            auto_detect=config.auto_detect,
+            start_rise=config.start_rise,
+            start_min=config.start_min,
+            end_margin=config.end_margin,
+            idle_max=config.idle_max,
+            idle_time_constant=config.idle_time_constant,
+            idle_band=config.idle_band,
+            start_hold=config.start_hold,
+            start_lookback=config.start_lookback,
+            end_after=config.end_after,
+            offline_end_after=config.offline_end_after,
+            min_duration=config.min_duration,
+            timezone=zoneinfo.ZoneInfo(config.timezone),
+        )
+
+
+# --------------------------------------------------------------------------- names
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# The hottest probe's time-weighted mean (°F) names the cook: in practice that probe is
+# the pit. The mean includes the fire-up and the cooling, so it sits below the set
+# temperature: low-and-slow pits at 225-275 °F average 205-245, hot-and-fast ones at
+# 325-375 °F average 290-330.
+_KINDS = ((425.0, "Grilling"), (275.0, "Hot and fast"), (180.0, "Low and slow"))
+
+
+def cook_kind(probes: Iterable[ProbeSummary]) -> str:
+    """What kind of cook the hottest probe's time-weighted mean says it was."""
+    means = [
+        convert_temperature(p.average, p.unit, Unit.FAHRENHEIT)
+        for p in probes
+        if p.average is not None and p.unit.is_temperature
+    ]
+    hottest = max(means, default=None)
+    if hottest is not None:
+        for floor, kind in _KINDS:
+            if hottest >= floor:
+                return kind
+    return "Cook"
+
+
+def format_duration(duration: timedelta) -> str:
+    """``45 min``, ``3 h``, ``12 h 30 min`` (to the minute)."""
+    minutes = round(duration.total_seconds() / 60)
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def format_day(when: datetime, tz: tzinfo) -> str:
+    """``Sat 12 Jul 2026`` in ``tz``, whatever the process locale."""
+    local = when.astimezone(tz)
+    return f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year}"
+
+
+def session_name(
+    session_type: SessionType,
+    start: datetime,
+    tz: tzinfo,
+    *,
+    end: datetime | None = None,
+    probes: Iterable[ProbeSummary] = (),
+) -> str:
+    """A generated name: ``Cook · Sat 12 Jul 2026 18:05`` while it runs,
+    ``Low and slow · 12 h 30 min · Sat 12 Jul 2026`` once it has ended."""
+    if end is None:
+        local = start.astimezone(tz)
+        prefix = "Manual cook" if session_type is SessionType.MANUAL else "Cook"
+        return f"{prefix} · {format_day(start, tz)} {local:%H:%M}"[:NAME_MAX]
+    return f"{cook_kind(probes)} · {format_duration(end - start)} · {format_day(start, tz)}"[
+        :NAME_MAX
+    ]
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+class _ProbeStats:
+    """Running statistics of one probe; times are epoch seconds."""
+
+    __slots__ = (
+        "count",
+        "first",
+        "integral",
+        "joined",
+        "last",
+        "maximum",
+        "minimum",
+        "seconds",
+        "total",
+        "value",
+    )
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.minimum = math.inf
+        self.maximum = -math.inf
+        self.total = 0.0  # sum of samples: the mean before any interval exists
+        self.integral = 0.0  # degree-seconds
+        self.seconds = 0.0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.value = 0.0
+        self.joined = False  # the next sample continues the current segment
+
+    def add(self, t: float, v: float) -> bool:
+        last = self.last
+        if last is not None and t <= last:
+            return False  # a replay or an out-of-order sample: already accounted for
+        if self.joined and last is not None:
+            dt = t - last
+            self.integral += (self.value + v) * 0.5 * dt
+            self.seconds += dt
+        self.count += 1
+        self.total += v
+        if v < self.minimum:
+            self.minimum = v
+        if v > self.maximum:
+            self.maximum = v
+        if self.first is None:
+            self.first = t
+        self.last = t
+        self.value = v
+        self.joined = True
+        return True
+
+    @property
+    def mean(self) -> float | None:
+        if self.seconds > 0:
+            return self.integral / self.seconds
+        return self.total / self.count if self.count else None
+
+    def copy(self) -> _ProbeStats:
+        other = _ProbeStats()
+        for name in self.__slots__:
+            setattr(other, name, getattr(self, name))
+        return other
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.count,
+            self.minimum if self.count else None,
+            self.maximum if self.count else None,
+            self.total,
+            self.integral,
+            self.seconds,
+            self.first,
+            self.last,
+            self.value,
+            self.joined,
+        ]
+
+    @classmethod
+    def from_list(cls, data: Sequence[Any]) -> _ProbeStats:
+        stats = cls()
+        count, minimum, maximum, total, integral, seconds, first, last, value, joined = data
+        stats.count = int(count)
+        stats.minimum = math.inf if minimum is None else float(minimum)
+        stats.maximum = -math.inf if maximum is None else float(maximum)
+        stats.total, stats.integral, stats.seconds = float(total), float(integral), float(seconds)
+        stats.first = None if first is None else float(first)
+        stats.last = None if last is None else float(last)
+        stats.value, stats.joined = float(value), bool(joined)
+        return stats
+
+
+class _Stats:
+    """A session's (or a pending cook's) statistics: one ``_ProbeStats`` per channel."""
+
+    __slots__ = ("probes", "unit")
+
+    def __init__(self, unit: Unit | None = None) -> None:
+        self.unit = unit
+        self.probes: dict[int, _ProbeStats] = {}
+
+    def add(self, channel: int, t: float, value: float, unit: Unit) -> bool:
+        if self.unit is None:
+            self.unit = unit
+        elif unit is not self.unit:
+            value = convert_temperature(value, unit, self.unit)
+        stats = self.probes.get(channel)
+        if stats is None:
+            stats = self.probes[channel] = _ProbeStats()
+        return stats.add(t, value)
+
+    def cut(self, channel: int | None = None) -> None:
+        """No interval across what follows (an unplugged probe, an offline device)."""
+        if channel is None:
+            for stats in self.probes.values():
+                stats.joined = False
+        elif channel in self.probes:
+            self.probes[channel].joined = False
+
+    def copy(self) -> _Stats:
+        other = _Stats(self.unit)
+        other.probes = {ch: s.copy() for ch, s in self.probes.items()}
+        return other
+
+    def totals(self) -> tuple[float | None, float | None, float | None]:
+        """Minimum, maximum and pooled time-weighted mean over every probe."""
+        probes = [s for s in self.probes.values() if s.count]
+        if not probes:
+            return None, None, None
+        seconds = sum(s.seconds for s in probes)
+        if seconds > 0:
+            mean = sum(s.integral for s in probes) / seconds
+        else:
+            mean = sum(s.total for s in probes) / sum(s.count for s in probes)
+        return min(s.minimum for s in probes), max(s.maximum for s in probes), mean
+
+    def summaries(self, labels: Mapping[int, str | None]) -> tuple[ProbeSummary, ...]:
+        unit = self.unit or Unit.FAHRENHEIT
+        return tuple(
+            ProbeSummary(
+                channel=ch,
+                label=labels.get(ch),
+                unit=unit,
+                samples=s.count,
+                minimum=s.minimum if s.count else None,
+                maximum=s.maximum if s.count else None,
+                average=s.mean,
+                weighted_seconds=s.seconds,
+                first_time=_ts(s.first) if s.first is not None else None,
+                last_time=_ts(s.last) if s.last is not None else None,
+                last_value=s.value if s.count else None,
+            )
+            for ch, s in sorted(self.probes.items())
+            if s.count
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "unit": self.unit.value if self.unit else None,
+            "probes": {str(ch): s.to_list() for ch, s in self.probes.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> _Stats:
+        stats = cls(Unit(data["unit"]) if data.get("unit") else None)
+        stats.probes = {int(ch): _ProbeStats.from_list(v) for ch, v in data["probes"].items()}
+        return stats
+
+    @classmethod
+    def from_summaries(cls, unit: Unit | None, probes: Iterable[ProbeSummary]) -> _Stats:
+        """Rebuild running statistics from stored summaries (a session adopted from the DB)."""
+        stats = cls(unit)
+        for p in probes:
+            s = _ProbeStats()
+            s.count = p.samples
+            s.minimum = p.minimum if p.minimum is not None else math.inf
+            s.maximum = p.maximum if p.maximum is not None else -math.inf
+            mean = p.average or 0.0
+            s.seconds = p.weighted_seconds
+            s.integral = mean * p.weighted_seconds
+            s.total = mean * p.samples
+            s.first = p.first_time.timestamp() if p.first_time else None
+            s.last = p.last_time.timestamp() if p.last_time else None
+            s.value = p.last_value if p.last_value is not None else 0.0
+            stats.probes[p.channel] = s
+        return stats
+
+
+# --------------------------------------------------------------------------- per-device state
+
+
+class _Mode(StrEnum):
+    IDLE = "idle"
+    PENDING = "pending"  # hot, not yet for start_hold
+    ACTIVE = "active"  # an automatic session
+    MANUAL = "manual"  # a manual session: detection suspended
+
+
+class _Probe:
+    """What the tracker knows of one temperature channel."""
+
+    __slots__ = ("hot", "idle", "label", "raised", "raw", "time", "unit", "value", "warm")
+
+    def __init__(self) -> None:
+        self.value: float | None = None  # in the rules' unit; None: unplugged or never seen
+        self.raw: float | None = None  # as reported
+        self.unit = Unit.FAHRENHEIT
+        self.time: float | None = None
+        self.idle: float | None = None
+        self.hot = False
+        self.warm = False
+        self.raised = False  # above its idle band: the device is not at rest
+        self.label: str | None = None
+
+
+class _Session:
+    __slots__ = (
+        "auto_named",
+        "cool_since",
+        "cool_stats",
+        "dirty",
+        "name",
+        "quiet_reason",
+        "quiet_since",
+        "session_id",
+        "start",
+        "stats",
+        "type",
+    )
+
+    def __init__(self, type: SessionType, start: float, name: str, stats: _Stats) -> None:
+        self.session_id: int | None = None
+        self.type = type
+        self.start = start
+        self.name = name
+        self.auto_named = True
+        self.stats = stats
+        self.cool_since: float | None = None  # stopped being hot: the end, if it stays so
+        self.cool_stats: _Stats | None = None  # the statistics at cool_since
+        self.quiet_since: float | None = None  # neither hot nor warm: the end timer
+        self.quiet_reason = EndReason.COOLED
+        self.dirty = False
+
+
+class _Device:
+    __slots__ = (
+        "armed",
+        "mode",
+        "n_hot",
+        "n_raised",
+        "n_warm",
+        "online",
+        "onset",
+        "preroll",
+        "preroll_low",
+        "preroll_since",
+        "probes",
+        "rearm_since",
+        "serial",
+        "session",
+        "updated",
+    )
+
+    def __init__(self, serial: str) -> None:
+        self.serial = serial
+        self.probes: dict[int, _Probe] = {}
+        self.n_hot = 0
+        self.n_warm = 0
+        self.n_raised = 0
+        self.online = True
+        self.mode = _Mode.IDLE
+        self.armed = True  # False after a hand-ended session, until the device cools
+        self.rearm_since: float | None = None  # quiet since, while not armed
+        self.updated: float | None = None  # the latest time the tracker has seen it at
+        self.onset: float | None = None  # the first hot reading, while pending
+        # Statistics since the device left its idle level, kept while idle (armed) and
+        # pending: a confirmed cook is dated from preroll_since and starts with them.
+        self.preroll: _Stats | None = None
+        self.preroll_since: float | None = None
+        self.preroll_low = 0.0  # the lowest rise above idle since then
+        self.session: _Session | None = None
+
+    @property
+    def hot(self) -> bool:
+        return self.online and self.n_hot > 0
+
+    @property
+    def warm(self) -> bool:
+        return self.online and self.n_warm > 0
+
+    def labels(self) -> dict[int, str | None]:
+        return {ch: p.label for ch, p in self.probes.items()}
+
+    def collector(self) -> _Stats | None:
+        if self.session is not None:
+            return self.session.stats
+        return self.preroll
+
+    def drop_preroll(self) -> None:
+        self.preroll = self.preroll_since = None
+
+    def rise(self) -> float:
+        """How far the most raised plugged probe is above its idle level."""
+        return max(
+            (
+                p.value - p.idle
+                for p in self.probes.values()
+                if p.value is not None and p.idle is not None
+            ),
+            default=0.0,
+        )
+
+
+# --------------------------------------------------------------------------- the tracker
+
+
+class SessionTracker:
+    """Every device's cook detection and running statistics (one instance per bridge)."""
+
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self._devices: dict[str, _Device] = {}
+
+    # ----------------------------------------------------------------- inputs
+
+    def observe_poll(self, poll: Poll, now: datetime | None = None) -> list[SessionChange]:
+        """One account's poll: its new readings and each device's online state at ``now``
+        (the poll's time by default)."""
+        by_serial: dict[str, list[Reading]] = {}
+        for reading in poll.readings:
+            by_serial.setdefault(reading.serial, []).append(reading)
+        changes: list[SessionChange] = []
+        now = poll.polled_at if now is None else now
+        for device in poll.devices:
+            changes += self.observe(
+                device.serial,
+                by_serial.pop(device.serial, ()),
+                now,
+                online=device.is_online(now),
+                seen=device.last_seen or device.last_telemetry_saved,
+                labels={p.channel: p.label for p in device.probes if p.label},
+            )
+        for serial, readings in by_serial.items():  # readings of a device the poll did not list
+            changes += self.observe(serial, readings, now)
+        return changes
+
+    def observe(
+        self,
+        serial: str,
+        readings: Iterable[Reading],
+        now: datetime,
+        *,
+        online: bool = True,
+        seen: datetime | None = None,
+        labels: Mapping[int, str] | None = None,
+    ) -> list[SessionChange]:
+        """New readings of one device (any order) and whether it is online at ``now``.
+
+        ``seen`` is when the device last reported (its ``lastSeen``); it dates
+        the start of an offline period. Readings older than what the tracker has
+        already seen of their probe are ignored, so replays are harmless.
+        """
+        now_s = ensure_utc(now).timestamp()
+        dev = self._device(serial)
+        changes: list[SessionChange] = []
+        if labels:
+            for channel, label in labels.items():
+                self._probe(dev, channel).label = label
+        batch = [r for r in readings if r.unit.is_temperature]
+        if batch:
+            if any(batch[i].time > batch[i + 1].time for i in range(len(batch) - 1)):
+                batch.sort(key=lambda r: r.time)
+            group_time = batch[0].time
+            group: list[Reading] = []
+            for reading in batch:
+                if reading.time != group_time:
+                    self._apply_group(dev, group, group_time.timestamp(), changes)
+                    group, group_time = [], reading.time
+                group.append(reading)
+            self._apply_group(dev, group, group_time.timestamp(), changes)
+        if online:
+            if not dev.online:
+                dev.online = True
+            self._evaluate(dev, now_s, changes)
+        elif dev.online:
+            last = max((p.time for p in dev.probes.values() if p.time is not None), default=None)
+            candidates = [t for t in (last, seen.timestamp() if seen else None) if t is not None]
+            self._go_offline(dev, min(max(candidates, default=now_s), now_s), changes)
+        self._advance(dev, now_s, changes)
+        dev.updated = now_s if dev.updated is None else max(dev.updated, now_s)
+        self._flush_update(dev, now_s, changes)
+        return changes
+
+    def tick(self, now: datetime) -> list[SessionChange]:
+        """Time passing with no poll: end what has timed out; a device not heard of for
+        ``offline_end_after`` counts as offline from the last time it was."""
+        now_s = ensure_utc(now).timestamp()
+        changes: list[SessionChange] = []
+        for dev in self._devices.values():
+            if (
+                dev.online
+                and dev.updated is not None
+                and now_s - dev.updated >= self.rules.offline_end_after
+                and dev.mode in (_Mode.PENDING, _Mode.ACTIVE)
+            ):
+                self._go_offline(dev, dev.updated, changes)
+            self._advance(dev, now_s, changes)
+            self._flush_update(dev, now_s, changes)
+        return changes
+
+    # ----------------------------------------------------------------- manual sessions
+
+    def start_manual(self, serial: str, now: datetime, name: str | None = None) -> SessionChange:
+        """Start a manual session now; an automatic one already running becomes manual."""
+        now_s = ensure_utc(now).timestamp()
+        dev = self._device(serial)
+        if dev.mode is _Mode.MANUAL:
+            raise SessionError(f"device {serial} already has an active manual session")
+        name = _clean_name(name)
+        if dev.mode is _Mode.ACTIVE and dev.session is not None:
+            session = dev.session
+            session.type = SessionType.MANUAL
+            if name:
+                session.name, session.auto_named = name, False
+            session.cool_since = session.cool_stats = session.quiet_since = None
+            dev.mode = _Mode.MANUAL
+            return self._change(dev, ChangeKind.UPDATED, now_s)
+        dev.onset = None
+        dev.drop_preroll()
+        session = _Session(
+            SessionType.MANUAL,
+            now_s,
+            name or session_name(SessionType.MANUAL, _ts(now_s), self.rules.timezone),
+            self._seed(dev, now_s),
+        )
+        session.auto_named = not name
+        dev.session, dev.mode = session, _Mode.MANUAL
+        return self._change(dev, ChangeKind.STARTED, now_s)
+
+    def end(self, serial: str, now: datetime, *, cancel: bool = False) -> SessionChange:
+        """End (or cancel) the device's active session now, automatic or manual."""
+        now_s = ensure_utc(now).timestamp()
+        dev = self._devices.get(serial)
+        if dev is None or dev.session is None:
+            raise SessionError(f"device {serial} has no active session")
+        session = dev.session
+        end = max(now_s, session.start)
+        status = SessionStatus.CANCELLED if cancel else SessionStatus.COMPLETED
+        return self._close(dev, end, session.stats, status, EndReason.MANUAL, now_s)
+
+    # ----------------------------------------------------------------- the service's hooks
+
+    def active(self, serial: str) -> SessionSnapshot | None:
+        """The device's running session, if any."""
+        dev = self._devices.get(serial)
+        if dev is None or dev.session is None:
+            return None
+        return self._snapshot(dev, SessionStatus.ACTIVE, None, dev.session.stats, None)
+
+    def running(self, serial: str) -> tuple[int | None, SessionType] | None:
+        """The database id and type of the device's running session (cheap: no snapshot)."""
+        dev = self._devices.get(serial)
+        if dev is None or dev.session is None:
+            return None
+        return dev.session.session_id, dev.session.type
+
+    def active_sessions(self) -> list[SessionSnapshot]:
+        return [s for serial in self._devices if (s := self.active(serial)) is not None]
+
+    def bind(self, serial: str, session_id: int) -> None:
+        """Remember the database id of the device's running session."""
+        dev = self._devices.get(serial)
+        if dev is None or dev.session is None:
+            raise SessionError(f"device {serial} has no active session to bind")
+        dev.session.session_id = session_id
+
+    def adopt(self, snapshot: SessionSnapshot, *, seen: datetime | None = None) -> None:
+        """Take over a session that runs in the database (started elsewhere, or restored).
+
+        For a device the tracker knows nothing of, ``seen`` is the last time the
+        session was known to run: the offline rule counts from there.
+        """
+        unknown = snapshot.serial not in self._devices
+        dev = self._device(snapshot.serial)
+        session = _Session(
+            snapshot.session_type,
+            snapshot.start.timestamp(),
+            snapshot.name,
+            _Stats.from_summaries(snapshot.unit, snapshot.probes),
+        )
+        session.session_id = snapshot.session_id
+        session.auto_named = snapshot.auto_named
+        for p in snapshot.probes:
+            if p.label and not self._probe(dev, p.channel).label:
+                dev.probes[p.channel].label = p.label
+        dev.onset = None
+        dev.drop_preroll()
+        dev.session = session
+        dev.mode = _Mode.MANUAL if snapshot.session_type is SessionType.MANUAL else _Mode.ACTIVE
+        if unknown:
+            last = (seen or snapshot.start).timestamp()
+            dev.updated = last
+            self._go_offline(dev, last, [])
+        elif dev.mode is _Mode.ACTIVE:
+            self._evaluate(dev, dev.updated or snapshot.start.timestamp(), [])
+
+    def release(self, serial: str, now: datetime) -> None:
+        """Forget the device's session: it was ended elsewhere (by the CLI), as by hand."""
+        dev = self._devices.get(serial)
+        if dev is None or dev.session is None:
+            return
+        self._disarm(dev, ensure_utc(now).timestamp())
+
+    def serials(self) -> list[str]:
+        return list(self._devices)
+
+    def forget(self, serial: str) -> None:
+        self._devices.pop(serial, None)
+
+    # ----------------------------------------------------------------- state
+
+    def checkpoint_key(self, serial: str) -> tuple[Any, ...]:
+        """What must be saved at once when it changes: the device's discrete state.
+
+        The rest (idle levels, held values, running statistics) may be saved less
+        often; a running session's statistics live in its database rows anyway.
+        """
+        dev = self._device(serial)
+        session = dev.session
+        return (
+            dev.mode,
+            dev.armed,
+            dev.rearm_since,
+            dev.online,
+            dev.onset,
+            dev.preroll_since,
+            None if session is None else session.session_id,
+            None if session is None else (session.type, session.name, session.start),
+            None if session is None else (session.cool_since, session.quiet_since),
+        )
+
+    def export_state(self, serial: str, *, session_stats: bool = True) -> dict[str, Any]:
+        """Everything the tracker knows of a device, as JSON-compatible values.
+
+        Without ``session_stats`` the running session's statistics are left out: the
+        caller keeps them elsewhere and gives them back with :meth:`restore_stats`.
+        """
+        dev = self._device(serial)
+        session = dev.session
+        return {
+            "v": STATE_VERSION,
+            "mode": dev.mode.value,
+            "armed": dev.armed,
+            "rearm_since": dev.rearm_since,
+            "online": dev.online,
+            "updated": dev.updated,
+            "onset": dev.onset,
+            "preroll": dev.preroll.to_dict() if dev.preroll is not None else None,
+            "preroll_since": dev.preroll_since,
+            "preroll_low": dev.preroll_low,
+            "probes": {
+                str(ch): [p.value, p.raw, p.unit.value, p.time, p.idle, p.label]
+                for ch, p in dev.probes.items()
+            },
+            "session": None
+            if session is None
+            else {
+                "id": session.session_id,
+                "type": session.type.value,
+                "name": session.name,
+                "auto_named": session.auto_named,
+                "start": session.start,
+                "stats": session.stats.to_dict() if session_stats else None,
+                "cool_since": session.cool_since,
+                "cool_stats": session.cool_stats.to_dict() if session.cool_stats else None,
+                "quiet_since": session.quiet_since,
+                "quiet_reason": session.quiet_reason.value,
+            },
+        }
+
+    def restore_state(
+        self,
+        serial: str,
+        state: Mapping[str, Any],
+        *,
+        after_restart: bool = True,
+        seen: datetime | None = None,
+    ) -> None:
+        """Load what ``export_state`` gave.
+
+        After a restart the time since the device was last seen (the state's own
+        time, or ``seen`` when the caller knows better) is unknown, so it counts as
+        the device being offline from then: a cook resumes if its readings come back
+        in time and ends by the offline rule otherwise (``tick`` or the next poll
+        decides). ``after_restart=False`` restores the state exactly (an undo).
+        """
+        if state.get("v") != STATE_VERSION:
+            raise ValueError(f"unsupported session tracker state version {state.get('v')!r}")
+        dev = _Device(serial)
+        dev.mode = _Mode(state["mode"])
+        dev.armed = bool(state["armed"])
+        dev.rearm_since = state["rearm_since"]
+        dev.online = bool(state["online"])
+        dev.updated = state["updated"]
+        dev.onset = state["onset"]
+        dev.preroll = _Stats.from_dict(state["preroll"]) if state["preroll"] else None
+        dev.preroll_since = state["preroll_since"]
+        dev.preroll_low = float(state["preroll_low"])
+        for ch, (value, raw, unit, t, idle, label) in state["probes"].items():
+            probe = _Probe()
+            probe.value, probe.raw, probe.unit, probe.time = value, raw, Unit(unit), t
+            probe.idle, probe.label = idle, label
+            dev.probes[int(ch)] = probe
+            self._classify(dev, probe)
+        data = state["session"]
+        if data is not None:
+            session = _Session(
+                SessionType(data["type"]),
+                data["start"],
+                data["name"],
+                _Stats.from_dict(data["stats"]) if data["stats"] else _Stats(),
+            )
+            session.session_id = data["id"]
+            session.auto_named = bool(data["auto_named"])
+            session.cool_since = data["cool_since"]
+            session.cool_stats = (
+                _Stats.from_dict(data["cool_stats"]) if data["cool_stats"] else None
+            )
+            session.quiet_since = data["quiet_since"]
+            session.quiet_reason = EndReason(data["quiet_reason"])
+            dev.session = session
+        self._devices[serial] = dev
+        if seen is not None:
+            seen_s = ensure_utc(seen).timestamp()
+            dev.updated = seen_s if dev.updated is None else max(dev.updated, seen_s)
+        if after_restart and dev.online and dev.updated is not None:
+            self._go_offline(dev, dev.updated, [])
+
+    def restore_stats(self, snapshot: SessionSnapshot) -> bool:
+        """Give a restored session back its statistics (from its stored summaries);
+        False when the device's running session is not that one."""
+        dev = self._devices.get(snapshot.serial)
+        session = dev.session if dev is not None else None
+        if session is None or session.session_id != snapshot.session_id:
+            return False
+        session.stats = _Stats.from_summaries(snapshot.unit, snapshot.probes)
+        return True
+
+    # ----------------------------------------------------------------- the rule
+
+    def _device(self, serial: str) -> _Device:
+        dev = self._devices.get(serial)
+        if dev is None:
+            dev = self._devices[serial] = _Device(serial)
+        return dev
+
+    @staticmethod
+    def _probe(dev: _Device, channel: int) -> _Probe:
+        probe = dev.probes.get(channel)
+        if probe is None:
+            probe = dev.probes[channel] = _Probe()
+        return probe
+
+    def _classify(self, dev: _Device, probe: _Probe) -> None:
+        """Recompute a probe's hot and warm flags and the device's counters."""
+        hot = warm = raised = False
+        if probe.value is not None and probe.idle is not None:
+            threshold = max(probe.idle + self.rules.start_rise, self.rules.start_min)
+            hot = probe.value >= threshold
+            warm = probe.value >= threshold - self.rules.end_margin
+            raised = probe.value > probe.idle + self.rules.idle_band
+        dev.n_hot += hot - probe.hot
+        dev.n_warm += warm - probe.warm
+        dev.n_raised += raised - probe.raised
+        probe.hot, probe.warm, probe.raised = hot, warm, raised
+
+    def _apply_group(
+        self, dev: _Device, group: Sequence[Reading], t: float, changes: list[SessionChange]
+    ) -> None:
+        """Readings that share one time: the timeline up to ``t`` first, then the new values."""
+        self._advance(dev, t, changes)
+        if not dev.online:
+            dev.online = True  # a reading proves it; gaps were cut when it went offline
+        rules = self.rules
+        collector = dev.collector()
+        for reading in group:
+            probe = self._probe(dev, reading.channel)
+            value = reading.value
+            unplugged = value is None or math.isnan(value)
+            if probe.time is not None and (
+                t < probe.time
+                # Same time: a replay, unless it unplugs (the cloud may keep the old time).
+                or (t == probe.time and unplugged == (probe.value is None))
+            ):
+                continue
+            previous = probe.time
+            probe.time = t
+            if value is None or unplugged:
+                probe.value = probe.raw = None
+                if collector is not None:
+                    collector.cut(reading.channel)
+                self._classify(dev, probe)
+                continue
+            v = (
+                value
+                if reading.unit is rules.unit
+                else convert_temperature(value, reading.unit, rules.unit)
+            )
+            if probe.idle is None:
+                probe.idle = min(v, rules.idle_max)
+            probe.value, probe.raw, probe.unit = v, value, reading.unit
+            self._classify(dev, probe)
+            if not probe.warm and dev.mode is _Mode.IDLE and previous is not None:
+                # Learn the idle level only while nothing cooks and the probe is not warm,
+                # as fast as time passes (never per sample).
+                alpha = 1.0 - math.exp(-(t - previous) / rules.idle_time_constant)
+                probe.idle += alpha * (min(v, rules.idle_max) - probe.idle)
+                self._classify(dev, probe)
+            if (
+                collector is not None
+                and collector.add(reading.channel, t, value, reading.unit)
+                and dev.session is not None
+            ):
+                dev.session.dirty = True
+        self._preroll(dev, t)
+        self._evaluate(dev, t, changes)
+        if dev.updated is None or t > dev.updated:
+            dev.updated = t
+
+    def _evaluate(self, dev: _Device, t: float, changes: list[SessionChange]) -> None:
+        """The state machine, given what the device reads at ``t``."""
+        mode = dev.mode
+        if mode is _Mode.IDLE:
+            if not dev.armed and not self._rearm(dev, t):
+                return
+            if self.rules.auto_detect and dev.hot:
+                if dev.preroll is None:  # hot straight from rest (or held values): from now
+                    self._start_preroll(dev, t)
+                dev.mode, dev.onset = _Mode.PENDING, t
+                if self.rules.start_hold <= 0:
+                    self._confirm(dev, t, changes)
+        elif mode is _Mode.PENDING:
+            assert dev.onset is not None
+            if not dev.hot:
+                dev.mode, dev.onset = _Mode.IDLE, None  # the preroll goes on
+            elif t - dev.onset >= self.rules.start_hold:
+                self._confirm(dev, t, changes)
+        elif mode is _Mode.ACTIVE:
+            session = dev.session
+            assert session is not None
+            if dev.hot:
+                session.cool_since = session.cool_stats = session.quiet_since = None
+                return
+            if session.cool_since is None:
+                session.cool_since, session.cool_stats = t, session.stats.copy()
+            if dev.warm:
+                session.quiet_since = None
+            elif session.quiet_since is None:
+                session.quiet_since = t
+                session.quiet_reason = (
+                    EndReason.OFFLINE
+                    if not dev.online
+                    else EndReason.COOLED
+                    if any(p.value is not None for p in dev.probes.values())
+                    else EndReason.UNPLUGGED
+                )
+
+    def _advance(self, dev: _Device, t: float, changes: list[SessionChange]) -> None:
+        """Time reaches ``t`` with nothing new read: end a session that has been quiet enough."""
+        if not dev.armed and dev.mode is _Mode.IDLE:
+            self._rearm(dev, t)
+        session = dev.session
+        if dev.mode is not _Mode.ACTIVE or session is None or session.quiet_since is None:
+            return
+        if t - session.quiet_since < self._quiet_limit(dev):
+            return
+        end = session.cool_since if session.cool_since is not None else session.quiet_since
+        stats = session.cool_stats or session.stats
+        if end - session.start < self.rules.min_duration:
+            status, reason = SessionStatus.CANCELLED, EndReason.TOO_SHORT
+        else:
+            status, reason = SessionStatus.COMPLETED, session.quiet_reason
+        changes.append(self._close(dev, end, stats, status, reason, t))
+
+    def _quiet_limit(self, dev: _Device) -> float:
+        return self.rules.end_after if dev.online else self.rules.offline_end_after
+
+    def _rearm(self, dev: _Device, t: float) -> bool:
+        """After a hand-ended session: detect again once the device was quiet long enough."""
+        if dev.warm:
+            dev.rearm_since = None
+            return False
+        if dev.rearm_since is None:
+            dev.rearm_since = t
+        if t - dev.rearm_since < self._quiet_limit(dev):
+            return False
+        dev.armed, dev.rearm_since = True, None
+        return True
+
+    def _disarm(self, dev: _Device, t: float) -> None:
+        dev.session = None
+        dev.mode = _Mode.IDLE
+        dev.armed = False
+        dev.rearm_since = None if dev.warm else t
+
+    def _go_offline(self, dev: _Device, t: float, changes: list[SessionChange]) -> None:
+        dev.online = False
+        collector = dev.collector()
+        if collector is not None:
+            collector.cut()
+        self._evaluate(dev, t, changes)
+
+    def _preroll(self, dev: _Device, t: float) -> None:
+        """Keep the statistics since the device left its idle level (idle and armed only)."""
+        if dev.mode is not _Mode.IDLE or not dev.armed:
+            return
+        if not dev.n_raised:
+            dev.drop_preroll()  # at rest
+            return
+        rise = dev.rise()
+        if (
+            dev.preroll is None
+            or dev.preroll_since is None
+            or rise <= dev.preroll_low  # lower than ever since: the rise starts here
+            or t - dev.preroll_since > self.rules.start_lookback
+        ):
+            self._start_preroll(dev, t, rise)
+
+    def _start_preroll(self, dev: _Device, t: float, rise: float | None = None) -> None:
+        dev.preroll, dev.preroll_since = self._seed(dev, t), t
+        dev.preroll_low = dev.rise() if rise is None else rise
+
+    def _seed(self, dev: _Device, t: float) -> _Stats:
+        """Fresh statistics from ``t``, starting from the held values of an online device."""
+        stats = _Stats()
+        if dev.online:
+            for ch, probe in dev.probes.items():
+                if probe.raw is not None:
+                    stats.add(ch, t, probe.raw, probe.unit)
+        return stats
+
+    def _confirm(self, dev: _Device, t: float, changes: list[SessionChange]) -> None:
+        assert dev.onset is not None and dev.preroll is not None
+        start = dev.onset if dev.preroll_since is None else min(dev.preroll_since, dev.onset)
+        dev.session = _Session(
+            SessionType.AUTO,
+            start,
+            session_name(SessionType.AUTO, _ts(start), self.rules.timezone),
+            dev.preroll,
+        )
+        dev.mode, dev.onset = _Mode.ACTIVE, None
+        dev.drop_preroll()
+        changes.append(self._change(dev, ChangeKind.STARTED, t))
+
+    def _close(
+        self,
+        dev: _Device,
+        end: float,
+        stats: _Stats,
+        status: SessionStatus,
+        reason: EndReason,
+        at: float,
+    ) -> SessionChange:
+        session = dev.session
+        assert session is not None
+        snapshot = self._snapshot(dev, status, end, stats, reason)
+        kind = ChangeKind.CANCELLED if status is SessionStatus.CANCELLED else ChangeKind.ENDED
+        if reason is EndReason.MANUAL:
+            self._disarm(dev, at)
+        else:  # the rule ended it: the device has been quiet for long enough already
+            dev.session, dev.mode, dev.armed = None, _Mode.IDLE, True
+        return SessionChange(kind=kind, session=snapshot, at=_ts(at))
+
+    def _flush_update(self, dev: _Device, now: float, changes: list[SessionChange]) -> None:
+        if dev.session is not None and dev.session.dirty:
+            changes.append(self._change(dev, ChangeKind.UPDATED, now))
+
+    def _change(self, dev: _Device, kind: ChangeKind, at: float) -> SessionChange:
+        session = dev.session
+        assert session is not None
+        session.dirty = False
+        snapshot = self._snapshot(dev, SessionStatus.ACTIVE, None, session.stats, None)
+        return SessionChange(kind=kind, session=snapshot, at=_ts(at))
+
+    def _snapshot(
+        self,
+        dev: _Device,
+        status: SessionStatus,
+        end: float | None,
+        stats: _Stats,
+        reason: EndReason | None,
+    ) -> SessionSnapshot:
+        session = dev.session
+        assert session is not None
+        probes = stats.summaries(dev.labels())
+        minimum, maximum, average = stats.totals()
+        start = _ts(session.start)
+        end_dt = _ts(end) if end is not None else None
+        name = session.name
+        if end_dt is not None and session.auto_named:
+            name = session_name(session.type, start, self.rules.timezone, end=end_dt, probes=probes)
+        return SessionSnapshot(
+            serial=dev.serial,
+            session_id=session.session_id,
+            session_type=session.type,
+            status=status,
+            name=name,
+            auto_named=session.auto_named,
+            start=start,
+            end=end_dt,
+            unit=stats.unit,
+            minimum=minimum,
+            maximum=maximum,
+            average=average,
+            probes=probes,
+            end_reason=reason,
+        )
+
+
+def _clean_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    name = " ".join(name.split())
+    if len(name) > NAME_MAX:
+        raise SessionError(f"session name: at most {NAME_MAX} characters, got {len(name)}")
+    return name or None

@@ -1,0 +1,191 @@
+"""``session`` commands on SQLite and PostgreSQL: what they print, and their one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from grillstats_bridge.cli import main
+from grillstats_bridge.config import Config
+from grillstats_bridge.db import Database
+from grillstats_bridge.models import Device, User
+from grillstats_bridge.session_service import SessionService
+from grillstats_bridge.storage import write_readings
+from tests.session_curves import CURVES, H, Simulation
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, config: Config, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run ``grillstats-bridge --config ... ARGS``; returns (exit code, stdout, stderr)."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"database: {{url: '{config.database.url}'}}\n"
+        f"security: {{key_file: '{config.security.key_file}', bcrypt_rounds: 4}}\n"
+    )
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(["--config", str(path), *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def devices(database: Database) -> None:
+    with database.transaction() as db:
+        cook = User(email="cook@example.com", password_hash="x")
+        other = User(email="other@example.com", password_hash="x")
+        db.add_all([cook, other])
+        db.flush()
+        db.add_all(
+            [
+                Device(user_id=cook.id, device_id="SIG-1"),
+                Device(user_id=other.id, device_id="SIG-2"),
+            ]
+        )
+
+
+def cook(database: Database) -> None:
+    """A hot-and-fast cook run through the daemon's service, readings stored."""
+    service = SessionService(Config().sessions)
+    sim = Simulation(CURVES["hot_and_fast"], 60)
+    while sim.poll_time <= CURVES["hot_and_fast"].duration:
+        poll = sim.poll()
+        with database.transaction() as db:
+            write_readings(db, poll.readings)
+            service.process(db, poll)
+
+
+def test_start_list_show_end(cli: Cli, devices: None) -> None:
+    code, out, _ = cli("session", "start", "SIG-1", "--name", "Ribs for the team")
+    assert code == 0 and out == "started session 1 on SIG-1: Ribs for the team\n"
+    code, out, _ = cli("session", "start", "SIG-2")
+    assert code == 0 and out.startswith("started session 2 on SIG-2: Manual cook · ")
+
+    code, out, _ = cli("session", "list")
+    header, first, second = out.splitlines()
+    assert header.split()[:6] == ["ID", "DEVICE", "USER", "TYPE", "STATUS", "START"]
+    assert first.split()[:5] == ["2", "SIG-2", "other@example.com", "manual", "active"]
+    assert second.split()[:5] == ["1", "SIG-1", "cook@example.com", "manual", "active"]
+
+    code, out, _ = cli("session", "show", "1")
+    assert code == 0
+    assert "name:        Ribs for the team" in out and "status:      active" in out
+    assert "no probe readings yet" in out
+
+    code, out, _ = cli("session", "end", "1")
+    assert code == 0 and out.startswith("ended session 1 on SIG-1: Ribs for the team (0 min")
+    code, out, _ = cli("session", "cancel", "2")
+    assert code == 0 and out.startswith("cancelled session 2 on SIG-2: ")
+
+    code, out, _ = cli("session", "list", "cook@example.com", "--status", "completed")
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["1"]
+    code, out, _ = cli("session", "list", "--device", "SIG-2", "--status", "active,cancelled")
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["2"]
+    code, out, _ = cli("session", "list", "--status", "active")
+    assert (code, out) == (0, "no sessions\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["session", "start", "NOPE"], "no device with serial 'NOPE'"),
+        (["session", "end", "7"], "no session with id 7"),
+        (["session", "cancel", "7"], "no session with id 7"),
+        (["session", "show", "7"], "no session with id 7"),
+        (["session", "export", "7"], "no session with id 7"),
+        (["session", "list", "nobody@example.com"], "no user with email 'nobody@example.com'"),
+        (["session", "list", "--device", "NOPE"], "no device with serial 'NOPE'"),
+        (["session", "list", "--status", "done"], "unknown status 'done'"),
+    ],
+)
+def test_what_does_not_exist_is_named(
+    cli: Cli, devices: None, argv: list[str], message: str
+) -> None:
+    code, out, err = cli(*argv)
+    assert code == 2 and out == ""
+    assert err.startswith("grillstats-bridge: error: ") and err.count("\n") == 1
+    assert message in err
+
+
+def test_commands_that_do_not_fit_the_session_say_why(cli: Cli, devices: None) -> None:
+    cli("session", "start", "SIG-1")
+    code, _, err = cli("session", "start", "SIG-1")
+    assert code == 2
+    assert (
+        err == "grillstats-bridge: error: device SIG-1 already has an active manual session (1)\n"
+    )
+    cli("session", "end", "1")
+    code, _, err = cli("session", "end", "1")
+    assert (code, err) == (2, "grillstats-bridge: error: session 1 is completed, not active\n")
+    code, _, err = cli("session", "cancel", "1")
+    assert (code, err) == (2, "grillstats-bridge: error: session 1 is completed, not active\n")
+
+
+def test_bad_ids_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad, says in (("abc", "not a whole number: 'abc'"), ("0", "must be at least 1, got 0")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["session", "end", bad])
+        assert exit_info.value.code == 2
+        assert says in capsys.readouterr().err
+
+
+def test_show_and_export_a_detected_cook(cli: Cli, devices: None, database: Database) -> None:
+    cook(database)
+    code, out, _ = cli("session", "show", "1")
+    assert code == 0
+    assert "type:        auto" in out and "status:      completed (cooled)" in out
+    assert "length:      1 h 5" in out
+    table = out.split("\n\n", 1)[1].splitlines()
+    assert table[0].split() == [
+        "PROBE",
+        "LABEL",
+        "SAMPLES",
+        "MIN",
+        "MAX",
+        "AVG",
+        "COVERED",
+        "LAST",
+        "(UTC)",
+    ]
+    assert [row.split()[0] for row in table[1:]] == ["1", "2"]
+    assert "°F" in table[1]
+
+    code, out, err = cli("session", "export", "1", "--format", "csv")
+    assert code == 0
+    lines = list(csv.reader(io.StringIO(out)))
+    assert lines[0] == ["time", "probe", "value", "unit"] and len(lines) > 200
+    assert err == f"session 1: {len(lines) - 1} readings exported\n"
+
+    code, out, _ = cli("session", "export", "1", "--format", "json")
+    data = json.loads(out)
+    assert data["session"]["type"] == "auto" and data["session"]["unit"] == "F"
+    assert len(data["readings"]) == len(lines) - 1
+    start = data["session"]["start"]
+    assert data["readings"][0]["time"] == start
+    assert data["session"]["duration_s"] > H
+
+
+def test_a_session_started_by_hand_during_a_cook_becomes_manual(
+    cli, devices, database: Database
+) -> None:
+    service = SessionService(Config().sessions)
+    sim = Simulation(CURVES["hot_and_fast"], 60)
+    while sim.poll_time <= 1 * H:
+        with database.transaction() as db:
+            service.process(db, sim.poll())
+    code, out, _ = cli("session", "start", "SIG-1")
+    assert code == 0
+    assert out.startswith("session 1 on SIG-1 (running since ") and out.endswith(
+        ") is now manual\n"
+    )
+    code, out, _ = cli("session", "list")
+    assert out.splitlines()[1].split()[3:5] == ["manual", "active"]
