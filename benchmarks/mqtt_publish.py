@@ -72,18 +72,21 @@ def rss_mb() -> float:
 
 def clean_up(config: MqttConfig) -> None:
     """Clear what the benchmark left retained (only its own unique namespaces)."""
-    held = read_retained(
-        config,
-        [f"{config.base_topic}/#", f"{config.discovery_prefix}/#"],
-        marker_topic=f"{config.base_topic}/marker/{uuid.uuid4().hex}",
-        client_id=f"{config.instance_id}-clean",
-    )
     client = MqttClient(config, status_topic=None, client_id=f"{config.instance_id}-clean")
     client.start()
     assert client.wait_ready(10)
-    for topic in held:
-        client.clear(topic)
-    assert client.flush(30)
+    while True:  # a broker sends only part of a big retained list at once: repeat
+        scan = read_retained(
+            config,
+            [f"{config.base_topic}/#", f"{config.discovery_prefix}/#"],
+            marker_topic=f"{config.base_topic}/marker/{uuid.uuid4().hex}",
+            client_id=f"{config.instance_id}-scan",
+        )
+        for topic in scan.messages:
+            client.clear(topic)
+        assert client.flush(30)
+        if scan.complete:
+            break
     client.stop()
 
 

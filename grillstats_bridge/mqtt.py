@@ -990,6 +990,14 @@ def _ssl_context(config: MqttConfig) -> ssl.SSLContext:
     return context
 
 
+@dataclass(frozen=True, slots=True)
+class RetainedScan:
+    """What one scan saw retained; ``complete`` when the broker provably sent it all."""
+
+    messages: dict[str, bytes]
+    complete: bool
+
+
 def read_retained(
     config: MqttConfig,
     filters: Iterable[str],
@@ -997,17 +1005,23 @@ def read_retained(
     marker_topic: str,
     client_id: str,
     timeout: float = 10.0,
-) -> dict[str, bytes]:
+    quiet: float = 2.0,
+) -> RetainedScan:
     """What the broker holds retained under ``filters`` (one short-lived connection).
 
     The broker sends retained messages while it handles SUBSCRIBE; a marker we
     publish afterwards on ``marker_topic`` comes back after all of them, so its
-    arrival ends the scan without guessing a quiet period.
+    arrival proves the list complete without guessing a quiet period. MQTT has no
+    flow control here, though: a broker drops what overflows its queue for a slow
+    client (Mosquitto: about 1000 messages beyond what the socket takes, at any QoS),
+    the marker too. Then the scan ends after ``quiet`` seconds without a message and
+    says it is incomplete; a caller that clears what it found can scan again.
     """
     done = threading.Event()
     failure: list[str] = []
     found: dict[str, bytes] = {}
     lock = threading.Lock()
+    progress = {"subscribed": False, "last": time.monotonic()}
     client = _Paho(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -1026,19 +1040,24 @@ def read_retained(
             failure.append(f"broker refused the connection: {reason}")
             done.set()
         else:
-            # QoS 0 on purpose: at QoS 1 the broker queues retained messages for us under
-            # its max_queued_messages (1000 in Mosquitto) and drops the rest silently, and
-            # the marker with them. At one QoS level delivery also keeps the marker last.
+            # QoS 0: at QoS 1 the broker holds at most max_queued_messages for us (1000
+            # in Mosquitto) even when our socket is fast; and at one QoS level the marker
+            # stays behind the retained messages.
             c.subscribe([(t, 0) for t in topics])
 
     def on_subscribe(c: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        with lock:
+            progress["subscribed"] = True
+            progress["last"] = time.monotonic()
         c.publish(marker_topic, b"end", qos=0)
 
     def on_message(c: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
         if msg.topic == marker_topic:
             done.set()
-        elif msg.retain and msg.payload:
-            with lock:
+            return
+        with lock:
+            progress["last"] = time.monotonic()
+            if msg.retain and msg.payload:
                 found[msg.topic] = bytes(msg.payload)
 
     def on_disconnect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -1051,19 +1070,26 @@ def read_retained(
     client.on_message = on_message
     client.on_disconnect = on_disconnect
     client.connect_timeout = CONNECT_TIMEOUT
+    where = f"MQTT broker {config.host}:{config.port}"
     try:
         client.connect(config.host, config.port, config.keepalive)
     except (OSError, ValueError) as exc:
         client.close()
-        raise MqttError(f"MQTT broker {config.host}:{config.port}: {_describe(exc)}") from None
+        raise MqttError(f"{where}: {_describe(exc)}") from None
     client.loop_start()
+    deadline = time.monotonic() + timeout
     try:
-        if not done.wait(timeout):
-            raise MqttError(f"MQTT broker {config.host}:{config.port}: no answer in {timeout:g} s")
+        while not done.wait(0.1):
+            with lock:
+                subscribed, last = progress["subscribed"], float(progress["last"])
+            if subscribed and time.monotonic() - last > quiet:
+                break  # the marker was dropped with part of the list
+            if not subscribed and time.monotonic() > deadline:
+                raise MqttError(f"{where}: no answer in {timeout:g} s")
         if failure:
-            raise MqttError(f"MQTT broker {config.host}:{config.port}: {failure[0]}")
+            raise MqttError(f"{where}: {failure[0]}")
         with lock:
-            return dict(found)
+            return RetainedScan(messages=dict(found), complete=done.is_set())
     finally:
         client.disconnect()
         client.loop_stop()

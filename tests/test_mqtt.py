@@ -390,13 +390,14 @@ def test_reading_what_is_retained_sees_more_than_the_brokers_queue(
     for i in range(2500):
         client.publish_state(f"{root}/many/{i}", str(i), qos=1)
     assert client.flush(WAIT)
-    held = read_retained(
+    scan = read_retained(
         mqtt_config,
         [f"{root}/#"],
         marker_topic=f"{root}/marker/x",
         client_id=f"{mqtt_config.instance_id}-scan",
     )
-    assert len(held) == 2500 and held[f"{root}/many/2499"] == b"2499"
+    assert scan.complete and len(scan.messages) == 2500
+    assert scan.messages[f"{root}/many/2499"] == b"2499"
 
 
 def test_bad_topics_and_bad_settings_are_refused(mqtt_config: MqttConfig) -> None:
