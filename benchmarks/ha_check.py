@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -45,7 +46,7 @@ from grillstats_bridge.discovery import (
     bridge_publication,
     device_publication,
 )
-from grillstats_bridge.domain import utcnow
+from grillstats_bridge.domain import Device, utcnow
 from grillstats_bridge.mqtt import MqttClient
 from grillstats_bridge.publisher import Publisher, naming_for
 from tests.fixtures.mqtt import free_port, port_open
@@ -185,7 +186,10 @@ def compare(
     devices = [
         d for d in ha["devices"] if any(INSTANCE in str(i) for i in d.get("identifiers", []))
     ]
-    check.ok(len(devices) == 6, f"{phase}: {len(devices)} devices (bridge + 5 thermometers)")
+    wanted = {json.dumps(w["payload"]["device"]["identifiers"]) for w in want.values()}
+    check.ok(
+        len(devices) == len(wanted), f"{phase}: {len(devices)} devices, {len(wanted)} expected"
+    )
     # Restarting the broker makes HA's own MQTT client warn that it lost its connection;
     # that says nothing about our payloads, and is reported apart (only in that phase).
     lost = [line for line in ha["mqtt_log"] if CONNECTION_LOST in line]
@@ -208,6 +212,9 @@ def compare(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write the report (states per phase) here")
+    parser.add_argument(
+        "--fleet", type=int, default=0, help="also publish this many more 4-probe Signals"
+    )
     args = parser.parse_args()
     check = Check()
     with shared_lock(), tempfile.TemporaryDirectory(prefix="ha-check-") as tmp:
@@ -240,7 +247,7 @@ def main() -> int:
                     AccountStatus(user_id=2, label="bob", reauth_needed=True),
                 ),
             )
-            devices = sample_devices(utcnow())
+            devices = with_fleet(sample_devices(utcnow()), args.fleet)
             publisher.publish_bridge_state(bridge)
             publisher.publish_devices(1, devices)
             want = expected_states(naming, bridge, devices)
@@ -253,18 +260,10 @@ def main() -> int:
             compare(check, ha, want, "first start")
 
             print("phase 2: live values", flush=True)
-            devices = sample_devices(utcnow(), step=4)  # +2 degrees on every plugged probe
+            devices = with_fleet(sample_devices(utcnow(), step=4), args.fleet)  # +2 degrees
             publisher.publish_devices(1, devices)
             want = expected_states(naming, bridge, devices)
-            deadline = time.monotonic() + 30
-            while True:
-                ha = snapshot(env, ids)
-                probe = next(
-                    e for e in ha["entities"] if e["unique_id"].endswith("70_p1_temperature")
-                )
-                if probe["state"] == "167.3" or time.monotonic() > deadline:
-                    break
-                time.sleep(0.5)
+            ha = wait_for(env, ids, want, timeout=60)  # every probe +2 degrees, or time is up
             compare(check, ha, want, "live values")
 
             print("phase 3: Home Assistant restart", flush=True)
@@ -296,6 +295,19 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(check.report, indent=1, ensure_ascii=False))
     print("ALL CHECKS HELD" if not check.failures else f"{len(check.failures)} CHECKS FAILED")
     return 0 if not check.failures else 1
+
+
+def with_fleet(devices: tuple[Device, ...], count: int) -> tuple[Device, ...]:
+    """The sample devices plus ``count`` clones of the sample Signals (a scale check)."""
+    signals = devices[0]
+    clones = []
+    for i in range(count):
+        serial = f"10:06:1C:F0:{i // 256:02X}:{i % 256:02X}"
+        probes = tuple(dataclasses.replace(p, serial=serial) for p in signals.probes)
+        clones.append(
+            dataclasses.replace(signals, serial=serial, label=f"Grill {i}", probes=probes)
+        )
+    return (*devices, *clones)
 
 
 def wait_for(env: dict[str, str], ids: list[str], want: dict[str, Any], timeout: float) -> Any:
