@@ -21,6 +21,7 @@ Tests drive the same code without threads: :meth:`Bridge.start` with
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import random
@@ -49,7 +50,7 @@ from grillstats_bridge.health import HealthServer
 from grillstats_bridge.models import User
 from grillstats_bridge.mqtt import Delivery, MqttClient
 from grillstats_bridge.pipeline import Outcome, Pipeline
-from grillstats_bridge.publisher import PublicationStore, Publisher
+from grillstats_bridge.publisher import PublicationStore, Publisher, naming_for
 from grillstats_bridge.scheduler import AccountState, Retry, Scheduler
 from grillstats_bridge.sdnotify import Notifier
 from grillstats_bridge.security import SecretBox
@@ -113,7 +114,8 @@ class AccountInfo:
 @dataclass
 class Stats:
     polls: int = 0
-    readings: int = 0
+    readings: int = 0  # new readings polled (an unplugged probe's marker included)
+    values: int = 0  # of which carry a value (what the readings table receives)
     firings: int = 0
     cloud_errors: int = 0
     pipeline_errors: int = 0
@@ -149,7 +151,11 @@ class Bridge:
         self.pipeline = Pipeline(
             self.database, sessions=self.sessions, alerts=self.alerts, buffer=self.buffer
         )
-        self.mqtt = MqttClient(config.mqtt, status_topic=None, clock=self.clock.now)
+        self.mqtt = MqttClient(
+            config.mqtt,
+            status_topic=naming_for(config.mqtt).status_topic,  # the will, online, offline
+            clock=self.clock.now,
+        )
         self.publisher = Publisher(
             self.mqtt,
             config.mqtt,
@@ -181,6 +187,7 @@ class Bridge:
         self._last_success: datetime | None = None
         self._nicknames: dict[int, dict[str, str]] = {}
         self._manual_clock = getattr(self.clock, "speed", 1.0) == 0
+        self._busy_since: float | None = None  # monotonic start of the pipeline's current job
         self.stopped = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -220,12 +227,14 @@ class Bridge:
             while not self._stop.is_set():
                 now = self.clock.now()
                 self._schedule(now)
-                if self.notifier.watchdog_interval and time.monotonic() >= next_watchdog:
-                    if self._threads_alive():
+                interval = self.notifier.watchdog_interval
+                if interval and time.monotonic() >= next_watchdog:
+                    problem = self._stuck(limit=2 * interval)
+                    if problem is None:
                         self.notifier.watchdog()
                     else:
-                        log.error("a worker thread died; not pinging the watchdog")
-                    next_watchdog = time.monotonic() + self.notifier.watchdog_interval
+                        log.error("%s; not pinging systemd's watchdog", problem)
+                    next_watchdog = time.monotonic() + interval
                 self._wake.clear()
                 if not self.clock.wait(self._wake, self._next_wakeup(now)) and self._manual_clock:
                     self._wake.wait(0.01)  # a clock moved by hand does not wait: do not spin
@@ -267,11 +276,6 @@ class Bridge:
     def reload(self, config: Config) -> list[str]:
         """Apply what can change while running (SIGHUP); returns what needs a restart."""
         applied: list[str] = []
-        needs_restart = [
-            name
-            for name in ("database", "mqtt", "http", "thermoworks", "security", "storage")
-            if getattr(config, name) != getattr(self.config, name)
-        ]
         if config.logging != self.config.logging:
             logging.getLogger().setLevel(config.logging.level)
             applied.append("logging")
@@ -279,15 +283,22 @@ class Bridge:
             with self._lock:
                 self.scheduler.polling = config.polling
             applied.append("polling")
-        self.config = Config(
-            **{
-                **{name: getattr(self.config, name) for name in needs_restart},
-                **{
-                    name: getattr(config, name)
-                    for name in ("logging", "polling", "alerts", "sessions")
-                },
-            },
-            source=config.source,
+        needs_restart = [
+            name
+            for name in (
+                "database",
+                "security",
+                "thermoworks",
+                "mqtt",
+                "storage",
+                "http",
+                "alerts",
+                "sessions",
+            )
+            if getattr(config, name) != getattr(self.config, name)
+        ]
+        self.config = dataclasses.replace(
+            self.config, logging=config.logging, polling=config.polling
         )
         log.info(
             "configuration reloaded: applied %s%s",
@@ -337,13 +348,17 @@ class Bridge:
             self._next_housekeeping = now + timedelta(seconds=HOUSEKEEPING_S)
             self._enqueue(self._housekeeping)
 
-    def _next_wakeup(self, now: datetime) -> float:
+    def next_event(self) -> datetime:
+        """When there is next something to do: a poll, or the periodic checks."""
         with self._lock:
             nxt = self.scheduler.next_wakeup()
         candidates = [self._next_accounts_refresh, self._next_housekeeping]
         if nxt is not None:
             candidates.append(nxt)
-        seconds = (min(candidates) - now).total_seconds()
+        return min(candidates)
+
+    def _next_wakeup(self, now: datetime) -> float:
+        seconds = (self.next_event() - now).total_seconds()
         speed = float(getattr(self.clock, "speed", 1.0)) or 1.0
         return min(max(seconds, 0.0), MAX_TICK_S * speed)
 
@@ -371,16 +386,15 @@ class Bridge:
                     info = self.accounts[user_id] = AccountInfo(user_id, labels.get(user_id, ""))
                     log.info("polling ThermoWorks account of %s", info.label or user_id)
                 assert info is not None
-                relinked = (
-                    link.state == CredentialState.OK and info.credentials != CredentialState.OK
-                ) or (
-                    link.state == CredentialState.OK
-                    and self.scheduler.accounts[user_id].state is AccountState.PARKED
-                    and link.updated_at != info.credentials_changed
+                parked = self.scheduler.accounts[user_id].state is AccountState.PARKED
+                relinked = link.state == CredentialState.OK and (
+                    info.credentials != CredentialState.OK
+                    or link.updated_at != info.credentials_changed
                 )
                 info.credentials, info.credentials_changed = link.state, link.updated_at
                 info.label = labels.get(user_id, info.label)
-                if relinked:
+                if parked and relinked:
+                    log.info("account of %s linked again: polling resumes", info.label)
                     self.scheduler.unpark(user_id, now)
             for user_id in [u for u in self.pollers if u not in states]:
                 log.info("account of user %d unlinked: no longer polled", user_id)
@@ -508,11 +522,14 @@ class Bridge:
         self._run_job(lambda: self._process_polls(jobs))
 
     def _run_job(self, job: Callable[[], object]) -> None:
+        self._busy_since = time.monotonic()
         try:
             job()
         except Exception:
             self.stats.pipeline_errors += 1
             log.exception("pipeline job failed; carrying on")
+        finally:
+            self._busy_since = None
 
     def _process_polls(self, jobs: list[PollJob]) -> Outcome:
         """Publish states, store, run sessions and alerts, publish what they produced."""
@@ -535,6 +552,7 @@ class Bridge:
                 )
             self.stats.polls += 1
             self.stats.readings += len(poll.readings)
+            self.stats.values += sum(r.value is not None for r in poll.readings)
             cooking = any(d.serial in active_serials for d in poll.devices)
             self._note_activity(poll, cooking or self._is_active(poll), now)
         self._after_commit(outcome)
@@ -766,8 +784,15 @@ class Bridge:
         thread.start()
         self._threads.append(thread)
 
-    def _threads_alive(self) -> bool:
-        return all(t.is_alive() for t in self._threads)
+    def _stuck(self, limit: float) -> str | None:
+        """Why the bridge no longer works (a dead thread, a job hung for long), or None."""
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        if dead:
+            return f"worker thread(s) {', '.join(dead)} died"
+        busy_since = self._busy_since
+        if busy_since is not None and time.monotonic() - busy_since > limit:
+            return f"the pipeline has been stuck in one job for {limit:.0f} s"
+        return None
 
 
 def _percentile(values: list[float], q: float) -> float | None:

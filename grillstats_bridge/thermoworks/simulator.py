@@ -385,9 +385,13 @@ class CloudSimulator:
         """Broken JSON (``json``) or one broken document (``document``) in the next answers."""
         self.inject(self._event("malformed", endpoint=endpoint, kind=kind, count=count))
 
-    def slow_next(self, delay: float, *, endpoint: str = "any", count: int = 1) -> None:
-        """The next ``count`` matching answers wait ``delay`` real seconds."""
-        self.inject(self._event("slow", endpoint=endpoint, delay=delay, count=count))
+    def slow_next(
+        self, delay: float, *, endpoint: str = "any", count: int = 1, account: str | None = None
+    ) -> None:
+        """The next ``count`` matching answers (of ``account``, if given) wait ``delay`` real s."""
+        self.inject(
+            self._event("slow", endpoint=endpoint, delay=delay, count=count, account=account)
+        )
 
     def refuse(self, endpoint: str, *, seconds: float | None = None) -> None:
         """``list`` or ``batchGet`` answer 403 (for ``seconds`` of simulated time, or for ever)."""
