@@ -574,6 +574,8 @@ def child(spec_path: Path) -> None:
         return result
 
     AccountPoller.poll = poll  # type: ignore[method-assign]
+    if os.environ.get("BENCH_SWITCH"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
     bridge = Bridge(config, clock=clock)
     if os.environ.get("BENCH_ORM_SYNC"):  # A/B: every poll through sync_devices
         from grillstats_bridge.sync import sync_devices

@@ -198,7 +198,13 @@ def _cut(text: str | None, length: int) -> str | None:
 
 def json_safe(value: Any) -> Any:
     """A value JSON can hold: datetimes as ISO 8601, enums by value, non-finite floats as None."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    # The plain types first: every poll runs every cloud field through here.
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict or isinstance(value, Mapping):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
