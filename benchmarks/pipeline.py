@@ -563,7 +563,8 @@ def child(spec_path: Path) -> None:
     # Measurement hooks: when each poll's result was in the bridge, when its states were
     # handed to the MQTT client and which they were, when the pipeline finished it.
     available: dict[int, tuple[float, int]] = {}
-    records: list[dict[str, Any]] = []
+    # Streamed to a file, not kept: the bridge's memory must not grow with the measurement.
+    poll_log = Path(spec["out"] + ".polls").open("w", encoding="utf-8")  # noqa: SIM115
     local = threading.local()
     finished: list[tuple[float, int]] = []
     original_poll = AccountPoller.poll
@@ -594,15 +595,14 @@ def child(spec_path: Path) -> None:
         try:
             publish_devices(user_id, devices, **kw)
         finally:
-            records.append(
-                {
-                    "available": entry[0],
-                    "handed": time.time(),
-                    "readings": entry[1],
-                    "published": local.published,
-                }
-            )
+            record = {
+                "available": entry[0],
+                "handed": time.time(),
+                "readings": entry[1],
+                "published": local.published,
+            }
             local.published = None
+            poll_log.write(json.dumps(record) + "\n")
 
     def publish_state_hook(topic: str, payload: Any, **kw: Any) -> None:
         published = getattr(local, "published", None)
@@ -645,17 +645,20 @@ def child(spec_path: Path) -> None:
     threading.Thread(target=sample, name="rss", daemon=True).start()
     time.sleep(spec["warmup"])
     w0, cpu0, threads0 = time.time(), time.process_time(), _thread_cpu()
-    n_fin0, n_rec0 = len(finished), len(records)
+    n_fin0 = len(finished)
     time.sleep(spec["seconds"])
     w1, cpu1, threads1 = time.time(), time.process_time(), _thread_cpu()
+    vmhwm = _status_kb("VmHWM")  # the peak of the run, before the stop and the read-back below
+    stop.set()
+    rss.append((time.monotonic() - t0, _status_kb("VmRSS")))
     queued = bridge._work.qsize()
     window_fin = finished[n_fin0:]
     window_fin = [f for f in window_fin if f[0] <= w1]
-    window_polls = [r for r in records[n_rec0:] if r["available"] <= w1]
     bridge.request_stop()
     runner.join(30)
-    stop.set()
-    rss.append((time.monotonic() - t0, _status_kb("VmRSS")))
+    poll_log.close()
+    with Path(spec["out"] + ".polls").open(encoding="utf-8") as f:
+        window_polls = [r for r in map(json.loads, f) if w0 <= r["available"] <= w1]
     if profiler is not None:
         Path(spec["profile"]).mkdir(parents=True, exist_ok=True)
         profiler.dump_stats(str(Path(spec["profile"]) / "pipeline.prof"))
@@ -675,7 +678,7 @@ def child(spec_path: Path) -> None:
             },
             "queued_at_end": queued,
         },
-        "vmhwm_kb": _status_kb("VmHWM"),
+        "vmhwm_kb": vmhwm,
         "rss": rss,
         "errors": bridge.stats.pipeline_errors,
     }
