@@ -41,6 +41,7 @@ Measured (over the ``--seconds`` after the warm-up):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -602,7 +603,8 @@ def child(spec_path: Path) -> None:
                 "published": local.published,
             }
             local.published = None
-            poll_log.write(json.dumps(record) + "\n")
+            with contextlib.suppress(ValueError):  # closed: a backlog drained after the window
+                poll_log.write(json.dumps(record) + "\n")
 
     def publish_state_hook(topic: str, payload: Any, **kw: Any) -> None:
         published = getattr(local, "published", None)
@@ -649,6 +651,7 @@ def child(spec_path: Path) -> None:
     time.sleep(spec["seconds"])
     w1, cpu1, threads1 = time.time(), time.process_time(), _thread_cpu()
     vmhwm = _status_kb("VmHWM")  # the peak of the run, before the stop and the read-back below
+    errors = bridge.stats.pipeline_errors
     stop.set()
     rss.append((time.monotonic() - t0, _status_kb("VmRSS")))
     queued = bridge._work.qsize()
@@ -680,7 +683,7 @@ def child(spec_path: Path) -> None:
         },
         "vmhwm_kb": vmhwm,
         "rss": rss,
-        "errors": bridge.stats.pipeline_errors,
+        "errors": errors,
     }
     Path(spec["out"]).write_text(json.dumps(result))
 
