@@ -572,7 +572,11 @@ class EntityConfig:
     payload: Mapping[str, JsonValue]
 
     def json(self) -> str:
-        return dumps(self.payload)
+        # Computed once: the publisher compares it with what it published at every poll.
+        cached: str | None = self.__dict__.get("_json")
+        if cached is None:
+            cached = self.__dict__["_json"] = dumps(self.payload)
+        return cached
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -584,9 +588,12 @@ class State:
     availability: bool = False  # an online/offline word, not a JSON state
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(value: JsonValue) -> str:
     """Compact, stable JSON (key order as built), UTF-8 (``°F`` stays readable)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def entity_config(
@@ -642,8 +649,43 @@ def entity_config(
     return EntityConfig(component=row.component, topic=topic, unique_id=unique_id, payload=payload)
 
 
-def scope_configs(naming: Naming, scope: Scope[C], ctx: C, target: Target) -> list[EntityConfig]:
-    return [entity_config(naming, row, ctx, target) for row in scope.entities if row.exists_fn(ctx)]
+class ConfigMemo:
+    """Each entity's last config, reused while what it is built from is unchanged.
+
+    A config depends on its subject only through the row's name, unit and
+    attribute keys, and the target: the publisher rebuilds every subject at every
+    poll, and this keeps that from rebuilding (and re-encoding) unchanged configs.
+    """
+
+    def __init__(self) -> None:
+        self._configs: dict[tuple[int, str], tuple[Any, EntityConfig]] = {}
+
+    def config(
+        self, naming: Naming, row: EntityDescription[C], ctx: C, target: Target
+    ) -> EntityConfig:
+        attributes = tuple(row.attributes_fn(ctx)) if row.attributes_fn is not None else None
+        inputs = (naming, row, row.name_for(ctx), row.unit_for(ctx), attributes, target)
+        key = (id(row), target.object_id)
+        known = self._configs.get(key)
+        if known is not None and known[0] == inputs:
+            return known[1]
+        config = entity_config(naming, row, ctx, target)
+        self._configs[key] = (inputs, config)
+        return config
+
+    def clear(self) -> None:
+        """Forget everything (when subjects went away, so that their configs do not linger)."""
+        self._configs.clear()
+
+    def __len__(self) -> int:
+        return len(self._configs)
+
+
+def scope_configs(
+    naming: Naming, scope: Scope[C], ctx: C, target: Target, memo: ConfigMemo | None = None
+) -> list[EntityConfig]:
+    build = memo.config if memo is not None else entity_config
+    return [build(naming, row, ctx, target) for row in scope.entities if row.exists_fn(ctx)]
 
 
 def scope_state(scope: Scope[C], ctx: C, target: Target) -> State | None:
@@ -677,24 +719,28 @@ class Publication:
         return {c.topic for c in self.configs} | {s.topic for s in self.states}
 
 
-def bridge_publication(naming: Naming, bridge: BridgeStatus, table: Table = TABLE) -> Publication:
+def bridge_publication(
+    naming: Naming, bridge: BridgeStatus, table: Table = TABLE, memo: ConfigMemo | None = None
+) -> Publication:
     """The bridge device: its own entities and one group per linked account."""
     configs: list[EntityConfig] = []
     states: list[State] = []
     target = naming.bridge_target(bridge)
-    configs += scope_configs(naming, table.bridge, bridge, target)
+    configs += scope_configs(naming, table.bridge, bridge, target, memo)
     states += _some(scope_state(table.bridge, bridge, target))
     for account in bridge.accounts:
         t = naming.account_target(account, bridge.version)
-        configs += scope_configs(naming, table.account, account, t)
+        configs += scope_configs(naming, table.account, account, t, memo)
         states += _some(scope_state(table.account, account, t))
     return Publication(configs=tuple(configs), states=tuple(states))
 
 
-def device_publication(naming: Naming, view: DeviceView, table: Table = TABLE) -> Publication:
+def device_publication(
+    naming: Naming, view: DeviceView, table: Table = TABLE, memo: ConfigMemo | None = None
+) -> Publication:
     """A ThermoWorks device: availability, its own entities, then each probe's."""
     target = naming.device_target(view)
-    configs = scope_configs(naming, table.device, view, target)
+    configs = scope_configs(naming, table.device, view, target, memo)
     states = [
         State(
             topic=naming.availability_topic(view.device.serial),
@@ -706,7 +752,7 @@ def device_publication(naming: Naming, view: DeviceView, table: Table = TABLE) -
     for probe in sorted(view.device.probes, key=lambda p: p.channel):
         pv = ProbeView(device=view, probe=probe)
         pt = naming.probe_target(pv, target)
-        configs += scope_configs(naming, table.probe, pv, pt)
+        configs += scope_configs(naming, table.probe, pv, pt, memo)
         states += _some(scope_state(table.probe, pv, pt))
     return Publication(configs=tuple(configs), states=tuple(states))
 

@@ -39,6 +39,7 @@ from grillstats_bridge.db import Database
 from grillstats_bridge.discovery import (
     TABLE,
     BridgeStatus,
+    ConfigMemo,
     DeviceView,
     EntityConfig,
     JsonValue,
@@ -174,6 +175,10 @@ class Publisher:
         self._configs: dict[str, str] = {}  # config topic -> payload last published
         self._states: dict[str, str] = {}  # state topic -> payload last published
         self._records: dict[str, Record] = {}  # every retained topic ever published
+        self._owned: dict[str, dict[str, None]] = {}  # owner -> its topics in _records
+        self._memo = ConfigMemo()  # discovery configs, rebuilt only when their inputs change
+        # user id -> serial -> (device, view, publication) last built for it
+        self._built: dict[int, dict[str, tuple[Device, DeviceView, Publication]]] = {}
         self._birth_timer: threading.Timer | None = None
         self._ha_births = 0
         self._last_discovery: datetime | None = None
@@ -184,6 +189,7 @@ class Publisher:
             try:
                 for record in store.load():
                     self._records[record.topic] = record
+                    self._owned.setdefault(record.owner, {})[record.topic] = None
             except Exception as exc:
                 self._store_failed("load", exc)
         self._remember([Record(self.naming.status_topic, BRIDGE_OWNER, "state")], [])
@@ -196,7 +202,7 @@ class Publisher:
         """The bridge's status, version, last poll, cloud errors and linked accounts."""
         with self._lock:
             self._bridge = status
-            pub = bridge_publication(self.naming, status, self.table)
+            pub = bridge_publication(self.naming, status, self.table, self._memo)
             self._reconcile(BRIDGE_OWNER, [pub], keep={self.naming.status_topic})
 
     def publish_firing(
@@ -249,6 +255,7 @@ class Publisher:
         """An account was unlinked: remove its devices from HA and from the broker."""
         with self._lock:
             self._accounts.pop(user_id, None)
+            self._built.pop(user_id, None)
             self._reconcile(account_owner(user_id), [])
 
     def close(self) -> None:
@@ -274,11 +281,18 @@ class Publisher:
 
     def _publish_account(self, user_id: int, now: datetime) -> None:
         devices = self._accounts.get(user_id, {})
-        pubs = [
-            device_publication(self.naming, DeviceView.of(device, now, nickname), self.table)
-            for device, nickname in devices.values()
-        ]
-        self._reconcile(account_owner(user_id), pubs)
+        built = self._built.get(user_id, {})
+        fresh: dict[str, tuple[Device, DeviceView, Publication]] = {}
+        for serial, (device, nickname) in devices.items():
+            view = DeviceView.of(device, now, nickname)
+            known = built.get(serial)
+            if known is not None and known[0] is device and known[1] == view:
+                fresh[serial] = known  # the same device (a refresh): nothing to rebuild
+            else:
+                pub = device_publication(self.naming, view, self.table, self._memo)
+                fresh[serial] = (device, view, pub)
+        self._built[user_id] = fresh
+        self._reconcile(account_owner(user_id), [pub for _, _, pub in fresh.values()])
 
     def _reconcile(
         self, owner: str, pubs: Sequence[Publication], keep: Collection[str] = ()
@@ -300,8 +314,8 @@ class Publisher:
                     states.append(state)
         vanished = [
             topic
-            for topic, record in self._records.items()
-            if record.owner == owner and topic not in wanted and topic not in keep
+            for topic in self._owned.get(owner, ())
+            if topic not in wanted and topic not in keep
         ]
         for topic in vanished:
             self.client.clear(topic)
@@ -317,6 +331,7 @@ class Publisher:
             self._last_discovery = self._clock()
         added = [r for t, r in wanted.items() if self._records.get(t) != r]
         if vanished:
+            self._memo.clear()  # entities went away: keep no config of theirs
             log.info("MQTT: cleared %d retained topics that %s no longer has", len(vanished), owner)
         self._remember(added, vanished)
 
@@ -324,9 +339,15 @@ class Publisher:
         if not added and not removed:
             return
         for topic in removed:
-            self._records.pop(topic, None)
+            gone = self._records.pop(topic, None)
+            if gone is not None:
+                self._owned.get(gone.owner, {}).pop(topic, None)
         for record in added:
+            previous = self._records.get(record.topic)
+            if previous is not None and previous.owner != record.owner:
+                self._owned.get(previous.owner, {}).pop(record.topic, None)
             self._records[record.topic] = record
+            self._owned.setdefault(record.owner, {})[record.topic] = None
         if self.store is None:
             return
         # Held under the publisher's lock on purpose: rows must be written in the
@@ -353,10 +374,12 @@ class Publisher:
         now = self._clock()
         pubs: list[Publication] = []
         if self._bridge is not None:
-            pubs.append(bridge_publication(self.naming, self._bridge, self.table))
+            pubs.append(bridge_publication(self.naming, self._bridge, self.table, self._memo))
         for devices in self._accounts.values():
             pubs += [
-                device_publication(self.naming, DeviceView.of(device, now, nickname), self.table)
+                device_publication(
+                    self.naming, DeviceView.of(device, now, nickname), self.table, self._memo
+                )
                 for device, nickname in devices.values()
             ]
         messages: list[Message] = []
