@@ -260,7 +260,7 @@ def publisher(config: MqttConfig, count: int, rounds: int) -> None:
         for devs in rounds_devices[-1]:
             for device in devs:
                 view = DeviceView.of(device, utcnow())
-                for state in device_publication(naming, view, configs=False).states:
+                for state in device_publication(naming, view).states:
                     final[state.topic] = state.payload
         arrived = counter.wait_values(final)
         total = arrived - wall_start
@@ -272,9 +272,7 @@ def publisher(config: MqttConfig, count: int, rounds: int) -> None:
             last_topic = naming.probe_topic(devs[-1].serial, 4)
             want = next(
                 s.payload
-                for s in device_publication(
-                    naming, DeviceView.of(devs[-1], utcnow()), configs=False
-                ).states
+                for s in device_publication(naming, DeviceView.of(devs[-1], utcnow())).states
                 if s.topic == last_topic
             )
             c0 = time.time()

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from grillstats_bridge import migrate
+from grillstats_bridge import schema
 from grillstats_bridge.accounts import link_states
 from grillstats_bridge.config import Config
 from grillstats_bridge.db import Database, safe_url
@@ -34,7 +34,7 @@ def run_checks(config: Config) -> Iterator[Check]:
 def _database(database: Database) -> Check:
     where = safe_url(database.url)
     try:
-        current, head = migrate.current_revision(database), migrate.head_revision()
+        current, head = schema.current_revision(database), schema.head_revision()
     except SQLAlchemyError as exc:
         orig = getattr(exc, "orig", None) or exc
         return "database", False, f"{where}: {str(orig).strip().splitlines()[0]}"

@@ -37,7 +37,7 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from grillstats_bridge import __version__, migrate
+from grillstats_bridge import __version__, schema
 from grillstats_bridge.accounts import CredentialState, link_states
 from grillstats_bridge.alert_service import AlertService
 from grillstats_bridge.alerts import Firing
@@ -194,7 +194,7 @@ class Bridge:
 
     def start(self, *, threads: bool = True) -> None:
         """Check the database, connect the broker, start the workers (or not, for tests)."""
-        migrate.require_head(self.database)
+        schema.require_head(self.database)
         self._threaded = threads
         with self.database.transaction() as db:
             self.sessions.load(db, self.clock.now())

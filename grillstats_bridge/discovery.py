@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from grillstats_bridge import __version__
@@ -76,10 +75,9 @@ class EntityDescription(Generic[C]):
     ``key`` is stable: it ends the unique id and the config topic, and names the
     value in the state JSON. ``value_fn`` gives that value (``None`` -> JSON null ->
     *unknown* in HA, never 0). ``attributes_fn`` adds the keys named in ``attributes``
-    to the state JSON, and HA shows them as the entity's attributes; the keys are
-    fixed so that the discovery payload does not depend on the values. It also
-    shows as the entity's attributes. ``exists_fn`` says whether a subject has this
-    entity at all (a fan only on a gateway with a fan).
+    to the state JSON, and HA shows them as the entity's attributes (the keys are
+    declared so that the discovery payload never depends on values). ``exists_fn``
+    says whether a subject has this entity at all (a fan only on a gateway with a fan).
     """
 
     key: str
@@ -588,11 +586,11 @@ class EntityConfig:
     payload: Mapping[str, JsonValue]
 
     def json(self) -> str:
-        return self._json
-
-    @cached_property
-    def _json(self) -> str:
-        return dumps(self.payload)
+        # Computed once: the publisher compares it with what it published at every poll.
+        cached: str | None = self.__dict__.get("_json")
+        if cached is None:
+            cached = self.__dict__["_json"] = dumps(self.payload)
+        return cached
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -664,15 +662,50 @@ def entity_config(
     return EntityConfig(component=row.component, topic=topic, unique_id=unique_id, payload=payload)
 
 
-def scope_configs(naming: Naming, scope: Scope[C], ctx: C, target: Target) -> list[EntityConfig]:
-    return [entity_config(naming, row, ctx, target) for row in scope.entities if row.exists_fn(ctx)]
+class ConfigMemo:
+    """Each entity's last config, reused while what it is built from is unchanged.
+
+    A config depends on its subject only through the row's name and unit, and the
+    target (a row's attribute keys are declared, not computed): the publisher
+    rebuilds every subject at every poll, and this keeps that from rebuilding (and
+    re-encoding) unchanged configs.
+    """
+
+    def __init__(self) -> None:
+        self._configs: dict[tuple[int, str], tuple[Any, EntityConfig]] = {}
+
+    def config(
+        self, naming: Naming, row: EntityDescription[C], ctx: C, target: Target
+    ) -> EntityConfig:
+        inputs = (naming, row, row.name_for(ctx), row.unit_for(ctx), target)
+        key = (id(row), target.object_id)
+        known = self._configs.get(key)
+        if known is not None and known[0] == inputs:
+            return known[1]
+        config = entity_config(naming, row, ctx, target)
+        self._configs[key] = (inputs, config)
+        return config
+
+    def clear(self) -> None:
+        """Forget everything (when subjects went away, so that their configs do not linger)."""
+        self._configs.clear()
+
+    def __len__(self) -> int:
+        return len(self._configs)
 
 
-def scope_state(scope: Scope[C], ctx: C, topic: str) -> State | None:
+def scope_configs(
+    naming: Naming, scope: Scope[C], ctx: C, target: Target, memo: ConfigMemo | None = None
+) -> list[EntityConfig]:
+    build = memo.config if memo is not None else entity_config
+    return [build(naming, row, ctx, target) for row in scope.entities if row.exists_fn(ctx)]
+
+
+def scope_state(scope: Scope[C], ctx: C, target: Target) -> State | None:
     """The subject's JSON state: every existing row's value and attributes, plus extras."""
     values: dict[str, JsonValue] = {}
     for row in scope.entities:
-        if row.source is not Source.STATE or not row.exists_fn(ctx):
+        if not row.exists_fn(ctx) or row.source is not Source.STATE:
             continue
         if row.value_fn is not None:
             values[row.key] = row.value_fn(ctx)
@@ -683,7 +716,7 @@ def scope_state(scope: Scope[C], ctx: C, topic: str) -> State | None:
     if scope.extras_fn is not None:
         for key, value in scope.extras_fn(ctx).items():
             values.setdefault(key, value)
-    return State(topic=topic, payload=dumps(values)) if values else None
+    return State(topic=target.state_topic, payload=dumps(values)) if values else None
 
 
 # --------------------------------------------------------------------------- whole subjects
@@ -701,30 +734,28 @@ class Publication:
         return {c.topic for c in self.configs} | {s.topic for s in self.states}
 
 
-def bridge_publication(naming: Naming, bridge: BridgeStatus, table: Table = TABLE) -> Publication:
+def bridge_publication(
+    naming: Naming, bridge: BridgeStatus, table: Table = TABLE, memo: ConfigMemo | None = None
+) -> Publication:
     """The bridge device: its own entities and one group per linked account."""
     configs: list[EntityConfig] = []
     states: list[State] = []
     target = naming.bridge_target(bridge)
-    configs += scope_configs(naming, table.bridge, bridge, target)
-    states += _some(scope_state(table.bridge, bridge, target.state_topic))
+    configs += scope_configs(naming, table.bridge, bridge, target, memo)
+    states += _some(scope_state(table.bridge, bridge, target))
     for account in bridge.accounts:
         t = naming.account_target(account, bridge.version)
-        configs += scope_configs(naming, table.account, account, t)
-        states += _some(scope_state(table.account, account, t.state_topic))
+        configs += scope_configs(naming, table.account, account, t, memo)
+        states += _some(scope_state(table.account, account, t))
     return Publication(configs=tuple(configs), states=tuple(states))
 
 
 def device_publication(
-    naming: Naming, view: DeviceView, table: Table = TABLE, *, configs: bool = True
+    naming: Naming, view: DeviceView, table: Table = TABLE, memo: ConfigMemo | None = None
 ) -> Publication:
-    """A ThermoWorks device: availability, its own entities, then each probe's.
-
-    ``configs=False`` leaves the discovery configs out (states only): what a poll
-    needs when :func:`device_signature` says the configs did not change.
-    """
+    """A ThermoWorks device: availability, its own entities, then each probe's."""
     target = naming.device_target(view)
-    entity_configs = scope_configs(naming, table.device, view, target) if configs else []
+    configs = scope_configs(naming, table.device, view, target, memo)
     states = [
         State(
             topic=naming.availability_topic(view.device.serial),
@@ -732,38 +763,13 @@ def device_publication(
             availability=True,
         )
     ]
-    states += _some(scope_state(table.device, view, target.state_topic))
+    states += _some(scope_state(table.device, view, target))
     for probe in sorted(view.device.probes, key=lambda p: p.channel):
         pv = ProbeView(device=view, probe=probe)
-        if configs:
-            entity_configs += scope_configs(
-                naming, table.probe, pv, naming.probe_target(pv, target)
-            )
-        topic = naming.probe_topic(view.device.serial, probe.channel)
-        states += _some(scope_state(table.probe, pv, topic))
-    return Publication(configs=tuple(entity_configs), states=tuple(states))
-
-
-def device_signature(view: DeviceView, table: Table = TABLE) -> tuple[Any, ...]:
-    """Everything a device's discovery configs read from it: same signature, same configs.
-
-    Lets the publisher skip building and comparing every config on every poll. It
-    must follow :func:`entity_config`: the device info, and per row whether it
-    exists, its name and its unit (the rest of a row is fixed).
-    """
-    d = view.device
-    sig: list[Any] = [view.name, model_name(d), d.firmware, d.serial]
-    sig += [_row_signature(row, view) for row in table.device.entities]
-    for probe in sorted(d.probes, key=lambda p: p.channel):
-        pv = ProbeView(device=view, probe=probe)
-        sig.append((probe.channel, *(_row_signature(row, pv) for row in table.probe.entities)))
-    return tuple(sig)
-
-
-def _row_signature(row: EntityDescription[C], ctx: C) -> tuple[Any, ...]:
-    if not row.exists_fn(ctx):
-        return (row.key,)
-    return (row.key, row.name_for(ctx), row.unit_for(ctx))
+        pt = naming.probe_target(pv, target)
+        configs += scope_configs(naming, table.probe, pv, pt, memo)
+        states += _some(scope_state(table.probe, pv, pt))
+    return Publication(configs=tuple(configs), states=tuple(states))
 
 
 def _some(state: State | None) -> Sequence[State]:

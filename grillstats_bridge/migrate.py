@@ -1,35 +1,29 @@
-"""Alembic, driven programmatically with the bridge's own database (no alembic.ini)."""
+"""Alembic, driven programmatically with the bridge's own database (no alembic.ini).
+
+The light questions (which revision is the database at, is it at head) are in
+:mod:`schema`, which does not import Alembic; they are re-exported here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from grillstats_bridge.db import Database
-from grillstats_bridge.errors import GrillstatsError
 from grillstats_bridge.models import Base
-
-
-class MigrationError(GrillstatsError):
-    """A migration command failed or the database is not at the expected revision."""
-
-
-def migrations_dir() -> Path:
-    """The Alembic scripts: shipped in the package, or ``migrations/`` in a source checkout."""
-    try:
-        import grillstats_bridge.migrations as shipped  # type: ignore[import-not-found]
-
-        return Path(next(iter(shipped.__path__)))
-    except ImportError:
-        return Path(__file__).resolve().parent.parent / "migrations"
+from grillstats_bridge.schema import (
+    MigrationError,
+    current_revision,
+    head_revision,
+    migrations_dir,
+    require_head,
+)
 
 
 def alembic_config(database: Database, stdout: Any = None) -> AlembicConfig:
@@ -69,29 +63,27 @@ def revision(database: Database, message: str, autogenerate: bool, stdout: Any) 
         command.revision(cfg, message=message, autogenerate=autogenerate)
 
 
-def head_revision() -> str | None:
-    script = ScriptDirectory(str(migrations_dir()))
-    return script.get_current_head()
-
-
-def current_revision(database: Database) -> str | None:
-    with database.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
-
-
-def require_head(database: Database) -> None:
-    """Raise MigrationError (one line saying what to run) unless the database is at head."""
-    current, head = current_revision(database), head_revision()
-    if current != head:
-        state = "is empty" if current is None else f"is at revision {current}"
-        raise MigrationError(
-            f"the database {state}, not {head}: run 'grillstats-bridge db upgrade' "
-            "(or start with --migrate)"
-        )
-
-
 def schema_differences(database: Database) -> list[Any]:
     """What autogenerate would change: empty when the models and the migrations agree."""
     with database.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         return list(compare_metadata(context, Base.metadata))
+
+
+def alembic_head() -> str | None:
+    """The head as Alembic computes it (tests check that :func:`head_revision` agrees)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(migrations_dir())).get_current_head()
+
+
+__all__ = [
+    "MigrationError",
+    "alembic_head",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "require_head",
+    "schema_differences",
+    "upgrade",
+]

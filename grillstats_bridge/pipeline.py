@@ -27,12 +27,13 @@ from sqlalchemy.orm import Session
 from grillstats_bridge.alert_service import AlertService
 from grillstats_bridge.alerts import Firing
 from grillstats_bridge.db import Database
+from grillstats_bridge.device_sync import DeviceSync
 from grillstats_bridge.domain import Poll, Reading
 from grillstats_bridge.models import Device
 from grillstats_bridge.session_service import SessionService
 from grillstats_bridge.sessions import SessionChange
 from grillstats_bridge.storage import ReadingBuffer, write_readings
-from grillstats_bridge.sync import SyncResult, sync_devices
+from grillstats_bridge.sync import SyncResult
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class Pipeline:
         self.sessions = sessions
         self.alerts = alerts
         self.buffer = buffer
+        self.devices = DeviceSync()  # sync_devices, writing only what changed
         self.database_ok = True
         self.last_error: str | None = None
         self.failures = 0
@@ -107,7 +109,7 @@ class Pipeline:
             out.session_changes += self.sessions.process(db, replay, now=now)
             out.firings += self.alerts.process(db, replay, now)
         for poll in polls:
-            out.syncs[poll.user_id] = sync_devices(
+            out.syncs[poll.user_id] = self.devices.sync(
                 db, poll.user_id, poll.devices, now=poll.polled_at, complete=poll.malformed == 0
             )
         out.nicknames = _nicknames(db, {p.user_id for p in polls})

@@ -40,6 +40,7 @@ from grillstats_bridge.discovery import (
     TABLE,
     BridgeHealth,
     BridgeStatus,
+    ConfigMemo,
     DeviceView,
     EntityConfig,
     JsonValue,
@@ -49,7 +50,6 @@ from grillstats_bridge.discovery import (
     Table,
     bridge_publication,
     device_publication,
-    device_signature,
     dumps,
 )
 from grillstats_bridge.domain import Device, Poll, utcnow
@@ -182,9 +182,10 @@ class Publisher:
         self._configs: dict[str, str] = {}  # config topic -> payload last published
         self._states: dict[str, str] = {}  # state topic -> payload last published
         self._records: dict[str, Record] = {}  # every retained topic ever published
-        self._owned: dict[str, set[str]] = {}  # owner -> its topics in _records
-        # serial -> (discovery signature, its configs): configs are rebuilt only on change
-        self._device_configs: dict[str, tuple[tuple[object, ...], tuple[EntityConfig, ...]]] = {}
+        self._owned: dict[str, dict[str, None]] = {}  # owner -> its topics in _records
+        self._memo = ConfigMemo()  # discovery configs, rebuilt only when their inputs change
+        # user id -> serial -> (device, view, publication) last built for it
+        self._built: dict[int, dict[str, tuple[Device, DeviceView, Publication]]] = {}
         self._birth_timer: threading.Timer | None = None
         self._ha_births = 0
         self._last_discovery: datetime | None = None
@@ -193,11 +194,11 @@ class Publisher:
         self._closed = False
         if store is not None:
             try:
-                loaded = store.load()
+                for record in store.load():
+                    self._records[record.topic] = record
+                    self._owned.setdefault(record.owner, {})[record.topic] = None
             except Exception as exc:
                 self._store_failed("load", exc)
-            else:
-                self._index(loaded)
         self._remember([Record(self.naming.status_topic, BRIDGE_OWNER, "state")], [])
         client.add_connect_hook(self._on_connect)
         client.subscribe(self.naming.ha_status_topic, self._on_ha_status, qos=1)
@@ -208,7 +209,7 @@ class Publisher:
         """The bridge's status, version, last poll, cloud errors and linked accounts."""
         with self._lock:
             self._bridge = status
-            pub = bridge_publication(self.naming, status, self.table)
+            pub = bridge_publication(self.naming, status, self.table, self._memo)
             self._reconcile(BRIDGE_OWNER, [pub], keep={self.naming.status_topic})
 
     def publish_firing(
@@ -268,6 +269,7 @@ class Publisher:
         """An account was unlinked: remove its devices from HA and from the broker."""
         with self._lock:
             self._accounts.pop(user_id, None)
+            self._built.pop(user_id, None)
             self._reconcile(account_owner(user_id), [])
 
     def close(self) -> None:
@@ -292,20 +294,19 @@ class Publisher:
     # ------------------------------------------------------------------ publishing
 
     def _publish_account(self, user_id: int, now: datetime) -> None:
-        pubs = []
-        for device, nickname in self._accounts.get(user_id, {}).values():
+        devices = self._accounts.get(user_id, {})
+        built = self._built.get(user_id, {})
+        fresh: dict[str, tuple[Device, DeviceView, Publication]] = {}
+        for serial, (device, nickname) in devices.items():
             view = DeviceView.of(device, now, nickname)
-            signature = device_signature(view, self.table)
-            cached = self._device_configs.get(device.serial)
-            if cached is not None and cached[0] == signature:
-                # The usual poll: values moved, the entities did not. Skip the configs.
-                pub = device_publication(self.naming, view, self.table, configs=False)
-                pub = Publication(configs=cached[1], states=pub.states)
+            known = built.get(serial)
+            if known is not None and known[0] is device and known[1] == view:
+                fresh[serial] = known  # the same device (a refresh): nothing to rebuild
             else:
-                pub = device_publication(self.naming, view, self.table)
-                self._device_configs[device.serial] = (signature, pub.configs)
-            pubs.append(pub)
-        self._reconcile(account_owner(user_id), pubs)
+                pub = device_publication(self.naming, view, self.table, self._memo)
+                fresh[serial] = (device, view, pub)
+        self._built[user_id] = fresh
+        self._reconcile(account_owner(user_id), [pub for _, _, pub in fresh.values()])
 
     def _reconcile(
         self, owner: str, pubs: Sequence[Publication], keep: Collection[str] = ()
@@ -344,13 +345,23 @@ class Publisher:
             self._last_discovery = self._clock()
         added = [r for t, r in wanted.items() if self._records.get(t) != r]
         if vanished:
+            self._memo.clear()  # entities went away: keep no config of theirs
             log.info("MQTT: cleared %d retained topics that %s no longer has", len(vanished), owner)
         self._remember(added, vanished)
 
     def _remember(self, added: Sequence[Record], removed: Sequence[str]) -> None:
         if not added and not removed:
             return
-        self._index(added, removed)
+        for topic in removed:
+            gone = self._records.pop(topic, None)
+            if gone is not None:
+                self._owned.get(gone.owner, {}).pop(topic, None)
+        for record in added:
+            previous = self._records.get(record.topic)
+            if previous is not None and previous.owner != record.owner:
+                self._owned.get(previous.owner, {}).pop(record.topic, None)
+            self._records[record.topic] = record
+            self._owned.setdefault(record.owner, {})[record.topic] = None
         if self.store is None:
             return
         # Held under the publisher's lock on purpose: rows must be written in the
@@ -361,18 +372,6 @@ class Publisher:
                 self.store.apply(added, removed)
         except Exception as exc:
             self._store_failed("save", exc)
-
-    def _index(self, added: Sequence[Record], removed: Sequence[str] = ()) -> None:
-        for topic in removed:
-            old = self._records.pop(topic, None)
-            if old is not None:
-                self._owned[old.owner].discard(topic)
-        for record in added:
-            old = self._records.get(record.topic)
-            if old is not None:
-                self._owned[old.owner].discard(record.topic)
-            self._records[record.topic] = record
-            self._owned.setdefault(record.owner, set()).add(record.topic)
 
     def _store_failed(self, what: str, exc: Exception) -> None:
         self._store_errors += 1
@@ -389,10 +388,12 @@ class Publisher:
         now = self._clock()
         pubs: list[Publication] = []
         if self._bridge is not None:
-            pubs.append(bridge_publication(self.naming, self._bridge, self.table))
+            pubs.append(bridge_publication(self.naming, self._bridge, self.table, self._memo))
         for devices in self._accounts.values():
             pubs += [
-                device_publication(self.naming, DeviceView.of(device, now, nickname), self.table)
+                device_publication(
+                    self.naming, DeviceView.of(device, now, nickname), self.table, self._memo
+                )
                 for device, nickname in devices.values()
             ]
         messages: list[Message] = []

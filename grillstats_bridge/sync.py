@@ -128,18 +128,27 @@ def sync_devices(
 
 
 def _fill_device(row: Device, device: domain.Device, now: datetime) -> None:
-    row.cloud_label = _cut(device.label, 100)
-    if not row.renamed_by_user:
-        row.nickname = _cut(device.label or device.name, 100)
-    row.model = _cut(device.model, 50)
-    row.device_type = _cut(device.type, 20)
-    row.firmware = _cut(device.firmware, 50)
-    row.battery = device.battery
-    row.signal_dbm = device.signal_dbm
-    row.last_seen = device.last_seen or device.last_telemetry_saved
-    row.raw = json_safe(device.extra)
-    row.status = "online" if device.is_online(now) else "offline"
-    row.is_active = True
+    for key, value in device_values(device, now, renamed=row.renamed_by_user).items():
+        setattr(row, key, value)
+
+
+def device_values(device: domain.Device, now: datetime, *, renamed: bool) -> dict[str, Any]:
+    """The ``devices`` columns a sync writes for ``device`` (the nickname only if not renamed)."""
+    values: dict[str, Any] = {"cloud_label": _cut(device.label, 100)}
+    if not renamed:
+        values["nickname"] = _cut(device.label or device.name, 100)
+    values.update(
+        model=_cut(device.model, 50),
+        device_type=_cut(device.type, 20),
+        firmware=_cut(device.firmware, 50),
+        battery=device.battery,
+        signal_dbm=device.signal_dbm,
+        last_seen=device.last_seen or device.last_telemetry_saved,
+        raw=json_safe(device.extra),
+        status="online" if device.is_online(now) else "offline",
+        is_active=True,
+    )
+    return values
 
 
 def _sync_probes(session: Session, row: Device, device: domain.Device) -> None:
@@ -149,27 +158,38 @@ def _sync_probes(session: Session, row: Device, device: domain.Device) -> None:
         if probe_row is None:
             probe_row = ProbeRow(channel=probe.channel)
             row.probes.append(probe_row)
-        probe_row.label = _cut(probe.label, 100)
-        probe_row.unit = probe.unit.value
-        probe_row.connected = probe.connected
-        probe_row.status = _cut(probe.status, 20)
-        if probe.connected:
-            probe_row.last_value = probe.value
-            probe_row.last_time = (
-                probe.last_telemetry_saved or device.last_telemetry_saved or device.last_seen
-            )
-        high, low = probe.alarm_high, probe.alarm_low
-        probe_row.alarm_high_enabled = high.enabled if high else None
-        probe_row.alarm_high_alarming = high.alarming if high else None
-        probe_row.alarm_high_value = high.value if high else None
-        probe_row.alarm_low_enabled = low.enabled if low else None
-        probe_row.alarm_low_alarming = low.alarming if low else None
-        probe_row.alarm_low_value = low.value if low else None
-        probe_row.raw = json_safe(probe.extra)
+        for key, value in probe_values(probe, device).items():
+            setattr(probe_row, key, value)
     present = {p.channel for p in device.probes}
     for channel, probe_row in existing.items():
         if channel not in present:
             probe_row.connected = False
+
+
+def probe_values(probe: domain.Probe, device: domain.Device) -> dict[str, Any]:
+    """The ``probes`` columns a sync writes (the last value and time only while connected)."""
+    high, low = probe.alarm_high, probe.alarm_low
+    values: dict[str, Any] = {
+        "label": _cut(probe.label, 100),
+        "unit": probe.unit.value,
+        "connected": probe.connected,
+        "status": _cut(probe.status, 20),
+    }
+    if probe.connected:
+        values["last_value"] = probe.value
+        values["last_time"] = (
+            probe.last_telemetry_saved or device.last_telemetry_saved or device.last_seen
+        )
+    values.update(
+        alarm_high_enabled=high.enabled if high else None,
+        alarm_high_alarming=high.alarming if high else None,
+        alarm_high_value=high.value if high else None,
+        alarm_low_enabled=low.enabled if low else None,
+        alarm_low_alarming=low.alarming if low else None,
+        alarm_low_value=low.value if low else None,
+        raw=json_safe(probe.extra),
+    )
+    return values
 
 
 def _cut(text: str | None, length: int) -> str | None:
@@ -178,7 +198,13 @@ def _cut(text: str | None, length: int) -> str | None:
 
 def json_safe(value: Any) -> Any:
     """A value JSON can hold: datetimes as ISO 8601, enums by value, non-finite floats as None."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    # The plain types first: every poll runs every cloud field through here.
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict or isinstance(value, Mapping):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]

@@ -23,10 +23,9 @@ from grillstats_bridge.discovery import (
     Table,
     bridge_publication,
     device_publication,
-    device_signature,
     sanitize,
 )
-from grillstats_bridge.domain import Device, Unit
+from grillstats_bridge.domain import Device
 from tests import ha_rules
 from tests.sample_devices import CELSIUS, GATEWAY, NODE, SIGNALS, sample_devices
 
@@ -331,35 +330,3 @@ def test_later_features_add_entities_by_adding_rows() -> None:
     assert trigger["topic"] == f"{root}/probe/1/event" and "unique_id" not in trigger
     assert NAMING.device_event_topic(SIGNALS) == f"{root}/event"
     assert trigger["device"]["identifiers"] == ["home_10_06_1C_6F_47_70"]
-
-
-def test_the_signature_changes_exactly_when_the_configs_do() -> None:
-    """The publisher skips rebuilding configs while the signature holds: it must be exact."""
-    base = sample_devices(NOW)
-    moved = sample_devices(NOW + timedelta(seconds=15), step=3)  # values, not entities
-
-    def both(device: Device, nickname: str | None = None) -> tuple[object, list[str]]:
-        view = DeviceView.of(device, NOW, nickname)
-        configs = [c.json() for c in device_publication(NAMING, view).configs]
-        return device_signature(view), configs
-
-    signals = base[0]
-    variants = [
-        *base,
-        *moved,
-        dataclasses.replace(signals, label="Renamed"),
-        dataclasses.replace(signals, firmware="9.9"),
-        dataclasses.replace(signals, probes=signals.probes[:2]),
-        dataclasses.replace(
-            signals, probes=(dataclasses.replace(signals.probes[0], unit=Unit.CELSIUS),)
-        ),
-        dataclasses.replace(
-            signals, probes=(dataclasses.replace(signals.probes[0], label="Chuck"),)
-        ),
-        dataclasses.replace(base[1], fan=None),
-    ]
-    results = [both(d) for d in variants] + [both(signals, nickname="Nick")]
-    for sig_a, configs_a in results:
-        for sig_b, configs_b in results:
-            assert (sig_a == sig_b) == (configs_a == configs_b)
-    assert both(base[0])[0] == both(moved[0])[0]  # a poll that only moved values

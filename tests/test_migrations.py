@@ -45,3 +45,10 @@ def test_every_revision_downgrades_one_step(empty_db_url: str) -> None:
         assert migrate.current_revision(database) == head
     finally:
         database.dispose()
+
+
+def test_light_head_check_agrees_with_alembic() -> None:
+    """The daemon's Alembic-free head (schema.head_revision) is Alembic's head."""
+    from grillstats_bridge import schema
+
+    assert schema.head_revision() == migrate.alembic_head()

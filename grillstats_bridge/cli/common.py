@@ -42,12 +42,12 @@ class Context:
     def database(self, *, require_head: bool = True) -> Database:
         """The configured database; unless told otherwise, it must be migrated to head."""
         if self._database is None:
-            from grillstats_bridge import migrate
+            from grillstats_bridge import schema
 
             self._database = Database(self.config.database)
             try:
                 if require_head:
-                    migrate.require_head(self._database)
+                    schema.require_head(self._database)
             except GrillstatsError:
                 raise
             except Exception as exc:  # driver errors: say which database, never the password

@@ -1,0 +1,692 @@
+"""The daemon's pipeline with N simulated devices on PostgreSQL and Mosquitto (run by hand).
+
+    PYTHONPATH=. /work/venv/bin/python benchmarks/pipeline.py --devices 100 --seconds 60
+    PYTHONPATH=. /work/venv/bin/python benchmarks/pipeline.py --devices 100 --speed 1 \\
+        --seconds 3600 --rss-every 60                  # memory over an hour at the real pace
+
+What runs where:
+
+* this process: a fresh PostgreSQL database (created next to ``--database-url``,
+  migrated, dropped at the end), the cloud simulator over real HTTP on loopback
+  with a generated scenario (Signals with four probes, accounts of
+  ``--per-account`` devices, repeated cooks staggered per device, a target alert
+  on every device's meat probe and a range alert on every fifth pit), the users
+  and their links, one ``devices sync`` so the alerts have their devices;
+* a child process: the real :class:`~grillstats_bridge.daemon.Bridge` with its
+  threads (poll workers, pipeline thread, MQTT), on a simulated clock that
+  agrees with the simulator's. Its memory is the bridge's alone;
+* ``mosquitto_sub``: receives every state the bridge publishes, with the time.
+
+Simulated time runs ``--speed`` times faster than real time, so every
+schedule of the daemon (15 s polls while cooking, housekeeping each minute,
+token refreshes each hour...) keeps its proportions; by default the speed
+offers ``--rate`` readings per second (each device pushes its four probes
+every 15 s). The first ``--warmup`` seconds (discovery for every entity) are
+left out of the figures.
+
+Measured (over the ``--seconds`` after the warm-up):
+
+* readings/s: readings of the polls the pipeline finished (stored, sessions,
+  alerts, published), per real second; "offered" is what the polls brought in;
+* poll to publish: from the moment a poll's result (parsed) is in the bridge
+  (``AccountPoller.poll`` returned) to (a) *handed*: ``Publisher.publish_devices``
+  returned, every changed state of the poll in the MQTT client's outbox; (b)
+  *received*: the last of those states arrived at ``mosquitto_sub`` through the
+  broker (wall-clock timestamps, one machine). The cloud's own time is not in it;
+* CPU: the bridge process's CPU time per reading, by thread; and this process's
+  (the simulator's);
+* memory: the bridge's peak RSS (VmHWM) and its RSS every ``--rss-every`` s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from grillstats_bridge import migrate
+from grillstats_bridge.accounts import link_account
+from grillstats_bridge.alert_service import add_alert
+from grillstats_bridge.config import Config, MqttConfig
+from grillstats_bridge.db import Database
+from grillstats_bridge.models import User
+from grillstats_bridge.mqtt import MqttClient, read_retained
+from grillstats_bridge.publisher import PublicationStore, naming_for
+from grillstats_bridge.sync import poll_and_sync
+from grillstats_bridge.thermoworks.scenario import parse_scenario
+from grillstats_bridge.thermoworks.simulator import CloudSimulator
+
+PASSWORD = "bench-cloud-password"
+PUSH_S = 15.0  # every simulated device pushes its probes this often
+PROBES = 4
+CYCLE_H = 8.0  # one cook, then the smoker cools and waits for the next
+START_H = 3.0  # the run starts this far into the scenario (most devices cooking)
+DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+# ------------------------------------------------------------------------------ the scenario
+
+
+def _cycle(points: list[tuple[float, float]], phase_h: float, hours: float) -> list[list[Any]]:
+    """Repeat one cook's keyframes (hours, value) every CYCLE_H, shifted by ``phase_h``."""
+    out: list[list[Any]] = [[0, points[0][1]]]
+    k = -1
+    while (k * CYCLE_H + phase_h) < hours:
+        for t, v in points:
+            at = (k * CYCLE_H + phase_h + t) * 3600
+            if at > out[-1][0]:
+                out.append([round(at), v])
+        k += 1
+    return out
+
+
+PIT = [
+    (0.0, 70.0),
+    (0.3, 225.0),
+    (2.0, 245.0),
+    (5.5, 250.0),
+    (6.5, 240.0),
+    (7.0, 110.0),
+    (7.5, 70.0),
+]
+MEAT = [
+    (0.0, 40.0),
+    (0.3, 42.0),
+    (2.0, 120.0),
+    (3.5, 158.0),
+    (4.5, 165.0),
+    (6.0, 204.0),
+    (7.0, 150.0),
+    (7.5, 70.0),
+]
+
+
+def build_scenario(devices: int, per_account: int, hours: float) -> dict[str, Any]:
+    accounts = (devices + per_account - 1) // per_account
+    out = []
+    for i in range(devices):
+        phase = (i * 0.618034 % 1.0) * CYCLE_H  # staggered cooks
+        pit = {"points": _cycle(PIT, phase, hours), "noise": 2.0, "wave": {"amplitude": 4}}
+        meat = {"points": _cycle(MEAT, phase, hours), "noise": 0.3}
+        out.append(
+            {
+                "serial": f"BENCH{i:06d}",
+                "account": f"cook{i // per_account}@bench.example.com",
+                "kind": "signals",
+                "label": f"Smoker {i}",
+                "channels": [
+                    {"number": 1, "label": "Pit", "curve": pit},
+                    {"number": 2, "label": "Meat", "curve": meat},
+                    {"number": 3, "label": "Meat 2", "curve": meat, "offset": 3, "lag": "6m"},
+                    {"number": 4, "label": "Meat 3", "curve": meat, "offset": -4, "lag": "3m"},
+                ],
+            }
+        )
+    return {
+        "name": "pipeline-bench",
+        "start": "2026-11-28T06:00:00Z",
+        "duration": f"{hours}h",
+        "accounts": [
+            {"email": f"cook{a}@bench.example.com", "password": PASSWORD} for a in range(accounts)
+        ],
+        "devices": out,
+    }
+
+
+# ------------------------------------------------------------------------------ the parent
+
+
+def fresh_database(admin_url: str) -> tuple[str, str]:
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    name = f"grillstats_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), name
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def prepare(database: Database, config: Config, sim: CloudSimulator, per_account: int) -> int:
+    """Users (no bcrypt: the daemon never checks their passwords), links, one sync, alerts."""
+    accounts = sim.scenario.accounts
+    with database.transaction() as db:
+        for n, account in enumerate(accounts):
+            db.add(User(id=n + 1, email=account.email, password_hash="-", name=f"Cook {n}"))
+    if database.dialect == "postgresql":
+        with database.transaction() as db:
+            db.execute(sa.text("SELECT setval('users_id_seq', :n)"), {"n": len(accounts)})
+    for account in accounts:
+        link_account(database, config, account.email, PASSWORD, store_password=True, clock=sim.now)
+    for email, result in poll_and_sync(database, config):
+        if isinstance(result, Exception):
+            raise SystemExit(f"devices sync failed for {email}: {result}")
+    alerts = 0
+    with database.transaction() as db:
+        for i, device in enumerate(sim.scenario.devices):
+            add_alert(
+                db,
+                device.account,
+                serial=device.serial,
+                probe=2,
+                kind="target",
+                target=165,
+                name="Meat at 165",
+            )
+            alerts += 1
+            if i % 5 == 0:
+                add_alert(
+                    db,
+                    device.account,
+                    serial=device.serial,
+                    probe=1,
+                    kind="range",
+                    low=200,
+                    high=275,
+                    name="Pit out of range",
+                )
+                alerts += 1
+    return alerts
+
+
+def cleanup_broker(mqtt: MqttConfig, database: Database, seen: set[str]) -> int:
+    """Clear every retained topic the bridge published (as ``mqtt cleanup`` does): what its
+    database remembers, what the subscriber saw, what the broker still holds."""
+    naming = naming_for(mqtt)
+    topics = {r.topic for r in PublicationStore(database, mqtt.instance_id).load()} | seen
+    try:
+        topics |= set(
+            read_retained(
+                mqtt,
+                [f"{naming.root}/#", f"{mqtt.discovery_prefix}/#"],
+                marker_topic=f"{naming.root}/cleanup-marker/{uuid.uuid4().hex}",
+                client_id=f"{mqtt.instance_id}-cleanup",
+                timeout=60,
+            )
+        )
+    except Exception as exc:  # what the database and the subscriber know is cleared anyway
+        print(f"cleanup: the broker's retained topics not read ({exc})", flush=True)
+    client = MqttClient(
+        dataclasses.replace(mqtt, max_queue=max(100, 2 * len(topics))),
+        status_topic=None,
+        client_id=f"{mqtt.instance_id}-clear",
+    )
+    client.start()
+    try:
+        client.wait_ready(15)
+        for topic in sorted(topics):
+            client.clear(topic)
+        client.flush(120)
+    finally:
+        client.stop()
+    return len(topics)
+
+
+def start_subscriber(mqtt: MqttConfig, out: Path) -> subprocess.Popen[bytes]:
+    naming = naming_for(mqtt)
+    binary = shutil.which("mosquitto_sub")
+    if binary is None:
+        raise SystemExit("mosquitto_sub is needed (apt install mosquitto-clients)")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "-h",
+            mqtt.host,
+            "-p",
+            str(mqtt.port),
+            "-q",
+            "0",
+            "-i",
+            f"{mqtt.instance_id}-sub",
+            "-t",
+            f"{naming.root}/#",
+            "-F",
+            "%U %t %p",
+        ],
+        stdout=out.open("wb"),
+        stderr=subprocess.DEVNULL,
+    )
+    marker = f"{naming.root}/subscriber-ready"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        subprocess.run(
+            ["mosquitto_pub", "-h", mqtt.host, "-p", str(mqtt.port), "-t", marker, "-m", "x"],
+            check=True,
+        )
+        time.sleep(0.2)
+        if marker.encode() in out.read_bytes():
+            return proc
+    proc.kill()
+    raise SystemExit("mosquitto_sub did not receive its own marker")
+
+
+def received_times(path: Path) -> dict[tuple[str, str], list[float]]:
+    """(topic, payload) -> wall-clock times mosquitto_sub received it."""
+    out: dict[tuple[str, str], list[float]] = {}
+    with path.open("rb") as f:
+        for raw in f:
+            stamp, _, rest = raw.rstrip(b"\n").partition(b" ")
+            topic, _, payload = rest.partition(b" ")
+            try:
+                t = float(stamp)
+            except ValueError:
+                continue
+            out.setdefault((topic.decode(), payload.decode("utf-8", "replace")), []).append(t)
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--devices", type=int, default=100)
+    parser.add_argument("--per-account", type=int, default=10, help="devices per cloud account")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured real seconds")
+    parser.add_argument("--warmup", type=float, default=15.0, help="real seconds left out first")
+    parser.add_argument(
+        "--rate", type=float, default=5000.0, help="readings/s offered: sets --speed (default 5000)"
+    )
+    parser.add_argument("--speed", type=float, help="simulated seconds per real second")
+    parser.add_argument(
+        "--database-url",
+        default=DEFAULT_ADMIN_URL,
+        help="PostgreSQL server (a fresh database is created next to it and "
+        "dropped); or a sqlite:/// URL for a temporary file",
+    )
+    parser.add_argument("--mqtt", default="127.0.0.1:1883", help="broker host:port")
+    parser.add_argument("--workers", type=int, default=4, help="polling.workers")
+    parser.add_argument("--rss-every", type=float, default=10.0, help="RSS sample period (s)")
+    parser.add_argument("--profile", metavar="DIR", help="cProfile the pipeline thread into DIR")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(Path(args.child))
+        return
+    run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    speed = args.speed or args.rate * PUSH_S / (PROBES * args.devices)
+    span_h = START_H + (args.warmup + args.seconds + 30) * speed / 3600 + 1
+    tmp = Path(tempfile.mkdtemp(prefix="grillstats-bench-"))
+    tag = uuid.uuid4().hex[:8]
+    host, _, port = args.mqtt.rpartition(":")
+    mqtt = MqttConfig(
+        host=host,
+        port=int(port),
+        instance_id=f"bench{tag}",
+        base_topic=f"bench_{tag}",
+        discovery_prefix=f"bench_ha_{tag}",
+    )
+    pg_name = None
+    if args.database_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp / 'bench.db'}"
+    else:
+        url, pg_name = fresh_database(args.database_url)
+    config = (
+        Config()
+        .replace("database", url=url)
+        .replace("security", key_file=str(tmp / "bench.key"))
+        .replace(
+            "mqtt",
+            **{
+                k: getattr(mqtt, k)
+                for k in ("host", "port", "instance_id", "base_topic", "discovery_prefix")
+            },
+        )
+        .replace("http", enabled=False)
+        .replace("logging", level="WARNING")
+        .replace("polling", workers=args.workers)
+    )
+    database = Database(config.database)
+    sub: subprocess.Popen[bytes] | None = None
+    seen: set[str] = set()
+    try:
+        migrate.upgrade(database)
+        scenario = parse_scenario(build_scenario(args.devices, args.per_account, span_h))
+        sim = CloudSimulator(scenario, speed=speed, seed=1).start()
+        config = config.replace("thermoworks", **sim.urls())
+        sim.clock.set(START_H * 3600 - 60)
+        alerts = prepare(database, config, sim, args.per_account)
+        print(
+            f"{args.devices} devices ({PROBES} probes each) in {len(scenario.accounts)} accounts, "
+            f"{alerts} alerts; simulated time x{speed:g} (offers ~"
+            f"{args.devices * PROBES / PUSH_S * speed:,.0f} readings/s); "
+            f"{database.dialect}, broker {args.mqtt}",
+            flush=True,
+        )
+        sub_out = tmp / "received.txt"
+        sub = start_subscriber(mqtt, sub_out)
+        try:
+            sim.clock.set(START_H * 3600)
+            spec = {
+                "config": _config_dict(config),
+                "clock": {
+                    "start": scenario.start.isoformat(),
+                    "speed": speed,
+                    "offset": sim.clock.offset(),
+                    "monotonic": time.monotonic(),
+                },
+                "warmup": args.warmup,
+                "seconds": args.seconds,
+                "rss_every": args.rss_every,
+                "profile": args.profile,
+                "out": str(tmp / "child.json"),
+            }
+            (tmp / "spec.json").write_text(json.dumps(spec))
+            cpu0 = time.process_time()
+            started = time.monotonic()
+            subprocess.run(
+                [sys.executable, __file__, "--child", str(tmp / "spec.json")],
+                check=True,
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+            )
+            sim_cpu = (time.process_time() - cpu0) / (time.monotonic() - started)
+        finally:
+            sim.stop()
+        time.sleep(0.5)  # the last states reach the subscriber
+        sub.terminate()
+        sub.wait(5)
+        result = json.loads((tmp / "child.json").read_text())
+        received = received_times(sub_out)
+        seen = {topic for topic, payload in received if payload}
+        report(args, result, received, sim_cpu, speed)
+    finally:
+        if sub is not None and sub.poll() is None:
+            sub.kill()
+        try:
+            cleared = cleanup_broker(mqtt, database, seen)
+            print(f"cleanup: {cleared} retained topics cleared", flush=True)
+        finally:
+            database.dispose()
+            if pg_name is not None:
+                drop_database(args.database_url, pg_name)
+            if not os.environ.get("BENCH_KEEP"):
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                print(f"kept {tmp}")
+
+
+def _config_dict(config: Config) -> dict[str, Any]:
+    return {
+        f.name: dataclasses.asdict(getattr(config, f.name))
+        for f in dataclasses.fields(config)
+        if f.name != "source"
+    }
+
+
+def report(
+    args: argparse.Namespace,
+    result: dict[str, Any],
+    received: dict[tuple[str, str], list[float]],
+    sim_cpu: float,
+    speed: float,
+) -> None:
+    polls = result["polls"]
+    window = result["window"]
+    handed = [p["handed"] - p["available"] for p in polls]
+    arrived: list[float] = []
+    missing = 0
+    for p in polls:
+        last = None
+        for topic, payload in p["published"]:
+            times = [t for t in received.get((topic, payload), ()) if t >= p["available"]]
+            if times:
+                last = max(last or 0.0, times[0])
+        if p["published"] and last is None:
+            missing += 1  # superseded in the outbox by the next poll's value
+        elif last is not None:
+            arrived.append(last - p["available"])
+    secs = window["seconds"]
+    readings = window["processed_readings"]
+    cpu = window["cpu_seconds"]
+    ms = 1000.0
+    lines = [
+        f"bridge, {secs:.0f} s measured after {args.warmup:.0f} s warm-up:",
+        f"  readings/s    {readings / secs:10,.0f} processed "
+        f"({window['offered_readings'] / secs:,.0f} offered by {len(polls)} polls; "
+        f"{window['queued_at_end']} polls queued at the end)",
+        f"  poll->handed  median {statistics.median(handed) * ms:6.1f} ms   p99 "
+        f"{percentile(handed, 0.99) * ms:6.1f} ms   max {max(handed) * ms:6.1f} ms"
+        if handed
+        else "  poll->handed  no polls",
+        f"  poll->broker  median {statistics.median(arrived) * ms:6.1f} ms   p99 "
+        f"{percentile(arrived, 0.99) * ms:6.1f} ms   max {max(arrived) * ms:6.1f} ms"
+        f"   ({len(arrived)} polls; {missing} superseded)"
+        if arrived
+        else "  poll->broker  nothing matched",
+        f"  CPU           {cpu / secs * 100:5.0f} % of a core, "
+        f"{cpu / max(readings, 1) * 1e6:.0f} us/reading "
+        f"({', '.join(f'{k} {v / secs * 100:.0f}%' for k, v in window['cpu_by_thread'].items())})"
+        f"; simulator {sim_cpu * 100:.0f} %",
+        f"  memory        peak RSS (VmHWM) {result['vmhwm_kb'] / 1024:.1f} MB; RSS over time "
+        + " ".join(f"{t:.0f}s:{kb / 1024:.1f}" for t, kb in result["rss"]),
+        f"  pipeline      {window['transactions']} transactions, "
+        f"{window['polls_per_transaction']:.1f} polls each; errors {result['errors']}",
+    ]
+    print("\n".join(lines), flush=True)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "devices": args.devices,
+                    "speed": speed,
+                    "seconds": secs,
+                    "readings_per_s": readings / secs,
+                    "offered_per_s": window["offered_readings"] / secs,
+                    "handed_ms": {
+                        "p50": statistics.median(handed) * ms if handed else None,
+                        "p99": percentile(handed, 0.99) * ms,
+                    },
+                    "received_ms": {
+                        "p50": statistics.median(arrived) * ms if arrived else None,
+                        "p99": percentile(arrived, 0.99) * ms,
+                    },
+                    "cpu_us_per_reading": cpu / max(readings, 1) * 1e6,
+                    "vmhwm_mb": result["vmhwm_kb"] / 1024,
+                    "rss_mb": [(t, kb / 1024) for t, kb in result["rss"]],
+                },
+                indent=2,
+            )
+        )
+
+
+# ------------------------------------------------------------------------------ the child
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds by thread kind (poll workers together), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        name = thread.name.split("-")[0] if "-" in thread.name else thread.name
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return dict(out)
+
+
+def child(spec_path: Path) -> None:
+    import logging
+
+    from grillstats_bridge.clock import SimClock
+    from grillstats_bridge.daemon import Bridge
+    from grillstats_bridge.domain import ensure_utc
+    from grillstats_bridge.sync import AccountPoller
+
+    spec = json.loads(spec_path.read_text())
+    logging.basicConfig(level=logging.WARNING, format="bridge: %(levelname)s %(name)s: %(message)s")
+    config = Config(
+        **{name: type(getattr(Config(), name))(**values) for name, values in spec["config"].items()}
+    )
+    c = spec["clock"]
+    from datetime import datetime
+
+    clock = SimClock(ensure_utc(datetime.fromisoformat(c["start"])), c["speed"])
+    clock.set(c["offset"] + (time.monotonic() - c["monotonic"]) * c["speed"])
+
+    # Measurement hooks: when each poll's result was in the bridge, when its states were
+    # handed to the MQTT client and which they were, when the pipeline finished it.
+    available: dict[int, tuple[float, int]] = {}
+    # Streamed to a file, not kept: the bridge's memory must not grow with the measurement.
+    poll_log = Path(spec["out"] + ".polls").open("w", encoding="utf-8")  # noqa: SIM115
+    local = threading.local()
+    finished: list[tuple[float, int]] = []
+    original_poll = AccountPoller.poll
+
+    def poll(self: AccountPoller) -> Any:
+        result = original_poll(self)
+        available[id(result.devices)] = (time.time(), len(result.readings))
+        return result
+
+    AccountPoller.poll = poll  # type: ignore[method-assign]
+    if os.environ.get("BENCH_SWITCH"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
+    bridge = Bridge(config, clock=clock)
+    if os.environ.get("BENCH_ORM_SYNC"):  # A/B: every poll through sync_devices
+        from grillstats_bridge.sync import sync_devices
+
+        bridge.pipeline.devices.sync = lambda db, uid, devs, **kw: sync_devices(db, uid, devs, **kw)  # type: ignore[method-assign]
+    publish_devices = bridge.publisher.publish_devices
+    publish_state = bridge.mqtt.publish_state
+    process = bridge.pipeline.process
+
+    def publish_devices_hook(user_id: int, devices: Any, **kw: Any) -> None:
+        entry = available.pop(id(devices), None)
+        if entry is None:
+            publish_devices(user_id, devices, **kw)
+            return
+        local.published = []
+        try:
+            publish_devices(user_id, devices, **kw)
+        finally:
+            record = {
+                "available": entry[0],
+                "handed": time.time(),
+                "readings": entry[1],
+                "published": local.published,
+            }
+            local.published = None
+            with contextlib.suppress(ValueError):  # closed: a backlog drained after the window
+                poll_log.write(json.dumps(record) + "\n")
+
+    def publish_state_hook(topic: str, payload: Any, **kw: Any) -> None:
+        published = getattr(local, "published", None)
+        if published is not None:
+            published.append((topic, payload if isinstance(payload, str) else payload.decode()))
+        publish_state(topic, payload, **kw)
+
+    def process_hook(polls: Any, now: Any) -> Any:
+        outcome = process(polls, now)
+        finished.append((time.time(), sum(len(p.readings) for p in polls)))
+        return outcome
+
+    bridge.publisher.publish_devices = publish_devices_hook  # type: ignore[method-assign]
+    bridge.mqtt.publish_state = publish_state_hook  # type: ignore[method-assign]
+    bridge.pipeline.process = process_hook  # type: ignore[method-assign]
+    profiler = None
+    if spec["profile"]:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        worker = bridge._pipeline_worker
+
+        def profiled() -> None:
+            assert profiler is not None
+            profiler.runcall(worker)
+
+        bridge._pipeline_worker = profiled  # type: ignore[method-assign]
+
+    rss: list[tuple[float, int]] = []
+    stop = threading.Event()
+    t0 = time.monotonic()
+
+    def sample() -> None:
+        while not stop.wait(spec["rss_every"]):
+            rss.append((time.monotonic() - t0, _status_kb("VmRSS")))
+
+    bridge.start()
+    runner = threading.Thread(target=bridge.run, name="schedule")
+    runner.start()
+    threading.Thread(target=sample, name="rss", daemon=True).start()
+    time.sleep(spec["warmup"])
+    w0, cpu0, threads0 = time.time(), time.process_time(), _thread_cpu()
+    n_fin0 = len(finished)
+    time.sleep(spec["seconds"])
+    w1, cpu1, threads1 = time.time(), time.process_time(), _thread_cpu()
+    vmhwm = _status_kb("VmHWM")  # the peak of the run, before the stop and the read-back below
+    errors = bridge.stats.pipeline_errors
+    stop.set()
+    rss.append((time.monotonic() - t0, _status_kb("VmRSS")))
+    queued = bridge._work.qsize()
+    window_fin = finished[n_fin0:]
+    window_fin = [f for f in window_fin if f[0] <= w1]
+    bridge.request_stop()
+    runner.join(30)
+    poll_log.close()
+    with Path(spec["out"] + ".polls").open(encoding="utf-8") as f:
+        window_polls = [r for r in map(json.loads, f) if w0 <= r["available"] <= w1]
+    if profiler is not None:
+        Path(spec["profile"]).mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(str(Path(spec["profile"]) / "pipeline.prof"))
+    result = {
+        "polls": window_polls,
+        "window": {
+            "seconds": w1 - w0,
+            "processed_readings": sum(n for _, n in window_fin),
+            "offered_readings": sum(r["readings"] for r in window_polls),
+            "transactions": len(window_fin),
+            "polls_per_transaction": len(window_polls) / max(len(window_fin), 1),
+            "cpu_seconds": cpu1 - cpu0,
+            "cpu_by_thread": {
+                k: threads1.get(k, 0.0) - threads0.get(k, 0.0)
+                for k in sorted(threads1)
+                if threads1.get(k, 0.0) - threads0.get(k, 0.0) > 0.005
+            },
+            "queued_at_end": queued,
+        },
+        "vmhwm_kb": vmhwm,
+        "rss": rss,
+        "errors": errors,
+    }
+    Path(spec["out"]).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
