@@ -74,9 +74,10 @@ class EntityDescription(Generic[C]):
 
     ``key`` is stable: it ends the unique id and the config topic, and names the
     value in the state JSON. ``value_fn`` gives that value (``None`` -> JSON null ->
-    *unknown* in HA, never 0). ``attributes_fn`` adds keys to the state JSON that HA
-    shows as the entity's attributes. ``exists_fn`` says whether a subject has this
-    entity at all (a fan only on a gateway with a fan).
+    *unknown* in HA, never 0). ``attributes_fn`` adds the keys named in ``attributes``
+    to the state JSON, and HA shows them as the entity's attributes (the keys are
+    declared so that the discovery payload never depends on values). ``exists_fn``
+    says whether a subject has this entity at all (a fan only on a gateway with a fan).
     """
 
     key: str
@@ -91,6 +92,7 @@ class EntityDescription(Generic[C]):
     icon: str | None = None
     options: tuple[str, ...] = ()
     precision: int | None = None
+    attributes: tuple[str, ...] = ()
     attributes_fn: Callable[[C], Mapping[str, JsonValue]] | None = None
     source: Source = Source.STATE
     command: bool = False  # HA sends to <subject topic>/<key>/set
@@ -100,6 +102,8 @@ class EntityDescription(Generic[C]):
     def __post_init__(self) -> None:
         if not _KEY.match(self.key):
             raise ValueError(f"entity key {self.key!r}: lower case letters, digits and _")
+        if bool(self.attributes) != (self.attributes_fn is not None):
+            raise ValueError(f"entity {self.key!r}: give both attributes and attributes_fn")
 
     def name_for(self, ctx: C) -> str | None:
         return self.name(ctx) if callable(self.name) else self.name
@@ -354,6 +358,7 @@ DEVICE: Scope[DeviceView] = Scope(
             device_class="enum",
             options=tuple(s.value for s in FanState),
             icon="mdi:fan",
+            attributes=("fan_connected", "fan_set_temperature", "fan_set_temperature_unit"),
             attributes_fn=_fan_attributes,
         ),
     ),
@@ -404,6 +409,7 @@ PROBE: Scope[ProbeView] = Scope(
             name=lambda p: f"{p.label} alarm",
             value_fn=_alarming,
             device_class="problem",
+            attributes=("alarm_high", "alarm_low"),
             attributes_fn=lambda p: {"alarm_high": _alarm(p, True), "alarm_low": _alarm(p, False)},
         ),
     ),
@@ -492,6 +498,14 @@ class Naming:
 
     def probe_topic(self, serial: str, channel: int) -> str:
         return f"{self.device_root(serial)}/probe/{channel}"
+
+    def device_event_topic(self, serial: str) -> str:
+        """Where a device's events go (what its event entities and device triggers read)."""
+        return f"{self.device_root(serial)}/event"
+
+    def probe_event_topic(self, serial: str, channel: int) -> str:
+        """Where a probe's events go (alert firings)."""
+        return f"{self.probe_topic(serial, channel)}/event"
 
     def config_topic(self, component: Component | str, object_id: str) -> str:
         return f"{self.discovery_prefix}/{component}/{self.instance_id}/{object_id}/config"
@@ -636,9 +650,8 @@ def entity_config(
         "suggested_display_precision": row.precision,
     }
     payload.update({k: v for k, v in optional.items() if v is not None})
-    if row.attributes_fn is not None:
-        keys = list(row.attributes_fn(ctx))
-        pairs = ", ".join(f"'{k}': value_json.{k}" for k in keys)
+    if row.attributes:
+        pairs = ", ".join(f"'{k}': value_json.{k}" for k in row.attributes)
         payload["json_attributes_topic"] = target.state_topic
         payload["json_attributes_template"] = f"{{{{ {{{pairs}}} | tojson }}}}"
     payload.update(row.extra)
@@ -652,9 +665,10 @@ def entity_config(
 class ConfigMemo:
     """Each entity's last config, reused while what it is built from is unchanged.
 
-    A config depends on its subject only through the row's name, unit and
-    attribute keys, and the target: the publisher rebuilds every subject at every
-    poll, and this keeps that from rebuilding (and re-encoding) unchanged configs.
+    A config depends on its subject only through the row's name and unit, and the
+    target (a row's attribute keys are declared, not computed): the publisher
+    rebuilds every subject at every poll, and this keeps that from rebuilding (and
+    re-encoding) unchanged configs.
     """
 
     def __init__(self) -> None:
@@ -663,8 +677,7 @@ class ConfigMemo:
     def config(
         self, naming: Naming, row: EntityDescription[C], ctx: C, target: Target
     ) -> EntityConfig:
-        attributes = tuple(row.attributes_fn(ctx)) if row.attributes_fn is not None else None
-        inputs = (naming, row, row.name_for(ctx), row.unit_for(ctx), attributes, target)
+        inputs = (naming, row, row.name_for(ctx), row.unit_for(ctx), target)
         key = (id(row), target.object_id)
         known = self._configs.get(key)
         if known is not None and known[0] == inputs:
@@ -697,7 +710,9 @@ def scope_state(scope: Scope[C], ctx: C, target: Target) -> State | None:
         if row.value_fn is not None:
             values[row.key] = row.value_fn(ctx)
         if row.attributes_fn is not None:
-            values.update(row.attributes_fn(ctx))
+            given = row.attributes_fn(ctx)
+            for key in row.attributes:
+                values[key] = given.get(key)
     if scope.extras_fn is not None:
         for key, value in scope.extras_fn(ctx).items():
             values.setdefault(key, value)

@@ -38,6 +38,7 @@ from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.db import Database
 from grillstats_bridge.discovery import (
     TABLE,
+    BridgeHealth,
     BridgeStatus,
     ConfigMemo,
     DeviceView,
@@ -51,7 +52,7 @@ from grillstats_bridge.discovery import (
     device_publication,
     dumps,
 )
-from grillstats_bridge.domain import Device, utcnow
+from grillstats_bridge.domain import Device, Poll, utcnow
 from grillstats_bridge.models import MqttPublication
 from grillstats_bridge.mqtt import Delivery, InboundMessage, Message, MqttClient
 
@@ -143,6 +144,12 @@ class PublisherHealth:
     last_discovery: datetime | None
     store_errors: int
 
+    def as_dict(self) -> dict[str, object]:
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in ((f, getattr(self, f)) for f in self.__slots__)
+        }
+
 
 class Publisher:
     """The bridge's MQTT face: discovery, states, availability, cleanup of what vanished.
@@ -222,7 +229,7 @@ class Publisher:
             "change": None if firing.change is None else round(firing.change, 2),
             "time": firing.time.isoformat(),
         }
-        topic = f"{self.naming.device_root(firing.serial)}/event"
+        topic = self.naming.device_event_topic(firing.serial)
         return self.client.publish_event(topic, dumps(payload), on_done=on_done)
 
     def publish_devices(
@@ -241,8 +248,15 @@ class Publisher:
         """
         nicknames = nicknames or {}
         with self._lock:
+            if self._bridge is None:
+                # Devices name the bridge as their via_device: HA must know it first.
+                self.publish_bridge_state(BridgeStatus(status=BridgeHealth.STARTING))
             self._accounts[user_id] = {d.serial: (d, nicknames.get(d.serial)) for d in devices}
             self._publish_account(user_id, now or self._clock())
+
+    def publish_poll(self, poll: Poll, *, nicknames: Mapping[str, str] | None = None) -> None:
+        """``publish_devices`` for one ``domain.Poll`` (its account, devices and time)."""
+        self.publish_devices(poll.user_id, poll.devices, now=poll.polled_at, nicknames=nicknames)
 
     def refresh(self, now: datetime | None = None) -> None:
         """Re-judge every known device's availability (call it when a poll did not come)."""

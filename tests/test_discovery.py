@@ -270,6 +270,8 @@ def test_sanitize() -> None:
         Naming(instance_id="a/b")
     with pytest.raises(ValueError, match="entity key"):
         EntityDescription(key="Bad Key", component=Component.SENSOR)
+    with pytest.raises(ValueError, match="both attributes and attributes_fn"):
+        EntityDescription(key="x", component=Component.SENSOR, attributes=("a",))
 
 
 def test_later_features_add_entities_by_adding_rows() -> None:
@@ -316,6 +318,7 @@ def test_later_features_add_entities_by_adding_rows() -> None:
     root = "grillstats/home/device/10_06_1C_6F_47_70"
     event = json.loads(configs["homeassistant/event/home/10_06_1C_6F_47_70_p1_alert/config"])
     assert event["state_topic"] == f"{root}/probe/1/event" and "value_template" not in event
+    assert event["state_topic"] == NAMING.probe_event_topic(SIGNALS, 1)
     button = json.loads(configs["homeassistant/button/home/10_06_1C_6F_47_70_start_session/config"])
     assert button["command_topic"] == f"{root}/start_session/set"
     number = json.loads(configs["homeassistant/number/home/10_06_1C_6F_47_70_p1_target/config"])
@@ -325,4 +328,5 @@ def test_later_features_add_entities_by_adding_rows() -> None:
         configs["homeassistant/device_automation/home/10_06_1C_6F_47_70_p1_target_reached/config"]
     )
     assert trigger["topic"] == f"{root}/probe/1/event" and "unique_id" not in trigger
+    assert NAMING.device_event_topic(SIGNALS) == f"{root}/event"
     assert trigger["device"]["identifiers"] == ["home_10_06_1C_6F_47_70"]

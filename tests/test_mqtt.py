@@ -25,6 +25,7 @@ from grillstats_bridge.mqtt import (
     Message,
     MqttClient,
     MqttError,
+    read_retained,
 )
 from tests.fixtures.mqtt import (
     WAIT,
@@ -185,6 +186,61 @@ def test_states_keep_the_latest_value_and_events_wait_while_the_broker_is_away(
     assert client.health().connects == 2
 
 
+def test_unacknowledged_messages_are_sent_again_after_a_reconnect(
+    mqtt_broker: Broker,
+    mqtt_config: MqttConfig,
+    tcp_proxy: TcpProxy,
+    ordered_subscriber: Subscriber,
+    make_client: Callable[..., MqttClient],
+) -> None:
+    """QoS 1 is at least once: what the broker never acknowledged is not taken as delivered."""
+    config = make_mqtt_config(tcp_proxy.broker, mqtt_config.instance_id)
+    root = f"{config.base_topic}/{config.instance_id}"
+    client = started(make_client(config))
+    client.publish_state(f"{root}/config", "to be cleared", qos=1)
+    assert client.flush(WAIT)
+
+    tcp_proxy.hold_replies()  # the broker gets our messages; we never see its PUBACKs
+    deliveries = [client.publish_event(f"{root}/event", f"e{i}") for i in range(5)]
+    client.clear(f"{root}/config")
+    ordered_subscriber.wait_for(
+        lambda ms: sum(m.topic == f"{root}/event" for m in ms) == 5, what="five events"
+    )
+    assert {d.status for d in deliveries} == {DeliveryStatus.SENT}
+    assert client.health().inflight == 6 and not client.flush(0.2)
+
+    tcp_proxy.cut()
+    wait_disconnected(client)
+    tcp_proxy.restore()
+    assert all(d.wait(WAIT) for d in deliveries)
+    got = ordered_subscriber.wait_for(
+        lambda ms: sum(m.topic == f"{root}/event" for m in ms) == 10, what="the events again"
+    )
+    events = [m.text for m in got if m.topic == f"{root}/event"]
+    assert events == [f"e{i}" for i in range(5)] * 2  # sent again, in order
+    assert client.flush(WAIT)
+    assert retained(mqtt_broker.host, mqtt_broker.port, f"{root}/config") == {}
+
+
+def test_a_failing_connect_hook_does_not_stop_the_client(
+    mqtt_broker: Broker,
+    mqtt_config: MqttConfig,
+    make_client: Callable[..., MqttClient],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = make_client(mqtt_config)
+
+    def broken() -> list[Message]:
+        raise RuntimeError("a hook bug")
+
+    client.add_connect_hook(broken)
+    client.add_connect_hook(lambda: [Message(f"{status_topic(mqtt_config)}x", "after", 1, True)])
+    started(client)
+    topic = status_topic(mqtt_config)
+    assert retained(mqtt_broker.host, mqtt_broker.port, f"{topic}x") == {f"{topic}x": b"after"}
+    assert "connect hook" in caplog.text and "a hook bug" in caplog.text
+
+
 def test_event_overflow_is_refused_loudly_and_the_caller_knows(
     mqtt_config: MqttConfig,
     tcp_proxy: TcpProxy,
@@ -322,6 +378,26 @@ def test_publishing_after_stop_is_refused_and_undelivered_events_are_abandoned(
     client.stop(timeout=0.5)
     assert waiting.status is DeliveryStatus.ABANDONED and not waiting.wait(0)
     assert client.publish_event("gstest/never", "e").status is DeliveryStatus.REJECTED
+
+
+def test_reading_what_is_retained_sees_more_than_the_brokers_queue(
+    mqtt_config: MqttConfig, make_client: Callable[..., MqttClient]
+) -> None:
+    """``mqtt cleanup`` must find every topic: 100 devices retain over 2000 of them, and
+    Mosquitto queues at most 1000 QoS 1 messages per client (the rest are dropped)."""
+    root = f"{mqtt_config.base_topic}/{mqtt_config.instance_id}"
+    client = started(make_client(mqtt_config, status_topic=None))
+    for i in range(2500):
+        client.publish_state(f"{root}/many/{i}", str(i), qos=1)
+    assert client.flush(WAIT)
+    scan = read_retained(
+        mqtt_config,
+        [f"{root}/#"],
+        marker_topic=f"{root}/marker/x",
+        client_id=f"{mqtt_config.instance_id}-scan",
+    )
+    assert scan.complete and len(scan.messages) == 2500
+    assert scan.messages[f"{root}/many/2499"] == b"2499"
 
 
 def test_bad_topics_and_bad_settings_are_refused(mqtt_config: MqttConfig) -> None:

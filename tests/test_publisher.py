@@ -27,7 +27,8 @@ from grillstats_bridge.discovery import (
     Naming,
     Table,
 )
-from grillstats_bridge.mqtt import MqttClient
+from grillstats_bridge.domain import Poll
+from grillstats_bridge.mqtt import MqttClient, read_retained
 from grillstats_bridge.publisher import PublicationStore, Publisher, naming_for
 from tests import ha_rules
 from tests.fixtures.mqtt import (
@@ -259,6 +260,31 @@ def _expected(bridge: Bridge) -> dict[str, bytes]:
     return out
 
 
+def test_devices_before_the_bridge_state_still_put_the_bridge_first(
+    mqtt_config: MqttConfig, ordered_subscriber: Subscriber, make_bridge: Callable[..., Bridge]
+) -> None:
+    """Devices name the bridge as via_device: its configs must reach HA before theirs."""
+    bridge = make_bridge(mqtt_config)
+    poll = Poll(user_id=1, polled_at=NOW, devices=sample_devices(NOW)[:1], readings=())
+    bridge.publisher.publish_poll(poll)
+    assert bridge.client.flush(WAIT)
+    configs = [
+        m.topic
+        for m in ordered_subscriber.wait_for(
+            lambda ms: sum("/config" in m.topic for m in ms) >= 4 + 4 + 4 * 3, what="configs"
+        )
+        if m.topic.endswith("/config")
+    ]
+    assert all("/bridge_" in t for t in configs[:4]), configs[:6]
+    assert not any("/bridge_" in t for t in configs[4:])
+    held = retained(
+        ordered_subscriber.host, ordered_subscriber.port, f"{bridge.naming.root}/bridge"
+    )
+    assert json.loads(held[f"{bridge.naming.root}/bridge"])["status"] == "starting"
+    health = bridge.publisher.health().as_dict()
+    assert health["devices"] == 1 and health["entities"] == 4 + 4 + 4 * 3
+
+
 def test_account_unlinked_and_device_offline(
     mqtt_broker: Broker, mqtt_config: MqttConfig, make_bridge: Callable[..., Bridge]
 ) -> None:
@@ -426,3 +452,41 @@ def test_cleanup_removes_everything_this_instance_published(
     left = retained(mqtt_broker.host, mqtt_broker.port, *namespaces(mqtt_config))
     assert left == neighbour_held
     assert store.load() == []
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_cleanup_clears_more_than_the_broker_sends_at_once(
+    tmp_path: Path,
+    instance_id: str,
+    private_broker: Callable[..., PrivateBroker],
+    make_bridge: Callable[..., Bridge],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A broker drops what overflows its queue for a slow subscriber (the end marker too):
+    the scan says it is incomplete, and the cleanup scans again until nothing is left."""
+    broker = private_broker(extra="allow_anonymous true\nmax_queued_messages 10\n")
+    config = make_mqtt_config(broker.broker, instance_id)
+    bridge = make_bridge(config)
+    big = "x" * 2048  # more than the socket buffers hold: the broker has to queue
+    for i in range(3000):
+        bridge.client.publish_state(f"{bridge.naming.root}/big/{i}", big)
+    assert bridge.client.flush(WAIT)
+    bridge.client.stop()
+    scan = read_retained(
+        config,
+        [f"{bridge.naming.root}/#"],
+        marker_topic=f"{bridge.naming.root}/marker",
+        client_id=f"{instance_id}-scan",
+        quiet=0.5,
+    )
+    assert not scan.complete and 0 < len(scan.messages) < 3000
+
+    config_file = tmp_path / "config.yaml"
+    mqtt_section = {k: getattr(config, k) for k in ("host", "port", "instance_id", "base_topic")}
+    config_file.write_text(yaml.safe_dump({"mqtt": mqtt_section}))
+    args = ["--config", str(config_file), "mqtt", "cleanup", "--broker-only"]
+    assert main([*args, "--dry-run"]) == 0
+    assert "only part of what it holds" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "cleared 3001 retained topics" in capsys.readouterr().out  # and the status
+    assert retained(broker.host, broker.port, f"{bridge.naming.root}/#") == {}

@@ -8,7 +8,7 @@ from typing import Any
 
 from grillstats_bridge.cli.common import Context, add_command, add_group
 from grillstats_bridge.errors import GrillstatsError, UsageError
-from grillstats_bridge.mqtt import MqttClient, read_retained
+from grillstats_bridge.mqtt import MqttClient, RetainedScan, read_retained
 from grillstats_bridge.publisher import PublicationStore, naming_for
 
 TIMEOUT = 15.0
@@ -37,19 +37,19 @@ def register(sub: Any) -> None:
     )
 
 
+# A broker may send only part of a large retained list at once (see read_retained);
+# clearing and scanning again converges. This bounds the passes.
+MAX_PASSES = 50
+
+
 def _cleanup(args: argparse.Namespace, ctx: Context) -> int:
     config = ctx.config.mqtt
     naming = naming_for(config)
     store = None if args.broker_only else PublicationStore(ctx.database(), config.instance_id)
     remembered = {r.topic: r.kind for r in store.load()} if store is not None else {}
     helper_id = f"{config.effective_client_id}-cleanup"
-    held = read_retained(
-        config,
-        [f"{naming.root}/#", f"{config.discovery_prefix}/+/{config.instance_id}/+/config"],
-        marker_topic=f"{naming.root}/cleanup-marker/{uuid.uuid4().hex}",
-        client_id=helper_id,
-        timeout=TIMEOUT,
-    )
+    scan = _scan(ctx, helper_id)
+    held = scan.messages
     online = held.get(naming.status_topic) == b"online"
     if online and not args.force and not args.dry_run:
         raise UsageError(
@@ -59,8 +59,9 @@ def _cleanup(args: argparse.Namespace, ctx: Context) -> int:
     topics = sorted(set(remembered) | set(held))
     configs = sum(1 for t in topics if t.startswith(config.discovery_prefix + "/"))
     source = "the broker" if store is None else "the database and the broker"
+    at_least = "" if scan.complete else "at least "
     print(
-        f"instance {config.instance_id}: {len(topics)} retained topics in {source} "
+        f"instance {config.instance_id}: {at_least}{len(topics)} retained topics in {source} "
         f"({configs} discovery configs, {len(topics) - configs} states)"
     )
     if args.dry_run:
@@ -68,16 +69,50 @@ def _cleanup(args: argparse.Namespace, ctx: Context) -> int:
             print(
                 f"note: the bridge looks online; stop it before cleaning up ({naming.status_topic})"
             )
+        if not scan.complete:
+            print(
+                "note: the broker sent only part of what it holds (too much at once); "
+                "the cleanup itself scans again until nothing is left"
+            )
         for topic in topics:
             where = ("db " if topic in remembered else "   ") + ("broker" if topic in held else "")
             print(f"  {where:<9} {topic}")
         print("dry run: nothing cleared")
         return 0
+    cleared = set(topics)
     if topics:
         _clear(ctx, topics, helper_id)
+    for _ in range(MAX_PASSES):
+        if scan.complete and not set(scan.messages) - set(topics):
+            break
+        scan = _scan(ctx, helper_id)
+        left = sorted(set(scan.messages))
+        if not left and scan.complete:
+            break
+        _clear(ctx, left, helper_id)
+        cleared.update(left)
+        topics = left
+    else:
+        raise GrillstatsError(
+            f"the broker still holds retained topics of instance {config.instance_id!r} "
+            f"after {MAX_PASSES} passes"
+        )
     forgotten = store.forget_all() if store is not None else 0
-    print(f"cleared {len(topics)} retained topics; forgot {forgotten} database rows")
+    print(f"cleared {len(cleared)} retained topics; forgot {forgotten} database rows")
     return 0
+
+
+def _scan(ctx: Context, client_id: str) -> RetainedScan:
+    """What the broker holds under this instance's own topics."""
+    config = ctx.config.mqtt
+    naming = naming_for(config)
+    return read_retained(
+        config,
+        [f"{naming.root}/#", f"{config.discovery_prefix}/+/{config.instance_id}/+/config"],
+        marker_topic=f"{naming.root}/cleanup-marker/{uuid.uuid4().hex}",
+        client_id=client_id,
+        timeout=TIMEOUT,
+    )
 
 
 def _clear(ctx: Context, topics: list[str], client_id: str) -> None:

@@ -1,0 +1,327 @@
+"""What a real Home Assistant makes of the bridge, run by hand (needs ../shared/tools/ha-check).
+
+    PYTHONPATH=. /work/venv/bin/python benchmarks/ha_check.py [--json report.json]
+
+Holds /tmp/ha-check.lock for its whole run (the tool is shared), starts a Mosquitto
+of its own on a free port (so it may restart it) and a fresh Home Assistant on it,
+runs the bridge's real MQTT client and publisher with the test devices
+(tests/sample_devices.py), and checks, in four phases:
+
+1. first start: every device and entity appears, with the values the bridge
+   published (``unknown`` exactly where it published null, ``unavailable`` exactly
+   for the offline device's device-bound entities), and HA logged no MQTT error or
+   warning;
+2. live values: new readings reach HA's states;
+3. HA restart (same configuration): HA's birth makes the bridge republish, every
+   entity is back with its value;
+4. broker restart (no persistence: every retained message lost): the bridge
+   reconnects, republishes, and HA shows everything again.
+
+Then it stops HA, the bridge and the broker. Exit status 0 when every check held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from grillstats_bridge import __version__
+from grillstats_bridge.config import MqttConfig
+from grillstats_bridge.discovery import (
+    AccountStatus,
+    BridgeHealth,
+    BridgeStatus,
+    DeviceView,
+    bridge_publication,
+    device_publication,
+)
+from grillstats_bridge.domain import Device, utcnow
+from grillstats_bridge.mqtt import MqttClient
+from grillstats_bridge.publisher import Publisher, naming_for
+from tests.fixtures.mqtt import free_port, port_open
+from tests.sample_devices import sample_devices
+
+TOOL = Path(os.environ.get("HA_CHECK", "/work/shared/tools/ha-check/run_ha_check.sh"))
+LOCK = "/tmp/ha-check.lock"
+INSTANCE = "hacheck"
+CONNECTION_LOST = "Error returned from MQTT server: The connection was lost"
+
+
+class Check:
+    """Collects pass/fail lines; the report and the exit status come from it."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+        self.report: dict[str, Any] = {}
+
+    def ok(self, condition: bool, what: str) -> None:
+        print(("  ok    " if condition else "  FAIL  ") + what, flush=True)
+        if not condition:
+            self.failures.append(what)
+
+
+@contextlib.contextmanager
+def shared_lock() -> Iterator[None]:
+    with open(LOCK, "w") as handle:
+        print(f"waiting for {LOCK} ...", flush=True)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Broker:
+    """A Mosquitto of our own (no persistence), restartable."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        )
+        self.log = workdir / "mosquitto.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                ["/usr/sbin/mosquitto", "-c", str(self.conf)], stdout=out, stderr=out
+            )
+        deadline = time.monotonic() + 10
+        while not port_open("127.0.0.1", self.port):
+            assert time.monotonic() < deadline, "mosquitto did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+def tool(*args: str, env: dict[str, str], check: bool = True) -> str:
+    result = subprocess.run(
+        [str(TOOL), *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    if check and result.returncode not in (0, 2):
+        sys.stderr.write(result.stderr)
+        raise RuntimeError(f"{TOOL.name} {' '.join(args)}: exit {result.returncode}")
+    return result.stdout
+
+
+def snapshot(env: dict[str, str], wait_ids: list[str]) -> dict[str, Any]:
+    args = ["states", "--timeout", "60", "--wait-state-any"]
+    for uid in wait_ids:
+        args += ["--wait-unique-id", uid]
+    data: dict[str, Any] = json.loads(tool(*args, env=env))
+    return data
+
+
+def expected_states(naming: Any, bridge: BridgeStatus, devices: Any) -> dict[str, Any]:
+    """unique id -> what HA should show, from the very payloads the bridge publishes."""
+    now = utcnow()
+    pubs = [bridge_publication(naming, bridge)] + [
+        device_publication(naming, DeviceView.of(d, now)) for d in devices
+    ]
+    states = {s.topic: s.payload for p in pubs for s in p.states}
+    out: dict[str, Any] = {}
+    for pub in pubs:
+        for config in pub.configs:
+            p = config.payload
+            key = p["value_template"].split("value_json.")[1].split()[0]
+            value = json.loads(states[p["state_topic"]])[key]
+            avail = all(
+                states.get(a["topic"], "online") == "online" for a in p["availability"]
+            )  # the bridge's own status topic is not in `states`: it is online
+            out[str(config.unique_id)] = {"value": value, "available": avail, "payload": p}
+    return out
+
+
+def compare(
+    check: Check,
+    ha: dict[str, Any],
+    want: dict[str, Any],
+    phase: str,
+    *,
+    allow_connection_loss: bool = False,
+) -> None:
+    mine = {e["unique_id"]: e for e in ha["entities"] if e["unique_id"].startswith(INSTANCE)}
+    check.ok(set(mine) == set(want), f"{phase}: {len(mine)} entities, {len(want)} expected")
+    wrong = []
+    for uid, w in want.items():
+        entity = mine.get(uid)
+        if entity is None:
+            continue
+        state = entity["state"]
+        if not w["available"]:
+            good = state == "unavailable"
+        elif w["value"] is None:
+            good = state == "unknown"
+        elif isinstance(w["value"], bool):
+            good = state == ("on" if w["value"] else "off")
+        elif w["payload"].get("device_class") == "timestamp":
+            good = state not in ("unknown", "unavailable")
+        elif isinstance(w["value"], (int, float)) and not isinstance(w["value"], bool):
+            unit = w["payload"].get("unit_of_measurement")
+            shown = float(state) if state not in ("unknown", "unavailable") else None
+            expect = float(w["value"]) if unit != "°C" else w["value"] * 9 / 5 + 32  # US units
+            good = shown is not None and abs(shown - expect) < 0.06
+        else:
+            good = state == str(w["value"])
+        if not good:
+            wrong.append(f"{uid}: HA {state!r}, published {w['value']!r}")
+    check.ok(not wrong, f"{phase}: every state as published" + (f" ({wrong[:5]})" if wrong else ""))
+    devices = [
+        d for d in ha["devices"] if any(INSTANCE in str(i) for i in d.get("identifiers", []))
+    ]
+    wanted = {json.dumps(w["payload"]["device"]["identifiers"]) for w in want.values()}
+    check.ok(
+        len(devices) == len(wanted), f"{phase}: {len(devices)} devices, {len(wanted)} expected"
+    )
+    # Restarting the broker makes HA's own MQTT client warn that it lost its connection;
+    # that says nothing about our payloads, and is reported apart (only in that phase).
+    lost = [line for line in ha["mqtt_log"] if CONNECTION_LOST in line]
+    log = [line for line in ha["mqtt_log"] if line not in lost or not allow_connection_loss]
+    check.ok(
+        not log,
+        f"{phase}: HA logged {len(log)} MQTT errors or warnings"
+        + "".join(f"\n        {line[:300]}" for line in log[:10]),
+    )
+    if lost and allow_connection_loss:
+        print(f"  note  HA's own client logged the broker going away: {lost[0][:160]}")
+    check.report[phase] = {
+        "entities": len(mine),
+        "devices": len(devices),
+        "states": {uid: e["state"] for uid, e in sorted(mine.items())},
+        "mqtt_log": ha["mqtt_log"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write the report (states per phase) here")
+    parser.add_argument(
+        "--fleet", type=int, default=0, help="also publish this many more 4-probe Signals"
+    )
+    args = parser.parse_args()
+    check = Check()
+    with shared_lock(), tempfile.TemporaryDirectory(prefix="ha-check-") as tmp:
+        broker = Broker(Path(tmp))
+        env = dict(os.environ, MQTT_PORT=str(broker.port))
+        client: MqttClient | None = None
+        try:
+            broker.start()
+            print(f"broker on 127.0.0.1:{broker.port}; starting Home Assistant", flush=True)
+            tool("start", env=env)
+            config = MqttConfig(
+                host="127.0.0.1",
+                port=broker.port,
+                instance_id=INSTANCE,
+                reconnect_min_delay=0.2,
+                reconnect_max_delay=2.0,
+                ha_birth_delay=2.0,
+            )
+            naming = naming_for(config)
+            client = MqttClient(config, status_topic=naming.status_topic)
+            publisher = Publisher(client, config)
+            client.start()
+            assert client.wait_ready(10)
+            bridge = BridgeStatus(
+                status=BridgeHealth.OK,
+                last_poll=utcnow(),
+                cloud_errors=2,
+                accounts=(
+                    AccountStatus(user_id=1, label="alice@example.com"),
+                    AccountStatus(user_id=2, label="bob", reauth_needed=True),
+                ),
+            )
+            devices = with_fleet(sample_devices(utcnow()), args.fleet)
+            publisher.publish_bridge_state(bridge)
+            publisher.publish_devices(1, devices)
+            want = expected_states(naming, bridge, devices)
+            ids = sorted(want)
+
+            print("phase 1: first start", flush=True)
+            ha = wait_for(env, ids, want, timeout=60)
+            check.report["ha_version"] = ha["ha_version"]
+            print(f"  Home Assistant {ha['ha_version']}", flush=True)
+            compare(check, ha, want, "first start")
+
+            print("phase 2: live values", flush=True)
+            devices = with_fleet(sample_devices(utcnow(), step=4), args.fleet)  # +2 degrees
+            publisher.publish_devices(1, devices)
+            want = expected_states(naming, bridge, devices)
+            ha = wait_for(env, ids, want, timeout=60)  # every probe +2 degrees, or time is up
+            compare(check, ha, want, "live values")
+
+            print("phase 3: Home Assistant restart", flush=True)
+            births = publisher.health().ha_births
+            tool("stop", env=env)
+            tool("start", env=dict(env, HA_FRESH="0"))
+            ha = wait_for(env, ids, want, timeout=60)
+            deadline = time.monotonic() + 30
+            while publisher.health().ha_births <= births and time.monotonic() < deadline:
+                time.sleep(0.2)
+            check.ok(publisher.health().ha_births > births, "HA restart: the bridge saw HA's birth")
+            compare(check, ha, want, "HA restart")
+
+            print("phase 4: broker restart (no persistence)", flush=True)
+            connects = client.health().connects
+            broker.stop()
+            broker.start()
+            ha = wait_for(env, ids, want, timeout=90)
+            check.ok(client.health().connects > connects, "broker restart: the bridge reconnected")
+            compare(check, ha, want, "broker restart", allow_connection_loss=True)
+        finally:
+            if client is not None:
+                client.stop()
+            tool("stop", env=env, check=False)
+            broker.stop()
+    check.report["bridge_version"] = __version__
+    check.report["failures"] = check.failures
+    if args.json:
+        Path(args.json).write_text(json.dumps(check.report, indent=1, ensure_ascii=False))
+    print("ALL CHECKS HELD" if not check.failures else f"{len(check.failures)} CHECKS FAILED")
+    return 0 if not check.failures else 1
+
+
+def with_fleet(devices: tuple[Device, ...], count: int) -> tuple[Device, ...]:
+    """The sample devices plus ``count`` clones of the sample Signals (a scale check)."""
+    signals = devices[0]
+    clones = []
+    for i in range(count):
+        serial = f"10:06:1C:F0:{i // 256:02X}:{i % 256:02X}"
+        probes = tuple(dataclasses.replace(p, serial=serial) for p in signals.probes)
+        clones.append(
+            dataclasses.replace(signals, serial=serial, label=f"Grill {i}", probes=probes)
+        )
+    return (*devices, *clones)
+
+
+def wait_for(env: dict[str, str], ids: list[str], want: dict[str, Any], timeout: float) -> Any:
+    """Snapshots until every entity shows what it should (or the time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ha = snapshot(env, ids)
+        probe = Check()
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            compare(probe, ha, want, "poll", allow_connection_loss=True)
+        if not probe.failures or time.monotonic() > deadline:
+            return ha
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
