@@ -48,7 +48,7 @@ from grillstats_bridge.discovery import AccountStatus, BridgeHealth, BridgeStatu
 from grillstats_bridge.domain import Device, Poll, Unit, convert_temperature
 from grillstats_bridge.health import HealthServer
 from grillstats_bridge.models import User
-from grillstats_bridge.mqtt import Delivery, MqttClient
+from grillstats_bridge.mqtt import Delivery, InboundMessage, MqttClient
 from grillstats_bridge.pipeline import Outcome, Pipeline
 from grillstats_bridge.publisher import PublicationStore, Publisher, naming_for
 from grillstats_bridge.scheduler import AccountState, Retry, Scheduler
@@ -330,6 +330,15 @@ class Bridge:
     def submit(self, job: Callable[[], None]) -> None:
         """Run ``job`` on the pipeline thread (MQTT commands that touch sessions or alerts)."""
         self._work.put(job)
+
+    def on_command(self, topic_filter: str, handler: Callable[[InboundMessage], None]) -> None:
+        """Subscribe to a command topic; ``handler`` runs on the pipeline thread, never raising.
+
+        Home Assistant's buttons and numbers end up here: the handler may use the
+        session and alert services and the database like the pipeline does, and
+        what it raises is logged, not fatal.
+        """
+        self.mqtt.subscribe(topic_filter, lambda message: self.submit(lambda: handler(message)))
 
     # ------------------------------------------------------------------ the schedule
 
