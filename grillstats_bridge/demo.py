@@ -56,7 +56,9 @@ def run_demo(
     if view:
         # The live view owns the terminal: the log goes to a file beside the database.
         log_to(logging.FileHandler(folder / "demo.log", encoding="utf-8"))
-    base = load_config(config_path) if config_path else Config()
+    # The usual search (so GRILLSTATS_MQTT_HOST and a config.yaml's broker apply); the
+    # database, key, cloud and health port are the demo's own whatever it says.
+    base = load_config(config_path)
     with CloudSimulator(scenario, speed=speed) as sim, _broker(base) as (host, port, note):
         config = (
             base.replace("database", url=f"sqlite:///{folder / 'demo.db'}")

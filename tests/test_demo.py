@@ -1,0 +1,82 @@
+"""The README's "run the main job" command: the demo, end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from grillstats_bridge.config import MqttConfig
+from tests.fixtures.mqtt import Subscriber, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_demo(
+    tmp_path: Path, env: dict[str, str], until: str, timeout: float = 60
+) -> tuple[int, str]:
+    """Start the demo, wait for a line containing ``until`` in its log, then press Ctrl-C."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grillstats_bridge", "demo", "--no-view", "--speed", "3000"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if until in line:
+                break
+            assert time.monotonic() < deadline, "".join(lines[-20:])
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+        lines.append(rest)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, "".join(lines)
+
+
+def test_demo_runs_the_whole_bridge_and_stops_cleanly(
+    tmp_path: Path, mqtt_config: MqttConfig, subscriber: Subscriber
+) -> None:
+    env = {
+        "GRILLSTATS_MQTT_HOST": mqtt_config.host,
+        "GRILLSTATS_MQTT_PORT": str(mqtt_config.port),
+        "GRILLSTATS_MQTT_INSTANCE_ID": mqtt_config.instance_id,
+        "GRILLSTATS_MQTT_BASE_TOPIC": mqtt_config.base_topic,
+        "GRILLSTATS_MQTT_DISCOVERY_PREFIX": mqtt_config.discovery_prefix,
+    }
+    code, out = run_demo(tmp_path, env, until="alert fired")
+    assert code == 0, out
+    assert "demo: simulator 'brisket'" in out and "demo stopped cleanly" in out
+    assert "Traceback" not in out
+    # It published the simulated devices, and left its data where it said.
+    subscriber.sync()
+    assert any(m.topic.endswith("/config") for m in subscriber.snapshot())
+    db = tmp_path / "grillstats-demo" / "demo.db"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM readings")).scalar_one() > 0
+        assert conn.execute(sa.text("SELECT count(*) FROM alert_history")).scalar_one() >= 1
+    engine.dispose()
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/mosquitto").exists(), reason="needs Mosquitto installed")
+def test_demo_starts_a_private_broker_when_none_answers(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    code, out = run_demo(tmp_path, {"GRILLSTATS_MQTT_PORT": str(port)}, until="polling ThermoWorks")
+    assert code == 0, out
+    assert f"none on localhost:{port}" in out and "private Mosquitto on 127.0.0.1:" in out
