@@ -30,6 +30,7 @@ from grillstats_bridge.accounts import account_info, link_account
 from grillstats_bridge.alert_service import add_alert
 from grillstats_bridge.config import Config, load_config
 from grillstats_bridge.db import Database
+from grillstats_bridge.domain import utcnow
 from grillstats_bridge.liveview import CLEAR, ViewState, render
 from grillstats_bridge.logsetup import log_to
 from grillstats_bridge.sync import poll_and_sync
@@ -59,7 +60,9 @@ def run_demo(
     # The usual search (so GRILLSTATS_MQTT_HOST and a config.yaml's broker apply); the
     # database, key, cloud and health port are the demo's own whatever it says.
     base = load_config(config_path)
-    with CloudSimulator(scenario, speed=speed) as sim, _broker(base) as (host, port, note):
+    # The cook starts now, so that "last seen" and session times read naturally in HA.
+    simulator = CloudSimulator(scenario, speed=speed, start=utcnow())
+    with simulator as sim, _broker(base) as (host, port, note):
         config = (
             base.replace("database", url=f"sqlite:///{folder / 'demo.db'}")
             .replace("security", key_file=str(folder / "demo.key"))

@@ -138,3 +138,38 @@ def print_table(
     print(line.format(*headers).rstrip(), file=out)
     for row in text_rows:
         print(line.format(*row).rstrip(), file=out)
+
+
+# ------------------------------------------------------------------ argument types
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    return int(_bounded(text, int, 1, None, "a whole number"))
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above 0."""
+    value = _bounded(text, float, None, None, "a number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value:g}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """An argparse type: 0 (any free port) to 65535."""
+    return int(_bounded(text, int, 0, 65535, "a port number"))
+
+
+def _bounded(
+    text: str, kind: type[int] | type[float], low: float | None, high: float | None, what: str
+) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+    if low is not None and high is not None and not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be {low:g} to {high:g}, got {value:g}")
+    if low is not None and value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low:g}, got {value:g}")
+    return value

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from grillstats_bridge import migrate
-from grillstats_bridge.cli.common import Context, add_command, add_group
+from grillstats_bridge.cli.common import Context, add_command, add_group, positive_int
 from grillstats_bridge.db import Database, safe_url
 from grillstats_bridge.errors import UsageError
 
@@ -36,18 +36,10 @@ def register(sub: Any) -> None:
         _pool_test,
         "run concurrent queries and show that pooled connections are reused and returned",
     )
-    p.add_argument("--queries", type=_positive, default=200, help="queries to run (default 200)")
-    p.add_argument("--threads", type=_positive, default=20, help="concurrent threads (default 20)")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    p.add_argument("--queries", type=positive_int, default=200, help="queries to run (default 200)")
+    p.add_argument(
+        "--threads", type=positive_int, default=20, help="concurrent threads (default 20)"
+    )
 
 
 def _upgrade(args: argparse.Namespace, ctx: Context) -> int:

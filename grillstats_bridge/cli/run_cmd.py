@@ -11,7 +11,7 @@ from types import FrameType
 from typing import Any
 
 from grillstats_bridge import migrate
-from grillstats_bridge.cli.common import Context, add_command
+from grillstats_bridge.cli.common import Context, add_command, positive_float
 from grillstats_bridge.config import ConfigError, load_config
 from grillstats_bridge.errors import GrillstatsError
 
@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
     p.add_argument("--scenario", default="brisket", help="simulator scenario (default: brisket)")
     p.add_argument(
         "--speed",
-        type=_positive_float,
+        type=positive_float,
         default=120.0,
         help="simulated seconds per real second (default 120: a 12 h cook in 6 minutes)",
     )
@@ -53,16 +53,6 @@ def register(sub: Any) -> None:
         help="where the demo keeps its SQLite database and key (default ./grillstats-demo)",
     )
     p.add_argument("--no-view", action="store_true", help="log instead of drawing the live view")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value:g}")
-    return value
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from grillstats_bridge.cli.common import Context, add_command
+from grillstats_bridge.cli.common import Context, add_command, port_number
 from grillstats_bridge.domain import utcnow
 from grillstats_bridge.errors import UsageError
 from grillstats_bridge.thermoworks.scenario import list_scenarios, load_scenario
@@ -25,7 +25,9 @@ def register(sub: Any) -> None:
         "run the ThermoWorks cloud simulator (for the demo, tests and scenario writers)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: any free)")
+    p.add_argument(
+        "--port", type=port_number, default=8765, help="port (default 8765; 0: any free)"
+    )
     p.add_argument(
         "--scenario",
         action="append",
@@ -44,16 +46,6 @@ def register(sub: Any) -> None:
         default="now",
         help="simulated time 0: now (default), scenario (the file's start), or an ISO time",
     )
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0 to 65535, got {value}")
-    return value
 
 
 def _speed(text: str) -> float:
