@@ -8,7 +8,8 @@ What runs where:
 
 * this process: a fresh PostgreSQL database (created next to ``--database-url``,
   migrated, dropped at the end), the cloud simulator over real HTTP on loopback
-  with a generated scenario (Signals with four probes, accounts of
+  (sign-in, token refreshes, channel listing; with ``--cloud http`` every
+  request) with a generated scenario (Signals with four probes, accounts of
   ``--per-account`` devices, repeated cooks staggered per device, a target alert
   on every device's meat probe and a range alert on every fifth pit), the users
   and their links, one ``devices sync`` so the alerts have their devices;
@@ -16,6 +17,13 @@ What runs where:
   threads (poll workers, pipeline thread, MQTT), on a simulated clock that
   agrees with the simulator's. Its memory is the bridge's alone;
 * ``mosquitto_sub``: receives every state the bridge publishes, with the time.
+
+The cloud's own time is left out: by default (``--cloud prerendered``) the
+simulator renders every Firestore query answer of the run once, before it
+(``benchmarks/prerendered.py``; cached in the temp directory), and the bridge's
+client gets them from a ``requests`` transport adapter: real Firestore JSON,
+decoded by the real client, without the simulator's per-request work competing
+for the CPU. ``--cloud http`` keeps the simulator answering every request.
 
 Simulated time runs ``--speed`` times faster than real time, so every
 schedule of the daemon (15 s polls while cooking, housekeeping each minute,
@@ -28,8 +36,8 @@ Measured (over the ``--seconds`` after the warm-up):
 
 * readings/s: readings of the polls the pipeline finished (stored, sessions,
   alerts, published), per real second; "offered" is what the polls brought in;
-* poll to publish: from the moment a poll's result (parsed) is in the bridge
-  (``AccountPoller.poll`` returned) to (a) *handed*: ``Publisher.publish_devices``
+* poll to publish: from the moment the poll's last cloud answer was received
+  (its body read; decoding it is the bridge's work) to (a) *handed*: ``Publisher.publish_devices``
   returned, every changed state of the poll in the MQTT client's outbox; (b)
   *received*: the last of those states arrived at ``mosquitto_sub`` through the
   broker (wall-clock timestamps, one machine). The cloud's own time is not in it;
@@ -43,6 +51,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -61,6 +70,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from benchmarks.prerendered import (
+    Answers,
+    Layout,
+    account_ids,
+    prerendered_session,
+    render,
+    serial_accounts,
+)
 from grillstats_bridge import migrate
 from grillstats_bridge.accounts import link_account
 from grillstats_bridge.alert_service import add_alert
@@ -224,7 +241,7 @@ def cleanup_broker(mqtt: MqttConfig, database: Database, seen: set[str]) -> int:
                 marker_topic=f"{naming.root}/cleanup-marker/{uuid.uuid4().hex}",
                 client_id=f"{mqtt.instance_id}-cleanup",
                 timeout=60,
-            )
+            ).messages
         )
     except Exception as exc:  # what the database and the subscriber know is cleared anyway
         print(f"cleanup: the broker's retained topics not read ({exc})", flush=True)
@@ -320,6 +337,16 @@ def main() -> None:
     )
     parser.add_argument("--mqtt", default="127.0.0.1:1883", help="broker host:port")
     parser.add_argument("--workers", type=int, default=4, help="polling.workers")
+    parser.add_argument(
+        "--cloud",
+        choices=("prerendered", "http"),
+        default="prerendered",
+        help="prerendered: Firestore query answers rendered before the run and served to the "
+        "bridge's client from a file (default); http: the simulator answers every request",
+    )
+    parser.add_argument(
+        "--render-processes", type=int, default=os.cpu_count() or 1, help=argparse.SUPPRESS
+    )
     parser.add_argument("--rss-every", type=float, default=10.0, help="RSS sample period (s)")
     parser.add_argument("--profile", metavar="DIR", help="cProfile the pipeline thread into DIR")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
@@ -369,7 +396,11 @@ def run(args: argparse.Namespace) -> None:
     seen: set[str] = set()
     try:
         migrate.upgrade(database)
-        scenario = parse_scenario(build_scenario(args.devices, args.per_account, span_h))
+        raw_scenario = build_scenario(args.devices, args.per_account, span_h)
+        scenario = parse_scenario(raw_scenario)
+        prerendered = None
+        if args.cloud == "prerendered":
+            prerendered = prerender(args, scenario, raw_scenario, speed)
         sim = CloudSimulator(scenario, speed=speed, seed=1).start()
         config = config.replace("thermoworks", **sim.urls())
         sim.clock.set(START_H * 3600 - 60)
@@ -397,6 +428,7 @@ def run(args: argparse.Namespace) -> None:
                 "seconds": args.seconds,
                 "rss_every": args.rss_every,
                 "profile": args.profile,
+                "prerendered": prerendered,
                 "out": str(tmp / "child.json"),
             }
             (tmp / "spec.json").write_text(json.dumps(spec))
@@ -431,6 +463,31 @@ def run(args: argparse.Namespace) -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 print(f"kept {tmp}")
+
+
+def prerender(
+    args: argparse.Namespace, scenario: Any, raw_scenario: dict[str, Any], speed: float
+) -> dict[str, Any]:
+    """Render every Firestore query answer of the run (cached in the temp directory)."""
+    emails = tuple(a.email for a in scenario.accounts)
+    slots = int((args.warmup + args.seconds + 15) * speed / PUSH_S) + 2
+    layout = Layout(emails=emails, start=START_H * 3600, slot=PUSH_S, slots=slots)
+    digest = hashlib.sha256(json.dumps(raw_scenario, sort_keys=True).encode()).hexdigest()
+    cache = Path(tempfile.gettempdir()) / "grillstats-bench-answers"
+    started = time.monotonic()
+    base = render(scenario, layout, cache, processes=args.render_processes, digest=digest)
+    size = base.with_suffix(".bin").stat().st_size
+    print(
+        f"cloud answers: {len(emails)} accounts x {slots} slots of {PUSH_S:g} s prerendered "
+        f"({size / 1e6:,.0f} MB in {cache}, {time.monotonic() - started:.1f} s)",
+        flush=True,
+    )
+    return {
+        "base": str(base),
+        "layout": dataclasses.asdict(layout),
+        "account_ids": account_ids(scenario, emails),
+        "serials": serial_accounts(scenario),
+    }
 
 
 def _config_dict(config: Config) -> dict[str, Any]:
@@ -545,6 +602,8 @@ def _thread_cpu() -> dict[str, float]:
 def child(spec_path: Path) -> None:
     import logging
 
+    import requests
+
     from grillstats_bridge.clock import SimClock
     from grillstats_bridge.daemon import Bridge
     from grillstats_bridge.domain import ensure_utc
@@ -569,16 +628,38 @@ def child(spec_path: Path) -> None:
     local = threading.local()
     finished: list[tuple[float, int]] = []
     original_poll = AccountPoller.poll
+    original_send = requests.Session.send
+
+    def send(self: requests.Session, request: Any, **kw: Any) -> Any:
+        response = original_send(self, request, **kw)
+        local.answered = time.time()  # the cloud's answer is in (its body read)
+        return response
 
     def poll(self: AccountPoller) -> Any:
+        local.answered = None
         result = original_poll(self)
-        available[id(result.devices)] = (time.time(), len(result.readings))
+        # From the cloud's last answer: parsing it is the bridge's work, the cloud's is not.
+        available[id(result.devices)] = (local.answered or time.time(), len(result.readings))
         return result
+
+    requests.Session.send = send  # type: ignore[method-assign]
 
     AccountPoller.poll = poll  # type: ignore[method-assign]
     if os.environ.get("BENCH_SWITCH"):
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
-    bridge = Bridge(config, clock=clock)
+    http = None
+    pre = spec["prerendered"]
+    if pre is not None:
+        layout = pre["layout"]
+        answers = Answers(
+            Path(pre["base"]),
+            Layout(**{**layout, "emails": tuple(layout["emails"])}),
+            pre["account_ids"],
+        )
+        http = prerendered_session(
+            answers, clock.offset, config.thermoworks.firestore_url, pre["serials"]
+        )
+    bridge = Bridge(config, clock=clock, http=http)
     if os.environ.get("BENCH_ORM_SYNC"):  # A/B: every poll through sync_devices
         from grillstats_bridge.sync import sync_devices
 
