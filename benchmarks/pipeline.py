@@ -624,7 +624,9 @@ def child(spec_path: Path) -> None:
     # handed to the MQTT client and which they were, when the pipeline finished it.
     available: dict[int, tuple[float, int]] = {}
     # Streamed to a file, not kept: the bridge's memory must not grow with the measurement.
-    poll_log = Path(spec["out"] + ".polls").open("w", encoding="utf-8")  # noqa: SIM115
+    # A large buffer: a write that reaches the OS releases the GIL, and waiting to get it
+    # back would count in the pipeline's time.
+    poll_log = Path(spec["out"] + ".polls").open("w", encoding="utf-8", buffering=1 << 20)  # noqa: SIM115
     local = threading.local()
     finished: list[tuple[float, int]] = []
     original_poll = AccountPoller.poll

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
-from grillstats_bridge import domain
+from grillstats_bridge import bulk, domain
 from grillstats_bridge.domain import utcnow
 from grillstats_bridge.models import Device, ProbeRow
 from grillstats_bridge.sync import SyncResult, device_values, probe_values, sync_devices
@@ -282,52 +282,19 @@ def _update_rows(
     columns: tuple[str, ...],
     rows: list[tuple[int, dict[str, Any]]],
 ) -> None:
-    """``UPDATE table SET columns WHERE id = ...`` for every row, in as few statements as the
-    database allows: one ``UPDATE ... FROM (VALUES ...)`` on PostgreSQL (one statement to
-    parse and plan, instead of one per row), an executemany elsewhere."""
-    connection = session.connection()
-    dialect = connection.dialect
-    if dialect.name != "postgresql" or dialect.driver != "psycopg2":
-        statement = (
-            sa.update(table)
-            .where(table.c.id == sa.bindparam("b_id"))
-            .values({c: sa.bindparam(c) for c in columns})
+    """``UPDATE table SET columns WHERE id = ...`` for every row: one statement on
+    PostgreSQL (:mod:`bulk`), an executemany elsewhere."""
+    if bulk.supported(session):
+        bulk.update_rows(
+            session, table, columns, [(row_id, *(v[c] for c in columns)) for row_id, v in rows]
         )
-        session.execute(statement, [{"b_id": row_id, **values} for row_id, values in rows])
         return
-    from psycopg2.extensions import AsIs  # type: ignore[import-untyped]
-
-    processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
-    types = [table.c[c].type.compile(dialect=dialect) for c in columns]
-    template = "(%s::INTEGER, " + ", ".join(f"%s::{t}" for t in types) + ")"
-    # psycopg2 interpolates parameters on the client anyway: render the VALUES rows with it
-    # (in C), and run one plain statement through SQLAlchemy (its events and logging see it).
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        values = b", ".join(
-            cursor.mogrify(
-                template,
-                (
-                    row_id,
-                    *(
-                        v[c] if p is None else p(v[c])
-                        for c, p in zip(columns, processors, strict=True)
-                    ),
-                ),
-            )
-            for row_id, v in rows
-        ).decode()  # the connection's client encoding is UTF-8 (db.py)
-    finally:
-        cursor.close()
-    quote = dialect.identifier_preparer.quote
-    names = [quote(c) for c in columns]
-    connection.exec_driver_sql(
-        f"UPDATE {quote(table.name)} SET "
-        + ", ".join(f"{n} = v.{n}" for n in names)
-        + f" FROM (VALUES %s) AS v (b_id, {', '.join(names)})"
-        + f" WHERE {quote(table.name)}.id = v.b_id",
-        (AsIs(values),),  # the rows as rendered above, verbatim
+    statement = (
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("b_id"))
+        .values({c: sa.bindparam(c) for c in columns})
     )
+    session.execute(statement, [{"b_id": row_id, **values} for row_id, values in rows])
 
 
 def _changed(stored: dict[str, Any], values: dict[str, Any]) -> bool:
