@@ -68,7 +68,7 @@ PRUNE_EVERY_S = 3600.0
 MAX_TICK_S = 1.0  # the schedule loop wakes at least this often (stop requests, watchdog)
 OUTBOX_BATCH = 100
 MAX_POLLS_PER_TRANSACTION = 50
-# Polls waiting for the pipeline thread beyond which no new poll starts: when the database
+# Jobs waiting for the pipeline thread beyond which no new poll starts: when the database
 # or the CPU cannot keep up, accounts wait (due) instead of stale polls piling up in memory.
 MAX_POLL_BACKLOG = 2 * MAX_POLLS_PER_TRANSACTION
 

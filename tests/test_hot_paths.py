@@ -1,0 +1,119 @@
+"""The fast paths of every poll give what the general code gives (values and errors)."""
+
+from __future__ import annotations
+
+import enum
+import math
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from grillstats_bridge.sync import json_safe
+from grillstats_bridge.thermoworks.errors import MalformedDocument
+from grillstats_bridge.thermoworks.firestore import decode_fields, decode_value
+
+ODD_AND_PLAIN: dict[str, Any] = {
+    "s": {"stringValue": "Pit"},
+    "i": {"integerValue": "100"},
+    "i_number": {"integerValue": 100},
+    "i_float": {"integerValue": 100.0},
+    "d": {"doubleValue": 225.5},
+    "d_int": {"doubleValue": 225},
+    "d_nan": {"doubleValue": "NaN"},
+    "d_nan_number": {"doubleValue": float("nan")},
+    "d_inf": {"doubleValue": "Infinity"},
+    "b": {"booleanValue": True},
+    "b_text": {"booleanValue": "TRUE"},
+    "n": {"nullValue": None},
+    "t": {"timestampValue": "2026-11-28T09:15:55.368000Z"},
+    "t_nanos": {"timestampValue": "2026-11-28T09:15:55.368123456Z"},
+    "t_offset": {"timestampValue": "2026-11-28T10:15:55+0100"},
+    "m": {
+        "mapValue": {
+            "fields": {
+                "reading": {"mapValue": {"fields": {"value": {"doubleValue": 1.5}}}},
+                "when": {"timestampValue": "2026-11-28T09:15:55Z"},
+                "odd": {"integerValue": 7.0},
+            }
+        }
+    },
+    "m_empty": {"mapValue": {}},
+    "a": {"arrayValue": {"values": [{"integerValue": "1"}, {"stringValue": "x"}]}},
+    "r": {"referenceValue": "projects/p/databases/(default)/documents/devices/X"},
+    "g": {"geoPointValue": {"latitude": 1.0, "longitude": 2.0}},
+}
+
+
+def test_fields_decode_as_value_by_value() -> None:
+    decoded = decode_fields(ODD_AND_PLAIN)
+    expected = {key: decode_value(value, key) for key, value in ODD_AND_PLAIN.items()}
+    assert list(decoded) == list(expected)
+    for key, value in expected.items():
+        assert decoded[key] == value, key
+        assert type(decoded[key]) is type(value), key
+    assert decoded["t"] == datetime(2026, 11, 28, 9, 15, 55, 368000, tzinfo=UTC)
+    assert decoded["t_offset"] == datetime(2026, 11, 28, 9, 15, 55, tzinfo=UTC)
+    assert decoded["m"]["reading"] == {"value": 1.5}
+    assert decoded["d_nan"] is None and decoded["d_nan_number"] is None
+    assert math.isinf(decoded["d_inf"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"x": {"integerValue": "12.5"}}, "x: bad integerValue"),
+        ({"x": {"timestampValue": "yesterday"}}, "x: bad timestampValue"),
+        ({"x": {"doubleValue": True}}, "x: bad doubleValue"),
+        ({"x": {"stringValue": 3}}, "x: bad stringValue"),
+        ({"x": {"stringValue": "a", "integerValue": "1"}}, "x: not a Firestore value"),
+        (
+            {"x": {"mapValue": {"fields": {"y": {"integerValue": "1.5"}}}}},
+            "x.y: bad integerValue",
+        ),
+        ({"x": {"mysteryValue": 1}}, "unknown Firestore value type"),
+    ],
+)
+def test_malformed_values_name_their_field(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(MalformedDocument, match=message):
+        decode_fields(fields)
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 2
+
+
+def test_json_safe() -> None:
+    when = datetime(2026, 11, 28, 9, 15, tzinfo=UTC)
+    value = {
+        "s": "x",
+        1: 2,
+        "b": True,
+        "n": None,
+        "f": 1.5,
+        "nan": float("nan"),
+        "inf": float("inf"),
+        "when": when,
+        "day": date(2026, 11, 28),
+        "color": Color.RED,
+        "level": Level.HIGH,
+        "nested": {"list": [when, (1, float("nan"))], "deep": {"x": Color.RED}},
+    }
+    assert json_safe(value) == {
+        "s": "x",
+        "1": 2,
+        "b": True,
+        "n": None,
+        "f": 1.5,
+        "nan": None,
+        "inf": None,
+        "when": "2026-11-28T09:15:00+00:00",
+        "day": "2026-11-28",
+        "color": "red",
+        "level": 2,
+        "nested": {"list": ["2026-11-28T09:15:00+00:00", [1, None]], "deep": {"x": "red"}},
+    }
