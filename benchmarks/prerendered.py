@@ -22,15 +22,16 @@ from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
-from grillstats_bridge.thermoworks.scenario import Scenario
-from grillstats_bridge.thermoworks.simulator import CloudSimulator
+if TYPE_CHECKING:  # the bridge's process only serves answers: no simulator in its memory
+    from grillstats_bridge.thermoworks.scenario import Scenario
+    from grillstats_bridge.thermoworks.simulator import CloudSimulator
 
 ENDPOINTS = ("runQuery", "batchGet")
 FORMAT = 1  # bump when what is rendered changes (cached files are keyed on it)
@@ -76,6 +77,8 @@ def _render_accounts(
     scenario: Scenario, layout: Layout, emails: Sequence[str], path: str
 ) -> list[list[int]]:
     """Render ``emails``' answers into ``path``; returns each account's answer lengths."""
+    from grillstats_bridge.thermoworks.simulator import CloudSimulator
+
     sim = CloudSimulator(scenario, speed=0, seed=1)  # never started: no server
     lengths: list[list[int]] = []
     with open(path, "wb") as out:

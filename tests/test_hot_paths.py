@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import enum
 import math
+import subprocess
+import sys
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,3 +120,21 @@ def test_json_safe() -> None:
         "level": 2,
         "nested": {"list": ["2026-11-28T09:15:00+00:00", [1, None]], "deep": {"x": "red"}},
     }
+
+
+def test_the_daemon_path_imports_neither_alembic_nor_the_simulator() -> None:
+    """``grillstats-bridge run`` loads every command module: they must stay light (memory)."""
+    code = (
+        "import sys, grillstats_bridge.cli, grillstats_bridge.daemon;"
+        "print(sorted(m for m in ('alembic', 'grillstats_bridge.thermoworks.simulator')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,  # this tree's package, first on the path
+    )
+    assert out.stdout.strip() == "[]"
