@@ -538,7 +538,9 @@ def report(
         f"{cpu / max(readings, 1) * 1e6:.0f} us/reading "
         f"({', '.join(f'{k} {v / secs * 100:.0f}%' for k, v in window['cpu_by_thread'].items())})"
         f"; simulator {sim_cpu * 100:.0f} %",
-        f"  memory        peak RSS (VmHWM) {result['vmhwm_kb'] / 1024:.1f} MB; RSS over time "
+        f"  memory        peak RSS (VmHWM) {result['vmhwm_kb'] / 1024:.1f} MB (at the end: "
+        f"{result['rss_anon_kb'] / 1024:.1f} MB own, {result['rss_file_kb'] / 1024:.1f} MB of "
+        "shared libraries); RSS over time "
         + " ".join(f"{t:.0f}s:{kb / 1024:.1f}" for t, kb in result["rss"]),
         f"  pipeline      {window['transactions']} transactions, "
         f"{window['polls_per_transaction']:.1f} polls each; errors {result['errors']}",
@@ -563,6 +565,8 @@ def report(
                     },
                     "cpu_us_per_reading": cpu / max(readings, 1) * 1e6,
                     "vmhwm_mb": result["vmhwm_kb"] / 1024,
+                    "rss_anon_mb": result["rss_anon_kb"] / 1024,
+                    "rss_file_mb": result["rss_file_kb"] / 1024,
                     "rss_mb": [(t, kb / 1024) for t, kb in result["rss"]],
                 },
                 indent=2,

@@ -105,6 +105,10 @@ def child(spec_path: Path) -> None:
         http = prerendered_session(
             answers, clock.offset, config.thermoworks.firestore_url, pre["serials"]
         )
+    if os.environ.get("BENCH_TRACEMALLOC"):
+        import tracemalloc
+
+        tracemalloc.start()
     bridge = Bridge(config, clock=clock, http=http)
     if os.environ.get("BENCH_ORM_SYNC"):  # A/B: every poll through sync_devices
         from grillstats_bridge.sync import sync_devices
@@ -178,6 +182,11 @@ def child(spec_path: Path) -> None:
     time.sleep(spec["seconds"])
     w1, cpu1, threads1 = time.time(), time.process_time(), _thread_cpu()
     vmhwm = _status_kb("VmHWM")  # the peak of the run, before the stop and the read-back below
+    if os.environ.get("BENCH_TRACEMALLOC"):  # where the memory is (slows the bridge down)
+        import tracemalloc
+
+        top = tracemalloc.take_snapshot().statistics("filename")[:25]
+        print("\n".join(f"{s.size / 1e6:7.1f} MB {s.traceback}" for s in top), flush=True)
     errors = bridge.stats.pipeline_errors
     stop.set()
     rss.append((time.monotonic() - t0, _status_kb("VmRSS")))
@@ -209,6 +218,8 @@ def child(spec_path: Path) -> None:
             "queued_at_end": queued,
         },
         "vmhwm_kb": vmhwm,
+        "rss_anon_kb": _status_kb("RssAnon"),  # the process's own memory
+        "rss_file_kb": _status_kb("RssFile"),  # shared libraries' pages it touched
         "rss": rss,
         "errors": errors,
     }
