@@ -538,7 +538,7 @@ def report(
         f"{cpu / max(readings, 1) * 1e6:.0f} us/reading "
         f"({', '.join(f'{k} {v / secs * 100:.0f}%' for k, v in window['cpu_by_thread'].items())})"
         f"; simulator {sim_cpu * 100:.0f} %",
-        f"  memory        peak RSS (VmHWM) {result['vmhwm_kb'] / 1024:.1f} MB (at the end: "
+        f"  memory        peak RSS (VmHWM) {result['vmhwm_kb'] / 1024:.1f} MB (then: "
         f"{result['rss_anon_kb'] / 1024:.1f} MB own, {result['rss_file_kb'] / 1024:.1f} MB of "
         "shared libraries); RSS over time "
         + " ".join(f"{t:.0f}s:{kb / 1024:.1f}" for t, kb in result["rss"]),

@@ -182,6 +182,7 @@ def child(spec_path: Path) -> None:
     time.sleep(spec["seconds"])
     w1, cpu1, threads1 = time.time(), time.process_time(), _thread_cpu()
     vmhwm = _status_kb("VmHWM")  # the peak of the run, before the stop and the read-back below
+    rss_anon, rss_file = _status_kb("RssAnon"), _status_kb("RssFile")
     if os.environ.get("BENCH_TRACEMALLOC"):  # where the memory is (slows the bridge down)
         import tracemalloc
 
@@ -218,8 +219,8 @@ def child(spec_path: Path) -> None:
             "queued_at_end": queued,
         },
         "vmhwm_kb": vmhwm,
-        "rss_anon_kb": _status_kb("RssAnon"),  # the process's own memory
-        "rss_file_kb": _status_kb("RssFile"),  # shared libraries' pages it touched
+        "rss_anon_kb": rss_anon,  # the process's own memory
+        "rss_file_kb": rss_file,  # shared libraries' pages it touched
         "rss": rss,
         "errors": errors,
     }
