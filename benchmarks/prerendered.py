@@ -29,6 +29,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
+from grillstats_bridge.thermoworks.client import CloudSession
+
 if TYPE_CHECKING:  # the bridge's process only serves answers: no simulator in its memory
     from grillstats_bridge.thermoworks.scenario import Scenario
     from grillstats_bridge.thermoworks.simulator import CloudSimulator
@@ -241,7 +243,7 @@ def prerendered_session(
     answers: Answers, offset: Callable[[], float], firestore_url: str, serials: Mapping[str, str]
 ) -> requests.Session:
     """A session whose Firestore queries are answered from ``answers``."""
-    session = requests.Session()
+    session = CloudSession()  # what the client makes for itself
     session.mount(firestore_url.rstrip("/") + "/", PrerenderedAdapter(answers, offset, serials))
     return session
 

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
+from grillstats_bridge.config import ThermoworksConfig
 from grillstats_bridge.sync import json_safe
+from grillstats_bridge.thermoworks.client import CloudSession, ThermoworksClient
 from grillstats_bridge.thermoworks.errors import MalformedDocument
 from grillstats_bridge.thermoworks.firestore import decode_fields, decode_value
 
@@ -138,3 +141,25 @@ def test_the_daemon_path_imports_neither_alembic_nor_the_simulator() -> None:
         cwd=Path(__file__).resolve().parent.parent,  # this tree's package, first on the path
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_cloud_session_reads_the_environment_once_per_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "firestore.example")
+    session = CloudSession()
+    url = "https://identity.example/v1/accounts:signInWithPassword?key=k"
+    plain = requests.Session().merge_environment_settings(url, {}, None, None, None)
+    settings = session.merge_environment_settings(url, {}, None, None, None)
+    assert settings == plain
+    assert settings["proxies"]["https"] == "http://proxy.example:3128"
+    bypassed = "https://firestore.example/v1/projects/p:runQuery"
+    assert (
+        "https" not in session.merge_environment_settings(bypassed, {}, None, None, None)["proxies"]
+    )
+    settings["proxies"]["https"] = "changed by a caller"  # callers get copies
+    monkeypatch.setenv("HTTPS_PROXY", "http://other.example:3128")  # not read again
+    again = session.merge_environment_settings(url + "&x=1", {}, None, None, None)
+    assert again["proxies"]["https"] == "http://proxy.example:3128"
+    assert isinstance(ThermoworksClient(ThermoworksConfig())._http, CloudSession)
