@@ -6,7 +6,7 @@ import enum
 import math
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,9 @@ import pytest
 import requests
 
 from grillstats_bridge.config import ThermoworksConfig
+from grillstats_bridge.db import Database
+from grillstats_bridge.domain import Reading, Unit
+from grillstats_bridge.storage import readings_between, write_readings
 from grillstats_bridge.sync import json_safe
 from grillstats_bridge.thermoworks.client import CloudSession, ThermoworksClient
 from grillstats_bridge.thermoworks.errors import MalformedDocument
@@ -163,3 +166,27 @@ def test_the_cloud_session_reads_the_environment_once_per_host(
     again = session.merge_environment_settings(url + "&x=1", {}, None, None, None)
     assert again["proxies"]["https"] == "http://proxy.example:3128"
     assert isinstance(ThermoworksClient(ThermoworksConfig())._http, CloudSession)
+
+
+def test_readings_written_in_one_statement_edge_cases(database: Database) -> None:
+    """Nothing to write; the same reading twice in one batch (a replay and a new poll)."""
+    start = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    batch = [
+        Reading(
+            serial="S1",
+            channel=1,
+            time=start + timedelta(seconds=15 * i),
+            value=200.0 + i,
+            unit=Unit.FAHRENHEIT,
+        )
+        for i in range(5)
+    ]
+    unplugged = Reading(serial="S1", channel=2, time=start, value=None, unit=Unit.FAHRENHEIT)
+    with database.transaction() as session:
+        assert write_readings(session, []) == 0
+        assert write_readings(session, [unplugged]) == 0
+        assert write_readings(session, [*batch, *batch]) == 10  # offered, not stored
+    with database.session() as session:
+        rows = readings_between(session, "S1", 1, start)
+        assert [(r.value, r.unit) for r in rows] == [(200.0 + i, "F") for i in range(5)]
+        assert rows[0].time == start
