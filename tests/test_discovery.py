@@ -67,8 +67,9 @@ def test_every_payload_meets_home_assistants_rules() -> None:
     # and there is something to check: every device, every probe, the bridge, two accounts
     kinds = {(json.loads(c)["device"]["name"], c.count("unique_id")) for c in configs.values()}
     assert len(kinds) == 6
-    # bridge 4 + 2 accounts, 5 devices x 4 + the fan, 10 probes x 3 (temperature or humidity)
-    assert len(configs) == 6 + 5 * 4 + 1 + 10 * 3
+    # bridge 4 + 2 accounts, 5 devices x (4 + 10 of its session) + the fan,
+    # 10 probes x 3 (temperature or humidity)
+    assert len(configs) == 6 + 5 * (4 + 10) + 1 + 10 * 3
 
 
 def test_the_checker_catches_what_home_assistant_refuses() -> None:
@@ -149,9 +150,23 @@ def test_states_golden_with_an_unplugged_probe_as_null() -> None:
     assert list(states) == [
         f"{root}/availability",
         root,
+        f"{root}/session",
         *(f"{root}/probe/{n}" for n in range(1, 5)),
     ]
     assert states[f"{root}/availability"] == "online"
+    # No session runs: every value unknown (null), never 0.
+    assert json.loads(states[f"{root}/session"]) == {
+        "status": "idle",
+        "session_id": None,
+        "session_type": None,
+        "name": None,
+        "start_time": None,
+        "duration": None,
+        "min_temperature": None,
+        "max_temperature": None,
+        "avg_temperature": None,
+        "serial": "10:06:1C:6F:47:70",
+    }
     assert json.loads(states[root]) == {
         "online": True,
         "battery": 87,
