@@ -308,9 +308,7 @@ class SessionMqtt:
                     )
                 )
                 if session_id is None:
-                    log.info(
-                        "End session on %s from MQTT: no active session, nothing to end", serial
-                    )
+                    log.info("End session on %s from MQTT: no active session to end", serial)
                     return
                 changes = self.service.end(db, session_id, self.clock())
         except UsageError as exc:
@@ -324,9 +322,10 @@ class SessionMqtt:
 
     def _command_serial(self, message: InboundMessage, what: str) -> str | None:
         """The device a button belongs to (its topic names the sanitised serial), or None."""
-        if message.retain:
-            # A retained press would start or end a session at every restart.
-            log.warning("%s: retained message on %s ignored", what, message.topic)
+        if message.retain or not message.payload:
+            # A retained press would start or end a session at every restart; an empty
+            # payload is someone clearing such a retained message.
+            log.warning("%s: retained or empty message on %s ignored", what, message.topic)
             return None
         levels = message.topic.split("/")
         sid = levels[-4] if len(levels) >= 4 else ""
