@@ -327,7 +327,7 @@ class Publisher:
         built = self._built.get(user_id, {})
         fresh: dict[str, tuple[Device, DeviceView, Publication]] = {}
         for serial, (device, nickname) in devices.items():
-            view = DeviceView.of(device, now, nickname, self._sessions.get(serial))
+            view = DeviceView.of(device, now, nickname, session=self._sessions.get(serial))
             known = built.get(serial)
             if known is not None and known[0] is device and known[1] == view:
                 fresh[serial] = known  # the same device (a refresh): nothing to rebuild
@@ -422,7 +422,7 @@ class Publisher:
             pubs += [
                 device_publication(
                     self.naming,
-                    DeviceView.of(device, now, nickname, self._sessions.get(device.serial)),
+                    DeviceView.of(device, now, nickname, session=self._sessions.get(device.serial)),
                     self.table,
                     self._memo,
                 )
