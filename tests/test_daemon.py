@@ -24,7 +24,7 @@ from grillstats_bridge.models import AlertHistory, Device, GrillingSession, Prob
 from tests import ha_rules
 from tests.fixtures.bridge import USER, MakeRig, Rig
 from tests.fixtures.cloud import GATEWAY, MEAT_FLAT, SIGNALS, assert_no_secret
-from tests.fixtures.mqtt import Subscriber, retained
+from tests.fixtures.mqtt import Received, Subscriber, retained
 
 FAST = {"polling": {"active_interval": 60.0, "idle_interval": 300.0}}
 
@@ -224,13 +224,23 @@ def session_events(sub: Subscriber, rig: Rig, serial: str) -> list[dict[str, Any
     return [m.json() for m in sub.snapshot() if m.topic == topic]
 
 
-def session_state(rig: Rig, serial: str) -> dict[str, Any]:
-    """The retained session state, once the broker has everything the bridge sent."""
-    assert rig.bridge.mqtt.flush(WAIT)
-    mqtt = rig.config.mqtt
+def session_state(
+    sub: Subscriber, rig: Rig, serial: str, check: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """The device's latest session state, once it passes ``check`` (waited for, not polled)."""
     topic = session_root(rig, serial)
-    held = retained(mqtt.host, mqtt.port, topic)
-    return dict(json.loads(held[topic]))
+
+    def latest(messages: list[Received]) -> dict[str, Any] | None:
+        mine = [m for m in messages if m.topic == topic and m.payload]
+        return dict(mine[-1].json()) if mine else None
+
+    def holds(messages: list[Received]) -> bool:
+        state = latest(messages)
+        return state is not None and check(state)
+
+    state = latest(sub.wait_for(holds, what=f"the session state on {topic}"))
+    assert state is not None
+    return state
 
 
 def press(sub: Subscriber, rig: Rig, serial: str, button: str, payload: str = "PRESS") -> None:
@@ -270,30 +280,31 @@ def test_an_automatic_session_in_home_assistant(make_rig: MakeRig, subscriber: S
 
     # Discovery: the kettle's ten session entities, valid for HA, and all idle (unknown).
     mqtt = rig.config.mqtt
-    held = retained(mqtt.host, mqtt.port, f"{mqtt.base_topic}/#", f"{mqtt.discovery_prefix}/#")
+    held = retained(mqtt.host, mqtt.port, f"{mqtt.discovery_prefix}/#")  # QoS 1: all there
     configs = {t: v for t, v in held.items() if t.endswith("/config")}
-    states = {t: v for t, v in held.items() if not t.endswith("/config")}
+    read = {p["state_topic"] for p in map(json.loads, configs.values()) if "value_template" in p}
+    got = subscriber.wait_for(lambda ms: read <= {m.topic for m in ms}, what="every state")
+    states = {m.topic: m.payload for m in got}  # the latest of each
     assert ha_rules.check_all(configs, states, mqtt.discovery_prefix) == []
     mine = [t for t in configs if f"{sanitize(KETTLE)}_session_" in t]
     assert len(mine) == 10
-    idle = session_state(rig, KETTLE)
+    idle = session_state(subscriber, rig, KETTLE, lambda s: True)
     assert idle["status"] == "idle"
     assert all(idle[k] is None for k in ("name", "start_time", "duration", "avg_temperature"))
 
     rig.run_for(40 * 60)
-    active = session_state(rig, KETTLE)
     (cook,) = sessions_of(rig, KETTLE)
+    active = session_state(subscriber, rig, KETTLE, lambda s: 30 <= (s["duration"] or 0) <= 45)
     assert active["status"] == "active" and active["session_type"] == "auto"
     assert active["session_id"] == cook.id and active["name"] == cook.name
     assert active["start_time"] == cook.start_time.isoformat()
-    assert 30 <= active["duration"] <= 45  # minutes, moving with every poll
     assert 300 <= active["max_temperature"] <= 370  # °F, the pit
     assert active["min_temperature"] < active["avg_temperature"] < active["max_temperature"]
 
     rig.run_for(2 * 3600)  # the kettle cools
     (cook,) = sessions_of(rig, KETTLE)
     assert cook.status == "completed" and cook.end_published_at is not None
-    assert session_state(rig, KETTLE)["status"] == "idle"
+    session_state(subscriber, rig, KETTLE, lambda s: s["status"] == "idle")
     subscriber.sync()
     started, ended = session_events(subscriber, rig, KETTLE)
     assert (started["event_type"], started["session_id"]) == ("session_started", cook.id)
@@ -333,7 +344,7 @@ def test_buttons_start_and_end_a_manual_session(
     run_until(rig, lambda: bool(sessions_of(rig, SIGNALS)), "the session")
     (cook,) = sessions_of(rig, SIGNALS)
     assert (cook.session_type, cook.status, cook.name) == ("manual", "active", "Sunday brisket")
-    state = session_state(rig, SIGNALS)
+    state = session_state(subscriber, rig, SIGNALS, lambda s: s["status"] == "active")
     assert (state["status"], state["session_type"], state["name"]) == (
         "active",
         "manual",
@@ -348,12 +359,12 @@ def test_buttons_start_and_end_a_manual_session(
     assert len(sessions_of(rig, SIGNALS)) == 1
 
     rig.run_for(30 * 60)  # the pit heats: the manual session holds, no automatic one starts
-    assert 29 <= session_state(rig, SIGNALS)["duration"] <= 30  # as of the last poll
+    session_state(subscriber, rig, SIGNALS, lambda s: s["duration"] == 29)  # as of the last poll
     press(subscriber, rig, SIGNALS, "end")
     run_until(rig, lambda: sessions_of(rig, SIGNALS)[0].status != "active", "the end")
     (cook,) = sessions_of(rig, SIGNALS)
     assert (cook.status, cook.end_reason) == ("completed", "manual")
-    assert session_state(rig, SIGNALS)["status"] == "idle"
+    session_state(subscriber, rig, SIGNALS, lambda s: s["status"] == "idle")
 
     # End again: nothing to end, said once in the log.
     press(subscriber, rig, SIGNALS, "end")
@@ -373,7 +384,8 @@ def test_buttons_start_and_end_a_manual_session(
 
     # A retained press (someone's mistake) would act at every restart: ignored.
     rig.bridge.shutdown()
-    subscriber._client.publish(f"{session_root(rig, SIGNALS)}/start/set", "PRESS", 1, True)
+    sent = subscriber._client.publish(f"{session_root(rig, SIGNALS)}/start/set", "PRESS", 1, True)
+    sent.wait_for_publish(WAIT)  # held by the broker before the bridge subscribes again
     rig.restart()
     assert rig.bridge.mqtt.wait_ready(WAIT)
     run_until(rig, lambda: logged(caplog, "retained or empty message"), "the retained press")
