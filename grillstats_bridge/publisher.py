@@ -18,7 +18,7 @@ bridge status (online/offline)    1      yes     the will; HA's availability
 device availability               1      yes     HA's availability, read on subscribe
 device / probe / bridge state     0      yes     frequent; the next poll supersedes a loss,
                                                  and every connect republishes it
-events (alerts work)              1      no      HA ignores retained events; never replay
+events (alerts, sessions)         1      no      HA ignores retained events; never replay
 ================================  =====  ======  ==========================================
 """
 
@@ -41,6 +41,7 @@ from grillstats_bridge.discovery import (
     BridgeHealth,
     BridgeStatus,
     ConfigMemo,
+    CurrentSession,
     DeviceView,
     EntityConfig,
     JsonValue,
@@ -179,6 +180,7 @@ class Publisher:
         self._lock = threading.RLock()
         self._bridge: BridgeStatus | None = None
         self._accounts: dict[int, dict[str, tuple[Device, str | None]]] = {}
+        self._sessions: dict[str, CurrentSession] = {}  # serial -> its running session
         self._configs: dict[str, str] = {}  # config topic -> payload last published
         self._states: dict[str, str] = {}  # state topic -> payload last published
         self._records: dict[str, Record] = {}  # every retained topic ever published
@@ -231,6 +233,33 @@ class Publisher:
         }
         topic = self.naming.device_event_topic(firing.serial)
         return self.client.publish_event(topic, dumps(payload), on_done=on_done)
+
+    def publish_session_event(
+        self,
+        serial: str,
+        payload: Mapping[str, JsonValue],
+        *,
+        on_done: Callable[[Delivery], None] | None = None,
+    ) -> Delivery:
+        """One session event (``event_type`` first) on its device's session event topic."""
+        topic = self.naming.session_event_topic(serial)
+        return self.client.publish_event(topic, dumps(dict(payload)), on_done=on_done)
+
+    def publish_sessions(self, sessions: Mapping[str, CurrentSession]) -> None:
+        """Every running session (by serial); the devices whose session changed republish it."""
+        with self._lock:
+            changed = {
+                serial
+                for serial in {*self._sessions, *sessions}
+                if self._sessions.get(serial) != sessions.get(serial)
+            }
+            if not changed:
+                return
+            self._sessions = dict(sessions)
+            now = self._clock()
+            for user_id, devices in self._accounts.items():
+                if not changed.isdisjoint(devices):
+                    self._publish_account(user_id, now)
 
     def publish_devices(
         self,
@@ -298,7 +327,7 @@ class Publisher:
         built = self._built.get(user_id, {})
         fresh: dict[str, tuple[Device, DeviceView, Publication]] = {}
         for serial, (device, nickname) in devices.items():
-            view = DeviceView.of(device, now, nickname)
+            view = DeviceView.of(device, now, nickname, session=self._sessions.get(serial))
             known = built.get(serial)
             if known is not None and known[0] is device and known[1] == view:
                 fresh[serial] = known  # the same device (a refresh): nothing to rebuild
@@ -392,7 +421,10 @@ class Publisher:
         for devices in self._accounts.values():
             pubs += [
                 device_publication(
-                    self.naming, DeviceView.of(device, now, nickname), self.table, self._memo
+                    self.naming,
+                    DeviceView.of(device, now, nickname, session=self._sessions.get(device.serial)),
+                    self.table,
+                    self._memo,
                 )
                 for device, nickname in devices.values()
             ]
