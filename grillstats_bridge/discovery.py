@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from grillstats_bridge import __version__
-from grillstats_bridge.domain import Device, FanState, Probe, Unit, clean_float
+from grillstats_bridge.domain import Device, FanState, Measurement, Probe, Unit, clean_float
 
 JsonValue = Any  # what json.dumps accepts; kept loose so rows stay one-liners
 
@@ -78,6 +78,7 @@ class EntityDescription(Generic[C]):
     to the state JSON, and HA shows them as the entity's attributes (the keys are
     declared so that the discovery payload never depends on values). ``exists_fn``
     says whether a subject has this entity at all (a fan only on a gateway with a fan).
+    A device trigger has no name in HA: ``name`` gives its ``subtype``.
     """
 
     key: str
@@ -158,18 +159,34 @@ class BridgeStatus:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProbeAlerts:
+    """A probe's alerts as HA shows them: the target its number sets, whether one is active."""
+
+    channel: int
+    target: Measurement | None = None  # in the alert's unit; shown in the probe's
+    active: bool = False  # an alert fired and has not re-armed
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeviceView:
     """A ThermoWorks device as published: the cloud's data, its display name, online or not."""
 
     device: Device
     name: str
     online: bool
+    alerts: tuple[ProbeAlerts, ...] = ()  # only probes with a target or an active alert
 
     @classmethod
-    def of(cls, device: Device, now: datetime, nickname: str | None = None) -> DeviceView:
+    def of(
+        cls,
+        device: Device,
+        now: datetime,
+        nickname: str | None = None,
+        alerts: tuple[ProbeAlerts, ...] = (),
+    ) -> DeviceView:
         """Name: the user's nickname, else the cloud label, else model and serial."""
         name = nickname or device.label or f"{model_name(device)} {device.serial}"
-        return cls(device=device, name=name, online=device.is_online(now))
+        return cls(device=device, name=name, online=device.is_online(now), alerts=alerts)
 
     @property
     def sid(self) -> str:
@@ -184,6 +201,13 @@ class ProbeView:
     @property
     def label(self) -> str:
         return self.probe.label or f"Probe {self.probe.channel}"
+
+    @property
+    def alerts(self) -> ProbeAlerts:
+        channel = self.probe.channel
+        return next(
+            (a for a in self.device.alerts if a.channel == channel), ProbeAlerts(channel=channel)
+        )
 
 
 _MODELS = {
@@ -622,6 +646,7 @@ def entity_config(
             "automation_type": "trigger",
             "topic": target.event_topic,
             **row.extra,
+            **({"subtype": subtype} if (subtype := row.name_for(ctx)) is not None else {}),
             "device": dict(target.device),
             "origin": ORIGIN,
         }

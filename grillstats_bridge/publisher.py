@@ -45,6 +45,7 @@ from grillstats_bridge.discovery import (
     EntityConfig,
     JsonValue,
     Naming,
+    ProbeAlerts,
     Publication,
     State,
     Table,
@@ -54,7 +55,7 @@ from grillstats_bridge.discovery import (
 )
 from grillstats_bridge.domain import Device, Poll, utcnow
 from grillstats_bridge.models import MqttPublication
-from grillstats_bridge.mqtt import Delivery, InboundMessage, Message, MqttClient
+from grillstats_bridge.mqtt import Delivery, DeliveryStatus, InboundMessage, Message, MqttClient
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,7 @@ class Publisher:
         self._lock = threading.RLock()
         self._bridge: BridgeStatus | None = None
         self._accounts: dict[int, dict[str, tuple[Device, str | None]]] = {}
+        self._alerts: dict[str, tuple[ProbeAlerts, ...]] = {}  # serial -> its probes' alerts
         self._configs: dict[str, str] = {}  # config topic -> payload last published
         self._states: dict[str, str] = {}  # state topic -> payload last published
         self._records: dict[str, Record] = {}  # every retained topic ever published
@@ -215,7 +217,11 @@ class Publisher:
     def publish_firing(
         self, firing: Firing, *, on_done: Callable[[Delivery], None] | None = None
     ) -> Delivery:
-        """One alert firing on its device's event topic (QoS 1, never retained)."""
+        """One alert firing on its device's event topic (QoS 1, never retained).
+
+        The same message then goes to the probe's event topic, where the device
+        triggers listen; ``on_done`` follows the device's message (the record of it).
+        """
         payload: dict[str, JsonValue] = {
             "event_type": firing.event.value,
             "firing_id": firing.id,
@@ -229,8 +235,26 @@ class Publisher:
             "change": None if firing.change is None else round(firing.change, 2),
             "time": firing.time.isoformat(),
         }
+        text = dumps(payload)
         topic = self.naming.device_event_topic(firing.serial)
-        return self.client.publish_event(topic, dumps(payload), on_done=on_done)
+        delivery = self.client.publish_event(topic, text, on_done=on_done)
+        if delivery.status is not DeliveryStatus.REJECTED:
+            # Not when refused: the outbox sends the firing again, and the triggers with it.
+            self.client.publish_event(
+                self.naming.probe_event_topic(firing.serial, firing.channel), text
+            )
+        return delivery
+
+    def publish_alerts(self, alerts: Mapping[str, tuple[ProbeAlerts, ...]]) -> None:
+        """Every probe's target and alert-active state (serial -> probes); republishes changes."""
+        with self._lock:
+            fresh = {serial: probes for serial, probes in alerts.items() if probes}
+            if fresh == self._alerts:
+                return
+            self._alerts = fresh
+            now = self._clock()
+            for user_id in list(self._accounts):
+                self._publish_account(user_id, now)
 
     def publish_devices(
         self,
@@ -298,7 +322,7 @@ class Publisher:
         built = self._built.get(user_id, {})
         fresh: dict[str, tuple[Device, DeviceView, Publication]] = {}
         for serial, (device, nickname) in devices.items():
-            view = DeviceView.of(device, now, nickname)
+            view = DeviceView.of(device, now, nickname, self._alerts.get(serial, ()))
             known = built.get(serial)
             if known is not None and known[0] is device and known[1] == view:
                 fresh[serial] = known  # the same device (a refresh): nothing to rebuild
@@ -392,9 +416,12 @@ class Publisher:
         for devices in self._accounts.values():
             pubs += [
                 device_publication(
-                    self.naming, DeviceView.of(device, now, nickname), self.table, self._memo
+                    self.naming,
+                    DeviceView.of(device, now, nickname, self._alerts.get(serial, ())),
+                    self.table,
+                    self._memo,
                 )
-                for device, nickname in devices.values()
+                for serial, (device, nickname) in devices.items()
             ]
         messages: list[Message] = []
         if self.config.discovery:
