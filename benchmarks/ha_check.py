@@ -15,7 +15,13 @@ runs the bridge's real MQTT client and publisher with the test devices
 3. HA restart (same configuration): HA's birth makes the bridge republish, every
    entity is back with its value;
 4. broker restart (no persistence: every retained message lost): the bridge
-   reconnects, republishes, and HA shows everything again.
+   reconnects, republishes, and HA shows everything again;
+5. alerts: targets and alert-active states show on the numbers and binary
+   sensors, every device trigger is listed, and two firings published the way the
+   daemon does fire exactly their two device triggers (``run_ha_check.sh watch``)
+   and are recorded, with their attributes, by the device's *Alerts* event entity.
+
+The alert entities (``alert_mqtt.with_alerts``) are published from phase 1 on.
 
 Then it stops HA, the bridge and the broker. Exit status 0 when every check held.
 """
@@ -37,25 +43,31 @@ from pathlib import Path
 from typing import Any
 
 from grillstats_bridge import __version__
+from grillstats_bridge.alert_mqtt import EVENT_TYPES, alert_views, with_alerts
+from grillstats_bridge.alerts import AlertKind, Firing, FiringEvent
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.discovery import (
+    TABLE,
     AccountStatus,
     BridgeHealth,
     BridgeStatus,
     DeviceView,
+    ProbeAlerts,
     bridge_publication,
     device_publication,
 )
-from grillstats_bridge.domain import Device, utcnow
+from grillstats_bridge.domain import Device, Measurement, Unit, utcnow
 from grillstats_bridge.mqtt import MqttClient
 from grillstats_bridge.publisher import Publisher, naming_for
 from tests.fixtures.mqtt import free_port, port_open
-from tests.sample_devices import sample_devices
+from tests.sample_devices import CELSIUS, SIGNALS, sample_devices
 
 TOOL = Path(os.environ.get("HA_CHECK", "/work/shared/tools/ha-check/run_ha_check.sh"))
 LOCK = "/tmp/ha-check.lock"
 INSTANCE = "hacheck"
 CONNECTION_LOST = "Error returned from MQTT server: The connection was lost"
+ALERT_TABLE = with_alerts(TABLE)
+Alerts = dict[str, tuple[ProbeAlerts, ...]]
 
 
 class Check:
@@ -129,19 +141,32 @@ def snapshot(env: dict[str, str], wait_ids: list[str]) -> dict[str, Any]:
     return data
 
 
-def expected_states(naming: Any, bridge: BridgeStatus, devices: Any) -> dict[str, Any]:
-    """unique id -> what HA should show, from the very payloads the bridge publishes."""
+def expected_states(
+    naming: Any, bridge: BridgeStatus, devices: Any, alerts: Alerts | None = None
+) -> dict[str, Any]:
+    """unique id -> what HA should show, from the very payloads the bridge publishes.
+
+    An event entity shows ``unknown`` until its first event (``None`` here).
+    """
     now = utcnow()
-    pubs = [bridge_publication(naming, bridge)] + [
-        device_publication(naming, DeviceView.of(d, now)) for d in devices
+    alerts = alerts or {}
+    pubs = [bridge_publication(naming, bridge, ALERT_TABLE)] + [
+        device_publication(
+            naming, DeviceView.of(d, now, alerts=alerts.get(d.serial, ())), ALERT_TABLE
+        )
+        for d in devices
     ]
     states = {s.topic: s.payload for p in pubs for s in p.states}
     out: dict[str, Any] = {}
     for pub in pubs:
         for config in pub.configs:
+            if config.unique_id is None:
+                continue  # a device trigger: no entity
             p = config.payload
-            key = p["value_template"].split("value_json.")[1].split()[0]
-            value = json.loads(states[p["state_topic"]])[key]
+            value = None
+            if "value_template" in p:
+                key = p["value_template"].split("value_json.")[1].split()[0]
+                value = json.loads(states[p["state_topic"]])[key]
             avail = all(
                 states.get(a["topic"], "online") == "online" for a in p["availability"]
             )  # the bridge's own status topic is not in `states`: it is online
@@ -167,6 +192,8 @@ def compare(
         state = entity["state"]
         if not w["available"]:
             good = state == "unavailable"
+        elif "event_types" in w["payload"] and w["value"] is not None:
+            good = state not in ("unknown", "unavailable")  # the time of the last event
         elif w["value"] is None:
             good = state == "unknown"
         elif isinstance(w["value"], bool):
@@ -235,7 +262,7 @@ def main() -> int:
             )
             naming = naming_for(config)
             client = MqttClient(config, status_topic=naming.status_topic)
-            publisher = Publisher(client, config)
+            publisher = Publisher(client, config, table=ALERT_TABLE)
             client.start()
             assert client.wait_ready(10)
             bridge = BridgeStatus(
@@ -284,6 +311,9 @@ def main() -> int:
             ha = wait_for(env, ids, want, timeout=90)
             check.ok(client.health().connects > connects, "broker restart: the bridge reconnected")
             compare(check, ha, want, "broker restart", allow_connection_loss=True)
+
+            print("phase 5: alerts", flush=True)
+            alerts_phase(check, env, publisher, naming, bridge, devices)
         finally:
             if client is not None:
                 client.stop()
@@ -295,6 +325,134 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(check.report, indent=1, ensure_ascii=False))
     print("ALL CHECKS HELD" if not check.failures else f"{len(check.failures)} CHECKS FAILED")
     return 0 if not check.failures else 1
+
+
+def alerts_phase(
+    check: Check,
+    env: dict[str, str],
+    publisher: Publisher,
+    naming: Any,
+    bridge: BridgeStatus,
+    devices: tuple[Device, ...],
+) -> None:
+    """Targets, alert-active, device triggers and the Alerts event entity in HA."""
+    alerts = alert_views(
+        {
+            (SIGNALS, 1): Measurement(203, Unit.FAHRENHEIT),
+            (CELSIUS, 1): Measurement(145, Unit.FAHRENHEIT),  # an °F target on a °C probe
+        },
+        {(SIGNALS, 1), (SIGNALS, 2)},
+    )
+    publisher.publish_alerts(alerts)
+    want = expected_states(naming, bridge, devices, alerts)
+    ha = wait_for(env, sorted(want), want, timeout=60)
+    # HA's log still holds phase 4's lost connection (its own client, not our payloads).
+    compare(check, ha, want, "alerts: targets and alert active", allow_connection_loss=True)
+    sid = naming.device_root(SIGNALS).rsplit("/", 1)[1]
+    shown = {e["unique_id"]: e["state"] for e in ha["entities"]}
+    check.ok(
+        shown.get(f"{INSTANCE}_{sid}_p1_target") in ("203", "203.0")
+        and shown.get(f"{INSTANCE}_{sid}_p1_alert_active") == "on"
+        and shown.get(f"{INSTANCE}_{sid}_p3_alert_active") == "off",
+        "alerts: Brisket target 203 and alert active on, probe 3 off",
+    )
+
+    ours = {d["id"]: d for d in ha["devices"] if INSTANCE in json.dumps(d["identifiers"])}
+    listed = [t for dev in ours for t in ha["device_triggers"].get(dev, [])]
+    temperature_probes = sum(1 for d in devices for p in d.probes if p.unit.is_temperature)
+    check.ok(
+        len(listed) == len(EVENT_TYPES) * temperature_probes,
+        f"alerts: HA lists {len(listed)} device triggers, "
+        f"{len(EVENT_TYPES)} x {temperature_probes} temperature probes expected",
+    )
+    signals_id = next(i for i, d in ours.items() if d.get("serial_number") == SIGNALS)
+
+    # Watch (it subscribes to every device trigger), then fire two alerts as the daemon does.
+    watch = subprocess.Popen(
+        [str(TOOL), "watch", "--seconds", "25"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert watch.stdout is not None
+    header = json.loads(watch.stdout.readline())
+    for channel in (1, 2):
+        tool("wait-subscribed", naming.probe_event_topic(SIGNALS, channel), "20", env=env)
+    tool("wait-subscribed", naming.device_event_topic(SIGNALS), "20", env=env)
+    now = utcnow()
+    firings = [
+        Firing(
+            id=1,
+            alert_id=11,
+            kind=AlertKind.TARGET,
+            event=FiringEvent.TARGET_REACHED,
+            serial=SIGNALS,
+            channel=1,
+            time=now,
+            value=203.4,
+            unit=Unit.FAHRENHEIT,
+            threshold=203,
+            name="Brisket done",
+        ),
+        Firing(
+            id=2,
+            alert_id=12,
+            kind=AlertKind.RANGE,
+            event=FiringEvent.TOO_HIGH,
+            serial=SIGNALS,
+            channel=2,
+            time=now,
+            value=276.5,
+            unit=Unit.FAHRENHEIT,
+            threshold=275,
+            name="Pit range",
+        ),
+    ]
+    deliveries = [publisher.publish_firing(f) for f in firings]
+    check.ok(all(d.wait(10) for d in deliveries), "alerts: the broker acknowledged both firings")
+    lines = [json.loads(line) for line in watch.stdout]
+    watch.wait(30)
+    fired = sorted(
+        (t["trigger"]["type"], t["trigger"]["subtype"], t["trigger"]["device_id"])
+        for t in lines
+        if t.get("kind") == "device_trigger"
+    )
+    check.ok(
+        fired == [("target_reached", "probe_1", signals_id), ("too_high", "probe_2", signals_id)],
+        f"alerts: watch saw {len(fired)} device triggers fire "
+        f"(of {len(header['device_triggers'])} watched): {fired}",
+    )
+    event_uid = f"{INSTANCE}_{sid}_alerts"
+    event_id = next(e["entity_id"] for e in ha["entities"] if e["unique_id"] == event_uid)
+    recorded = [
+        line["attributes"]
+        for line in lines
+        if line.get("kind") == "state" and line.get("entity_id") == event_id
+    ]
+    keys = ("event_type", "alert_id", "name", "probe", "temperature", "unit", "threshold")
+    seen = [{k: a.get(k) for k in keys} for a in recorded]
+    check.ok(
+        seen
+        == [
+            {
+                "event_type": f.event.value,
+                "alert_id": f.alert_id,
+                "name": f.name,
+                "probe": f.channel,
+                "temperature": f.value,
+                "unit": "°F",
+                "threshold": f.threshold,
+            }
+            for f in firings
+        ],
+        f"alerts: the Alerts event entity recorded both firings with their attributes: {seen}",
+    )
+    want[event_uid]["value"] = "fired"
+    ha = snapshot(env, [event_uid])
+    compare(check, ha, want, "alerts: after the firings", allow_connection_loss=True)
+    check.report["alerts"] = {
+        "device_triggers_listed": len(listed),
+        "device_triggers_fired": fired,
+        "event_entity": event_id,
+        "event_attributes": recorded,
+    }
 
 
 def with_fleet(devices: tuple[Device, ...], count: int) -> tuple[Device, ...]:

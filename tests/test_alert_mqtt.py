@@ -319,3 +319,42 @@ def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
         for r in caplog.records
         if r.name == "grillstats_bridge.alert_mqtt" and r.levelno == logging.WARNING
     ]
+
+
+def test_a_target_set_from_home_assistant_fires_on_both_topics(
+    make_rig: MakeRig, subscriber: Subscriber
+) -> None:
+    rig = make_rig("brisket", **FAST)
+    rig.run_for(10)
+    state_topic = probe_topic(rig, 1)
+    subscriber.wait_for_message(state_topic)
+    pit = last_state(subscriber, state_topic)
+    assert isinstance(pit["temperature"], float) and pit["alert_active"] is False
+
+    # A target the pit is already above: it fires on the next reading (documented).
+    send(rig, f"{state_topic}/target/set", b"50")
+    until(rig, lambda: bool(target_alerts(rig, 1)), "the target alert")
+    rig.run_for(6 * 60)
+    subscriber.sync()
+    device_topic = state_topic.rsplit("/probe/", 1)[0] + "/event"
+    device_events = [m for m in subscriber.snapshot() if m.topic == device_topic]
+    probe_events = [m for m in subscriber.snapshot() if m.topic == f"{state_topic}/event"]
+    assert len(device_events) == 1 and len(probe_events) == 1
+    event = device_events[0].json()
+    assert probe_events[0].payload == device_events[0].payload
+    assert {k: event[k] for k in ("event_type", "name", "probe", "unit", "threshold")} == {
+        "event_type": "target_reached",
+        "name": "Probe 1 target",
+        "probe": 1,
+        "unit": "°F",
+        "threshold": 50.0,
+    }
+    assert event["temperature"] >= 50 and event["alert_id"] == target_alerts(rig, 1)[0][0]
+    assert all(m.qos == 1 and not m.retain for m in device_events + probe_events)
+    assert last_state(subscriber, state_topic)["alert_active"] is True
+    assert last_state(subscriber, probe_topic(rig, 2))["alert_active"] is False
+
+    send(rig, f"{state_topic}/target/set", b"")  # empty: removed, like 0
+    until(rig, lambda: not target_alerts(rig, 1), "the alert removed")
+    rig.run_for(6 * 60)
+    assert last_state(subscriber, state_topic)["alert_active"] is False
