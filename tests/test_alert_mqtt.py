@@ -27,9 +27,12 @@ from grillstats_bridge.alert_mqtt import (
     with_alerts,
 )
 from grillstats_bridge.cli import main
+from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.discovery import DeviceView, Naming, ProbeAlerts, device_publication
 from grillstats_bridge.domain import Measurement, Unit
 from grillstats_bridge.models import TemperatureAlert
+from grillstats_bridge.mqtt import MqttClient
+from grillstats_bridge.publisher import Publisher, naming_for
 from tests import ha_rules
 from tests.fixtures.bridge import MakeRig, Rig
 from tests.fixtures.cloud import SIGNALS
@@ -198,6 +201,45 @@ def test_parse_target(payload: bytes, value: float | None) -> None:
 def test_parse_target_refuses(payload: bytes) -> None:
     with pytest.raises(ValueError):
         parse_target(payload)
+
+
+def test_the_publisher_republishes_only_probes_whose_alerts_changed(
+    mqtt_config: MqttConfig, ordered_subscriber: Subscriber
+) -> None:
+    naming = naming_for(mqtt_config)
+    client = MqttClient(mqtt_config, status_topic=naming.status_topic, clock=lambda: NOW)
+    publisher = Publisher(client, mqtt_config, table=TABLE, clock=lambda: NOW)
+    marker = f"{naming.root}/test-marker"
+    sub = ordered_subscriber  # QoS 0: in the order the client sent them
+
+    def published_since_marker(mark: str) -> list[tuple[str, object]]:
+        """What the client sent after the last marker, once it sent ``mark`` behind it."""
+        assert client.flush(WAIT)  # QoS 1 configs acknowledged: the marker cannot overtake them
+        client.publish_state(marker, mark, retain=False)
+        got = sub.wait_for(lambda ms: any(m.payload == mark.encode() for m in ms), what=mark)
+        marks = [i for i, m in enumerate(got) if m.topic == marker]
+        between = got[marks[-2] + 1 : marks[-1]] if len(marks) > 1 else got[: marks[-1]]
+        return [
+            (m.topic, m.json().get("target") if m.payload.startswith(b"{") else m.text)
+            for m in between
+        ]
+
+    client.start()
+    try:
+        assert client.wait_ready(WAIT)
+        publisher.publish_devices(1, sample_devices(NOW), now=NOW)
+        assert len(published_since_marker("1")) > 40  # everything
+        brisket = naming.probe_topic(SAMPLE_SIGNALS, 1)
+        alerts = alert_views({(SAMPLE_SIGNALS, 1): Measurement(203, Unit.FAHRENHEIT)}, set())
+        publisher.publish_alerts(alerts)
+        publisher.publish_alerts(alerts)  # unchanged: nothing more
+        assert published_since_marker("2") == [(brisket, 203)]
+        publisher.publish_alerts({})
+        publisher.refresh(NOW)
+        assert published_since_marker("3") == [(brisket, None)]
+    finally:
+        publisher.close()
+        client.stop(timeout=2)
 
 
 # --------------------------------------------------------------------------- end to end
