@@ -108,7 +108,8 @@ def _pool_test(args: argparse.Namespace, ctx: Context) -> int:
     status = database.pool_status()
     print(
         f"done: {args.queries} queries on {args.threads} threads in {report['seconds']:.2f}s; "
-        f"{report['opened']} connections opened, {report['distinct']} distinct server sessions"
+        f"{report['distinct']} connections served them "
+        f"({report['opened']} opened during the run, the others already in the pool)"
     )
     print(
         f"pool now: size={status.size} checked_in={status.checked_in} "
