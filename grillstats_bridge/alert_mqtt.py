@@ -196,6 +196,16 @@ class AlertControl:
             log.warning("alerts: ignored a command on unexpected topic %s", message.topic)
             return
         sid, channel = where
+        if message.retain:
+            # A retained command would be applied again at every reconnect, undoing later edits.
+            log.warning(
+                "alerts: ignored a retained target command for probe %d of %s "
+                "(clear it: mosquitto_pub -r -n -t %s)",
+                channel,
+                sid,
+                message.topic,
+            )
+            return
         try:
             value = parse_target(message.payload)
         except ValueError as exc:

@@ -252,13 +252,13 @@ def probe_topic(rig: Rig, channel: int) -> str:
     return f"{mqtt.base_topic}/{mqtt.instance_id}/device/{SID}/probe/{channel}"
 
 
-def send(rig: Rig, topic: str, payload: bytes) -> None:
-    """Publish as Home Assistant does (QoS 0... here 1, acknowledged), from another client."""
+def send(rig: Rig, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    """Publish as Home Assistant does (not retained), from another client; acknowledged."""
     client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
     client.connect(rig.config.mqtt.host, rig.config.mqtt.port)
     client.loop_start()
     try:
-        info = client.publish(topic, payload, qos=1)
+        info = client.publish(topic, payload, qos=1, retain=retain)
         info.wait_for_publish(WAIT)
         assert info.is_published()
     finally:
@@ -400,3 +400,18 @@ def test_a_target_set_from_home_assistant_fires_on_both_topics(
     until(rig, lambda: not target_alerts(rig, 1), "the alert removed")
     rig.run_for(6 * 60)
     assert last_state(subscriber, state_topic)["alert_active"] is False
+
+
+def test_a_retained_command_is_not_applied_at_each_connect(
+    make_rig: MakeRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = make_rig("brisket", start=False, **FAST)
+    command = f"{probe_topic(rig, 1)}/target/set"
+    send(rig, command, b"0", retain=True)  # someone published it retained
+    caplog.set_level(logging.INFO, logger="grillstats_bridge.alert_mqtt")
+    try:
+        rig.bridge.start(threads=False)  # subscribes: the broker hands over the retained one
+        until(rig, lambda: bool(warnings(caplog)), "a warning")
+        assert "ignored a retained target command for probe 1" in warnings(caplog)[0]
+    finally:
+        send(rig, command, b"", retain=True)
