@@ -19,7 +19,12 @@ runs the bridge's real MQTT client and publisher with the test devices
 5. alerts: targets and alert-active states show on the numbers and binary
    sensors, every device trigger is listed, and two firings published the way the
    daemon does fire exactly their two device triggers (``run_ha_check.sh watch``)
-   and are recorded, with their attributes, by the device's *Alerts* event entity.
+   and are recorded, with their attributes, by the device's *Alerts* event entity;
+6. cooking sessions, with the real daemon (the simulator's hot-and-fast cook, a
+   SQLite database): an automatic session shows in HA's session entities, HA's
+   "End session" button ends it, "Start session" starts a manual one and "End
+   session" ends that; the "Session" event entity records each start and end
+   with the session's summary as attributes.
 
 The alert entities (``alert_mqtt.with_alerts``) are published from phase 1 on.
 
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import datetime as dt
 import fcntl
 import json
 import os
@@ -41,6 +47,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from grillstats_bridge import __version__
 from grillstats_bridge.alert_mqtt import EVENT_TYPES, alert_views, with_alerts
@@ -55,6 +63,7 @@ from grillstats_bridge.discovery import (
     ProbeAlerts,
     bridge_publication,
     device_publication,
+    sanitize,
 )
 from grillstats_bridge.domain import Device, Measurement, Unit, utcnow
 from grillstats_bridge.mqtt import MqttClient
@@ -163,10 +172,11 @@ def expected_states(
             if config.unique_id is None:
                 continue  # a device trigger: no entity
             p = config.payload
-            value = None
             if "value_template" in p:
                 key = p["value_template"].split("value_json.")[1].split()[0]
                 value = json.loads(states[p["state_topic"]])[key]
+            else:
+                value = None  # a button never pressed, an event never fired: "unknown"
             avail = all(
                 states.get(a["topic"], "online") == "online" for a in p["availability"]
             )  # the bridge's own status topic is not in `states`: it is online
@@ -314,6 +324,9 @@ def main() -> int:
 
             print("phase 5: alerts", flush=True)
             alerts_phase(check, env, publisher, naming, bridge, devices)
+
+            print("phase 6: cooking sessions (the daemon, the simulator, SQLite)", flush=True)
+            sessions_phase(check, env, broker.port, Path(tmp))
         finally:
             if client is not None:
                 client.stop()
@@ -455,6 +468,291 @@ def alerts_phase(
         "event_entity": event_id,
         "event_attributes": recorded,
     }
+
+
+# --------------------------------------------------------------------------- phase 6
+
+KETTLE = "10:06:1C:3B:55:12"  # hot_and_fast's Smoke Gateway
+COOK_INSTANCE = "hacheck_cook"
+SESSION_KEYS = (
+    "status",
+    "name",
+    "start_time",
+    "duration",
+    "min_temperature",
+    "max_temperature",
+    "avg_temperature",
+    "start",
+    "end",
+    "event",
+)
+
+
+class Daemon:
+    """The real bridge (no threads) on the simulator's clock, driven from here."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        from grillstats_bridge import migrate, users
+        from grillstats_bridge.accounts import link_account
+        from grillstats_bridge.config import Config
+        from grillstats_bridge.daemon import Bridge
+        from grillstats_bridge.db import Database
+        from grillstats_bridge.thermoworks.simulator import CloudSimulator
+
+        self.cloud = CloudSimulator("hot_and_fast", speed=0).start()
+        mqtt = MqttConfig(
+            host="127.0.0.1",
+            port=port,
+            instance_id=COOK_INSTANCE,
+            reconnect_min_delay=0.2,
+            reconnect_max_delay=2.0,
+        )
+        config = (
+            Config()
+            .replace("database", url=f"sqlite:///{workdir / 'sessions.db'}")
+            .replace("security", key_file=str(workdir / "grillstats.key"), bcrypt_rounds=4)
+            .replace("http", enabled=False)
+            .replace("polling", active_interval=60.0, idle_interval=300.0)
+            # The kettle's cook ends within the scenario with a start at 300 °F.
+            .replace("sessions", start_min=300.0, end_after=900.0)
+        )
+        config = dataclasses.replace(
+            config, thermoworks=self.cloud.thermoworks_config(timeout=5.0), mqtt=mqtt
+        )
+        self.database = Database(config.database)
+        migrate.upgrade(self.database)
+        with self.database.transaction() as db:
+            users.add_user(db, "cook@example.com", "grill-password", config.security)
+        account = self.cloud.scenario.accounts[0]
+        link_account(
+            self.database,
+            config,
+            "cook@example.com",
+            account.password,
+            provider=account.provider,
+            tw_email=account.email,
+            store_password=True,
+            clock=self.cloud.now,
+        )
+        self.bridge = Bridge(config, clock=self.cloud.clock, database=self.database)
+        self.bridge.start(threads=False)
+        assert self.bridge.mqtt.wait_ready(10)
+
+    def run_for(self, seconds: float) -> None:
+        """Move the clock from one due poll to the next (as tests/fixtures/bridge.py does)."""
+        end = self.cloud.now() + dt.timedelta(seconds=seconds)
+        while True:
+            target = min(self.bridge.next_event(), end)
+            if target > self.cloud.now():
+                self.cloud.clock.set(target)
+            self.bridge.step()
+            if self.cloud.now() >= end:
+                break
+        self.settle()
+
+    def settle(self) -> None:
+        """Everything out to the broker, its acknowledgements taken (the outbox marks)."""
+        assert self.bridge.mqtt.flush(10)
+        self.bridge.step()
+        assert self.bridge.mqtt.flush(10)
+
+    def until(self, condition: Any, what: str) -> bool:
+        """Step (the clock standing still) until an MQTT command has done its work."""
+        deadline = time.monotonic() + 30
+        while not condition():
+            if time.monotonic() > deadline:
+                print(f"  timed out waiting for {what}", flush=True)
+                return False
+            self.bridge.step()
+            time.sleep(0.05)
+        self.settle()
+        return True
+
+    def active(self) -> Any:
+        return self.bridge.sessions.tracker.active(KETTLE)
+
+    def close(self) -> None:
+        self.bridge.shutdown()
+        self.cloud.stop()
+
+
+def press(entity_id: str) -> int:
+    """Press a button the way HA's UI does: the button.press service, over HA's REST API."""
+    home = Path(os.environ.get("HA_HOME", Path.home() / ".cache" / "ha-check"))
+    token = (home / "run" / "token").read_text().strip()
+    url = f"http://127.0.0.1:{os.environ.get('HA_PORT', '8123')}/api/services/button/press"
+    answer = requests.post(
+        url,
+        json={"entity_id": entity_id},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    return answer.status_code
+
+
+def session_entities(env: dict[str, str], want: Any, timeout: float = 60) -> dict[str, Any]:
+    """key -> the kettle's session entity as HA shows it, once ``want(entities)`` holds."""
+    uids = {f"{COOK_INSTANCE}_{sanitize(KETTLE)}_session_{k}": k for k in SESSION_KEYS}
+    deadline = time.monotonic() + timeout
+    while True:
+        ha = snapshot(env, sorted(uids))
+        found = {uids[e["unique_id"]]: e for e in ha["entities"] if e["unique_id"] in uids}
+        if want(found) or time.monotonic() > deadline:
+            found["_log"] = ha["mqtt_log"]
+            return found
+        time.sleep(0.5)
+
+
+def event_is(kind: str, **attributes: Any) -> Any:
+    def holds(found: dict[str, Any]) -> bool:
+        event = found.get("event")
+        got = (event or {}).get("attributes") or {}
+        return got.get("event_type") == kind and all(got.get(k) == v for k, v in attributes.items())
+
+    return holds
+
+
+def sessions_phase(check: Check, env: dict[str, str], port: int, workdir: Path) -> None:
+    daemon = Daemon(port, workdir)
+    phase = "sessions"
+    seen: dict[str, Any] = {}
+    try:
+        daemon.run_for(10)
+        found = session_entities(env, lambda f: len(f) == len(SESSION_KEYS))
+        check.ok(
+            len(found) - 1 == len(SESSION_KEYS),
+            f"{phase}: {len(found) - 1} session entities, {len(SESSION_KEYS)} expected",
+        )
+        idle = {k: e["state"] for k, e in found.items() if k != "_log"}
+        seen["idle"] = idle
+        check.ok(
+            idle.get("status") == "idle"
+            and all(idle.get(k) == "unknown" for k in SESSION_KEYS if k != "status"),
+            f"{phase}: idle: status idle, every other entity unknown ({idle})",
+        )
+        # HA batches its subscriptions: an event sent before it subscribed is lost.
+        event_topic = daemon.bridge.publisher.naming.session_event_topic(KETTLE)
+        tool("wait-subscribed", event_topic, "20", env=env, check=False)
+
+        # An automatic session: the kettle heats past 300 °F.
+        daemon.run_for(40 * 60)
+        auto = daemon.active()
+        found = session_entities(
+            env,
+            lambda f: (
+                f.get("status", {}).get("state") == "active"
+                and event_is("session_started", type="auto")(f)
+            ),
+        )
+        states = {k: e["state"] for k, e in found.items() if k != "_log"}
+        seen["auto active"] = states
+        status_attrs = found.get("status", {}).get("attributes") or {}
+        check.ok(
+            auto is not None
+            and states.get("status") == "active"
+            and status_attrs.get("session_type") == "auto"
+            and states.get("name") == auto.name
+            and states.get("start_time") not in ("unknown", "unavailable", None)
+            and 30 <= float(states.get("duration", -1)) <= 45
+            and 300 <= float(states.get("max_temperature", -1)) <= 370,
+            f"{phase}: automatic session active in HA ({states}, {status_attrs})",
+        )
+        check.ok(
+            event_is("session_started", type="auto")(found),
+            f"{phase}: the Session event recorded session_started",
+        )
+
+        # HA's "End session" ends it.
+        ids = {k: e["entity_id"] for k, e in found.items() if k != "_log"}
+        code = press(ids["end"])
+        check.ok(code == 200, f"{phase}: HA accepted the End session press (HTTP {code})")
+        ended = daemon.until(lambda: daemon.active() is None, "the automatic session to end")
+        found = session_entities(
+            env,
+            lambda f: (
+                f.get("status", {}).get("state") == "idle"
+                and event_is("session_ended", type="auto")(f)
+            ),
+        )
+        attrs = (found.get("event") or {}).get("attributes") or {}
+        seen["auto ended event"] = attrs
+        check.ok(
+            ended
+            and event_is("session_ended", type="auto", status="completed", end_reason="manual")(
+                found
+            )
+            and attrs.get("session_id") == auto.session_id
+            and attrs.get("unit") == "°F"
+            and isinstance(attrs.get("avg_temperature"), (int, float)),
+            f"{phase}: End session from HA: session_ended event with its summary ({attrs})",
+        )
+        check.ok(
+            found.get("status", {}).get("state") == "idle"
+            and found.get("name", {}).get("state") == "unknown",
+            f"{phase}: back to idle, values unknown",
+        )
+
+        # HA's "Start session", a while, then "End session".
+        code = press(ids["start"])
+        check.ok(code == 200, f"{phase}: HA accepted the Start session press (HTTP {code})")
+        started = daemon.until(lambda: daemon.active() is not None, "the manual session")
+        manual = daemon.active()
+        found = session_entities(
+            env,
+            lambda f: (
+                f.get("status", {}).get("state") == "active"
+                and event_is("session_started", type="manual")(f)
+            ),
+        )
+        status_attrs = found.get("status", {}).get("attributes") or {}
+        check.ok(
+            started
+            and manual is not None
+            and status_attrs.get("session_type") == "manual"
+            and found.get("name", {}).get("state") == manual.name,
+            f"{phase}: Start session from HA: a manual session, active in HA ({status_attrs})",
+        )
+        daemon.run_for(15 * 60)
+        found = session_entities(env, lambda f: f.get("duration", {}).get("state") in ("14", "15"))
+        seen["manual active"] = {k: e["state"] for k, e in found.items() if k != "_log"}
+        check.ok(
+            found.get("duration", {}).get("state") in ("14", "15"),
+            f"{phase}: the duration moves ({seen['manual active']})",
+        )
+        code = press(ids["end"])
+        ended = daemon.until(lambda: daemon.active() is None, "the manual session to end")
+        found = session_entities(env, event_is("session_ended", type="manual"))
+        attrs = (found.get("event") or {}).get("attributes") or {}
+        seen["manual ended event"] = attrs
+        check.ok(
+            code == 200
+            and ended
+            and manual is not None
+            and event_is("session_ended", type="manual", status="completed")(found)
+            and attrs.get("session_id") == manual.session_id
+            and 14 * 60 <= attrs.get("duration_s", 0) <= 16 * 60,
+            f"{phase}: End session from HA: session_ended for the manual session ({attrs})",
+        )
+
+        # End once more: nothing to end; the bridge carries on.
+        errors = daemon.bridge.stats.pipeline_errors
+        press(ids["end"])
+        time.sleep(2)  # nothing observable happens: give the press time to arrive
+        daemon.bridge.step()
+        check.ok(
+            daemon.bridge.stats.pipeline_errors == errors and daemon.active() is None,
+            f"{phase}: a second End session changes nothing",
+        )
+        # Phase 4's broker restart made HA's own client log the lost connection: not ours.
+        log = [line for line in snapshot(env, [])["mqtt_log"] if CONNECTION_LOST not in line]
+        check.ok(
+            not log,
+            f"{phase}: HA logged {len(log)} MQTT errors or warnings"
+            + "".join(f"\n        {line[:300]}" for line in log[:10]),
+        )
+        check.report[phase] = {"seen": seen, "mqtt_log": log}
+    finally:
+        daemon.close()
 
 
 def with_fleet(devices: tuple[Device, ...], count: int) -> tuple[Device, ...]:

@@ -55,6 +55,7 @@ from grillstats_bridge.publisher import PublicationStore, Publisher, naming_for
 from grillstats_bridge.scheduler import AccountState, Retry, Scheduler
 from grillstats_bridge.sdnotify import Notifier
 from grillstats_bridge.security import SecretBox
+from grillstats_bridge.session_mqtt import SessionMqtt
 from grillstats_bridge.session_service import SessionService
 from grillstats_bridge.sessions import ChangeKind
 from grillstats_bridge.storage import ReadingBuffer, prune_readings, retention_cutoff
@@ -168,6 +169,15 @@ class Bridge:
         self.alert_control = AlertControl(self.database, self.alerts, self.publisher)
         self.on_command(self.alert_control.command_filter, self.alert_control.handle)
         self.mqtt.add_connect_hook(self._on_mqtt_connect)
+        self.session_mqtt = SessionMqtt(
+            database=self.database,
+            service=self.sessions,
+            publisher=self.publisher,
+            client=self.mqtt,
+            clock=self.clock.now,
+            post=self.submit,
+        )
+        self.session_mqtt.subscribe(self.on_command)
         self.health_server: HealthServer | None = None
         self.pollers: dict[int, AccountPoller] = {}
         self.accounts: dict[int, AccountInfo] = {}
@@ -202,6 +212,7 @@ class Bridge:
         self._threaded = threads
         with self.database.transaction() as db:
             self.sessions.load(db, self.clock.now())
+        self.session_mqtt.changed([])  # the sessions that run on: their state from the start
         self._refresh_accounts(self.clock.now())
         self.mqtt.start()
         if self.config.http.enabled:
@@ -610,6 +621,7 @@ class Bridge:
                     snap.serial,
                     snap.session_type,
                 )
+        self.session_mqtt.changed(outcome.session_changes, database_ok=self.pipeline.database_ok)
         if self._outbox_dirty and self.pipeline.database_ok:
             self._drain_outbox()
         if outcome.database_ok:
@@ -676,6 +688,7 @@ class Bridge:
         """After every (re)connect: waiting firings go out again, in order."""
         self._outbox_dirty = True
         self._work.put(self._drain_outbox)
+        self.session_mqtt.on_connect()
         return []
 
     # ------------------------------------------------------------------ housekeeping
@@ -685,6 +698,7 @@ class Bridge:
         changes = self.pipeline.tick(now)
         if changes:
             log.info("sessions: %d change(s) between polls", len(changes))
+        self.session_mqtt.changed(changes, database_ok=self.pipeline.database_ok)
         self.publisher.refresh(now)
         if self._outbox_dirty and self.pipeline.database_ok:
             self._drain_outbox()

@@ -19,12 +19,20 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from grillstats_bridge import __version__
-from grillstats_bridge.domain import Device, FanState, Measurement, Probe, Unit, clean_float
+from grillstats_bridge.domain import (
+    Device,
+    FanState,
+    Measurement,
+    Probe,
+    Unit,
+    clean_float,
+    convert_temperature,
+)
 
 JsonValue = Any  # what json.dumps accepts; kept loose so rows stay one-liners
 
@@ -168,12 +176,28 @@ class ProbeAlerts:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CurrentSession:
+    """A device's running cooking session, as its session entities show it."""
+
+    session_id: int | None
+    name: str
+    session_type: str  # auto, manual
+    start: datetime
+    duration: timedelta  # as of when the bridge last looked at the session
+    unit: Unit | None  # of the statistics; None before the first temperature reading
+    minimum: float | None
+    maximum: float | None
+    average: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeviceView:
     """A ThermoWorks device as published: the cloud's data, its display name, online or not."""
 
     device: Device
     name: str
     online: bool
+    session: CurrentSession | None = None
     alerts: tuple[ProbeAlerts, ...] = ()  # only probes with a target or an active alert
 
     @classmethod
@@ -182,11 +206,13 @@ class DeviceView:
         device: Device,
         now: datetime,
         nickname: str | None = None,
+        session: CurrentSession | None = None,
         alerts: tuple[ProbeAlerts, ...] = (),
     ) -> DeviceView:
         """Name: the user's nickname, else the cloud label, else model and serial."""
         name = nickname or device.label or f"{model_name(device)} {device.serial}"
-        return cls(device=device, name=name, online=device.is_online(now), alerts=alerts)
+        online = device.is_online(now)
+        return cls(device=device, name=name, online=online, session=session, alerts=alerts)
 
     @property
     def sid(self) -> str:
@@ -446,6 +472,137 @@ PROBE: Scope[ProbeView] = Scope(
 )
 
 
+SESSION_STATUSES = ("idle", "active")
+SESSION_EVENT_TYPES = ("session_started", "session_ended")
+
+
+def _session_unit(view: DeviceView) -> Unit:
+    """The unit the session's temperatures are shown in: the device's, so it never flips."""
+    for probe in sorted(view.device.probes, key=lambda p: p.channel):
+        if probe.unit.is_temperature:
+            return probe.unit
+    units = view.device.display_units
+    if units is not None and units.is_temperature:
+        return units
+    if view.session is not None and view.session.unit is not None:
+        return view.session.unit
+    return Unit.FAHRENHEIT
+
+
+def _session_temperature(
+    view: DeviceView, pick: Callable[[CurrentSession], float | None]
+) -> float | None:
+    session = view.session
+    value = pick(session) if session is not None else None
+    if session is None or session.unit is None or value is None:
+        return None
+    return clean_float(convert_temperature(value, session.unit, _session_unit(view)))
+
+
+def _session_minutes(view: DeviceView) -> int | None:
+    session = view.session
+    return int(session.duration.total_seconds() // 60) if session is not None else None
+
+
+def _session_temperature_row(
+    key: str, name: str, pick: Callable[[CurrentSession], float | None]
+) -> EntityDescription[DeviceView]:
+    return EntityDescription(
+        key=key,
+        component=Component.SENSOR,
+        name=name,
+        value_fn=lambda v: _session_temperature(v, pick),
+        device_class="temperature",
+        unit=lambda v: _session_unit(v).symbol,
+        precision=1,
+        device_availability=False,
+    )
+
+
+# A device's cooking session (issue 7) on its own topic under the device's
+# (<device root>/session, events on .../session/event): its state changes after the
+# database part of a poll, the device's before it, so neither is published twice.
+# Every value is null (unknown) while no session runs. The bridge's availability
+# only: a session goes on for a while when the device drops off line.
+SESSION: Scope[DeviceView] = Scope(
+    name="session",
+    entities=(
+        EntityDescription(
+            key="status",
+            component=Component.SENSOR,
+            name="Session status",
+            value_fn=lambda v: "active" if v.session is not None else "idle",
+            device_class="enum",
+            options=SESSION_STATUSES,
+            icon="mdi:grill",
+            attributes=("session_id", "session_type"),
+            attributes_fn=lambda v: {
+                "session_id": v.session.session_id if v.session else None,
+                "session_type": v.session.session_type if v.session else None,
+            },
+            device_availability=False,
+        ),
+        EntityDescription(
+            key="name",
+            component=Component.SENSOR,
+            name="Session name",
+            value_fn=lambda v: v.session.name if v.session else None,
+            icon="mdi:label-outline",
+            device_availability=False,
+        ),
+        EntityDescription(
+            key="start_time",
+            component=Component.SENSOR,
+            name="Session start",
+            value_fn=lambda v: _iso(v.session.start) if v.session else None,
+            device_class="timestamp",
+            device_availability=False,
+        ),
+        EntityDescription(
+            key="duration",
+            component=Component.SENSOR,
+            name="Session duration",
+            value_fn=_session_minutes,
+            device_class="duration",
+            unit="min",
+            precision=0,
+            device_availability=False,
+        ),
+        _session_temperature_row("min_temperature", "Session minimum", lambda s: s.minimum),
+        _session_temperature_row("max_temperature", "Session maximum", lambda s: s.maximum),
+        _session_temperature_row("avg_temperature", "Session average", lambda s: s.average),
+        EntityDescription(
+            key="start",
+            component=Component.BUTTON,
+            name="Start session",
+            source=Source.NONE,
+            command=True,
+            icon="mdi:play-circle-outline",
+            device_availability=False,
+        ),
+        EntityDescription(
+            key="end",
+            component=Component.BUTTON,
+            name="End session",
+            source=Source.NONE,
+            command=True,
+            icon="mdi:stop-circle-outline",
+            device_availability=False,
+        ),
+        EntityDescription(
+            key="event",
+            component=Component.EVENT,
+            name="Session",
+            source=Source.EVENT,
+            icon="mdi:grill",
+            device_availability=False,
+            extra={"event_types": list(SESSION_EVENT_TYPES)},
+        ),
+    ),
+    extras_fn=lambda v: {"serial": v.device.serial},
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Table:
     """Every scope; the publisher works from one of these (tests may pass their own)."""
@@ -454,6 +611,7 @@ class Table:
     account: Scope[AccountStatus] = ACCOUNT
     device: Scope[DeviceView] = DEVICE
     probe: Scope[ProbeView] = PROBE
+    session: Scope[DeviceView] = SESSION
 
 
 TABLE = Table()
@@ -486,7 +644,7 @@ class Naming:
 
     ``<base>/<instance>/status`` online/offline; ``.../bridge`` and
     ``.../account/<user id>`` the bridge's states; ``.../device/<serial>`` a device's
-    state, ``.../availability`` and ``.../probe/<channel>`` under it.
+    state, ``.../availability``, ``.../session`` and ``.../probe/<channel>`` under it.
     """
 
     instance_id: str
@@ -526,6 +684,13 @@ class Naming:
     def device_event_topic(self, serial: str) -> str:
         """Where a device's events go (what its event entities and device triggers read)."""
         return f"{self.device_root(serial)}/event"
+
+    def session_topic(self, serial: str) -> str:
+        """A device's cooking session: its state, ``/event``, ``/start/set``, ``/end/set``."""
+        return f"{self.device_root(serial)}/session"
+
+    def session_event_topic(self, serial: str) -> str:
+        return f"{self.session_topic(serial)}/event"
 
     def probe_event_topic(self, serial: str, channel: int) -> str:
         """Where a probe's events go (alert firings)."""
@@ -585,6 +750,15 @@ class Naming:
             device=device,
             availability=(self.status_topic, self.availability_topic(d.serial)),
             bridge_availability=(self.status_topic,),
+        )
+
+    def session_target(self, view: DeviceView, device_target: Target) -> Target:
+        return Target(
+            object_id=f"{view.sid}_session",
+            state_topic=self.session_topic(view.device.serial),
+            device=device_target.device,
+            availability=device_target.availability,
+            bridge_availability=device_target.bridge_availability,
         )
 
     def probe_target(self, view: ProbeView, device_target: Target) -> Target:
@@ -778,7 +952,7 @@ def bridge_publication(
 def device_publication(
     naming: Naming, view: DeviceView, table: Table = TABLE, memo: ConfigMemo | None = None
 ) -> Publication:
-    """A ThermoWorks device: availability, its own entities, then each probe's."""
+    """A ThermoWorks device: availability, its own entities, its session's, then each probe's."""
     target = naming.device_target(view)
     configs = scope_configs(naming, table.device, view, target, memo)
     states = [
@@ -789,6 +963,9 @@ def device_publication(
         )
     ]
     states += _some(scope_state(table.device, view, target))
+    session = naming.session_target(view, target)
+    configs += scope_configs(naming, table.session, view, session, memo)
+    states += _some(scope_state(table.session, view, session))
     for probe in sorted(view.device.probes, key=lambda p: p.channel):
         pv = ProbeView(device=view, probe=probe)
         pt = naming.probe_target(pv, target)

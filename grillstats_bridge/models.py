@@ -212,6 +212,9 @@ class GrillingSession(Base):
         sa.Boolean, default=False, server_default=sa.false()
     )
     end_reason: Mapped[str | None] = mapped_column(sa.String(20))
+    # 0007_session_events: when the broker acknowledged the session's "ended" event.
+    # Empty on an ended session: the event waits (the outbox, like alert_history's).
+    end_published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship(back_populates="sessions")
 
@@ -405,6 +408,7 @@ sa.Index(
 )
 sa.Index(None, GrillingSession.device_id, GrillingSession.start_time)
 sa.Index(None, GrillingSession.user_id, GrillingSession.start_time)
+sa.Index(None, GrillingSession.end_published_at, GrillingSession.id)  # 0007: the outbox
 
 
 class GrillingSessionProbe(Base):

@@ -18,7 +18,7 @@ bridge status (online/offline)    1      yes     the will; HA's availability
 device availability               1      yes     HA's availability, read on subscribe
 device / probe / bridge state     0      yes     frequent; the next poll supersedes a loss,
                                                  and every connect republishes it
-events (alerts work)              1      no      HA ignores retained events; never replay
+events (alerts, sessions)         1      no      HA ignores retained events; never replay
 ================================  =====  ======  ==========================================
 """
 
@@ -41,6 +41,7 @@ from grillstats_bridge.discovery import (
     BridgeHealth,
     BridgeStatus,
     ConfigMemo,
+    CurrentSession,
     DeviceView,
     EntityConfig,
     JsonValue,
@@ -180,6 +181,7 @@ class Publisher:
         self._lock = threading.RLock()
         self._bridge: BridgeStatus | None = None
         self._accounts: dict[int, dict[str, tuple[Device, str | None]]] = {}
+        self._sessions: dict[str, CurrentSession] = {}  # serial -> its running session
         self._alerts: dict[str, tuple[ProbeAlerts, ...]] = {}  # serial -> its probes' alerts
         self._configs: dict[str, str] = {}  # config topic -> payload last published
         self._states: dict[str, str] = {}  # state topic -> payload last published
@@ -249,12 +251,45 @@ class Publisher:
         """Every probe's target and alert-active state (serial -> probes); republishes changes."""
         with self._lock:
             fresh = {serial: probes for serial, probes in alerts.items() if probes}
-            if fresh == self._alerts:
+            changed = {
+                serial
+                for serial in {*self._alerts, *fresh}
+                if self._alerts.get(serial) != fresh.get(serial)
+            }
+            if not changed:
                 return
             self._alerts = fresh
             now = self._clock()
-            for user_id in list(self._accounts):
-                self._publish_account(user_id, now)
+            for user_id, devices in self._accounts.items():
+                if not changed.isdisjoint(devices):
+                    self._publish_account(user_id, now)
+
+    def publish_session_event(
+        self,
+        serial: str,
+        payload: Mapping[str, JsonValue],
+        *,
+        on_done: Callable[[Delivery], None] | None = None,
+    ) -> Delivery:
+        """One session event (``event_type`` first) on its device's session event topic."""
+        topic = self.naming.session_event_topic(serial)
+        return self.client.publish_event(topic, dumps(dict(payload)), on_done=on_done)
+
+    def publish_sessions(self, sessions: Mapping[str, CurrentSession]) -> None:
+        """Every running session (by serial); the devices whose session changed republish it."""
+        with self._lock:
+            changed = {
+                serial
+                for serial in {*self._sessions, *sessions}
+                if self._sessions.get(serial) != sessions.get(serial)
+            }
+            if not changed:
+                return
+            self._sessions = dict(sessions)
+            now = self._clock()
+            for user_id, devices in self._accounts.items():
+                if not changed.isdisjoint(devices):
+                    self._publish_account(user_id, now)
 
     def publish_devices(
         self,
@@ -317,12 +352,22 @@ class Publisher:
 
     # ------------------------------------------------------------------ publishing
 
+    def _view(self, serial: str, device: Device, nickname: str | None, now: datetime) -> DeviceView:
+        """A device as published now: with its running session and its probes' alerts."""
+        return DeviceView.of(
+            device,
+            now,
+            nickname,
+            session=self._sessions.get(serial),
+            alerts=self._alerts.get(serial, ()),
+        )
+
     def _publish_account(self, user_id: int, now: datetime) -> None:
         devices = self._accounts.get(user_id, {})
         built = self._built.get(user_id, {})
         fresh: dict[str, tuple[Device, DeviceView, Publication]] = {}
         for serial, (device, nickname) in devices.items():
-            view = DeviceView.of(device, now, nickname, self._alerts.get(serial, ()))
+            view = self._view(serial, device, nickname, now)
             known = built.get(serial)
             if known is not None and known[0] is device and known[1] == view:
                 fresh[serial] = known  # the same device (a refresh): nothing to rebuild
@@ -417,7 +462,7 @@ class Publisher:
             pubs += [
                 device_publication(
                     self.naming,
-                    DeviceView.of(device, now, nickname, self._alerts.get(serial, ())),
+                    self._view(serial, device, nickname, now),
                     self.table,
                     self._memo,
                 )

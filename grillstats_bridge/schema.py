@@ -26,7 +26,12 @@ class MigrationError(GrillstatsError):
 
 
 def migrations_dir() -> Path:
-    """The Alembic scripts: shipped in the package, or ``migrations/`` in a source checkout."""
+    """The Alembic scripts: ``migrations/`` in a source checkout, or shipped in the package."""
+    # The checkout's own scripts first: an editable install elsewhere (another git
+    # worktree) maps grillstats_bridge.migrations to *its* checkout's scripts.
+    checkout = Path(__file__).resolve().parent.parent / "migrations"
+    if (checkout / "env.py").is_file():
+        return checkout
     try:
         import grillstats_bridge.migrations as shipped  # type: ignore[import-not-found]
 

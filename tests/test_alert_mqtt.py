@@ -92,7 +92,7 @@ def test_the_event_entity_per_device() -> None:
         "device": DEVICE,
         "origin": ORIGIN,
     }
-    events = [t for t in configs if "/event/" in t]
+    events = [t for t in configs if "/event/" in t and t.endswith("_alerts/config")]
     assert len(events) == len(sample_devices(NOW))  # one per device, gateways and Nodes too
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,9 +21,10 @@ from grillstats_bridge.alert_service import add_alert
 from grillstats_bridge.db import Database
 from grillstats_bridge.discovery import sanitize
 from grillstats_bridge.models import AlertHistory, Device, GrillingSession, ProbeRow, ReadingRow
+from tests import ha_rules
 from tests.fixtures.bridge import USER, MakeRig, Rig
 from tests.fixtures.cloud import GATEWAY, MEAT_FLAT, SIGNALS, assert_no_secret
-from tests.fixtures.mqtt import Subscriber, retained
+from tests.fixtures.mqtt import Received, Subscriber, retained
 
 FAST = {"polling": {"active_interval": 60.0, "idle_interval": 300.0}}
 
@@ -219,3 +223,193 @@ def test_dead_credentials_park_the_account_until_it_is_linked_again(make_rig: Ma
     rig.run_for(5 * 60)
     assert account.state.value == "ok" and rig.bridge.stats.polls > polls
     assert not rig.bridge.bridge_status().accounts[0].reauth_needed
+
+
+# ---------------------------------------------------------------------------- sessions in HA
+
+KETTLE = "10:06:1C:3B:55:12"  # hot_and_fast's Smoke Gateway
+# The kettle cools from 330 °F at 1 h 50 to 260 °F at 2 h 10: with the start at 300 °F
+# (warm down to 280 °F) the cook ends within the scenario's 2 h 30.
+KETTLE_COOK = {"sessions": {"start_min": 300.0, "end_after": 900.0}}
+WAIT = 10.0
+
+
+def session_root(rig: Rig, serial: str) -> str:
+    return f"{device_root(rig, serial)}/session"
+
+
+def session_events(sub: Subscriber, rig: Rig, serial: str) -> list[dict[str, Any]]:
+    topic = f"{session_root(rig, serial)}/event"
+    return [m.json() for m in sub.snapshot() if m.topic == topic]
+
+
+def session_state(
+    sub: Subscriber, rig: Rig, serial: str, check: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """The device's latest session state, once it passes ``check`` (waited for, not polled)."""
+    topic = session_root(rig, serial)
+
+    def latest(messages: list[Received]) -> dict[str, Any] | None:
+        mine = [m for m in messages if m.topic == topic and m.payload]
+        return dict(mine[-1].json()) if mine else None
+
+    def holds(messages: list[Received]) -> bool:
+        state = latest(messages)
+        return state is not None and check(state)
+
+    state = latest(sub.wait_for(holds, what=f"the session state on {topic}"))
+    assert state is not None
+    return state
+
+
+def press(sub: Subscriber, rig: Rig, serial: str, button: str, payload: str = "PRESS") -> None:
+    """A Home Assistant button press: a plain QoS 1 message on the command topic."""
+    sub._client.publish(f"{session_root(rig, serial)}/{button}/set", payload, qos=1)
+
+
+def run_until(rig: Rig, condition: Callable[[], bool], what: str) -> None:
+    """Step the bridge (its clock standing still) until an MQTT command has done its work."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        rig.bridge.step()
+        time.sleep(0.01)  # the command is on its way from the broker
+
+
+def sessions_of(rig: Rig, serial: str) -> list[GrillingSession]:
+    with rig.database.session() as db:
+        return list(
+            db.scalars(
+                sa.select(GrillingSession)
+                .where(GrillingSession.device_id == serial)
+                .order_by(GrillingSession.id)
+            )
+        )
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in r.getMessage() for r in caplog.records)
+
+
+def test_an_automatic_session_in_home_assistant(make_rig: MakeRig, subscriber: Subscriber) -> None:
+    rig = make_rig("hot_and_fast", **FAST, **KETTLE_COOK)
+    assert rig.bridge.mqtt.wait_ready(WAIT)
+    rig.run_for(10)
+    assert rig.bridge.mqtt.flush(WAIT)
+
+    # Discovery: the kettle's ten session entities, valid for HA, and all idle (unknown).
+    mqtt = rig.config.mqtt
+    held = retained(mqtt.host, mqtt.port, f"{mqtt.discovery_prefix}/#")  # QoS 1: all there
+    configs = {t: v for t, v in held.items() if t.endswith("/config")}
+    read = {
+        p["state_topic"]
+        for p in map(json.loads, configs.values())
+        if "value_template" in p and "state_topic" in p  # not device triggers (a topic)
+    }
+    got = subscriber.wait_for(lambda ms: read <= {m.topic for m in ms}, what="every state")
+    states = {m.topic: m.payload for m in got}  # the latest of each
+    assert ha_rules.check_all(configs, states, mqtt.discovery_prefix) == []
+    mine = [t for t in configs if f"{sanitize(KETTLE)}_session_" in t]
+    assert len(mine) == 10
+    idle = session_state(subscriber, rig, KETTLE, lambda s: True)
+    assert idle["status"] == "idle"
+    assert all(idle[k] is None for k in ("name", "start_time", "duration", "avg_temperature"))
+
+    rig.run_for(40 * 60)
+    (cook,) = sessions_of(rig, KETTLE)
+    active = session_state(subscriber, rig, KETTLE, lambda s: 30 <= (s["duration"] or 0) <= 45)
+    assert active["status"] == "active" and active["session_type"] == "auto"
+    assert active["session_id"] == cook.id and active["name"] == cook.name
+    assert active["start_time"] == cook.start_time.isoformat()
+    assert 300 <= active["max_temperature"] <= 370  # °F, the pit
+    assert active["min_temperature"] < active["avg_temperature"] < active["max_temperature"]
+
+    rig.run_for(2 * 3600)  # the kettle cools
+    (cook,) = sessions_of(rig, KETTLE)
+    assert cook.status == "completed" and cook.end_published_at is not None
+    session_state(subscriber, rig, KETTLE, lambda s: s["status"] == "idle")
+    subscriber.sync()
+    started, ended = session_events(subscriber, rig, KETTLE)
+    assert (started["event_type"], started["session_id"]) == ("session_started", cook.id)
+    assert ended == {
+        "event_type": "session_ended",
+        "session_id": cook.id,
+        "device": KETTLE,
+        "name": cook.name,
+        "type": "auto",
+        "status": "completed",
+        "start": cook.start_time.isoformat(),
+        "end": cook.end_time.isoformat() if cook.end_time else None,
+        "duration_s": ended["duration_s"],
+        "duration": ended["duration"],
+        "min_temperature": cook.min_temperature,
+        "max_temperature": cook.max_temperature,
+        "avg_temperature": cook.avg_temperature,
+        "unit": "°F",
+        "end_reason": "cooled",
+    }
+    assert cook.end_time is not None
+    assert ended["duration_s"] == round((cook.end_time - cook.start_time).total_seconds())
+    assert 100 * 60 <= ended["duration_s"] <= 130 * 60 and ended["duration"].startswith("1 h ")
+    assert not any(m.retain for m in subscriber.snapshot() if m.topic.endswith("/session/event"))
+
+
+def test_buttons_start_and_end_a_manual_session(
+    make_rig: MakeRig, subscriber: Subscriber, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    rig = make_rig("brisket", **FAST)
+    assert rig.bridge.mqtt.wait_ready(WAIT)
+    rig.run_for(10)
+    assert rig.bridge.mqtt.flush(WAIT)  # the bridge's subscriptions are in place
+
+    press(subscriber, rig, SIGNALS, "start", '{"name": "Sunday brisket"}')
+    run_until(rig, lambda: bool(sessions_of(rig, SIGNALS)), "the session")
+    (cook,) = sessions_of(rig, SIGNALS)
+    assert (cook.session_type, cook.status, cook.name) == ("manual", "active", "Sunday brisket")
+    state = session_state(subscriber, rig, SIGNALS, lambda s: s["status"] == "active")
+    assert (state["status"], state["session_type"], state["name"]) == (
+        "active",
+        "manual",
+        "Sunday brisket",
+    )
+    assert state["session_id"] == cook.id and state["duration"] == 0
+
+    # A second Start: a clear log line, nothing else.
+    press(subscriber, rig, SIGNALS, "start")
+    run_until(rig, lambda: logged(caplog, "Start session on"), "the refusal")
+    assert logged(caplog, "already has an active manual session")
+    assert len(sessions_of(rig, SIGNALS)) == 1
+
+    rig.run_for(30 * 60)  # the pit heats: the manual session holds, no automatic one starts
+    session_state(subscriber, rig, SIGNALS, lambda s: s["duration"] == 29)  # as of the last poll
+    press(subscriber, rig, SIGNALS, "end")
+    run_until(rig, lambda: sessions_of(rig, SIGNALS)[0].status != "active", "the end")
+    (cook,) = sessions_of(rig, SIGNALS)
+    assert (cook.status, cook.end_reason) == ("completed", "manual")
+    session_state(subscriber, rig, SIGNALS, lambda s: s["status"] == "idle")
+
+    # End again: nothing to end, said once in the log.
+    press(subscriber, rig, SIGNALS, "end")
+    run_until(rig, lambda: logged(caplog, "no active session to end"), "the refusal")
+    assert rig.bridge.mqtt.flush(WAIT)
+    rig.bridge.step()  # the acknowledgement marks the event published
+    subscriber.sync()
+    kinds = [
+        (e["event_type"], e["type"], e["status"]) for e in session_events(subscriber, rig, SIGNALS)
+    ]
+    assert kinds == [
+        ("session_started", "manual", "active"),
+        ("session_ended", "manual", "completed"),
+    ]
+    assert sessions_of(rig, SIGNALS)[0].end_published_at is not None
+    assert rig.bridge.stats.pipeline_errors == 0
+
+    # A retained press (someone's mistake) would act at every restart: ignored.
+    rig.bridge.shutdown()
+    sent = subscriber._client.publish(f"{session_root(rig, SIGNALS)}/start/set", "PRESS", 1, True)
+    sent.wait_for_publish(WAIT)  # held by the broker before the bridge subscribes again
+    rig.restart()
+    assert rig.bridge.mqtt.wait_ready(WAIT)
+    run_until(rig, lambda: logged(caplog, "retained or empty message"), "the retained press")
+    assert len(sessions_of(rig, SIGNALS)) == 1

@@ -23,7 +23,17 @@ from tests.fixtures.mqtt import (
     make_mqtt_config,
     retained,
 )
-from tests.test_daemon import FAST, add_cook_alerts, count, device_root, events
+from tests.test_daemon import (
+    FAST,
+    KETTLE,
+    KETTLE_COOK,
+    add_cook_alerts,
+    count,
+    device_root,
+    events,
+    session_events,
+    sessions_of,
+)
 
 WAIT = 10.0
 
@@ -76,6 +86,52 @@ def test_broker_outage_delays_firings_without_losing_any(
     held = retained(mqtt_config.host, mqtt_config.port, f"{mqtt.base_topic}/#")
     assert held[f"{device_root(rig, SIGNALS)}/availability"] == b"online"
     assert held[f"{mqtt.base_topic}/{mqtt.instance_id}/status"] == b"online"
+
+
+def test_broker_outage_delays_the_session_ended_event_without_losing_it(
+    make_rig: MakeRig, mqtt_config: MqttConfig, tcp_proxy: TcpProxy, subscriber: Subscriber
+) -> None:
+    via_proxy = dataclasses.replace(mqtt_config, host=tcp_proxy.host, port=tcp_proxy.port)
+    rig = make_rig("hot_and_fast", mqtt=via_proxy, **FAST, **KETTLE_COOK)
+    assert rig.bridge.mqtt.wait_ready(WAIT)
+    rig.run_for(40 * 60)
+    settle(rig)
+    subscriber.wait_for(lambda ms: len(session_events(subscriber, rig, KETTLE)) == 1, what="start")
+
+    tcp_proxy.cut()
+    rig.run_for(2 * 3600)  # the cook ends while the broker is away
+    assert not rig.bridge.mqtt.connected
+    (cook,) = sessions_of(rig, KETTLE)
+    assert cook.status == "completed" and cook.end_published_at is None
+    subscriber.sync()
+    assert [e["event_type"] for e in session_events(subscriber, rig, KETTLE)] == ["session_started"]
+
+    rig.restart()  # and the bridge restarts meanwhile: nothing waits in memory
+    assert not rig.bridge.mqtt.connected
+    rig.run_for(60)
+
+    tcp_proxy.restore()
+    assert rig.bridge.mqtt.wait_ready(WAIT)
+    rig.bridge.step()  # the connect queued the outbox drain
+    settle(rig)
+    (cook,) = sessions_of(rig, KETTLE)
+    assert cook.end_published_at is not None
+    subscriber.wait_for(
+        lambda ms: len(session_events(subscriber, rig, KETTLE)) >= 2, what="the ended event"
+    )
+    rig.run_for(30 * 60)
+    rig.restart()  # a restart sends nothing again either
+    assert rig.bridge.mqtt.wait_ready(WAIT)
+    rig.run_for(10 * 60)
+    settle(rig)
+    subscriber.sync()
+    got = session_events(subscriber, rig, KETTLE)
+    assert [(e["event_type"], e["session_id"]) for e in got] == [
+        ("session_started", cook.id),
+        ("session_ended", cook.id),
+    ]
+    assert got[1]["end"] == (cook.end_time.isoformat() if cook.end_time else None)
+    assert got[1]["status"] == "completed"
 
 
 @pytest.mark.parametrize("persistence", [False, True], ids=["no-persistence", "persistence"])

@@ -15,6 +15,7 @@ from grillstats_bridge.discovery import (
     BridgeHealth,
     BridgeStatus,
     Component,
+    CurrentSession,
     DeviceView,
     EntityDescription,
     Naming,
@@ -25,7 +26,7 @@ from grillstats_bridge.discovery import (
     device_publication,
     sanitize,
 )
-from grillstats_bridge.domain import Device
+from grillstats_bridge.domain import Device, Unit
 from tests import ha_rules
 from tests.sample_devices import CELSIUS, GATEWAY, NODE, SIGNALS, sample_devices
 
@@ -67,8 +68,9 @@ def test_every_payload_meets_home_assistants_rules() -> None:
     # and there is something to check: every device, every probe, the bridge, two accounts
     kinds = {(json.loads(c)["device"]["name"], c.count("unique_id")) for c in configs.values()}
     assert len(kinds) == 6
-    # bridge 4 + 2 accounts, 5 devices x 4 + the fan, 10 probes x 3 (temperature or humidity)
-    assert len(configs) == 6 + 5 * 4 + 1 + 10 * 3
+    # bridge 4 + 2 accounts, 5 devices x (4 + 10 of its session) + the fan,
+    # 10 probes x 3 (temperature or humidity)
+    assert len(configs) == 6 + 5 * (4 + 10) + 1 + 10 * 3
 
 
 def test_the_checker_catches_what_home_assistant_refuses() -> None:
@@ -149,9 +151,23 @@ def test_states_golden_with_an_unplugged_probe_as_null() -> None:
     assert list(states) == [
         f"{root}/availability",
         root,
+        f"{root}/session",
         *(f"{root}/probe/{n}" for n in range(1, 5)),
     ]
     assert states[f"{root}/availability"] == "online"
+    # No session runs: every value unknown (null), never 0.
+    assert json.loads(states[f"{root}/session"]) == {
+        "status": "idle",
+        "session_id": None,
+        "session_type": None,
+        "name": None,
+        "start_time": None,
+        "duration": None,
+        "min_temperature": None,
+        "max_temperature": None,
+        "avg_temperature": None,
+        "serial": "10:06:1C:6F:47:70",
+    }
     assert json.loads(states[root]) == {
         "online": True,
         "battery": 87,
@@ -330,3 +346,60 @@ def test_later_features_add_entities_by_adding_rows() -> None:
     assert trigger["topic"] == f"{root}/probe/1/event" and "unique_id" not in trigger
     assert NAMING.device_event_topic(SIGNALS) == f"{root}/event"
     assert trigger["device"]["identifiers"] == ["home_10_06_1C_6F_47_70"]
+
+
+def test_a_running_session_on_its_own_topic_with_buttons_and_an_event() -> None:
+    """Active: every value, in the device's unit (a °F session on a °C device converted)."""
+    device = next(d for d in sample_devices(NOW) if d.serial == CELSIUS)
+    cooking = CurrentSession(
+        session_id=42,
+        name="Cook · Fri 27 Nov 2026 16:00",
+        session_type="auto",
+        start=NOW - timedelta(hours=2, minutes=30, seconds=59),
+        duration=timedelta(hours=2, minutes=30, seconds=59),
+        unit=Unit.FAHRENHEIT,
+        minimum=68.0,
+        maximum=212.0,
+        average=140.0,
+    )
+    pub = device_publication(NAMING, DeviceView.of(device, NOW, session=cooking))
+    configs = {c.topic: json.loads(c.json()) for c in pub.configs}
+    states = {s.topic: json.loads(s.payload) for s in pub.states if not s.availability}
+    raw_configs = {c.topic: c.json() for c in pub.configs}
+    raw_states = {s.topic: s.payload for s in pub.states}
+    assert ha_rules.check_all(raw_configs, raw_states, "homeassistant") == []
+    root = NAMING.session_topic(CELSIUS)
+    assert root == "grillstats/home/device/10_06_1C_AA_BB_CC/session"
+    assert states[root] == {
+        "status": "active",
+        "session_id": 42,
+        "session_type": "auto",
+        "name": "Cook · Fri 27 Nov 2026 16:00",
+        "start_time": "2026-11-27T15:59:01+00:00",
+        "duration": 150,  # whole minutes
+        "min_temperature": 20.0,
+        "max_temperature": 100.0,
+        "avg_temperature": 60.0,
+        "serial": CELSIUS,
+    }
+    prefix, oid = "homeassistant", "home/10_06_1C_AA_BB_CC_session"
+    average = configs[f"{prefix}/sensor/{oid}_avg_temperature/config"]
+    assert average["device_class"] == "temperature" and average["unit_of_measurement"] == "°C"
+    assert average["state_topic"] == root
+    duration = configs[f"{prefix}/sensor/{oid}_duration/config"]
+    assert (duration["device_class"], duration["unit_of_measurement"]) == ("duration", "min")
+    status = configs[f"{prefix}/sensor/{oid}_status/config"]
+    assert status["options"] == ["idle", "active"]
+    start = configs[f"{prefix}/button/{oid}_start/config"]
+    end = configs[f"{prefix}/button/{oid}_end/config"]
+    assert start["command_topic"] == f"{root}/start/set" and "state_topic" not in start
+    assert end["command_topic"] == f"{root}/end/set"
+    event = configs[f"{prefix}/event/{oid}_event/config"]
+    assert event["state_topic"] == NAMING.session_event_topic(CELSIUS) == f"{root}/event"
+    assert event["event_types"] == ["session_started", "session_ended"]
+    assert event["state_topic"] != NAMING.device_event_topic(CELSIUS)  # the alerts' topic
+    # Every session entity belongs to the device, and stays while the device is offline.
+    session_configs = [c for t, c in configs.items() if "_session_" in t]
+    assert len(session_configs) == 10
+    assert all(c["device"] == configs[next(iter(configs))]["device"] for c in session_configs)
+    assert all(c["availability"] == [{"topic": NAMING.status_topic}] for c in session_configs)

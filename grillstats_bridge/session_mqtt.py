@@ -1,0 +1,356 @@
+"""Cooking sessions in Home Assistant: the session entities' state, the buttons, the events.
+
+The entities themselves are rows of the discovery table (``discovery.SESSION``);
+this module feeds them and serves them, on the daemon's pipeline thread:
+
+* after every poll, every tick and every command, each device's running session
+  goes to the publisher (:meth:`SessionMqtt.changed`), which republishes the
+  session state of the devices whose session changed (the duration moves too);
+* "Start session" / "End session" presses arrive on
+  ``<device root>/session/start/set`` and ``.../end/set`` and go to the session
+  service, like ``session start`` and ``session end`` on the command line;
+* ``session_started`` events go out as they happen (best effort: lost while the
+  broker is away, the state says the same); ``session_ended`` events go through an
+  outbox, the ended sessions' rows whose ``end_published_at`` is empty, so that
+  none is lost while the broker is down and none is sent twice once it
+  acknowledged it. They go out in the order the sessions ended.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from grillstats_bridge.db import Database
+from grillstats_bridge.discovery import CurrentSession, JsonValue, sanitize
+from grillstats_bridge.domain import Unit, clean_float
+from grillstats_bridge.errors import UsageError
+from grillstats_bridge.models import Device, GrillingSession
+from grillstats_bridge.mqtt import Delivery, InboundMessage, MqttClient
+from grillstats_bridge.publisher import Publisher
+from grillstats_bridge.session_service import SessionService
+from grillstats_bridge.sessions import (
+    ChangeKind,
+    SessionChange,
+    SessionSnapshot,
+    SessionStatus,
+    format_duration,
+)
+
+log = logging.getLogger(__name__)
+
+OUTBOX_BATCH = 100
+STARTED = "session_started"
+ENDED = "session_ended"
+_ENDED_STATUSES = (SessionStatus.COMPLETED.value, SessionStatus.CANCELLED.value)
+
+Post = Callable[[Callable[[], None]], None]
+OnCommand = Callable[[str, Callable[[InboundMessage], None]], None]
+
+
+def current_session(snapshot: SessionSnapshot, now: datetime) -> CurrentSession:
+    """A running session as its entities show it, its duration as of ``now``."""
+    return CurrentSession(
+        session_id=snapshot.session_id,
+        name=snapshot.name,
+        session_type=snapshot.session_type.value,
+        start=snapshot.start,
+        duration=snapshot.duration(now),
+        unit=snapshot.unit,
+        minimum=snapshot.minimum,
+        maximum=snapshot.maximum,
+        average=snapshot.average,
+    )
+
+
+def event_payload(
+    event_type: str,
+    *,
+    session_id: int | None,
+    serial: str,
+    name: str | None,
+    session_type: str | None,
+    status: str | None,
+    start: datetime,
+    end: datetime | None,
+    now: datetime,
+    unit: str | None,
+    minimum: float | None,
+    maximum: float | None,
+    average: float | None,
+    end_reason: str | None,
+) -> dict[str, JsonValue]:
+    """A session event: ``event_type`` first, then the session's summary (HA's attributes)."""
+    duration = max((end or now) - start, timedelta(0))
+    symbol = Unit(unit).symbol if unit else None
+    return {
+        "event_type": event_type,
+        "session_id": session_id,
+        "device": serial,
+        "name": name,
+        "type": session_type,
+        "status": status,
+        "start": start.isoformat(),
+        "end": end.isoformat() if end is not None else None,
+        "duration_s": round(duration.total_seconds()),
+        "duration": format_duration(duration),
+        "min_temperature": _round(minimum),
+        "max_temperature": _round(maximum),
+        "avg_temperature": _round(average),
+        "unit": symbol,
+        "end_reason": end_reason,
+    }
+
+
+def started_payload(snapshot: SessionSnapshot, now: datetime) -> dict[str, JsonValue]:
+    return event_payload(
+        STARTED,
+        session_id=snapshot.session_id,
+        serial=snapshot.serial,
+        name=snapshot.name,
+        session_type=snapshot.session_type.value,
+        status=snapshot.status.value,
+        start=snapshot.start,
+        end=snapshot.end,
+        now=now,
+        unit=snapshot.unit.value if snapshot.unit else None,
+        minimum=snapshot.minimum,
+        maximum=snapshot.maximum,
+        average=snapshot.average,
+        end_reason=None,
+    )
+
+
+def ended_payload(row: GrillingSession, now: datetime) -> dict[str, JsonValue]:
+    """The ``session_ended`` event of a stored session (completed or cancelled)."""
+    return event_payload(
+        ENDED,
+        session_id=row.id,
+        serial=row.device_id,
+        name=row.name,
+        session_type=row.session_type,
+        status=row.status,
+        start=row.start_time,
+        end=row.end_time,
+        now=now,
+        unit=row.temperature_unit,
+        minimum=row.min_temperature,
+        maximum=row.max_temperature,
+        average=row.avg_temperature,
+        end_reason=row.end_reason,
+    )
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else clean_float(value)
+
+
+def pending_ended(db: Session, limit: int = OUTBOX_BATCH) -> list[GrillingSession]:
+    """Ended sessions whose event the broker has not acknowledged, in the order they ended."""
+    query = (
+        sa.select(GrillingSession)
+        .where(
+            GrillingSession.end_published_at.is_(None),
+            GrillingSession.status.in_(_ENDED_STATUSES),
+        )
+        .order_by(GrillingSession.end_time, GrillingSession.id)
+        .limit(limit)
+    )
+    if db.get_bind().dialect.name == "postgresql":
+        # Two bridges on one database never take the same rows.
+        query = query.with_for_update(skip_locked=True)
+    return list(db.scalars(query))
+
+
+def mark_ended_published(db: Session, session_ids: Sequence[int], at: datetime) -> int:
+    """Record that the broker acknowledged these sessions' ``session_ended`` events."""
+    if not session_ids:
+        return 0
+    result = db.execute(
+        sa.update(GrillingSession)
+        .where(GrillingSession.id.in_(sorted(set(session_ids))))
+        .where(GrillingSession.end_published_at.is_(None))
+        .values(end_published_at=at)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+class SessionMqtt:
+    """The daemon's sessions <-> MQTT wiring; every method runs on the pipeline thread."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        service: SessionService,
+        publisher: Publisher,
+        client: MqttClient,
+        clock: Callable[[], datetime],
+        post: Post,
+    ) -> None:
+        self.database = database
+        self.service = service
+        self.publisher = publisher
+        self.client = client
+        self.clock = clock
+        self.post = post  # runs a job on the pipeline thread (MQTT callbacks use it)
+        self.dirty = True  # the outbox may hold events
+        self._inflight: set[int] = set()
+
+    def subscribe(self, on_command: OnCommand) -> None:
+        """Listen to every device's buttons (one wildcard subscription each)."""
+        root = self.publisher.naming.root
+        on_command(f"{root}/device/+/session/start/set", self.start_pressed)
+        on_command(f"{root}/device/+/session/end/set", self.end_pressed)
+
+    # ------------------------------------------------------------------ state and events
+
+    def changed(self, changes: Sequence[SessionChange], *, database_ok: bool = True) -> None:
+        """After the tracker ran: the running sessions' state, new sessions' events, the outbox."""
+        now = self.clock()
+        running = {
+            s.serial: current_session(s, now) for s in self.service.tracker.active_sessions()
+        }
+        self.publisher.publish_sessions(running)
+        for change in changes:
+            if change.kind is ChangeKind.STARTED:
+                self.publisher.publish_session_event(
+                    change.serial, started_payload(change.session, now)
+                )
+            elif change.kind in (ChangeKind.ENDED, ChangeKind.CANCELLED):
+                self.dirty = True
+        if self.dirty and database_ok:
+            self.drain()
+
+    def drain(self) -> None:
+        """Publish waiting ``session_ended`` events in order; each is marked once acknowledged."""
+        if not self.client.connected:
+            return
+        now = self.clock()
+        try:
+            with self.database.transaction() as db:
+                rows = [r for r in pending_ended(db) if r.id not in self._inflight]
+                events = [(r.id, r.device_id, ended_payload(r, now)) for r in rows]
+        except SQLAlchemyError as exc:
+            log.debug("session outbox not read: %s", type(exc).__name__)
+            return
+        self.dirty = len(events) >= OUTBOX_BATCH
+        for session_id, serial, payload in events:
+            self._inflight.add(session_id)
+            self.publisher.publish_session_event(
+                serial, payload, on_done=self._acknowledger(session_id)
+            )
+
+    def on_connect(self) -> None:
+        """After every (re)connect (an MQTT thread): waiting events go out again."""
+        self.dirty = True
+        self.post(self.drain)
+
+    def _acknowledger(self, session_id: int) -> Callable[[Delivery], None]:
+        def done(delivery: Delivery) -> None:
+            self.post(lambda: self._acknowledge(session_id, delivery.delivered))
+
+        return done
+
+    def _acknowledge(self, session_id: int, delivered: bool) -> None:
+        self._inflight.discard(session_id)
+        if not delivered:
+            self.dirty = True
+            return
+        try:
+            with self.database.transaction() as db:
+                mark_ended_published(db, [session_id], self.clock())
+        except SQLAlchemyError:
+            self.dirty = True  # sent but not marked: sent again later (the id is in it)
+
+    # ------------------------------------------------------------------ the buttons
+
+    def start_pressed(self, message: InboundMessage) -> None:
+        """ "Start session": a manual session (an automatic one running becomes manual)."""
+        if (serial := self._command_serial(message, "Start session")) is None:
+            return
+        name = _name_in(message.payload)
+        try:
+            with self.database.transaction() as db:
+                changes = self.service.start(db, serial, self.clock(), name)
+        except UsageError as exc:
+            log.warning("Start session on %s from MQTT ignored: %s", serial, exc)
+            return
+        except SQLAlchemyError as exc:
+            log.error("Start session on %s failed: database %s", serial, type(exc).__name__)
+            return
+        last = changes[-1].session if changes else None
+        log.info(
+            "session started from MQTT on %s: %s (%s)",
+            serial,
+            last.name if last else "?",
+            last.session_id if last else "?",
+        )
+        self.changed(changes)
+
+    def end_pressed(self, message: InboundMessage) -> None:
+        """ "End session": ends the device's active session (automatic or manual) now."""
+        if (serial := self._command_serial(message, "End session")) is None:
+            return
+        try:
+            with self.database.transaction() as db:
+                session_id = db.scalar(
+                    sa.select(GrillingSession.id).where(
+                        GrillingSession.device_id == serial,
+                        GrillingSession.status == SessionStatus.ACTIVE.value,
+                    )
+                )
+                if session_id is None:
+                    log.info("End session on %s from MQTT: no active session to end", serial)
+                    return
+                changes = self.service.end(db, session_id, self.clock())
+        except UsageError as exc:
+            log.warning("End session on %s from MQTT ignored: %s", serial, exc)
+            return
+        except SQLAlchemyError as exc:
+            log.error("End session on %s failed: database %s", serial, type(exc).__name__)
+            return
+        log.info("session %d ended from MQTT on %s", session_id, serial)
+        self.changed(changes)
+
+    def _command_serial(self, message: InboundMessage, what: str) -> str | None:
+        """The device a button belongs to (its topic names the sanitised serial), or None."""
+        if message.retain or not message.payload:
+            # A retained press would start or end a session at every restart; an empty
+            # payload is someone clearing such a retained message.
+            log.warning("%s: retained or empty message on %s ignored", what, message.topic)
+            return None
+        levels = message.topic.split("/")
+        sid = levels[-4] if len(levels) >= 4 else ""
+        try:
+            with self.database.session() as db:
+                serials = [s for s in db.scalars(sa.select(Device.device_id)) if sanitize(s) == sid]
+        except SQLAlchemyError as exc:
+            log.error("%s: database %s", what, type(exc).__name__)
+            return None
+        if len(serials) != 1:
+            log.warning(
+                "%s on %s: %s",
+                what,
+                message.topic,
+                "no such device" if not serials else "ambiguous device",
+            )
+            return None
+        return serials[0]
+
+
+def _name_in(payload: bytes) -> str | None:
+    """A session name, when the press carries JSON ``{"name": ...}`` (HA's own press does not)."""
+    try:
+        data: Any = json.loads(payload)
+    except ValueError:
+        return None
+    name = data.get("name") if isinstance(data, Mapping) else None
+    return name if isinstance(name, str) and name.strip() else None
