@@ -24,7 +24,9 @@ runs the bridge's real MQTT client and publisher with the test devices
    SQLite database): an automatic session shows in HA's session entities, HA's
    "End session" button ends it, "Start session" starts a manual one and "End
    session" ends that; the "Session" event entity records each start and end
-   with the session's summary as attributes.
+   with the session's summary as attributes; then HA's number.set_value on the
+   kettle's *Pit target* creates, changes and removes its target alert in the
+   database, and the number shows each value back.
 
 The alert entities (``alert_mqtt.with_alerts``) are published from phase 1 on.
 
@@ -578,12 +580,17 @@ class Daemon:
 
 def press(entity_id: str) -> int:
     """Press a button the way HA's UI does: the button.press service, over HA's REST API."""
+    return call_service("button/press", {"entity_id": entity_id})
+
+
+def call_service(service: str, data: dict[str, Any]) -> int:
+    """Call an HA service over its REST API (the harness's own token); the HTTP status."""
     home = Path(os.environ.get("HA_HOME", Path.home() / ".cache" / "ha-check"))
     token = (home / "run" / "token").read_text().strip()
-    url = f"http://127.0.0.1:{os.environ.get('HA_PORT', '8123')}/api/services/button/press"
+    url = f"http://127.0.0.1:{os.environ.get('HA_PORT', '8123')}/api/services/{service}"
     answer = requests.post(
         url,
-        json={"entity_id": entity_id},
+        json=data,
         headers={"Authorization": f"Bearer {token}"},
         timeout=10,
     )
@@ -751,8 +758,55 @@ def sessions_phase(check: Check, env: dict[str, str], port: int, workdir: Path) 
             + "".join(f"\n        {line[:300]}" for line in log[:10]),
         )
         check.report[phase] = {"seen": seen, "mqtt_log": log}
+        target_round_trip(check, env, daemon)
     finally:
         daemon.close()
+
+
+def target_round_trip(check: Check, env: dict[str, str], daemon: Daemon) -> None:
+    """HA's "Pit target" number (number.set_value) creates, changes and removes the alert."""
+    from grillstats_bridge.alert_service import probe_target_alert
+
+    phase = "alerts: target number"
+    uid = f"{COOK_INSTANCE}_{sanitize(KETTLE)}_p1_target"
+
+    def in_database() -> float | None:
+        with daemon.database.session() as db:
+            alert = probe_target_alert(db, KETTLE, 1)
+            return None if alert is None else alert.target_temperature
+
+    def same(state: str | None, want: str) -> bool:
+        try:
+            return state == want or float(str(state)) == float(want)
+        except ValueError:
+            return False
+
+    def shown(want: str) -> str | None:
+        deadline = time.monotonic() + 30
+        while True:
+            entity = next(
+                (e for e in snapshot(env, [uid])["entities"] if e["unique_id"] == uid), None
+            )
+            state = None if entity is None else entity["state"]
+            if same(state, want) or time.monotonic() > deadline:
+                return state
+            time.sleep(0.5)
+
+    entity = next(e for e in snapshot(env, [uid])["entities"] if e["unique_id"] == uid)
+    seen: dict[str, Any] = {"before": entity["state"]}
+    for value, want in ((250, "250"), (262.5, "262.5"), (0, "unknown")):
+        code = call_service("number/set_value", {"entity_id": entity["entity_id"], "value": value})
+        stored = value or None
+        done = daemon.until(lambda: in_database() == stored, f"the target {value}")  # noqa: B023
+        state = shown(want)
+        seen[str(value)] = {"http": code, "database": in_database(), "ha": state}
+        check.ok(
+            code == 200 and done and same(state, want),
+            f"{phase}: set to {value} in HA: database {in_database()}, HA shows {state}",
+        )
+    log = [line for line in snapshot(env, [])["mqtt_log"] if CONNECTION_LOST not in line]
+    check.ok(not log, f"{phase}: HA logged {len(log)} MQTT errors or warnings")
+    check.report[phase] = {"seen": seen, "mqtt_log": log}
 
 
 def with_fleet(devices: tuple[Device, ...], count: int) -> tuple[Device, ...]:
