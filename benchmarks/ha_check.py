@@ -16,11 +16,19 @@ runs the bridge's real MQTT client and publisher with the test devices
    entity is back with its value;
 4. broker restart (no persistence: every retained message lost): the bridge
    reconnects, republishes, and HA shows everything again;
-5. cooking sessions, with the real daemon (the simulator's hot-and-fast cook, a
+5. alerts: targets and alert-active states show on the numbers and binary
+   sensors, every device trigger is listed, and two firings published the way the
+   daemon does fire exactly their two device triggers (``run_ha_check.sh watch``)
+   and are recorded, with their attributes, by the device's *Alerts* event entity;
+6. cooking sessions, with the real daemon (the simulator's hot-and-fast cook, a
    SQLite database): an automatic session shows in HA's session entities, HA's
    "End session" button ends it, "Start session" starts a manual one and "End
    session" ends that; the "Session" event entity records each start and end
-   with the session's summary as attributes.
+   with the session's summary as attributes; then HA's number.set_value on the
+   kettle's *Pit target* creates, changes and removes its target alert in the
+   database, and the number shows each value back.
+
+The alert entities (``alert_mqtt.with_alerts``) are published from phase 1 on.
 
 Then it stops HA, the bridge and the broker. Exit status 0 when every check held.
 """
@@ -45,26 +53,32 @@ from typing import Any
 import requests
 
 from grillstats_bridge import __version__
+from grillstats_bridge.alert_mqtt import EVENT_TYPES, alert_views, with_alerts
+from grillstats_bridge.alerts import AlertKind, Firing, FiringEvent
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.discovery import (
+    TABLE,
     AccountStatus,
     BridgeHealth,
     BridgeStatus,
     DeviceView,
+    ProbeAlerts,
     bridge_publication,
     device_publication,
     sanitize,
 )
-from grillstats_bridge.domain import Device, utcnow
+from grillstats_bridge.domain import Device, Measurement, Unit, utcnow
 from grillstats_bridge.mqtt import MqttClient
 from grillstats_bridge.publisher import Publisher, naming_for
 from tests.fixtures.mqtt import free_port, port_open
-from tests.sample_devices import sample_devices
+from tests.sample_devices import CELSIUS, SIGNALS, sample_devices
 
 TOOL = Path(os.environ.get("HA_CHECK", "/work/shared/tools/ha-check/run_ha_check.sh"))
 LOCK = "/tmp/ha-check.lock"
 INSTANCE = "hacheck"
 CONNECTION_LOST = "Error returned from MQTT server: The connection was lost"
+ALERT_TABLE = with_alerts(TABLE)
+Alerts = dict[str, tuple[ProbeAlerts, ...]]
 
 
 class Check:
@@ -138,16 +152,27 @@ def snapshot(env: dict[str, str], wait_ids: list[str]) -> dict[str, Any]:
     return data
 
 
-def expected_states(naming: Any, bridge: BridgeStatus, devices: Any) -> dict[str, Any]:
-    """unique id -> what HA should show, from the very payloads the bridge publishes."""
+def expected_states(
+    naming: Any, bridge: BridgeStatus, devices: Any, alerts: Alerts | None = None
+) -> dict[str, Any]:
+    """unique id -> what HA should show, from the very payloads the bridge publishes.
+
+    An event entity shows ``unknown`` until its first event (``None`` here).
+    """
     now = utcnow()
-    pubs = [bridge_publication(naming, bridge)] + [
-        device_publication(naming, DeviceView.of(d, now)) for d in devices
+    alerts = alerts or {}
+    pubs = [bridge_publication(naming, bridge, ALERT_TABLE)] + [
+        device_publication(
+            naming, DeviceView.of(d, now, alerts=alerts.get(d.serial, ())), ALERT_TABLE
+        )
+        for d in devices
     ]
     states = {s.topic: s.payload for p in pubs for s in p.states}
     out: dict[str, Any] = {}
     for pub in pubs:
         for config in pub.configs:
+            if config.unique_id is None:
+                continue  # a device trigger: no entity
             p = config.payload
             if "value_template" in p:
                 key = p["value_template"].split("value_json.")[1].split()[0]
@@ -179,6 +204,8 @@ def compare(
         state = entity["state"]
         if not w["available"]:
             good = state == "unavailable"
+        elif "event_types" in w["payload"] and w["value"] is not None:
+            good = state not in ("unknown", "unavailable")  # the time of the last event
         elif w["value"] is None:
             good = state == "unknown"
         elif isinstance(w["value"], bool):
@@ -247,7 +274,7 @@ def main() -> int:
             )
             naming = naming_for(config)
             client = MqttClient(config, status_topic=naming.status_topic)
-            publisher = Publisher(client, config)
+            publisher = Publisher(client, config, table=ALERT_TABLE)
             client.start()
             assert client.wait_ready(10)
             bridge = BridgeStatus(
@@ -297,7 +324,10 @@ def main() -> int:
             check.ok(client.health().connects > connects, "broker restart: the bridge reconnected")
             compare(check, ha, want, "broker restart", allow_connection_loss=True)
 
-            print("phase 5: cooking sessions (the daemon, the simulator, SQLite)", flush=True)
+            print("phase 5: alerts", flush=True)
+            alerts_phase(check, env, publisher, naming, bridge, devices)
+
+            print("phase 6: cooking sessions (the daemon, the simulator, SQLite)", flush=True)
             sessions_phase(check, env, broker.port, Path(tmp))
         finally:
             if client is not None:
@@ -312,7 +342,137 @@ def main() -> int:
     return 0 if not check.failures else 1
 
 
-# --------------------------------------------------------------------------- phase 5
+def alerts_phase(
+    check: Check,
+    env: dict[str, str],
+    publisher: Publisher,
+    naming: Any,
+    bridge: BridgeStatus,
+    devices: tuple[Device, ...],
+) -> None:
+    """Targets, alert-active, device triggers and the Alerts event entity in HA."""
+    alerts = alert_views(
+        {
+            (SIGNALS, 1): Measurement(203, Unit.FAHRENHEIT),
+            (CELSIUS, 1): Measurement(145, Unit.FAHRENHEIT),  # an °F target on a °C probe
+        },
+        {(SIGNALS, 1), (SIGNALS, 2)},
+    )
+    publisher.publish_alerts(alerts)
+    want = expected_states(naming, bridge, devices, alerts)
+    ha = wait_for(env, sorted(want), want, timeout=60)
+    # HA's log still holds phase 4's lost connection (its own client, not our payloads).
+    compare(check, ha, want, "alerts: targets and alert active", allow_connection_loss=True)
+    sid = naming.device_root(SIGNALS).rsplit("/", 1)[1]
+    shown = {e["unique_id"]: e["state"] for e in ha["entities"]}
+    check.ok(
+        shown.get(f"{INSTANCE}_{sid}_p1_target") in ("203", "203.0")
+        and shown.get(f"{INSTANCE}_{sid}_p1_alert_active") == "on"
+        and shown.get(f"{INSTANCE}_{sid}_p3_alert_active") == "off",
+        "alerts: Brisket target 203 and alert active on, probe 3 off",
+    )
+
+    ours = {d["id"]: d for d in ha["devices"] if INSTANCE in json.dumps(d["identifiers"])}
+    listed = [t for dev in ours for t in ha["device_triggers"].get(dev, [])]
+    temperature_probes = sum(1 for d in devices for p in d.probes if p.unit.is_temperature)
+    check.ok(
+        len(listed) == len(EVENT_TYPES) * temperature_probes,
+        f"alerts: HA lists {len(listed)} device triggers, "
+        f"{len(EVENT_TYPES)} x {temperature_probes} temperature probes expected",
+    )
+    signals_id = next(i for i, d in ours.items() if d.get("serial_number") == SIGNALS)
+
+    # Watch (it subscribes to every device trigger), then fire two alerts as the daemon does.
+    watch = subprocess.Popen(
+        [str(TOOL), "watch", "--seconds", "25"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert watch.stdout is not None
+    header = json.loads(watch.stdout.readline())
+    for channel in (1, 2):
+        tool("wait-subscribed", naming.probe_event_topic(SIGNALS, channel), "20", env=env)
+    # The event entity subscribed in phase 1 (its log line may be gone after HA's restart,
+    # or buried in a long batch of topics): a short look, not a condition.
+    tool("wait-subscribed", naming.device_event_topic(SIGNALS), "3", env=env, check=False)
+    now = utcnow()
+    firings = [
+        Firing(
+            id=1,
+            alert_id=11,
+            kind=AlertKind.TARGET,
+            event=FiringEvent.TARGET_REACHED,
+            serial=SIGNALS,
+            channel=1,
+            time=now,
+            value=203.4,
+            unit=Unit.FAHRENHEIT,
+            threshold=203,
+            name="Brisket done",
+        ),
+        Firing(
+            id=2,
+            alert_id=12,
+            kind=AlertKind.RANGE,
+            event=FiringEvent.TOO_HIGH,
+            serial=SIGNALS,
+            channel=2,
+            time=now,
+            value=276.5,
+            unit=Unit.FAHRENHEIT,
+            threshold=275,
+            name="Pit range",
+        ),
+    ]
+    deliveries = [publisher.publish_firing(f) for f in firings]
+    check.ok(all(d.wait(10) for d in deliveries), "alerts: the broker acknowledged both firings")
+    lines = [json.loads(line) for line in watch.stdout]
+    watch.wait(30)
+    fired = sorted(
+        (t["trigger"]["type"], t["trigger"]["subtype"], t["trigger"]["device_id"])
+        for t in lines
+        if t.get("kind") == "device_trigger"
+    )
+    check.ok(
+        fired == [("target_reached", "probe_1", signals_id), ("too_high", "probe_2", signals_id)],
+        f"alerts: watch saw {len(fired)} device triggers fire "
+        f"(of {len(header['device_triggers'])} watched): {fired}",
+    )
+    event_uid = f"{INSTANCE}_{sid}_alerts"
+    event_id = next(e["entity_id"] for e in ha["entities"] if e["unique_id"] == event_uid)
+    recorded = [
+        line["attributes"]
+        for line in lines
+        if line.get("kind") == "state" and line.get("entity_id") == event_id
+    ]
+    keys = ("event_type", "alert_id", "name", "probe", "temperature", "unit", "threshold")
+    seen = [{k: a.get(k) for k in keys} for a in recorded]
+    check.ok(
+        seen
+        == [
+            {
+                "event_type": f.event.value,
+                "alert_id": f.alert_id,
+                "name": f.name,
+                "probe": f.channel,
+                "temperature": f.value,
+                "unit": "°F",
+                "threshold": f.threshold,
+            }
+            for f in firings
+        ],
+        f"alerts: the Alerts event entity recorded both firings with their attributes: {seen}",
+    )
+    want[event_uid]["value"] = "fired"
+    ha = snapshot(env, [event_uid])
+    compare(check, ha, want, "alerts: after the firings", allow_connection_loss=True)
+    check.report["alerts"] = {
+        "device_triggers_listed": len(listed),
+        "device_triggers_fired": fired,
+        "event_entity": event_id,
+        "event_attributes": recorded,
+    }
+
+
+# --------------------------------------------------------------------------- phase 6
 
 KETTLE = "10:06:1C:3B:55:12"  # hot_and_fast's Smoke Gateway
 COOK_INSTANCE = "hacheck_cook"
@@ -420,12 +580,17 @@ class Daemon:
 
 def press(entity_id: str) -> int:
     """Press a button the way HA's UI does: the button.press service, over HA's REST API."""
+    return call_service("button/press", {"entity_id": entity_id})
+
+
+def call_service(service: str, data: dict[str, Any]) -> int:
+    """Call an HA service over its REST API (the harness's own token); the HTTP status."""
     home = Path(os.environ.get("HA_HOME", Path.home() / ".cache" / "ha-check"))
     token = (home / "run" / "token").read_text().strip()
-    url = f"http://127.0.0.1:{os.environ.get('HA_PORT', '8123')}/api/services/button/press"
+    url = f"http://127.0.0.1:{os.environ.get('HA_PORT', '8123')}/api/services/{service}"
     answer = requests.post(
         url,
-        json={"entity_id": entity_id},
+        json=data,
         headers={"Authorization": f"Bearer {token}"},
         timeout=10,
     )
@@ -593,8 +758,55 @@ def sessions_phase(check: Check, env: dict[str, str], port: int, workdir: Path) 
             + "".join(f"\n        {line[:300]}" for line in log[:10]),
         )
         check.report[phase] = {"seen": seen, "mqtt_log": log}
+        target_round_trip(check, env, daemon)
     finally:
         daemon.close()
+
+
+def target_round_trip(check: Check, env: dict[str, str], daemon: Daemon) -> None:
+    """HA's "Pit target" number (number.set_value) creates, changes and removes the alert."""
+    from grillstats_bridge.alert_service import probe_target_alert
+
+    phase = "alerts: target number"
+    uid = f"{COOK_INSTANCE}_{sanitize(KETTLE)}_p1_target"
+
+    def in_database() -> float | None:
+        with daemon.database.session() as db:
+            alert = probe_target_alert(db, KETTLE, 1)
+            return None if alert is None else alert.target_temperature
+
+    def same(state: str | None, want: str) -> bool:
+        try:
+            return state == want or float(str(state)) == float(want)
+        except ValueError:
+            return False
+
+    def shown(want: str) -> str | None:
+        deadline = time.monotonic() + 30
+        while True:
+            entity = next(
+                (e for e in snapshot(env, [uid])["entities"] if e["unique_id"] == uid), None
+            )
+            state = None if entity is None else entity["state"]
+            if same(state, want) or time.monotonic() > deadline:
+                return state
+            time.sleep(0.5)
+
+    entity = next(e for e in snapshot(env, [uid])["entities"] if e["unique_id"] == uid)
+    seen: dict[str, Any] = {"before": entity["state"]}
+    for value, want in ((250, "250"), (262.5, "262.5"), (0, "unknown")):
+        code = call_service("number/set_value", {"entity_id": entity["entity_id"], "value": value})
+        stored = value or None
+        done = daemon.until(lambda: in_database() == stored, f"the target {value}")  # noqa: B023
+        state = shown(want)
+        seen[str(value)] = {"http": code, "database": in_database(), "ha": state}
+        check.ok(
+            code == 200 and done and same(state, want),
+            f"{phase}: set to {value} in HA: database {in_database()}, HA shows {state}",
+        )
+    log = [line for line in snapshot(env, [])["mqtt_log"] if CONNECTION_LOST not in line]
+    check.ok(not log, f"{phase}: HA logged {len(log)} MQTT errors or warnings")
+    check.report[phase] = {"seen": seen, "mqtt_log": log}
 
 
 def with_fleet(devices: tuple[Device, ...], count: int) -> tuple[Device, ...]:

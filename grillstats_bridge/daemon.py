@@ -39,12 +39,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from grillstats_bridge import __version__, schema
 from grillstats_bridge.accounts import CredentialState, link_states
+from grillstats_bridge.alert_mqtt import AlertControl, with_alerts
 from grillstats_bridge.alert_service import AlertService
 from grillstats_bridge.alerts import Firing
 from grillstats_bridge.clock import Clock, RealClock
 from grillstats_bridge.config import Config
 from grillstats_bridge.db import Database, safe_url
-from grillstats_bridge.discovery import AccountStatus, BridgeHealth, BridgeStatus
+from grillstats_bridge.discovery import TABLE, AccountStatus, BridgeHealth, BridgeStatus
 from grillstats_bridge.domain import Device, Poll, Unit, convert_temperature
 from grillstats_bridge.health import HealthServer
 from grillstats_bridge.models import User
@@ -164,9 +165,12 @@ class Bridge:
             self.mqtt,
             config.mqtt,
             store=PublicationStore(self.database, config.mqtt.instance_id),
+            table=with_alerts(TABLE),
             clock=self.clock.now,
             rng=self._rng,
         )
+        self.alert_control = AlertControl(self.database, self.alerts, self.publisher)
+        self.on_command(self.alert_control.command_filter, self.alert_control.handle)
         self.mqtt.add_connect_hook(self._on_mqtt_connect)
         self.session_mqtt = SessionMqtt(
             database=self.database,
@@ -632,6 +636,8 @@ class Bridge:
         self.session_mqtt.changed(outcome.session_changes, database_ok=self.pipeline.database_ok)
         if self._outbox_dirty and self.pipeline.database_ok:
             self._drain_outbox()
+        if outcome.database_ok:
+            self.alert_control.refresh()  # targets and alert-active states, for HA
 
     def _is_active(self, poll: Poll) -> bool:
         """A cook is going on: a probe is hot, or moving fast."""

@@ -27,6 +27,7 @@ from grillstats_bridge import __version__
 from grillstats_bridge.domain import (
     Device,
     FanState,
+    Measurement,
     Probe,
     Unit,
     clean_float,
@@ -85,6 +86,7 @@ class EntityDescription(Generic[C]):
     to the state JSON, and HA shows them as the entity's attributes (the keys are
     declared so that the discovery payload never depends on values). ``exists_fn``
     says whether a subject has this entity at all (a fan only on a gateway with a fan).
+    A device trigger has no name in HA: ``name`` gives its ``subtype``.
     """
 
     key: str
@@ -165,6 +167,15 @@ class BridgeStatus:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProbeAlerts:
+    """A probe's alerts as HA shows them: the target its number sets, whether one is active."""
+
+    channel: int
+    target: Measurement | None = None  # in the alert's unit; shown in the probe's
+    active: bool = False  # an alert fired and has not re-armed
+
+
+@dataclass(frozen=True, kw_only=True)
 class CurrentSession:
     """A device's running cooking session, as its session entities show it."""
 
@@ -187,6 +198,7 @@ class DeviceView:
     name: str
     online: bool
     session: CurrentSession | None = None
+    alerts: tuple[ProbeAlerts, ...] = ()  # only probes with a target or an active alert
 
     @classmethod
     def of(
@@ -195,10 +207,12 @@ class DeviceView:
         now: datetime,
         nickname: str | None = None,
         session: CurrentSession | None = None,
+        alerts: tuple[ProbeAlerts, ...] = (),
     ) -> DeviceView:
         """Name: the user's nickname, else the cloud label, else model and serial."""
         name = nickname or device.label or f"{model_name(device)} {device.serial}"
-        return cls(device=device, name=name, online=device.is_online(now), session=session)
+        online = device.is_online(now)
+        return cls(device=device, name=name, online=online, session=session, alerts=alerts)
 
     @property
     def sid(self) -> str:
@@ -213,6 +227,13 @@ class ProbeView:
     @property
     def label(self) -> str:
         return self.probe.label or f"Probe {self.probe.channel}"
+
+    @property
+    def alerts(self) -> ProbeAlerts:
+        channel = self.probe.channel
+        return next(
+            (a for a in self.device.alerts if a.channel == channel), ProbeAlerts(channel=channel)
+        )
 
 
 _MODELS = {
@@ -799,6 +820,7 @@ def entity_config(
             "automation_type": "trigger",
             "topic": target.event_topic,
             **row.extra,
+            **({"subtype": subtype} if (subtype := row.name_for(ctx)) is not None else {}),
             "device": dict(target.device),
             "origin": ORIGIN,
         }

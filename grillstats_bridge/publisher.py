@@ -46,6 +46,7 @@ from grillstats_bridge.discovery import (
     EntityConfig,
     JsonValue,
     Naming,
+    ProbeAlerts,
     Publication,
     State,
     Table,
@@ -55,7 +56,7 @@ from grillstats_bridge.discovery import (
 )
 from grillstats_bridge.domain import Device, Poll, utcnow
 from grillstats_bridge.models import MqttPublication
-from grillstats_bridge.mqtt import Delivery, InboundMessage, Message, MqttClient
+from grillstats_bridge.mqtt import Delivery, DeliveryStatus, InboundMessage, Message, MqttClient
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,7 @@ class Publisher:
         self._bridge: BridgeStatus | None = None
         self._accounts: dict[int, dict[str, tuple[Device, str | None]]] = {}
         self._sessions: dict[str, CurrentSession] = {}  # serial -> its running session
+        self._alerts: dict[str, tuple[ProbeAlerts, ...]] = {}  # serial -> its probes' alerts
         self._configs: dict[str, str] = {}  # config topic -> payload last published
         self._states: dict[str, str] = {}  # state topic -> payload last published
         self._records: dict[str, Record] = {}  # every retained topic ever published
@@ -217,7 +219,11 @@ class Publisher:
     def publish_firing(
         self, firing: Firing, *, on_done: Callable[[Delivery], None] | None = None
     ) -> Delivery:
-        """One alert firing on its device's event topic (QoS 1, never retained)."""
+        """One alert firing on its device's event topic (QoS 1, never retained).
+
+        The same message then goes to the probe's event topic, where the device
+        triggers listen; ``on_done`` follows the device's message (the record of it).
+        """
         payload: dict[str, JsonValue] = {
             "event_type": firing.event.value,
             "firing_id": firing.id,
@@ -231,8 +237,32 @@ class Publisher:
             "change": None if firing.change is None else round(firing.change, 2),
             "time": firing.time.isoformat(),
         }
+        text = dumps(payload)
         topic = self.naming.device_event_topic(firing.serial)
-        return self.client.publish_event(topic, dumps(payload), on_done=on_done)
+        delivery = self.client.publish_event(topic, text, on_done=on_done)
+        if delivery.status is not DeliveryStatus.REJECTED:
+            # Not when refused: the outbox sends the firing again, and the triggers with it.
+            self.client.publish_event(
+                self.naming.probe_event_topic(firing.serial, firing.channel), text
+            )
+        return delivery
+
+    def publish_alerts(self, alerts: Mapping[str, tuple[ProbeAlerts, ...]]) -> None:
+        """Every probe's target and alert-active state (serial -> probes); republishes changes."""
+        with self._lock:
+            fresh = {serial: probes for serial, probes in alerts.items() if probes}
+            changed = {
+                serial
+                for serial in {*self._alerts, *fresh}
+                if self._alerts.get(serial) != fresh.get(serial)
+            }
+            if not changed:
+                return
+            self._alerts = fresh
+            now = self._clock()
+            for user_id, devices in self._accounts.items():
+                if not changed.isdisjoint(devices):
+                    self._publish_account(user_id, now)
 
     def publish_session_event(
         self,
@@ -322,6 +352,16 @@ class Publisher:
 
     # ------------------------------------------------------------------ publishing
 
+    def _view(self, serial: str, device: Device, nickname: str | None, now: datetime) -> DeviceView:
+        """A device as published now: with its running session and its probes' alerts."""
+        return DeviceView.of(
+            device,
+            now,
+            nickname,
+            session=self._sessions.get(serial),
+            alerts=self._alerts.get(serial, ()),
+        )
+
     def _publish_account(self, user_id: int, now: datetime) -> None:
         devices = self._accounts.get(user_id, {})
         reconciled = user_id in self._built
@@ -329,7 +369,7 @@ class Publisher:
         fresh: dict[str, tuple[Device, DeviceView, Publication]] = {}
         rebuilt = False
         for serial, (device, nickname) in devices.items():
-            view = DeviceView.of(device, now, nickname, session=self._sessions.get(serial))
+            view = self._view(serial, device, nickname, now)
             known = built.get(serial)
             if known is not None and known[0] is device and known[1] == view:
                 fresh[serial] = known  # the same device (a refresh): nothing to rebuild
@@ -427,11 +467,11 @@ class Publisher:
             pubs += [
                 device_publication(
                     self.naming,
-                    DeviceView.of(device, now, nickname, session=self._sessions.get(device.serial)),
+                    self._view(serial, device, nickname, now),
                     self.table,
                     self._memo,
                 )
-                for device, nickname in devices.values()
+                for serial, (device, nickname) in devices.items()
             ]
         messages: list[Message] = []
         if self.config.discovery:

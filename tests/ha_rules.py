@@ -82,8 +82,10 @@ def problems(topic: str, raw: str | bytes, prefix: str) -> list[str]:
         out.append(f"{where} {component} without state_topic")
     if component == "event" and not p.get("event_types"):
         out.append(f"{where} event without event_types")
-    if component == "button" and "command_topic" not in p:
-        out.append(f"{where} button without command_topic")
+    if component in ("button", "number") and "command_topic" not in p:
+        out.append(f"{where} {component} without command_topic")
+    if component == "number" and float(p.get("min", 1)) >= float(p.get("max", 100)):
+        out.append(f"{where} number with min not below max")
     out += _classes(where, component, p)
     category = p.get("entity_category")
     if category is not None:
@@ -198,6 +200,9 @@ def _state_problems(
         and (isinstance(value, bool) or not isinstance(value, (int, float)))
     ):
         out.append(f"{topic}: HA needs a number in {key}, got {value!r}")
+    low, high = p.get("min"), p.get("max")
+    if isinstance(value, (int, float)) and low is not None and not low <= value <= high:
+        out.append(f"{topic}: {value!r} outside the number's range {low} to {high}")
     options = p.get("options")
     if options and value is not None and value not in options:
         out.append(f"{topic}: {value!r} is not one of the options {options}")

@@ -100,6 +100,13 @@ def test_a_cook_end_to_end(
         ("Flat 110", "target_reached", 2),
     ]
     assert all(not m.retain for m in subscriber.snapshot() if m.topic.endswith("/event"))
+    # Each also on its probe's event topic, where that probe's device triggers listen.
+    for channel, name in ((1, "Pit hot"), (2, "Flat 110")):
+        topic = f"{device_root(rig, SIGNALS)}/probe/{channel}/event"
+        on_probe = [m for m in subscriber.snapshot() if m.topic == topic]
+        assert [(m.json(), m.qos) for m in on_probe] == [
+            (next(e for e in published if e["name"] == name), 1)
+        ]
 
     # Home Assistant sees every device, available, with live values.
     mqtt = rig.config.mqtt
@@ -108,6 +115,18 @@ def test_a_cook_end_to_end(
     assert len(configs) >= 30
     assert held[f"{device_root(rig, SIGNALS)}/availability"] == b"online"
     assert held[f"{mqtt.base_topic}/{mqtt.instance_id}/status"] == b"online"
+    # Both targets reached and the probes still above them: their alerts are active.
+    probes = [json.loads(held[f"{device_root(rig, SIGNALS)}/probe/{n}"]) for n in (1, 2, 3)]
+    assert [(p["target"], p["alert_active"]) for p in probes] == [
+        (225.0, True),
+        (110.0, True),
+        (None, False),
+    ]
+    sid = sanitize(SIGNALS)
+    for key in ("event/{m}/{s}_alerts", "number/{m}/{s}_p1_target"):
+        assert key.format(m=mqtt.instance_id, s=sid) in "".join(configs)
+    triggers = [t for t in configs if "/device_automation/" in t and sid in t]
+    assert len(triggers) == 5 * 4  # five event types on each of the four channels
 
     healthy, report = rig.bridge.health_report()
     assert healthy and report["status"] == "ok"
@@ -282,7 +301,11 @@ def test_an_automatic_session_in_home_assistant(make_rig: MakeRig, subscriber: S
     mqtt = rig.config.mqtt
     held = retained(mqtt.host, mqtt.port, f"{mqtt.discovery_prefix}/#")  # QoS 1: all there
     configs = {t: v for t, v in held.items() if t.endswith("/config")}
-    read = {p["state_topic"] for p in map(json.loads, configs.values()) if "value_template" in p}
+    read = {
+        p["state_topic"]
+        for p in map(json.loads, configs.values())
+        if "value_template" in p and "state_topic" in p  # not device triggers (a topic)
+    }
     got = subscriber.wait_for(lambda ms: read <= {m.topic for m in ms}, what="every state")
     states = {m.topic: m.payload for m in got}  # the latest of each
     assert ha_rules.check_all(configs, states, mqtt.discovery_prefix) == []

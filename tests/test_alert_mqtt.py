@@ -1,0 +1,417 @@
+"""Alerts in Home Assistant: the event entity, device triggers, target numbers, alert active.
+
+The payloads are checked pure (against HA's rules); the commands and the states
+end to end: the simulator's brisket, the real broker, SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+import sqlalchemy as sa
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from grillstats_bridge.alert_mqtt import (
+    EVENT_TYPES,
+    alert_views,
+    parse_target,
+    with_alerts,
+)
+from grillstats_bridge.cli import main
+from grillstats_bridge.config import MqttConfig
+from grillstats_bridge.discovery import DeviceView, Naming, ProbeAlerts, device_publication
+from grillstats_bridge.domain import Measurement, Unit
+from grillstats_bridge.models import TemperatureAlert
+from grillstats_bridge.mqtt import MqttClient
+from grillstats_bridge.publisher import Publisher, naming_for
+from tests import ha_rules
+from tests.fixtures.bridge import MakeRig, Rig
+from tests.fixtures.cloud import SIGNALS
+from tests.fixtures.mqtt import WAIT, Subscriber, close_paho
+from tests.sample_devices import CELSIUS, NODE, sample_devices
+from tests.sample_devices import SIGNALS as SAMPLE_SIGNALS
+
+NOW = datetime(2026, 11, 27, 18, 30, tzinfo=UTC)
+NAMING = Naming(instance_id="home")
+TABLE = with_alerts()
+SID = "10_06_1C_6F_47_70"
+DEVICE = {
+    "identifiers": [f"home_{SID}"],
+    "name": "Backyard Signals",
+    "manufacturer": "ThermoWorks",
+    "model": "Signals",
+    "serial_number": SAMPLE_SIGNALS,
+    "via_device": "home_bridge",
+    "sw_version": "1.4.2",
+}
+ORIGIN = {"name": "Grill Stats Bridge"}
+
+
+Alerts = dict[str, tuple[ProbeAlerts, ...]]
+
+
+def publications(alerts: Alerts | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    views = [
+        DeviceView.of(d, NOW, alerts=(alerts or {}).get(d.serial, ())) for d in sample_devices(NOW)
+    ]
+    pubs = [device_publication(NAMING, v, TABLE) for v in views]
+    configs = {c.topic: json.loads(c.json()) for p in pubs for c in p.configs}
+    states = {s.topic: s.payload for p in pubs for s in p.states}
+    return configs, states
+
+
+def without_origin_version(payload: dict[str, object]) -> dict[str, object]:
+    origin = payload["origin"]
+    assert isinstance(origin, dict)
+    return {**payload, "origin": {"name": origin["name"]}}
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+def test_the_event_entity_per_device() -> None:
+    configs, _ = publications()
+    event = configs[f"homeassistant/event/home/{SID}_alerts/config"]
+    assert without_origin_version(event) == {
+        "name": "Alerts",
+        "unique_id": f"home_{SID}_alerts",
+        "state_topic": f"grillstats/home/device/{SID}/event",
+        "icon": "mdi:bell-ring",
+        "event_types": ["target_reached", "too_high", "too_low", "rising", "falling"],
+        "availability": [{"topic": "grillstats/home/status"}],
+        "availability_mode": "all",
+        "device": DEVICE,
+        "origin": ORIGIN,
+    }
+    events = [t for t in configs if "/event/" in t and t.endswith("_alerts/config")]
+    assert len(events) == len(sample_devices(NOW))  # one per device, gateways and Nodes too
+
+
+def test_the_target_number_and_alert_active_per_temperature_probe() -> None:
+    configs, _ = publications()
+    number = configs[f"homeassistant/number/home/{SID}_p1_target/config"]
+    assert without_origin_version(number) == {
+        "name": "Brisket target",
+        "unique_id": f"home_{SID}_p1_target",
+        "state_topic": f"grillstats/home/device/{SID}/probe/1",
+        "value_template": "{{ value_json.target }}",
+        "command_topic": f"grillstats/home/device/{SID}/probe/1/target/set",
+        "device_class": "temperature",
+        "unit_of_measurement": "°F",
+        "min": -100.0,
+        "max": 1000.0,
+        "step": 0.1,
+        "mode": "box",
+        "availability": [{"topic": "grillstats/home/status"}],
+        "availability_mode": "all",
+        "device": DEVICE,
+        "origin": ORIGIN,
+    }
+    active = configs[f"homeassistant/binary_sensor/home/{SID}_p1_alert_active/config"]
+    assert active["name"] == "Brisket alert active"
+    assert active["value_template"] == "{{ value_json.alert_active }}"
+    assert active["availability"] == [
+        {"topic": "grillstats/home/status"},
+        {"topic": f"grillstats/home/device/{SID}/availability"},
+    ]
+    numbers = [t for t in configs if "/number/" in t]
+    # every temperature probe (unplugged ones too), never the Node's humidity channel
+    assert len(numbers) == 9  # Signals 4, gateway 1, meat 1, Node 1, °C Signals 2
+    assert not any(f"{NODE.replace(':', '_')}_p2_" in t for t in numbers)
+    assert configs[f"homeassistant/number/home/{CELSIUS.replace(':', '_')}_p1_target/config"][
+        "unit_of_measurement"
+    ] == ("°C")
+
+
+def test_device_triggers_per_probe_and_event_type() -> None:
+    configs, _ = publications()
+    trigger = configs[f"homeassistant/device_automation/home/{SID}_p2_on_too_low/config"]
+    assert without_origin_version(trigger) == {
+        "automation_type": "trigger",
+        "topic": f"grillstats/home/device/{SID}/probe/2/event",
+        "type": "too_low",
+        "payload": "too_low",
+        "value_template": "{{ value_json.event_type }}",
+        "qos": 1,
+        "subtype": "probe_2",
+        "device": DEVICE,
+        "origin": ORIGIN,
+    }
+    mine = [json.loads(json.dumps(p)) for t, p in configs.items() if SID in t and "automation" in t]
+    assert sorted((p["subtype"], p["type"]) for p in mine) == sorted(
+        (f"probe_{n}", e) for n in (1, 2, 3, 4) for e in EVENT_TYPES
+    )
+
+
+def test_every_payload_meets_home_assistant_rules() -> None:
+    alerts = alert_views(
+        {(SAMPLE_SIGNALS, 1): Measurement(203, Unit.FAHRENHEIT)}, {(SAMPLE_SIGNALS, 2)}
+    )
+    configs, states = publications(alerts)
+    raw = {t: json.dumps(p) for t, p in configs.items()}
+    assert ha_rules.check_all(raw, states, "homeassistant") == []
+
+
+def test_probe_state_carries_the_target_in_the_probe_unit() -> None:
+    alerts = alert_views(
+        {
+            (SAMPLE_SIGNALS, 1): Measurement(203, Unit.FAHRENHEIT),
+            (CELSIUS, 1): Measurement(145, Unit.FAHRENHEIT),  # an °F alert on a °C probe
+        },
+        {(SAMPLE_SIGNALS, 1)},
+    )
+    _, states = publications(alerts)
+    probe = json.loads(states[f"grillstats/home/device/{SID}/probe/1"])
+    assert probe["target"] == 203 and probe["alert_active"] is True
+    other = json.loads(states[f"grillstats/home/device/{SID}/probe/2"])
+    assert other["target"] is None and other["alert_active"] is False
+    roast = json.loads(states[f"grillstats/home/device/{CELSIUS.replace(':', '_')}/probe/1"])
+    assert roast["target"] == 62.8 and roast["unit"] == "°C"
+    humidity = json.loads(states[f"grillstats/home/device/{NODE.replace(':', '_')}/probe/2"])
+    assert "target" not in humidity and "alert_active" not in humidity
+
+
+@pytest.mark.parametrize(
+    ("payload", "value"),
+    [
+        (b"203", 203.0),
+        (b" 62.5 ", 62.5),
+        (b"-18", -18.0),
+        (b"0", None),
+        (b"0.0", None),
+        (b"", None),
+        (b"None", None),
+        (b"null", None),
+    ],
+)
+def test_parse_target(payload: bytes, value: float | None) -> None:
+    assert parse_target(payload) == value
+
+
+@pytest.mark.parametrize("payload", [b"hot", b"nan", b"inf", b"1e9", b"-500", b"\xff\xfe"])
+def test_parse_target_refuses(payload: bytes) -> None:
+    with pytest.raises(ValueError):
+        parse_target(payload)
+
+
+def test_the_publisher_republishes_only_probes_whose_alerts_changed(
+    mqtt_config: MqttConfig, ordered_subscriber: Subscriber
+) -> None:
+    naming = naming_for(mqtt_config)
+    client = MqttClient(mqtt_config, status_topic=naming.status_topic, clock=lambda: NOW)
+    publisher = Publisher(client, mqtt_config, table=TABLE, clock=lambda: NOW)
+    marker = f"{naming.root}/test-marker"
+    sub = ordered_subscriber  # QoS 0: in the order the client sent them
+
+    def published_since_marker(mark: str) -> list[tuple[str, object]]:
+        """What the client sent after the last marker, once it sent ``mark`` behind it."""
+        assert client.flush(WAIT)  # QoS 1 configs acknowledged: the marker cannot overtake them
+        client.publish_state(marker, mark, retain=False)
+        got = sub.wait_for(lambda ms: any(m.payload == mark.encode() for m in ms), what=mark)
+        marks = [i for i, m in enumerate(got) if m.topic == marker]
+        between = got[marks[-2] + 1 : marks[-1]] if len(marks) > 1 else got[: marks[-1]]
+        return [
+            (m.topic, m.json().get("target") if m.payload.startswith(b"{") else m.text)
+            for m in between
+        ]
+
+    client.start()
+    try:
+        assert client.wait_ready(WAIT)
+        publisher.publish_devices(1, sample_devices(NOW), now=NOW)
+        assert len(published_since_marker("1")) > 40  # everything
+        brisket = naming.probe_topic(SAMPLE_SIGNALS, 1)
+        alerts = alert_views({(SAMPLE_SIGNALS, 1): Measurement(203, Unit.FAHRENHEIT)}, set())
+        publisher.publish_alerts(alerts)
+        publisher.publish_alerts(alerts)  # unchanged: nothing more
+        assert published_since_marker("2") == [(brisket, 203)]
+        publisher.publish_alerts({})
+        publisher.refresh(NOW)
+        assert published_since_marker("3") == [(brisket, None)]
+    finally:
+        publisher.close()
+        client.stop(timeout=2)
+
+
+# --------------------------------------------------------------------------- end to end
+
+FAST = {"polling": {"active_interval": 60.0, "idle_interval": 300.0}}
+
+
+def probe_topic(rig: Rig, channel: int) -> str:
+    mqtt = rig.config.mqtt
+    return f"{mqtt.base_topic}/{mqtt.instance_id}/device/{SID}/probe/{channel}"
+
+
+def send(rig: Rig, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    """Publish as Home Assistant does (not retained), from another client; acknowledged."""
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    client.connect(rig.config.mqtt.host, rig.config.mqtt.port)
+    client.loop_start()
+    try:
+        info = client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(WAIT)
+        assert info.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        close_paho(client)
+
+
+def until(rig: Rig, condition: Callable[[], bool], what: str) -> None:
+    """Run the bridge's queued work (commands) until ``condition`` holds."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        rig.bridge.step()  # the clock stands still: this only runs queued jobs
+        time.sleep(0.005)  # the command is on its way from the broker
+
+
+def target_alerts(rig: Rig, channel: int) -> list[tuple[int, float | None, str | None, bool]]:
+    with rig.database.session() as db:
+        rows = db.scalars(
+            sa.select(TemperatureAlert)
+            .where(TemperatureAlert.device_id == SIGNALS, TemperatureAlert.probe_id == str(channel))
+            .order_by(TemperatureAlert.id)
+        ).all()
+        return [(r.id, r.target_temperature, r.temperature_unit, bool(r.is_active)) for r in rows]
+
+
+def last_state(sub: Subscriber, topic: str) -> dict[str, object]:
+    sub.sync()
+    found = [m for m in sub.snapshot() if m.topic == topic]
+    assert found, f"nothing on {topic}"
+    state: dict[str, object] = found[-1].json()
+    return state
+
+
+def cli(rig: Rig, tmp_path: Path, *argv: str) -> int:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": rig.config.database.url},
+                "security": {"key_file": rig.config.security.key_file},
+            }
+        )
+    )
+    return main(["--config", str(path), *argv])
+
+
+def test_the_target_number_sets_changes_and_clears_the_alert(
+    make_rig: MakeRig,
+    subscriber: Subscriber,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rig = make_rig("brisket", **FAST)
+    rig.run_for(10)  # the first poll: devices and probes known, states published
+    state_topic = probe_topic(rig, 2)
+    command = f"{state_topic}/target/set"
+    # The bridge subscribed before it published this: the broker routes commands to it.
+    subscriber.wait_for_message(state_topic)
+    assert last_state(subscriber, state_topic)["target"] is None
+
+    send(rig, command, b"203")
+    until(rig, lambda: bool(target_alerts(rig, 2)), "the target alert")
+    [(alert_id, target, unit, active)] = target_alerts(rig, 2)
+    assert (target, unit, active) == (203.0, "F", True)
+    assert last_state(subscriber, state_topic)["target"] == 203.0
+
+    send(rig, command, b"205.5")
+    until(rig, lambda: target_alerts(rig, 2)[0][1] == 205.5, "the changed target")
+    assert target_alerts(rig, 2) == [(alert_id, 205.5, "F", True)]  # the same alert
+    assert last_state(subscriber, state_topic)["target"] == 205.5
+
+    # Bad payloads: a clear warning, the alert untouched, the bridge goes on.
+    caplog.set_level(logging.INFO, logger="grillstats_bridge.alert_mqtt")
+    send(rig, command, b"very hot")
+    send(rig, f"{probe_topic(rig, 9)}/target/set", b"200")  # a probe the device lacks
+    until(rig, lambda: len(warnings(caplog)) == 2, "two warnings")
+    assert "ignored the target b'very hot' for probe 2" in warnings(caplog)[0]
+    assert "no device 10_06_1C_6F_47_70 with a probe 9" in warnings(caplog)[1]
+    assert target_alerts(rig, 2) == [(alert_id, 205.5, "F", True)]
+    assert rig.bridge.stats.pipeline_errors == 0
+
+    # A change from the CLI shows in HA after the next poll.
+    assert cli(rig, tmp_path, "alert", "disable", str(alert_id)) == 0
+    rig.run_for(6 * 60)  # idle: a poll every 5 min
+    assert last_state(subscriber, state_topic)["target"] is None
+    assert cli(rig, tmp_path, "alert", "enable", str(alert_id)) == 0
+    rig.run_for(6 * 60)  # idle: a poll every 5 min
+    assert last_state(subscriber, state_topic)["target"] == 205.5
+
+    send(rig, command, b"0")
+    until(rig, lambda: not target_alerts(rig, 2), "the alert removed")
+    assert last_state(subscriber, state_topic)["target"] is None
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "grillstats_bridge.alert_mqtt" and r.levelno == logging.WARNING
+    ]
+
+
+def test_a_target_set_from_home_assistant_fires_on_both_topics(
+    make_rig: MakeRig, subscriber: Subscriber
+) -> None:
+    rig = make_rig("brisket", **FAST)
+    rig.run_for(10)
+    state_topic = probe_topic(rig, 1)
+    subscriber.wait_for_message(state_topic)
+    pit = last_state(subscriber, state_topic)
+    assert isinstance(pit["temperature"], float) and pit["alert_active"] is False
+
+    # A target the pit is already above: it fires on the next reading (documented).
+    send(rig, f"{state_topic}/target/set", b"50")
+    until(rig, lambda: bool(target_alerts(rig, 1)), "the target alert")
+    rig.run_for(6 * 60)
+    subscriber.sync()
+    device_topic = state_topic.rsplit("/probe/", 1)[0] + "/event"
+    device_events = [m for m in subscriber.snapshot() if m.topic == device_topic]
+    probe_events = [m for m in subscriber.snapshot() if m.topic == f"{state_topic}/event"]
+    assert len(device_events) == 1 and len(probe_events) == 1
+    event = device_events[0].json()
+    assert probe_events[0].payload == device_events[0].payload
+    assert {k: event[k] for k in ("event_type", "name", "probe", "unit", "threshold")} == {
+        "event_type": "target_reached",
+        "name": "Probe 1 target",
+        "probe": 1,
+        "unit": "°F",
+        "threshold": 50.0,
+    }
+    assert event["temperature"] >= 50 and event["alert_id"] == target_alerts(rig, 1)[0][0]
+    assert all(m.qos == 1 and not m.retain for m in device_events + probe_events)
+    assert last_state(subscriber, state_topic)["alert_active"] is True
+    assert last_state(subscriber, probe_topic(rig, 2))["alert_active"] is False
+
+    send(rig, f"{state_topic}/target/set", b"")  # empty: removed, like 0
+    until(rig, lambda: not target_alerts(rig, 1), "the alert removed")
+    rig.run_for(6 * 60)
+    assert last_state(subscriber, state_topic)["alert_active"] is False
+
+
+def test_a_retained_command_is_not_applied_at_each_connect(
+    make_rig: MakeRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = make_rig("brisket", start=False, **FAST)
+    command = f"{probe_topic(rig, 1)}/target/set"
+    send(rig, command, b"0", retain=True)  # someone published it retained
+    caplog.set_level(logging.INFO, logger="grillstats_bridge.alert_mqtt")
+    try:
+        rig.bridge.start(threads=False)  # subscribes: the broker hands over the retained one
+        until(rig, lambda: bool(warnings(caplog)), "a warning")
+        assert "ignored a retained target command for probe 1" in warnings(caplog)[0]
+    finally:
+        send(rig, command, b"", retain=True)
