@@ -872,6 +872,8 @@ class ConfigMemo:
 
     def __init__(self) -> None:
         self._configs: dict[tuple[int, str], tuple[Any, EntityConfig]] = {}
+        # serial -> (what the device's configs were built from, the configs)
+        self._devices: dict[str, tuple[Any, tuple[EntityConfig, ...]]] = {}
 
     def config(
         self, naming: Naming, row: EntityDescription[C], ctx: C, target: Target
@@ -885,9 +887,24 @@ class ConfigMemo:
         self._configs[key] = (inputs, config)
         return config
 
+    def device_configs(
+        self, serial: str, inputs: Any, build: Callable[[], tuple[EntityConfig, ...]]
+    ) -> tuple[EntityConfig, ...]:
+        """A whole device's configs, the same tuple while ``inputs`` are unchanged.
+
+        The publisher recognises the tuple (``is``) and then only compares states.
+        """
+        known = self._devices.get(serial)
+        if known is not None and known[0] == inputs:
+            return known[1]
+        configs = build()
+        self._devices[serial] = (inputs, configs)
+        return configs
+
     def clear(self) -> None:
         """Forget everything (when subjects went away, so that their configs do not linger)."""
         self._configs.clear()
+        self._devices.clear()
 
     def __len__(self) -> int:
         return len(self._configs)
@@ -949,12 +966,47 @@ def bridge_publication(
     return Publication(configs=tuple(configs), states=tuple(states))
 
 
+def config_inputs(view: DeviceView) -> tuple[Any, ...]:
+    """Everything a device's discovery configs depend on, and nothing of its values.
+
+    Names, units, which entities exist and the HA device block come from these;
+    tests/test_discovery.py checks, over simulated cooks, that configs built from
+    the same inputs are the same (a new row that depends on more must add it here).
+    """
+    d = view.device
+    probes = tuple((p.channel, p.label, p.unit) for p in d.probes)
+    return (
+        view.name,
+        d.serial,
+        model_name(d),
+        d.firmware,
+        d.fan is not None,
+        probes,
+        _session_unit(view),
+    )
+
+
 def device_publication(
     naming: Naming, view: DeviceView, table: Table = TABLE, memo: ConfigMemo | None = None
 ) -> Publication:
     """A ThermoWorks device: availability, its own entities, its session's, then each probe's."""
     target = naming.device_target(view)
-    configs = scope_configs(naming, table.device, view, target, memo)
+    session = naming.session_target(view, target)
+    probes = [ProbeView(device=view, probe=p) for p in sorted(view.device.probes, key=_channel)]
+    probe_targets = [naming.probe_target(pv, target) for pv in probes]
+
+    def build() -> tuple[EntityConfig, ...]:
+        configs = scope_configs(naming, table.device, view, target, memo)
+        configs += scope_configs(naming, table.session, view, session, memo)
+        for pv, pt in zip(probes, probe_targets, strict=True):
+            configs += scope_configs(naming, table.probe, pv, pt, memo)
+        return tuple(configs)
+
+    if memo is None:
+        configs = build()
+    else:
+        inputs = (naming, id(table), config_inputs(view))
+        configs = memo.device_configs(view.device.serial, inputs, build)
     states = [
         State(
             topic=naming.availability_topic(view.device.serial),
@@ -963,15 +1015,19 @@ def device_publication(
         )
     ]
     states += _some(scope_state(table.device, view, target))
-    session = naming.session_target(view, target)
-    configs += scope_configs(naming, table.session, view, session, memo)
     states += _some(scope_state(table.session, view, session))
-    for probe in sorted(view.device.probes, key=lambda p: p.channel):
-        pv = ProbeView(device=view, probe=probe)
-        pt = naming.probe_target(pv, target)
-        configs += scope_configs(naming, table.probe, pv, pt, memo)
+    for pv, pt in zip(probes, probe_targets, strict=True):
         states += _some(scope_state(table.probe, pv, pt))
-    return Publication(configs=tuple(configs), states=tuple(states))
+    return Publication(configs=configs, states=tuple(states))
+
+
+def session_state(naming: Naming, view: DeviceView, table: Table = TABLE) -> State | None:
+    """Only the state of a device's session entities (what changes after a poll's database part)."""
+    return scope_state(table.session, view, naming.session_target(view, naming.device_target(view)))
+
+
+def _channel(probe: Probe) -> int:
+    return probe.channel
 
 
 def _some(state: State | None) -> Sequence[State]:

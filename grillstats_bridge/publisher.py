@@ -28,7 +28,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -51,8 +51,10 @@ from grillstats_bridge.discovery import (
     State,
     Table,
     bridge_publication,
+    config_inputs,
     device_publication,
     dumps,
+    session_state,
 )
 from grillstats_bridge.domain import Device, Poll, utcnow
 from grillstats_bridge.models import MqttPublication
@@ -190,6 +192,8 @@ class Publisher:
         self._memo = ConfigMemo()  # discovery configs, rebuilt only when their inputs change
         # user id -> serial -> (device, view, publication) last built for it
         self._built: dict[int, dict[str, tuple[Device, DeviceView, Publication]]] = {}
+        # owner -> (its publications' config tuples, its state topics) when last reconciled
+        self._shapes: dict[str, tuple[list[tuple[EntityConfig, ...]], list[str]]] = {}
         self._birth_timer: threading.Timer | None = None
         self._ha_births = 0
         self._last_discovery: datetime | None = None
@@ -288,8 +292,39 @@ class Publisher:
             self._sessions = dict(sessions)
             now = self._clock()
             for user_id, devices in self._accounts.items():
-                if not changed.isdisjoint(devices):
+                mine = changed.intersection(devices)
+                if mine and not self._publish_session_states(user_id, mine):
                     self._publish_account(user_id, now)
+
+    def _publish_session_states(self, user_id: int, serials: Collection[str]) -> bool:
+        """Only the session states of these devices, when nothing else of them changes.
+
+        False (nothing done) when a device is not built yet, or its configs depend on
+        the change (the session's unit): then the whole account is republished.
+        """
+        built = self._built.get(user_id, {})
+        updates: list[tuple[str, DeviceView, Publication, State]] = []
+        for serial in serials:
+            known = built.get(serial)
+            if known is None:
+                return False
+            _, view, pub = known
+            fresh = replace(view, session=self._sessions.get(serial))
+            state = session_state(self.naming, fresh, self.table)
+            if state is None or config_inputs(fresh) != config_inputs(view):
+                return False
+            if not any(s.topic == state.topic for s in pub.states):
+                return False
+            states = tuple(state if s.topic == state.topic else s for s in pub.states)
+            updates.append((serial, fresh, replace(pub, states=states), state))
+        for serial, view, pub, state in updates:
+            built[serial] = (built[serial][0], view, pub)
+            if self._states.get(state.topic) != state.payload:
+                self._states[state.topic] = state.payload
+                self.client.publish_state(
+                    state.topic, state.payload, qos=_state_qos(state), retain=True
+                )
+        return True
 
     def publish_devices(
         self,
@@ -386,6 +421,25 @@ class Publisher:
         self, owner: str, pubs: Sequence[Publication], keep: Collection[str] = ()
     ) -> None:
         """Publish what changed for one owner and clear what it no longer has."""
+        shape = ([pub.configs for pub in pubs], [s.topic for pub in pubs for s in pub.states])
+        last = self._shapes.get(owner)
+        if (
+            last is not None
+            and len(last[0]) == len(shape[0])
+            and all(a is b for a, b in zip(last[0], shape[0], strict=True))
+            and last[1] == shape[1]
+        ):
+            # The same entities as last time (the memo gave the same config tuples):
+            # nothing to add or clear, only the states that changed (every poll's case).
+            for pub in pubs:
+                for state in pub.states:
+                    if self._states.get(state.topic) != state.payload:
+                        self._states[state.topic] = state.payload
+                        self.client.publish_state(
+                            state.topic, state.payload, qos=_state_qos(state), retain=True
+                        )
+            return
+        self._shapes[owner] = shape
         wanted: dict[str, Record] = {}
         configs: list[EntityConfig] = []
         states: list[State] = []
@@ -420,6 +474,7 @@ class Publisher:
         added = [r for t, r in wanted.items() if self._records.get(t) != r]
         if vanished:
             self._memo.clear()  # entities went away: keep no config of theirs
+            self._shapes = {owner: self._shapes[owner]} if owner in self._shapes else {}
             log.info("MQTT: cleared %d retained topics that %s no longer has", len(vanished), owner)
         self._remember(added, vanished)
 

@@ -403,3 +403,76 @@ def test_a_running_session_on_its_own_topic_with_buttons_and_an_event() -> None:
     assert len(session_configs) == 10
     assert all(c["device"] == configs[next(iter(configs))]["device"] for c in session_configs)
     assert all(c["availability"] == [{"topic": NAMING.status_topic}] for c in session_configs)
+
+
+def test_a_devices_configs_are_reused_only_while_what_they_are_built_from_is_unchanged() -> None:
+    """The publisher's memo hands back a device's configs while config_inputs() agree.
+
+    Over many variants of every sample device (values, online, sessions, alerts,
+    names, units, probes, firmware), the memo's configs must equal configs built
+    from scratch; and an update of values alone must give the very same tuple.
+    """
+    from grillstats_bridge.alert_mqtt import with_alerts
+    from grillstats_bridge.discovery import ConfigMemo, ProbeAlerts
+    from grillstats_bridge.domain import Measurement
+
+    table = with_alerts(TABLE)
+    memo = ConfigMemo()
+    session = CurrentSession(
+        session_id=4,
+        name="Brisket",
+        session_type="auto",
+        start=NOW - timedelta(hours=3),
+        duration=timedelta(hours=3),
+        unit=Unit.CELSIUS,
+        minimum=20.0,
+        maximum=110.0,
+        average=80.0,
+    )
+
+    def variants(device: Device) -> list[DeviceView]:
+        first = device.probes[0] if device.probes else None
+        out = [
+            DeviceView.of(device, NOW),
+            DeviceView.of(device, NOW + timedelta(days=2)),  # offline
+            DeviceView.of(device, NOW, "Smoker"),
+            DeviceView.of(device, NOW, session=session),
+            DeviceView.of(dataclasses.replace(device, firmware="9.9.9"), NOW),
+            DeviceView.of(dataclasses.replace(device, probes=device.probes[1:]), NOW),
+        ]
+        if first is not None:
+            alerts = (
+                ProbeAlerts(channel=first.channel, target=Measurement(200.0, Unit.FAHRENHEIT)),
+            )
+            relabelled = dataclasses.replace(first, label="Renamed")
+            celsius = dataclasses.replace(first, unit=Unit.CELSIUS, value=None)
+            out += [
+                DeviceView.of(device, NOW, alerts=alerts),
+                DeviceView.of(
+                    dataclasses.replace(device, probes=(relabelled, *device.probes[1:])), NOW
+                ),
+                DeviceView.of(
+                    dataclasses.replace(device, probes=(celsius, *device.probes[1:])), NOW
+                ),
+            ]
+        return out
+
+    checked = 0
+    for step in range(3):
+        for device in sample_devices(NOW, step=step):
+            for view in variants(device):
+                cached = device_publication(NAMING, view, table, memo)
+                fresh = device_publication(NAMING, view, table)
+                assert [c.json() for c in cached.configs] == [c.json() for c in fresh.configs]
+                assert cached.states == fresh.states
+                checked += 1
+            # values moved, nothing else: the memo gives back the very same tuple
+            warmer = tuple(
+                dataclasses.replace(p, value=None if p.value is None else p.value + 1.5)
+                for p in device.probes
+            )
+            later = dataclasses.replace(device, probes=warmer)
+            before = device_publication(NAMING, DeviceView.of(device, NOW), table, memo)
+            after = device_publication(NAMING, DeviceView.of(later, NOW), table, memo)
+            assert after.configs is before.configs
+    assert checked > 40
