@@ -470,14 +470,22 @@ def test_a_retained_command_is_not_applied_at_each_connect(
 ) -> None:
     rig = make_rig("brisket", start=False, **FAST)
     command = f"{probe_topic(rig, 1)}/target/set"
-    send(rig, command, b"0", retain=True)  # someone published it retained
+    range_command = f"{probe_topic(rig, 1)}/range_high/set"
+    send(rig, command, b"0", retain=True)  # someone published them retained
+    send(rig, range_command, b"250", retain=True)
     caplog.set_level(logging.INFO, logger="grillstats_bridge.alert_mqtt")
     try:
-        rig.bridge.start(threads=False)  # subscribes: the broker hands over the retained one
-        until(rig, lambda: bool(warnings(caplog)), "a warning")
-        assert "ignored a retained target command for probe 1" in warnings(caplog)[0]
+        rig.bridge.start(threads=False)  # subscribes: the broker hands over the retained ones
+        until(rig, lambda: len(warnings(caplog)) == 2, "two warnings")
+        found = sorted(w.split(" of ")[0] for w in warnings(caplog))
+        assert found == [
+            "alerts: ignored a retained range high command for probe 1",
+            "alerts: ignored a retained target command for probe 1",
+        ]
+        assert rig.bridge.alert_control.pending == {}
     finally:
         send(rig, command, b"", retain=True)
+        send(rig, range_command, b"", retain=True)
 
 
 def range_alerts(
