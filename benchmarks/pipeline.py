@@ -8,7 +8,8 @@ What runs where:
 
 * this process: a fresh PostgreSQL database (created next to ``--database-url``,
   migrated, dropped at the end), the cloud simulator over real HTTP on loopback
-  with a generated scenario (Signals with four probes, accounts of
+  (sign-in, token refreshes, channel listing; with ``--cloud http`` every
+  request) with a generated scenario (Signals with four probes, accounts of
   ``--per-account`` devices, repeated cooks staggered per device, a target alert
   on every device's meat probe and a range alert on every fifth pit), the users
   and their links, one ``devices sync`` so the alerts have their devices;
@@ -16,6 +17,13 @@ What runs where:
   threads (poll workers, pipeline thread, MQTT), on a simulated clock that
   agrees with the simulator's. Its memory is the bridge's alone;
 * ``mosquitto_sub``: receives every state the bridge publishes, with the time.
+
+The cloud's own time is left out: by default (``--cloud prerendered``) the
+simulator renders every Firestore query answer of the run once, before it
+(``benchmarks/prerendered.py``; cached in the temp directory), and the bridge's
+client gets them from a ``requests`` transport adapter: real Firestore JSON,
+decoded by the real client, without the simulator's per-request work competing
+for the CPU. ``--cloud http`` keeps the simulator answering every request.
 
 Simulated time runs ``--speed`` times faster than real time, so every
 schedule of the daemon (15 s polls while cooking, housekeeping each minute,
@@ -28,8 +36,8 @@ Measured (over the ``--seconds`` after the warm-up):
 
 * readings/s: readings of the polls the pipeline finished (stored, sessions,
   alerts, published), per real second; "offered" is what the polls brought in;
-* poll to publish: from the moment a poll's result (parsed) is in the bridge
-  (``AccountPoller.poll`` returned) to (a) *handed*: ``Publisher.publish_devices``
+* poll to publish: from the moment the poll's last cloud answer was received
+  (its body read; decoding it is the bridge's work) to (a) *handed*: ``Publisher.publish_devices``
   returned, every changed state of the poll in the MQTT client's outbox; (b)
   *received*: the last of those states arrived at ``mosquitto_sub`` through the
   broker (wall-clock timestamps, one machine). The cloud's own time is not in it;
@@ -41,8 +49,8 @@ Measured (over the ``--seconds`` after the warm-up):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -50,7 +58,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -61,6 +68,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from benchmarks.prerendered import (
+    Layout,
+    account_ids,
+    render,
+    serial_accounts,
+)
 from grillstats_bridge import migrate
 from grillstats_bridge.accounts import link_account
 from grillstats_bridge.alert_service import add_alert
@@ -224,7 +237,7 @@ def cleanup_broker(mqtt: MqttConfig, database: Database, seen: set[str]) -> int:
                 marker_topic=f"{naming.root}/cleanup-marker/{uuid.uuid4().hex}",
                 client_id=f"{mqtt.instance_id}-cleanup",
                 timeout=60,
-            )
+            ).messages
         )
     except Exception as exc:  # what the database and the subscriber know is cleared anyway
         print(f"cleanup: the broker's retained topics not read ({exc})", flush=True)
@@ -320,14 +333,20 @@ def main() -> None:
     )
     parser.add_argument("--mqtt", default="127.0.0.1:1883", help="broker host:port")
     parser.add_argument("--workers", type=int, default=4, help="polling.workers")
+    parser.add_argument(
+        "--cloud",
+        choices=("prerendered", "http"),
+        default="prerendered",
+        help="prerendered: Firestore query answers rendered before the run and served to the "
+        "bridge's client from a file (default); http: the simulator answers every request",
+    )
+    parser.add_argument(
+        "--render-processes", type=int, default=os.cpu_count() or 1, help=argparse.SUPPRESS
+    )
     parser.add_argument("--rss-every", type=float, default=10.0, help="RSS sample period (s)")
     parser.add_argument("--profile", metavar="DIR", help="cProfile the pipeline thread into DIR")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    parser.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(Path(args.child))
-        return
     run(args)
 
 
@@ -369,7 +388,11 @@ def run(args: argparse.Namespace) -> None:
     seen: set[str] = set()
     try:
         migrate.upgrade(database)
-        scenario = parse_scenario(build_scenario(args.devices, args.per_account, span_h))
+        raw_scenario = build_scenario(args.devices, args.per_account, span_h)
+        scenario = parse_scenario(raw_scenario)
+        prerendered = None
+        if args.cloud == "prerendered":
+            prerendered = prerender(args, scenario, raw_scenario, speed)
         sim = CloudSimulator(scenario, speed=speed, seed=1).start()
         config = config.replace("thermoworks", **sim.urls())
         sim.clock.set(START_H * 3600 - 60)
@@ -397,13 +420,18 @@ def run(args: argparse.Namespace) -> None:
                 "seconds": args.seconds,
                 "rss_every": args.rss_every,
                 "profile": args.profile,
+                "prerendered": prerendered,
                 "out": str(tmp / "child.json"),
             }
             (tmp / "spec.json").write_text(json.dumps(spec))
             cpu0 = time.process_time()
             started = time.monotonic()
             subprocess.run(
-                [sys.executable, __file__, "--child", str(tmp / "spec.json")],
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name("pipeline_child.py")),
+                    str(tmp / "spec.json"),
+                ],
                 check=True,
                 env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
             )
@@ -431,6 +459,31 @@ def run(args: argparse.Namespace) -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 print(f"kept {tmp}")
+
+
+def prerender(
+    args: argparse.Namespace, scenario: Any, raw_scenario: dict[str, Any], speed: float
+) -> dict[str, Any]:
+    """Render every Firestore query answer of the run (cached in the temp directory)."""
+    emails = tuple(a.email for a in scenario.accounts)
+    slots = int((args.warmup + args.seconds + 15) * speed / PUSH_S) + 2
+    layout = Layout(emails=emails, start=START_H * 3600, slot=PUSH_S, slots=slots)
+    digest = hashlib.sha256(json.dumps(raw_scenario, sort_keys=True).encode()).hexdigest()
+    cache = Path(tempfile.gettempdir()) / "grillstats-bench-answers"
+    started = time.monotonic()
+    base = render(scenario, layout, cache, processes=args.render_processes, digest=digest)
+    size = base.with_suffix(".bin").stat().st_size
+    print(
+        f"cloud answers: {len(emails)} accounts x {slots} slots of {PUSH_S:g} s prerendered "
+        f"({size / 1e6:,.0f} MB in {cache}, {time.monotonic() - started:.1f} s)",
+        flush=True,
+    )
+    return {
+        "base": str(base),
+        "layout": dataclasses.asdict(layout),
+        "account_ids": account_ids(scenario, emails),
+        "serials": serial_accounts(scenario),
+    }
 
 
 def _config_dict(config: Config) -> dict[str, Any]:
@@ -485,7 +538,9 @@ def report(
         f"{cpu / max(readings, 1) * 1e6:.0f} us/reading "
         f"({', '.join(f'{k} {v / secs * 100:.0f}%' for k, v in window['cpu_by_thread'].items())})"
         f"; simulator {sim_cpu * 100:.0f} %",
-        f"  memory        peak RSS (VmHWM) {result['vmhwm_kb'] / 1024:.1f} MB; RSS over time "
+        f"  memory        peak RSS (VmHWM) {result['vmhwm_kb'] / 1024:.1f} MB (then: "
+        f"{result['rss_anon_kb'] / 1024:.1f} MB own, {result['rss_file_kb'] / 1024:.1f} MB of "
+        "shared libraries); RSS over time "
         + " ".join(f"{t:.0f}s:{kb / 1024:.1f}" for t, kb in result["rss"]),
         f"  pipeline      {window['transactions']} transactions, "
         f"{window['polls_per_transaction']:.1f} polls each; errors {result['errors']}",
@@ -510,182 +565,13 @@ def report(
                     },
                     "cpu_us_per_reading": cpu / max(readings, 1) * 1e6,
                     "vmhwm_mb": result["vmhwm_kb"] / 1024,
+                    "rss_anon_mb": result["rss_anon_kb"] / 1024,
+                    "rss_file_mb": result["rss_file_kb"] / 1024,
                     "rss_mb": [(t, kb / 1024) for t, kb in result["rss"]],
                 },
                 indent=2,
             )
         )
-
-
-# ------------------------------------------------------------------------------ the child
-
-
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _thread_cpu() -> dict[str, float]:
-    """CPU seconds by thread kind (poll workers together), from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    for thread in threading.enumerate():
-        try:
-            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rpartition(")")[2].split()
-        name = thread.name.split("-")[0] if "-" in thread.name else thread.name
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return dict(out)
-
-
-def child(spec_path: Path) -> None:
-    import logging
-
-    from grillstats_bridge.clock import SimClock
-    from grillstats_bridge.daemon import Bridge
-    from grillstats_bridge.domain import ensure_utc
-    from grillstats_bridge.sync import AccountPoller
-
-    spec = json.loads(spec_path.read_text())
-    logging.basicConfig(level=logging.WARNING, format="bridge: %(levelname)s %(name)s: %(message)s")
-    config = Config(
-        **{name: type(getattr(Config(), name))(**values) for name, values in spec["config"].items()}
-    )
-    c = spec["clock"]
-    from datetime import datetime
-
-    clock = SimClock(ensure_utc(datetime.fromisoformat(c["start"])), c["speed"])
-    clock.set(c["offset"] + (time.monotonic() - c["monotonic"]) * c["speed"])
-
-    # Measurement hooks: when each poll's result was in the bridge, when its states were
-    # handed to the MQTT client and which they were, when the pipeline finished it.
-    available: dict[int, tuple[float, int]] = {}
-    # Streamed to a file, not kept: the bridge's memory must not grow with the measurement.
-    poll_log = Path(spec["out"] + ".polls").open("w", encoding="utf-8")  # noqa: SIM115
-    local = threading.local()
-    finished: list[tuple[float, int]] = []
-    original_poll = AccountPoller.poll
-
-    def poll(self: AccountPoller) -> Any:
-        result = original_poll(self)
-        available[id(result.devices)] = (time.time(), len(result.readings))
-        return result
-
-    AccountPoller.poll = poll  # type: ignore[method-assign]
-    if os.environ.get("BENCH_SWITCH"):
-        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
-    bridge = Bridge(config, clock=clock)
-    if os.environ.get("BENCH_ORM_SYNC"):  # A/B: every poll through sync_devices
-        from grillstats_bridge.sync import sync_devices
-
-        bridge.pipeline.devices.sync = lambda db, uid, devs, **kw: sync_devices(db, uid, devs, **kw)  # type: ignore[method-assign]
-    publish_devices = bridge.publisher.publish_devices
-    publish_state = bridge.mqtt.publish_state
-    process = bridge.pipeline.process
-
-    def publish_devices_hook(user_id: int, devices: Any, **kw: Any) -> None:
-        entry = available.pop(id(devices), None)
-        if entry is None:
-            publish_devices(user_id, devices, **kw)
-            return
-        local.published = []
-        try:
-            publish_devices(user_id, devices, **kw)
-        finally:
-            record = {
-                "available": entry[0],
-                "handed": time.time(),
-                "readings": entry[1],
-                "published": local.published,
-            }
-            local.published = None
-            with contextlib.suppress(ValueError):  # closed: a backlog drained after the window
-                poll_log.write(json.dumps(record) + "\n")
-
-    def publish_state_hook(topic: str, payload: Any, **kw: Any) -> None:
-        published = getattr(local, "published", None)
-        if published is not None:
-            published.append((topic, payload if isinstance(payload, str) else payload.decode()))
-        publish_state(topic, payload, **kw)
-
-    def process_hook(polls: Any, now: Any) -> Any:
-        outcome = process(polls, now)
-        finished.append((time.time(), sum(len(p.readings) for p in polls)))
-        return outcome
-
-    bridge.publisher.publish_devices = publish_devices_hook  # type: ignore[method-assign]
-    bridge.mqtt.publish_state = publish_state_hook  # type: ignore[method-assign]
-    bridge.pipeline.process = process_hook  # type: ignore[method-assign]
-    profiler = None
-    if spec["profile"]:
-        import cProfile
-
-        profiler = cProfile.Profile()
-        worker = bridge._pipeline_worker
-
-        def profiled() -> None:
-            assert profiler is not None
-            profiler.runcall(worker)
-
-        bridge._pipeline_worker = profiled  # type: ignore[method-assign]
-
-    rss: list[tuple[float, int]] = []
-    stop = threading.Event()
-    t0 = time.monotonic()
-
-    def sample() -> None:
-        while not stop.wait(spec["rss_every"]):
-            rss.append((time.monotonic() - t0, _status_kb("VmRSS")))
-
-    bridge.start()
-    runner = threading.Thread(target=bridge.run, name="schedule")
-    runner.start()
-    threading.Thread(target=sample, name="rss", daemon=True).start()
-    time.sleep(spec["warmup"])
-    w0, cpu0, threads0 = time.time(), time.process_time(), _thread_cpu()
-    n_fin0 = len(finished)
-    time.sleep(spec["seconds"])
-    w1, cpu1, threads1 = time.time(), time.process_time(), _thread_cpu()
-    vmhwm = _status_kb("VmHWM")  # the peak of the run, before the stop and the read-back below
-    errors = bridge.stats.pipeline_errors
-    stop.set()
-    rss.append((time.monotonic() - t0, _status_kb("VmRSS")))
-    queued = bridge._work.qsize()
-    window_fin = finished[n_fin0:]
-    window_fin = [f for f in window_fin if f[0] <= w1]
-    bridge.request_stop()
-    runner.join(30)
-    poll_log.close()
-    with Path(spec["out"] + ".polls").open(encoding="utf-8") as f:
-        window_polls = [r for r in map(json.loads, f) if w0 <= r["available"] <= w1]
-    if profiler is not None:
-        Path(spec["profile"]).mkdir(parents=True, exist_ok=True)
-        profiler.dump_stats(str(Path(spec["profile"]) / "pipeline.prof"))
-    result = {
-        "polls": window_polls,
-        "window": {
-            "seconds": w1 - w0,
-            "processed_readings": sum(n for _, n in window_fin),
-            "offered_readings": sum(r["readings"] for r in window_polls),
-            "transactions": len(window_fin),
-            "polls_per_transaction": len(window_polls) / max(len(window_fin), 1),
-            "cpu_seconds": cpu1 - cpu0,
-            "cpu_by_thread": {
-                k: threads1.get(k, 0.0) - threads0.get(k, 0.0)
-                for k in sorted(threads1)
-                if threads1.get(k, 0.0) - threads0.get(k, 0.0) > 0.005
-            },
-            "queued_at_end": queued,
-        },
-        "vmhwm_kb": vmhwm,
-        "rss": rss,
-        "errors": errors,
-    }
-    Path(spec["out"]).write_text(json.dumps(result))
 
 
 if __name__ == "__main__":

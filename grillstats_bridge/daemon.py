@@ -70,6 +70,9 @@ PRUNE_EVERY_S = 3600.0
 MAX_TICK_S = 1.0  # the schedule loop wakes at least this often (stop requests, watchdog)
 OUTBOX_BATCH = 100
 MAX_POLLS_PER_TRANSACTION = 50
+# Jobs waiting for the pipeline thread beyond which no new poll starts: when the database
+# or the CPU cannot keep up, accounts wait (due) instead of stale polls piling up in memory.
+MAX_POLL_BACKLOG = 2 * MAX_POLLS_PER_TRANSACTION
 
 
 def retry_for(error: CloudError) -> Retry:
@@ -241,7 +244,7 @@ class Bridge:
         try:
             while not self._stop.is_set():
                 now = self.clock.now()
-                self._schedule(now)
+                dispatched = self._schedule(now)
                 interval = self.notifier.watchdog_interval
                 if interval and time.monotonic() >= next_watchdog:
                     problem = self._stuck(limit=2 * interval)
@@ -251,7 +254,8 @@ class Bridge:
                         log.error("%s; not pinging systemd's watchdog", problem)
                     next_watchdog = time.monotonic() + interval
                 self._wake.clear()
-                if not self.clock.wait(self._wake, self._next_wakeup(now)) and self._manual_clock:
+                wait = self._next_wakeup(now) if dispatched else self._max_wait()
+                if not self.clock.wait(self._wake, wait) and self._manual_clock:
                     self._wake.wait(0.01)  # a clock moved by hand does not wait: do not spin
         finally:
             self.shutdown()
@@ -357,12 +361,16 @@ class Bridge:
 
     # ------------------------------------------------------------------ the schedule
 
-    def _schedule(self, now: datetime) -> None:
+    def _schedule(self, now: datetime) -> bool:
+        """Hand due accounts to the poll workers; False when held back by the backlog."""
         self._periodic(now)
+        if self._work.qsize() >= MAX_POLL_BACKLOG:
+            return False  # the pipeline thread wakes the schedule when it took a batch
         with self._lock:
             for key in self.scheduler.due(now):
                 self.scheduler.accounts[key].running = True
                 self._jobs.put(key)
+        return True
 
     def _periodic(self, now: datetime) -> None:
         if now >= self._next_accounts_refresh:
@@ -383,8 +391,11 @@ class Bridge:
 
     def _next_wakeup(self, now: datetime) -> float:
         seconds = (self.next_event() - now).total_seconds()
-        speed = float(getattr(self.clock, "speed", 1.0)) or 1.0
-        return min(max(seconds, 0.0), MAX_TICK_S * speed)
+        return min(max(seconds, 0.0), self._max_wait())
+
+    def _max_wait(self) -> float:
+        """The longest the schedule loop sleeps, in the clock's seconds."""
+        return MAX_TICK_S * (float(getattr(self.clock, "speed", 1.0)) or 1.0)
 
     def _refresh_accounts(self, now: datetime) -> None:
         """Add newly linked accounts, drop unlinked ones, unpark relinked ones."""
@@ -518,6 +529,7 @@ class Bridge:
                         self._held = more
                         break
                     batch.append(more)
+                self._wake.set()  # room in the backlog: due accounts may be polled
                 self._run_polls(batch)
             elif not isinstance(work, _Missing):
                 self._run_job(work)

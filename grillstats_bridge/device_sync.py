@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
-from grillstats_bridge import domain
+from grillstats_bridge import bulk, domain
 from grillstats_bridge.domain import utcnow
 from grillstats_bridge.models import Device, ProbeRow
 from grillstats_bridge.sync import SyncResult, device_values, probe_values, sync_devices
@@ -99,16 +99,39 @@ class DeviceSync:
         complete: bool = True,
     ) -> SyncResult:
         """Upsert ``devices`` of one user, as :func:`sync.sync_devices` does."""
-        self._watch(session, user_id)
-        known = self._accounts.get(user_id)
-        if known is not None and self._fits(session, user_id, known, devices, complete):
-            self.fast += 1
-            return self._write(session, known, devices, now)
-        self.full += 1
-        self._accounts.pop(user_id, None)
-        result = sync_devices(session, user_id, devices, now=now, complete=complete)
-        self._accounts[user_id] = _load(session, user_id)
-        return result
+        return self.sync_many(session, [SyncItem(user_id, devices, now, complete)])[0]
+
+    def sync_many(self, session: Session, items: Sequence[SyncItem]) -> list[SyncResult]:
+        """Several polls' devices (in order; one account may come twice), as ``sync`` each.
+
+        One SELECT checks the rows of every account for changes by anyone else;
+        the changed rows of all the polls are written at the end, one UPDATE per
+        table and set of columns (a row changed twice is written once, last values).
+        """
+        pending = _Pending()
+        stamps = self._stamps(session, {i.user_id for i in items if i.user_id in self._accounts})
+        checked: set[int] = set()  # accounts whose rows this call already checked or wrote
+        results: list[SyncResult] = []
+        for item in items:
+            self._watch(session, item.user_id)
+            known = self._accounts.get(item.user_id)
+            rows = None if item.user_id in checked else stamps.get(item.user_id, [])
+            checked.add(item.user_id)
+            if known is not None and self._fits(known, item.devices, item.complete, rows):
+                self.fast += 1
+                results.append(self._write(pending, known, item.devices, item.now))
+                continue
+            self.full += 1
+            pending.flush(session)  # sync_devices reads the rows: what is pending goes first
+            self._accounts.pop(item.user_id, None)
+            results.append(
+                sync_devices(
+                    session, item.user_id, item.devices, now=item.now, complete=item.complete
+                )
+            )
+            self._accounts[item.user_id] = _load(session, item.user_id)
+        pending.flush(session)
+        return results
 
     def forget(self, user_id: int | None = None) -> None:
         """Read the rows again at the next poll (of one account, or of all)."""
@@ -119,15 +142,35 @@ class DeviceSync:
 
     # ------------------------------------------------------------------ the fast path
 
+    @staticmethod
+    def _stamps(
+        session: Session, user_ids: set[int]
+    ) -> dict[int, list[tuple[int, str, datetime | None]]]:
+        """The device rows' ids, serials and ``updated_at`` of some accounts (one SELECT)."""
+        out: dict[int, list[tuple[int, str, datetime | None]]] = {uid: [] for uid in user_ids}
+        if not user_ids:
+            return out
+        rows = session.execute(
+            sa.select(
+                _DEVICES.c.user_id, _DEVICES.c.id, _DEVICES.c.device_id, _DEVICES.c.updated_at
+            ).where(_DEVICES.c.user_id.in_(sorted(user_ids)))
+        )
+        for user_id, row_id, serial, updated_at in rows:
+            out[user_id].append((row_id, serial, updated_at))
+        return out
+
     def _fits(
         self,
-        session: Session,
-        user_id: int,
         known: dict[str, _Known],
         devices: Sequence[domain.Device],
         complete: bool,
+        rows: list[tuple[int, str, datetime | None]] | None,
     ) -> bool:
-        """True when the poll only changes values of rows this process wrote last."""
+        """True when the poll only changes values of rows this process wrote last.
+
+        ``rows``: the account's device rows as the database has them; None when
+        this transaction already checked or wrote them (``known`` is what they are).
+        """
         serials = [d.serial for d in devices]
         if len(set(serials)) != len(serials) or not known.keys() >= set(serials):
             return False  # a new device (or a serial twice): sync_devices decides
@@ -144,11 +187,8 @@ class DeviceSync:
                 for serial, entry in known.items()
             ):
                 return False  # a device to deactivate
-        rows = session.execute(
-            sa.select(_DEVICES.c.id, _DEVICES.c.device_id, _DEVICES.c.updated_at).where(
-                _DEVICES.c.user_id == user_id
-            )
-        ).all()
+        if rows is None:
+            return True
         if len(rows) != len(known):
             return False
         for row_id, serial, updated_at in rows:
@@ -159,39 +199,25 @@ class DeviceSync:
 
     def _write(
         self,
-        session: Session,
+        pending: _Pending,
         known: dict[str, _Known],
         devices: Sequence[domain.Device],
         now: datetime,
     ) -> SyncResult:
         stamp = utcnow()  # what the models' onupdate would write
-        device_rows: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        probe_rows: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for device in devices:
             entry = known[device.serial]
             values = device_values(device, now, renamed=entry.renamed)
             if _changed(entry.values, values):
                 entry.values.update(values)
                 entry.updated_at = stamp
-                device_rows.setdefault(tuple(values), []).append(
-                    {"b_id": entry.id, "updated_at": stamp, **values}
-                )
+                pending.add(_DEVICES, entry.id, values, stamp)
             for probe in device.probes:
                 probe_id, stored = entry.probes[probe.channel]
                 values = probe_values(probe, device)
                 if _changed(stored, values):
                     stored.update(values)
-                    probe_rows.setdefault(tuple(values), []).append(
-                        {"b_id": probe_id, "updated_at": stamp, **values}
-                    )
-        for table, groups in ((_DEVICES, device_rows), (_PROBES, probe_rows)):
-            for columns, params in groups.items():
-                statement = (
-                    sa.update(table)
-                    .where(table.c.id == sa.bindparam("b_id"))
-                    .values({c: sa.bindparam(c) for c in (*columns, "updated_at")})
-                )
-                session.execute(statement, params)
+                    pending.add(_PROBES, probe_id, values, stamp)
         return SyncResult(updated=[d.serial for d in devices])
 
     # ------------------------------------------------------------------ rollbacks
@@ -216,6 +242,59 @@ class DeviceSync:
 
         event.listen(session, "after_commit", committed)
         event.listen(session, "after_transaction_end", ended)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncItem:
+    """One poll's devices, for :meth:`DeviceSync.sync_many`."""
+
+    user_id: int
+    devices: Sequence[domain.Device]
+    now: datetime
+    complete: bool = True
+
+
+class _Pending:
+    """Row updates waiting to be written, by table and row id (later values win)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[sa.Table, dict[int, dict[str, Any]]] = {}
+
+    def add(self, table: sa.Table, row_id: int, values: dict[str, Any], stamp: datetime) -> None:
+        row = self._rows.setdefault(table, {}).setdefault(row_id, {})
+        row.update(values)
+        row["updated_at"] = stamp
+
+    def flush(self, session: Session) -> None:
+        """One UPDATE per table and set of columns; nothing waits afterwards."""
+        rows, self._rows = self._rows, {}
+        for table, by_id in rows.items():
+            groups: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
+            for row_id, values in by_id.items():
+                groups.setdefault(tuple(values), []).append((row_id, values))
+            for columns, group in groups.items():
+                _update_rows(session, table, columns, group)
+
+
+def _update_rows(
+    session: Session,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    rows: list[tuple[int, dict[str, Any]]],
+) -> None:
+    """``UPDATE table SET columns WHERE id = ...`` for every row: one statement on
+    PostgreSQL (:mod:`bulk`), an executemany elsewhere."""
+    if bulk.supported(session):
+        bulk.update_rows(
+            session, table, columns, [(row_id, *(v[c] for c in columns)) for row_id, v in rows]
+        )
+        return
+    statement = (
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("b_id"))
+        .values({c: sa.bindparam(c) for c in columns})
+    )
+    session.execute(statement, [{"b_id": row_id, **values} for row_id, values in rows])
 
 
 def _changed(stored: dict[str, Any], values: dict[str, Any]) -> bool:

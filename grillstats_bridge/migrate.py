@@ -8,12 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config as AlembicConfig
-from alembic.migration import MigrationContext
+from typing import TYPE_CHECKING, Any
 
 from grillstats_bridge.db import Database
 from grillstats_bridge.models import Base
@@ -25,8 +20,16 @@ from grillstats_bridge.schema import (
     require_head,
 )
 
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
+# Alembic is imported by the functions that use it: the daemon (``run``) imports this
+# module but only migrates with --migrate, and Alembic would cost it ~10 MB of memory.
+
 
 def alembic_config(database: Database, stdout: Any = None) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig(stdout=stdout) if stdout is not None else AlembicConfig()
     cfg.set_main_option("script_location", str(migrations_dir()))
     # Alembic's ini interpolation treats % specially; escape it in the URL.
@@ -45,26 +48,37 @@ def _bound(database: Database, stdout: Any = None) -> Iterator[AlembicConfig]:
 
 
 def upgrade(database: Database, revision: str = "head") -> None:
+    from alembic import command
+
     with _bound(database) as cfg:
         command.upgrade(cfg, revision)
 
 
 def downgrade(database: Database, revision: str) -> None:
+    from alembic import command
+
     with _bound(database) as cfg:
         command.downgrade(cfg, revision)
 
 
 def history(database: Database, stdout: Any) -> None:
+    from alembic import command
+
     command.history(alembic_config(database, stdout), verbose=False, indicate_current=False)
 
 
 def revision(database: Database, message: str, autogenerate: bool, stdout: Any) -> None:
+    from alembic import command
+
     with _bound(database, stdout) as cfg:
         command.revision(cfg, message=message, autogenerate=autogenerate)
 
 
 def schema_differences(database: Database) -> list[Any]:
     """What autogenerate would change: empty when the models and the migrations agree."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
     with database.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         return list(compare_metadata(context, Base.metadata))

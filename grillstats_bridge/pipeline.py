@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from grillstats_bridge.alert_service import AlertService
 from grillstats_bridge.alerts import Firing
 from grillstats_bridge.db import Database
-from grillstats_bridge.device_sync import DeviceSync
+from grillstats_bridge.device_sync import DeviceSync, SyncItem
 from grillstats_bridge.domain import Poll, Reading
 from grillstats_bridge.models import Device
 from grillstats_bridge.session_service import SessionService
@@ -108,10 +108,12 @@ class Pipeline:
             out.replayed = write_readings(db, replay)
             out.session_changes += self.sessions.process(db, replay, now=now)
             out.firings += self.alerts.process(db, replay, now)
-        for poll in polls:
-            out.syncs[poll.user_id] = self.devices.sync(
-                db, poll.user_id, poll.devices, now=poll.polled_at, complete=poll.malformed == 0
-            )
+        items = [
+            SyncItem(poll.user_id, poll.devices, poll.polled_at, complete=poll.malformed == 0)
+            for poll in polls
+        ]
+        for poll, result in zip(polls, self.devices.sync_many(db, items), strict=True):
+            out.syncs[poll.user_id] = result
         out.nicknames = _nicknames(db, {p.user_id for p in polls})
         readings = [r for poll in polls for r in poll.readings]
         out.stored = write_readings(db, readings)

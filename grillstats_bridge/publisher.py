@@ -364,8 +364,10 @@ class Publisher:
 
     def _publish_account(self, user_id: int, now: datetime) -> None:
         devices = self._accounts.get(user_id, {})
+        reconciled = user_id in self._built
         built = self._built.get(user_id, {})
         fresh: dict[str, tuple[Device, DeviceView, Publication]] = {}
+        rebuilt = False
         for serial, (device, nickname) in devices.items():
             view = self._view(serial, device, nickname, now)
             known = built.get(serial)
@@ -374,7 +376,10 @@ class Publisher:
             else:
                 pub = device_publication(self.naming, view, self.table, self._memo)
                 fresh[serial] = (device, view, pub)
+                rebuilt = True
         self._built[user_id] = fresh
+        if reconciled and not rebuilt and fresh.keys() == built.keys():
+            return  # the publications it reconciled last time, unchanged: nothing to do
         self._reconcile(account_owner(user_id), [pub for _, _, pub in fresh.values()])
 
     def _reconcile(

@@ -12,12 +12,16 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from grillstats_bridge import bulk
 from grillstats_bridge.domain import Reading
 from grillstats_bridge.models import ReadingRow
 
 log = logging.getLogger(__name__)
 
 PRUNE_BATCH = 10_000
+_READINGS: sa.Table = ReadingRow.__table__  # type: ignore[assignment]
+_COLUMNS = ("device_id", "probe", "time", "value", "unit")
+_UNIQUE = ("device_id", "probe", "time")
 
 
 def write_readings(session: Session, readings: Iterable[Reading]) -> int:
@@ -26,6 +30,14 @@ def write_readings(session: Session, readings: Iterable[Reading]) -> int:
     One multi-row statement per batch; ON CONFLICT DO NOTHING on (device, probe, time)
     makes a replay after a crash or an outage harmless.
     """
+    if bulk.supported(session):
+        values = [
+            (r.serial, r.channel, r.time, r.value, str(r.unit))
+            for r in readings
+            if r.value is not None
+        ]
+        bulk.insert_rows(session, _READINGS, _COLUMNS, values, skip_conflicts_on=_UNIQUE)
+        return len(values)
     rows = [
         {
             "device_id": r.serial,
@@ -41,7 +53,7 @@ def write_readings(session: Session, readings: Iterable[Reading]) -> int:
         return 0
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(ReadingRow).on_conflict_do_nothing(index_elements=["device_id", "probe", "time"])
+    stmt = insert(ReadingRow).on_conflict_do_nothing(index_elements=list(_UNIQUE))
     session.execute(stmt, rows)
     return len(rows)
 

@@ -205,7 +205,17 @@ def json_safe(value: Any) -> Any:
     if kind is float:
         return value if math.isfinite(value) else None
     if kind is dict or isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            # The leaves inline: a call per value is most of the cost of every poll's sync.
+            leaf = type(v)
+            if leaf is str or leaf is int or leaf is bool or v is None:
+                out[str(k)] = v
+            elif leaf is datetime:
+                out[str(k)] = v.isoformat()
+            else:
+                out[str(k)] = json_safe(v)
+        return out
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     if isinstance(value, (datetime, date)):

@@ -15,7 +15,7 @@ from sqlalchemy import event
 from grillstats_bridge import users
 from grillstats_bridge.config import Config
 from grillstats_bridge.db import Database
-from grillstats_bridge.device_sync import DeviceSync
+from grillstats_bridge.device_sync import DeviceSync, SyncItem
 from grillstats_bridge.domain import Device as CloudDevice
 from grillstats_bridge.domain import Probe, utcnow
 from grillstats_bridge.models import Device, ProbeRow
@@ -153,6 +153,88 @@ def test_a_poll_that_moves_values_takes_three_statements(
         device_sync.sync(db, user_id, sample_devices(later, step=1), now=later)
     # One SELECT to notice changes made elsewhere, one UPDATE of devices, one of probes.
     assert seen == ["SELECT", "UPDATE", "UPDATE"]
+
+
+def test_many_polls_in_one_transaction_leave_the_rows_of_one_at_a_time(
+    database: Database, config: Config
+) -> None:
+    """Polls batched in a transaction (one account twice, a column set changing in between,
+    another account's first poll): the rows end up as after one sync per transaction."""
+    one = add_user(database, config, "one@example.com")
+    two = add_user(database, config, "two@example.com")
+    signals, *rest = sample_devices(T0)
+    percent = dataclasses.replace(signals, extra={"note": "50% off", "quote": "it's"})
+    polls = [
+        [(one, [signals], T0)],
+        [(one, [percent], T0), (two, rest, T0)],  # '%' and a quote through the fast path
+        [
+            (one, list(sample_devices(T0 + timedelta(seconds=15), step=1))[:1], T0),
+            (two, list(sample_devices(T0 + timedelta(seconds=15), step=1))[1:], T0),
+            (one, [unplug(sample_devices(T0 + timedelta(seconds=30), step=2)[0], 2)], T0),
+            (two, list(sample_devices(T0 + timedelta(seconds=30), step=2))[1:], T0),
+        ],
+    ]
+    expected = []
+    for batch in polls:
+        for user_id, devices, now in batch:
+            with database.transaction() as db:
+                sync_devices(db, user_id, devices, now=now)
+        expected.append(snapshot(database))
+    clear_devices(database)
+    device_sync = DeviceSync()
+    shots = []
+    for batch in polls:
+        with database.transaction() as db:
+            device_sync.sync_many(db, [SyncItem(u, d, now) for u, d, now in batch])
+        shots.append(snapshot(database))
+    assert shots == expected
+    assert (device_sync.full, device_sync.fast) == (2, 5)  # each account's first: sync_devices
+
+
+def test_many_polls_take_one_select_and_one_update_per_table(
+    database: Database, config: Config
+) -> None:
+    owners = [add_user(database, config, f"cook{n}@example.com") for n in range(3)]
+    devices = sample_devices(T0)
+    device_sync = DeviceSync()
+    with database.transaction() as db:
+        device_sync.sync_many(
+            db, [SyncItem(u, [d], T0) for u, d in zip(owners, devices, strict=False)]
+        )
+    later = T0 + timedelta(seconds=15)
+    moved = sample_devices(later, step=1)
+    with statements(database) as seen, database.transaction() as db:
+        results = device_sync.sync_many(
+            db,
+            [SyncItem(u, [d], later) for u, d in zip(owners, moved, strict=False)]
+            + [SyncItem(owners[0], [moved[0]], later)],  # the same poll again: nothing new
+        )
+    assert seen == ["SELECT", "UPDATE", "UPDATE"]
+    assert [r.updated for r in results] == [[d.serial] for d in [*moved[:3], moved[0]]]
+
+
+def test_a_full_sync_in_a_batch_sees_what_the_batch_wrote(
+    database: Database, config: Config
+) -> None:
+    """An account that needs sync_devices (a new probe) after a poll of its own in the same
+    transaction: the first poll's values are written before sync_devices reads the rows."""
+    user_id = add_user(database, config)
+    device_sync = DeviceSync()
+    with database.transaction() as db:
+        device_sync.sync(db, user_id, sample_devices(T0), now=T0)
+    later = T0 + timedelta(seconds=15)
+    moved = list(sample_devices(later, step=1))
+    grown = with_probe(moved, NODE, 3)
+    with database.transaction() as db:
+        device_sync.sync_many(
+            db, [SyncItem(user_id, moved, later), SyncItem(user_id, grown, later)]
+        )
+    batched = snapshot(database)
+    clear_devices(database)
+    for devices, now in ((sample_devices(T0), T0), (moved, later), (grown, later)):
+        with database.transaction() as db:
+            sync_devices(db, user_id, devices, now=now)
+    assert batched == snapshot(database)
 
 
 def test_an_unchanged_poll_writes_nothing(database: Database, config: Config) -> None:

@@ -14,7 +14,6 @@ from grillstats_bridge.cli.common import Context, add_command, port_number
 from grillstats_bridge.domain import utcnow
 from grillstats_bridge.errors import UsageError
 from grillstats_bridge.thermoworks.scenario import list_scenarios, load_scenario
-from grillstats_bridge.thermoworks.simulator import CloudSimulator, scenario_summary
 
 
 def register(sub: Any) -> None:
@@ -71,6 +70,9 @@ def _start(text: str) -> datetime | None:
 
 
 def _simulate(args: argparse.Namespace, ctx: Context) -> int:
+    # Imported here: every command loads this module, and ``run`` needs no simulator.
+    from grillstats_bridge.thermoworks.simulator import CloudSimulator, scenario_summary
+
     names: list[str | Path] = list(args.scenario or ["brisket"])
     for name in names:
         load_scenario(name)  # a bad file is reported before the port is taken

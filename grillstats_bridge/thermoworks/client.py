@@ -153,6 +153,46 @@ class CloudSnapshot:
 PasswordSource = Callable[[], str | None]
 
 
+class CloudSession(requests.Session):
+    """A requests session that reads the environment's proxy and CA settings once per host.
+
+    requests reads them (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``...) for
+    every request: a third of a poll's client time. The daemon's environment does not
+    change while it runs, so the answer for a host is kept.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._environment_lock = threading.Lock()
+
+    def merge_environment_settings(  # type: ignore[override]
+        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        parts = urlsplit(url)
+        key = (
+            parts.scheme,
+            parts.netloc,
+            tuple(sorted((proxies or {}).items())),
+            stream,
+            verify,
+            cert,
+            tuple(sorted(self.proxies.items())),
+            self.verify,
+            self.cert,
+            self.trust_env,
+        )
+        with self._environment_lock:
+            known: Any = self._environment.get(key)
+        if known is None:
+            known = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            with self._environment_lock:
+                if len(self._environment) > 64:  # hosts are few; never grow without bound
+                    self._environment.clear()
+                self._environment[key] = known
+        return {k: dict(v) if isinstance(v, dict) else v for k, v in known.items()}
+
+
 class ThermoworksClient:
     """One ThermoWorks account's session with the cloud; safe to share between threads."""
 
@@ -176,7 +216,7 @@ class ThermoworksClient:
         self._password = password
         self._on_tokens = on_tokens
         self._clock = clock
-        self._http = session or requests.Session()
+        self._http = session or CloudSession()
         self._own_session = session is None
         self._auth_lock = threading.Lock()
         self._state_lock = threading.Lock()

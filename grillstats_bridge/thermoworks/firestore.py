@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from grillstats_bridge.domain import ensure_utc
@@ -24,6 +25,7 @@ _TIMESTAMP = re.compile(
 )
 
 
+@lru_cache(maxsize=4096)  # a poll repeats its times (lastSeen, lastTelemetrySaved...)
 def parse_timestamp(text: str) -> datetime:
     """An aware UTC datetime from RFC 3339 with up to 9 fraction digits (nanoseconds dropped)."""
     match = _TIMESTAMP.match(text.strip())
@@ -103,10 +105,50 @@ def decode_value(value: Any, path: str = "value") -> Any:
 
 def decode_fields(fields: Mapping[str, Any], path: str = "") -> dict[str, Any]:
     """Decode a document's (or a map's) ``fields``."""
-    return {
-        str(key): decode_value(value, f"{path}.{key}" if path else str(key))
-        for key, value in fields.items()
-    }
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        try:
+            out[str(key)] = _decode_plain(value)
+        except _Unusual:  # decode_value decides, and names the field if it is malformed
+            out[str(key)] = decode_value(value, f"{path}.{key}" if path else str(key))
+    return out
+
+
+class _Unusual(Exception):
+    """A value :func:`_decode_plain` leaves to :func:`decode_value`."""
+
+
+def _decode_plain(value: Any) -> Any:
+    """:func:`decode_value` for the common spellings only (every poll decodes thousands of
+    values): exact types, no path strings; anything else raises _Unusual."""
+    if type(value) is not dict or len(value) != 1:
+        raise _Unusual
+    ((kind, raw),) = value.items()
+    kind_of = type(raw)
+    if kind == "stringValue" and kind_of is str:
+        return raw
+    if kind == "doubleValue" and (kind_of is float or kind_of is int):
+        number = float(raw)
+        return None if math.isnan(number) else number
+    if kind == "timestampValue" and kind_of is str:
+        try:
+            return parse_timestamp(raw)
+        except ValueError:
+            raise _Unusual from None
+    if kind == "integerValue" and (kind_of is str or kind_of is int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise _Unusual from None
+    if kind == "booleanValue" and kind_of is bool:
+        return raw
+    if kind == "nullValue":
+        return None
+    if kind == "mapValue" and kind_of is dict:
+        fields = raw.get("fields", {})
+        if type(fields) is dict:
+            return {str(k): _decode_plain(v) for k, v in fields.items()}
+    raise _Unusual
 
 
 def _short(raw: Any) -> str:

@@ -537,6 +537,28 @@ class CloudSimulator:
             self.records.append(RequestRecord(endpoint, method, answer.status, email))
         return answer.status, out_headers, data, endpoint, email
 
+    def render_query(self, email: str, endpoint: str, body: Mapping[str, Any], t: float) -> bytes:
+        """The body of a runQuery or batchGet answer for ``email`` at offset ``t``, as served.
+
+        For benchmarks that render answers ahead of time: no token, fault, event
+        or record, so it does not touch what :meth:`handle` serves.
+        """
+        account = self._accounts[email.lower()]
+        root = self.firestore_root(email)
+        with self._lock:
+            if endpoint == "runQuery":
+                payload = self._run_query(root, account, body, t)
+            elif endpoint == "batchGet":
+                payload = self._batch_get(root, account, body, t)
+            else:
+                raise ValueError(f"render_query: not a query endpoint: {endpoint}")
+        return json.dumps(payload).encode()
+
+    def firestore_root(self, email: str) -> str:
+        """The documents root of an account's project (``projects/.../documents``)."""
+        account = self._accounts[email.lower()]
+        return f"projects/{PROJECT_IDS[account.spec.provider]}/databases/(default)/documents"
+
     def _fault_answer(self, endpoint: str, fault: _Fault) -> _Answer:
         status = fault.status or 503
         if status == 502:

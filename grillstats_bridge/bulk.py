@@ -1,0 +1,101 @@
+"""Many rows in one statement on PostgreSQL: the pipeline's batched INSERTs and UPDATEs.
+
+An executemany sends one statement per row (psycopg2's ``execute_batch`` only
+groups them into fewer round trips): the server parses and plans each of them.
+Here the rows become one ``VALUES`` list, rendered by psycopg2 itself (it
+interpolates parameters on the client anyway), with each column cast to its
+type, so that one statement writes them all. The statement still goes through
+SQLAlchemy, whose events and logging see it. Elsewhere (SQLite) the callers
+use an ordinary executemany.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+
+def supported(session: Session) -> bool:
+    """True when the session's connection can take one-statement batches (psycopg2)."""
+    dialect = session.get_bind().dialect
+    return dialect.name == "postgresql" and dialect.driver == "psycopg2"
+
+
+def _values(
+    session: Session,
+    table: sa.Table,
+    key: tuple[str, str] | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> tuple[Any, str]:
+    """The rows as a rendered VALUES list (for a ``%s`` placeholder), and the column names."""
+    from psycopg2.extensions import AsIs  # type: ignore[import-untyped]
+
+    connection = session.connection()
+    dialect = connection.dialect
+    types = [table.c[c].type for c in columns]
+    processors = [t.dialect_impl(dialect).bind_processor(dialect) for t in types]
+    casts = [t.compile(dialect=dialect) for t in types]
+    if key is not None:
+        casts.insert(0, key[1])
+        processors.insert(0, None)
+    template = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        mogrify = cursor.mogrify
+        rendered = b", ".join(
+            mogrify(
+                template,
+                [v if p is None else p(v) for v, p in zip(row, processors, strict=True)],
+            )
+            for row in rows
+        )
+    finally:
+        cursor.close()
+    quote = dialect.identifier_preparer.quote
+    names = [quote(c) for c in columns]
+    if key is not None:
+        names.insert(0, quote(key[0]))
+    return AsIs(rendered.decode()), ", ".join(names)  # client encoding: UTF-8 (db.py)
+
+
+def update_rows(
+    session: Session, table: sa.Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """``UPDATE table SET columns WHERE id = row[0]`` for every row (id, *values), in one
+    ``UPDATE ... FROM (VALUES ...)`` statement (PostgreSQL with psycopg2 only)."""
+    if not rows:
+        return
+    values, names = _values(session, table, ("b_id", "INTEGER"), columns, rows)
+    quote = session.get_bind().dialect.identifier_preparer.quote
+    name = quote(table.name)
+    sets = ", ".join(f"{quote(c)} = v.{quote(c)}" for c in columns)
+    session.connection().exec_driver_sql(
+        f"UPDATE {name} SET {sets} FROM (VALUES %s) AS v ({names}) WHERE {name}.id = v.b_id",
+        (values,),
+    )
+
+
+def insert_rows(
+    session: Session,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    skip_conflicts_on: Sequence[str] = (),
+) -> None:
+    """``INSERT INTO table (columns) VALUES ...`` in one statement, ``ON CONFLICT DO
+    NOTHING`` on ``skip_conflicts_on`` (PostgreSQL with psycopg2 only)."""
+    if not rows:
+        return
+    values, names = _values(session, table, None, columns, rows)
+    quote = session.get_bind().dialect.identifier_preparer.quote
+    conflict = ""
+    if skip_conflicts_on:
+        conflict = f" ON CONFLICT ({', '.join(quote(c) for c in skip_conflicts_on)}) DO NOTHING"
+    session.connection().exec_driver_sql(
+        f"INSERT INTO {quote(table.name)} ({names}) VALUES %s{conflict}", (values,)
+    )
