@@ -26,7 +26,10 @@ runs the bridge's real MQTT client and publisher with the test devices
    session" ends that; the "Session" event entity records each start and end
    with the session's summary as attributes; then HA's number.set_value on the
    kettle's *Pit target* creates, changes and removes its target alert in the
-   database, and the number shows each value back.
+   database, and the number shows each value back; and its *Pit range low* /
+   *Pit range high*: a low alone waits, the high creates the range alert, a side
+   changes it, a low above the high is refused, a disable / enable made elsewhere
+   shows, and 0 removes it.
 
 The alert entities (``alert_mqtt.with_alerts``) are published from phase 1 on.
 
@@ -759,6 +762,7 @@ def sessions_phase(check: Check, env: dict[str, str], port: int, workdir: Path) 
         )
         check.report[phase] = {"seen": seen, "mqtt_log": log}
         target_round_trip(check, env, daemon)
+        range_round_trip(check, env, daemon)
     finally:
         daemon.close()
 
@@ -804,6 +808,107 @@ def target_round_trip(check: Check, env: dict[str, str], daemon: Daemon) -> None
             code == 200 and done and same(state, want),
             f"{phase}: set to {value} in HA: database {in_database()}, HA shows {state}",
         )
+    log = [line for line in snapshot(env, [])["mqtt_log"] if CONNECTION_LOST not in line]
+    check.ok(not log, f"{phase}: HA logged {len(log)} MQTT errors or warnings")
+    check.report[phase] = {"seen": seen, "mqtt_log": log}
+
+
+def range_round_trip(check: Check, env: dict[str, str], daemon: Daemon) -> None:
+    """HA's "Pit range low/high" numbers create, change, refuse and remove the range alert."""
+    from grillstats_bridge.alert_service import probe_range_alert, set_alert_active
+
+    phase = "alerts: range numbers"
+    uids = {side: f"{COOK_INSTANCE}_{sanitize(KETTLE)}_p1_range_{side}" for side in ("low", "high")}
+
+    def in_database() -> tuple[float | None, float | None, str | None, bool] | None:
+        with daemon.database.session() as db:
+            alert = probe_range_alert(db, KETTLE, 1)
+            if alert is None:
+                return None
+            unit = Unit.parse(alert.temperature_unit or "F").symbol
+            return alert.min_temperature, alert.max_temperature, unit, bool(alert.is_active)
+
+    def entities() -> dict[str, Any]:
+        found = {e["unique_id"]: e for e in snapshot(env, sorted(uids.values()))["entities"]}
+        return {side: found.get(uid) for side, uid in uids.items()}
+
+    def states() -> tuple[str | None, str | None]:
+        now = entities()
+        low, high = (None if now[s] is None else str(now[s]["state"]) for s in ("low", "high"))
+        return low, high
+
+    def waiting() -> bool:
+        """Whether the bridge holds a side set alone (in memory) for the Pit."""
+        return (KETTLE, 1) in daemon.bridge.alert_control.pending
+
+    def same(state: str | None, want: str) -> bool:
+        try:
+            return state == want or float(str(state)) == float(want)
+        except ValueError:
+            return False
+
+    def shown(low: str, high: str) -> tuple[str | None, str | None]:
+        deadline = time.monotonic() + 30
+        while True:
+            got = states()
+            if (same(got[0], low) and same(got[1], high)) or time.monotonic() > deadline:
+                return got
+            time.sleep(0.5)
+
+    first = entities()
+    seen: dict[str, Any] = {"before": states()}
+    unit = ((first["high"] or {}).get("attributes") or {}).get("unit_of_measurement")
+    seen["unit in HA"] = unit
+    steps: list[tuple[str, str, float, Any, tuple[str, str]]] = [
+        ("low alone waits", "low", 225, None, ("225", "unknown")),
+        ("high creates", "high", 275, (225, 275, unit, True), ("225", "275")),
+        ("high changes", "high", 300.5, (225, 300.5, unit, True), ("225", "300.5")),
+        ("low >= high refused", "low", 320, (225, 300.5, unit, True), ("225", "300.5")),
+        ("low changes", "low", 230, (230, 300.5, unit, True), ("230", "300.5")),
+    ]
+    for what, side, value, stored, want in steps:
+        entity_id = first[side]["entity_id"]
+        code = call_service("number/set_value", {"entity_id": entity_id, "value": value})
+        if what.endswith("refused"):
+            time.sleep(2)  # nothing observable happens: give the command time to arrive
+            daemon.bridge.step()
+            daemon.settle()
+            done = in_database() == stored
+        else:
+            done = daemon.until(
+                lambda: in_database() == stored and waiting() == (stored is None),  # noqa: B023
+                what,
+            )
+        state = shown(*want)
+        seen[what] = {"http": code, "database": in_database(), "ha": state}
+        check.ok(
+            code == 200 and done and same(state[0], want[0]) and same(state[1], want[1]),
+            f"{phase}: {what} ({side} {value}): database {in_database()}, HA shows {state}",
+        )
+
+    # A change made elsewhere (what `alert disable` / `enable` do) shows after a poll.
+    for active, want in ((False, ("unknown", "unknown")), (True, ("230", "300.5"))):
+        with daemon.database.transaction() as db:
+            alert = probe_range_alert(db, KETTLE, 1)
+            assert alert is not None
+            set_alert_active(db, alert.id, active)
+        daemon.run_for(6 * 60)
+        state = shown(*want)
+        what = "enabled elsewhere" if active else "disabled elsewhere"
+        seen[what] = {"database": in_database(), "ha": state}
+        check.ok(
+            same(state[0], want[0]) and same(state[1], want[1]),
+            f"{phase}: {what}: HA shows {state}",
+        )
+
+    code = call_service("number/set_value", {"entity_id": first["high"]["entity_id"], "value": 0})
+    done = daemon.until(lambda: in_database() is None, "the range alert removed")
+    state = shown("unknown", "unknown")
+    seen["0 removes"] = {"http": code, "database": in_database(), "ha": state}
+    check.ok(
+        code == 200 and done and state == ("unknown", "unknown"),
+        f"{phase}: high 0 removes it: database {in_database()}, HA shows {state}",
+    )
     log = [line for line in snapshot(env, [])["mqtt_log"] if CONNECTION_LOST not in line]
     check.ok(not log, f"{phase}: HA logged {len(log)} MQTT errors or warnings")
     check.report[phase] = {"seen": seen, "mqtt_log": log}

@@ -1,4 +1,4 @@
-"""Temperature alerts in Home Assistant: their entities, and the target numbers' commands.
+"""Temperature alerts in Home Assistant: their entities, and the target and range numbers' commands.
 
 The rows that :func:`with_alerts` adds to the discovery table:
 
@@ -7,6 +7,9 @@ The rows that :func:`with_alerts` adds to the discovery table:
   ``event_type`` one of :data:`EVENT_TYPES` and the rest of it the event's attributes;
 * per temperature probe, a ``number`` *<probe> target* in the probe's unit: setting
   it creates or changes the probe's target alert, 0 (or an empty payload) removes it;
+* per temperature probe, two ``number`` entities *<probe> range low* and *<probe>
+  range high* in the probe's unit: together they create or change the probe's
+  range alert (see :meth:`AlertControl.handle`), 0 on either side removes it;
 * per temperature probe, a binary sensor *<probe> alert active*: on while one of the
   probe's alerts has fired and not re-armed (a range violated, a target reached);
 * per temperature probe and event type, a device trigger. The firing's message is
@@ -14,8 +17,8 @@ The rows that :func:`with_alerts` adds to the discovery table:
   ``event_type`` (``value_template``), so it fires only for its probe and kind, and
   an automation gets the whole firing in ``trigger.payload_json``.
 
-:class:`AlertControl` keeps the published targets and alert-active states current
-and applies the numbers' commands; it runs on the daemon's pipeline thread.
+:class:`AlertControl` keeps the published targets, ranges and alert-active states
+current and applies the numbers' commands; it runs on the daemon's pipeline thread.
 """
 
 from __future__ import annotations
@@ -23,13 +26,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from grillstats_bridge.alert_service import AlertService, probe_targets, set_probe_target
+from grillstats_bridge.alert_service import (
+    AlertService,
+    probe_range_alert,
+    probe_ranges,
+    probe_targets,
+    set_probe_range,
+    set_probe_target,
+)
 from grillstats_bridge.alerts import AlertRuleError, FiringEvent
 from grillstats_bridge.db import Database
 from grillstats_bridge.discovery import (
@@ -57,19 +67,49 @@ EVENT_TYPES = tuple(event.value for event in FiringEvent)
 TARGET_MIN = -100.0
 TARGET_MAX = 1000.0
 CLEAR_WORDS = ("", "none", "null")  # besides 0: what removes the target alert
+TARGET = "target"
+RANGE_LOW = "range_low"
+RANGE_HIGH = "range_high"
+COMMANDS = {TARGET: "target", RANGE_LOW: "range low", RANGE_HIGH: "range high"}
+
+Range = tuple[Measurement | None, Measurement | None]  # (low, high); None: not set
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RangeProbeAlerts(ProbeAlerts):
+    """A probe's alerts with the range its two range numbers show."""
+
+    low: Measurement | None = None  # the range alert's, or a side set alone from HA
+    high: Measurement | None = None
 
 
 def _is_temperature(view: ProbeView) -> bool:
     return view.probe.unit.is_temperature
 
 
+def _shown(value: Measurement | None, unit: Unit) -> float | None:
+    """A temperature as a number entity shows it: in the probe's unit, within its range."""
+    if value is None:
+        return None
+    shown = round(value.to(unit).value, 1)
+    return shown if TARGET_MIN <= shown <= TARGET_MAX else None
+
+
 def target_value(view: ProbeView) -> float | None:
     """The probe's target in the probe's own unit (an alert set in °F on a °C probe converts)."""
-    target = view.alerts.target
-    if target is None:
-        return None
-    value = round(target.to(view.probe.unit).value, 1)
-    return value if TARGET_MIN <= value <= TARGET_MAX else None
+    return _shown(view.alerts.target, view.probe.unit)
+
+
+def range_value(high: bool) -> Callable[[ProbeView], float | None]:
+    """The value_fn of the range low (or high) number, in the probe's unit."""
+
+    def value(view: ProbeView) -> float | None:
+        alerts = view.alerts
+        if not isinstance(alerts, RangeProbeAlerts):
+            return None
+        return _shown(alerts.high if high else alerts.low, view.probe.unit)
+
+    return value
 
 
 ALERTS_EVENT: EntityDescription[DeviceView] = EntityDescription(
@@ -82,18 +122,27 @@ ALERTS_EVENT: EntityDescription[DeviceView] = EntityDescription(
     extra={"event_types": list(EVENT_TYPES)},
 )
 
-PROBE_TARGET: EntityDescription[ProbeView] = EntityDescription(
-    key="target",
-    component=Component.NUMBER,
-    name=lambda p: f"{p.label} target",
-    value_fn=target_value,
-    exists_fn=_is_temperature,
-    device_class="temperature",
-    unit=lambda p: p.probe.unit.symbol,
-    command=True,
-    device_availability=False,  # a target may be set before the device is switched on
-    extra={"min": TARGET_MIN, "max": TARGET_MAX, "step": 0.1, "mode": "box"},
-)
+
+def _temperature_number(
+    key: str, value_fn: Callable[[ProbeView], float | None]
+) -> EntityDescription[ProbeView]:
+    return EntityDescription(
+        key=key,
+        component=Component.NUMBER,
+        name=lambda p: f"{p.label} {COMMANDS[key]}",
+        value_fn=value_fn,
+        exists_fn=_is_temperature,
+        device_class="temperature",
+        unit=lambda p: p.probe.unit.symbol,
+        command=True,
+        device_availability=False,  # an alert may be set before the device is switched on
+        extra={"min": TARGET_MIN, "max": TARGET_MAX, "step": 0.1, "mode": "box"},
+    )
+
+
+PROBE_TARGET = _temperature_number(TARGET, target_value)
+PROBE_RANGE_LOW = _temperature_number(RANGE_LOW, range_value(high=False))
+PROBE_RANGE_HIGH = _temperature_number(RANGE_HIGH, range_value(high=True))
 
 ALERT_ACTIVE: EntityDescription[ProbeView] = EntityDescription(
     key="alert_active",
@@ -129,21 +178,29 @@ def with_alerts(table: Table = TABLE) -> Table:
     return dataclasses.replace(
         table,
         device=table.device.with_entities(ALERTS_EVENT),
-        probe=table.probe.with_entities(PROBE_TARGET, ALERT_ACTIVE, *PROBE_TRIGGERS),
+        probe=table.probe.with_entities(
+            PROBE_TARGET, PROBE_RANGE_LOW, PROBE_RANGE_HIGH, ALERT_ACTIVE, *PROBE_TRIGGERS
+        ),
     )
 
 
 def alert_views(
-    targets: Mapping[tuple[str, int], Measurement], active: Collection[tuple[str, int]]
+    targets: Mapping[tuple[str, int], Measurement],
+    active: Collection[tuple[str, int]],
+    ranges: Mapping[tuple[str, int], Range] | None = None,
 ) -> dict[str, tuple[ProbeAlerts, ...]]:
-    """Serial -> its probes' targets and alert-active states (what ``publish_alerts`` takes)."""
+    """Serial -> its probes' targets, ranges and alert-active states (for ``publish_alerts``)."""
+    ranges = ranges or {}
     out: dict[str, list[ProbeAlerts]] = {}
-    for serial, channel in sorted(set(targets) | set(active)):
+    for serial, channel in sorted(set(targets) | set(active) | set(ranges)):
+        low, high = ranges.get((serial, channel), (None, None))
         out.setdefault(serial, []).append(
-            ProbeAlerts(
+            RangeProbeAlerts(
                 channel=channel,
                 target=targets.get((serial, channel)),
                 active=(serial, channel) in active,
+                low=low,
+                high=high,
             )
         )
     return {serial: tuple(probes) for serial, probes in out.items()}
@@ -163,11 +220,13 @@ def parse_target(payload: bytes) -> float | None:
 
 
 class AlertControl:
-    """Publishes each probe's target and alert-active state; applies the target numbers.
+    """Publishes each probe's target, range and alert-active state; applies the numbers.
 
-    Not thread-safe, like the alert service it reads: the daemon calls it on its
-    pipeline thread (:meth:`refresh` after each batch of polls, :meth:`handle` through
-    ``Bridge.on_command``).
+    A range alert needs both sides: a side set from HA while the probe has no
+    active range alert waits here, in memory (shown by its number, forgotten at a
+    restart), until the other side is set too. Not thread-safe, like the alert
+    service it reads: the daemon calls it on its pipeline thread (:meth:`refresh`
+    after each batch of polls, :meth:`handle` through ``Bridge.on_command``).
     """
 
     def __init__(self, database: Database, alerts: AlertService, publisher: Publisher) -> None:
@@ -175,32 +234,41 @@ class AlertControl:
         self.alerts = alerts
         self.publisher = publisher
         self.root = publisher.naming.root
+        self.pending: dict[tuple[str, int], Range] = {}  # (serial, channel) -> a side set alone
 
     @property
     def command_filter(self) -> str:
-        """Every probe's target number's command topic."""
-        return f"{self.root}/device/+/probe/+/{PROBE_TARGET.key}/set"
+        """Every probe number's command topic (target, range low, range high)."""
+        return f"{self.root}/device/+/probe/+/+/set"
 
     def refresh(self) -> None:
         """Publish what the alert engine holds (alerts changed from the CLI included)."""
         try:
             targets = self.alerts.targets()
+            ranges = self.alerts.ranges()
         except RuntimeError:
             return  # the engine has not loaded yet: nothing is known
-        self.publisher.publish_alerts(alert_views(targets, self.alerts.active_probes()))
+        views = alert_views(targets, self.alerts.active_probes(), self._with_pending(ranges))
+        self.publisher.publish_alerts(views)
 
     def handle(self, message: InboundMessage) -> None:
-        """One command from a target number: set, change or remove the probe's target alert."""
-        where = self._probe_of(message.topic)
+        """One command from a probe's number: set, change or remove its target or range alert."""
+        where = self._command_of(message.topic)
         if where is None:
             log.warning("alerts: ignored a command on unexpected topic %s", message.topic)
             return
-        sid, channel = where
+        sid, channel, key = where
+        if key not in COMMANDS:
+            # The filter's wildcard also matches other modules' probe commands: not ours.
+            log.debug("alerts: not an alert command: %s", message.topic)
+            return
+        what = COMMANDS[key]
         if message.retain:
             # A retained command would be applied again at every reconnect, undoing later edits.
             log.warning(
-                "alerts: ignored a retained target command for probe %d of %s "
+                "alerts: ignored a retained %s command for probe %d of %s "
                 "(clear it: mosquitto_pub -r -n -t %s)",
+                what,
                 channel,
                 sid,
                 message.topic,
@@ -209,60 +277,139 @@ class AlertControl:
         try:
             value = parse_target(message.payload)
         except ValueError as exc:
+            alert = "target" if key == TARGET else "range alert"
             log.warning(
-                "alerts: ignored the target %r for probe %d of %s: %s "
-                "(send a temperature, or 0 or nothing to remove the target)",
+                "alerts: ignored the %s %r for probe %d of %s: %s "
+                "(send a temperature, or 0 or nothing to remove the %s)",
+                what,
                 message.payload[:40],
                 channel,
                 sid,
                 exc,
+                alert,
             )
             return
         try:
             with self.database.transaction() as session:
                 serial, unit = _probe_unit(session, sid, channel)
-                alert = set_probe_target(session, serial, channel, value, unit)
-                alert_id = alert.id if alert is not None else None
+                if key == TARGET:
+                    done = self._set_target(session, serial, channel, value, unit)
+                    pending = self.pending.get((serial, channel))
+                else:
+                    done, pending = self._set_range_side(
+                        session, serial, channel, key == RANGE_HIGH, value, unit
+                    )
                 targets = probe_targets(session)
+                ranges = probe_ranges(session)
         except (UsageError, AlertRuleError) as exc:
-            log.warning("alerts: target for probe %d of %s not set: %s", channel, sid, exc)
+            log.warning("alerts: %s for probe %d of %s not set: %s", what, channel, sid, exc)
             return
         except SQLAlchemyError as exc:
             log.error(
-                "alerts: target for probe %d of %s not set, the database failed (%s); set it again",
+                "alerts: %s for probe %d of %s not set, the database failed (%s); set it again",
+                what,
                 channel,
                 sid,
                 type(exc).__name__,
             )
             return
-        if value is None:
-            log.info("alerts: Home Assistant removed the target of probe %d of %s", channel, serial)
+        if pending is None:
+            self.pending.pop((serial, channel), None)
         else:
-            log.info(
-                "alerts: Home Assistant set the target of probe %d of %s to %s (alert %s)",
-                channel,
-                serial,
-                Measurement(value, unit),
-                alert_id,
-            )
+            self.pending[(serial, channel)] = pending
+        log.info("alerts: Home Assistant %s", done)
         self.alerts.reload_rules()
         try:
             active = self.alerts.active_probes()
         except RuntimeError:
             active = set()
-        self.publisher.publish_alerts(alert_views(targets, active))
+        self.publisher.publish_alerts(alert_views(targets, active, self._with_pending(ranges)))
 
-    def _probe_of(self, topic: str) -> tuple[str, int] | None:
-        """``<root>/device/<sid>/probe/<channel>/target/set`` -> (sid, channel)."""
+    def _set_target(
+        self, session: Session, serial: str, channel: int, value: float | None, unit: Unit
+    ) -> str:
+        """Apply a target number's command; what was done (for the log)."""
+        alert = set_probe_target(session, serial, channel, value, unit)
+        if alert is None or value is None:
+            return f"removed the target of probe {channel} of {serial}"
+        target = Measurement(value, unit)
+        return f"set the target of probe {channel} of {serial} to {target} (alert {alert.id})"
+
+    def _set_range_side(
+        self,
+        session: Session,
+        serial: str,
+        channel: int,
+        high: bool,
+        value: float | None,
+        unit: Unit,
+    ) -> tuple[str, Range | None]:
+        """Apply a range number's command; what was done, and the side left waiting (if any).
+
+        With an active range alert the other side is the alert's; without one it is
+        the side set earlier from HA, and with none yet this side waits for it.
+        """
+        side = "high" if high else "low"
+        if value is None:
+            set_probe_range(session, serial, channel, None, None, unit)
+            return f"removed the range alert of probe {channel} of {serial}", None
+        if not unit.is_temperature:
+            raise UsageError(f"probe {channel} measures humidity: it has no range alert")
+        mine = Measurement(value, unit)
+        alert = probe_range_alert(session, serial, channel)
+        if (
+            alert is not None
+            and alert.is_active is not False
+            and alert.min_temperature is not None
+            and alert.max_temperature is not None
+        ):
+            alert_unit = Unit.parse(alert.temperature_unit or "F")
+            current: Range = (
+                Measurement(alert.min_temperature, alert_unit),
+                Measurement(alert.max_temperature, alert_unit),
+            )
+        else:
+            current = self.pending.get((serial, channel), (None, None))
+        other = current[0] if high else current[1]
+        if other is None:
+            waiting: Range = (None, mine) if high else (mine, None)
+            return (
+                f"set the range {side} of probe {channel} of {serial} to {mine}; "
+                f"the range alert is created once its {'low' if high else 'high'} is set too"
+            ), waiting
+        other_value = _in_unit(other, unit)
+        low_value, high_value = (other_value, value) if high else (value, other_value)
+        made = set_probe_range(session, serial, channel, low_value, high_value, unit)
+        assert made is not None  # both sides set, neither 0
+        return (
+            f"set the range of probe {channel} of {serial} to {low_value:g} to "
+            f"{high_value:g} {unit.symbol} (alert {made.id})"
+        ), None
+
+    def _with_pending(
+        self, ranges: Mapping[tuple[str, int], tuple[Measurement, Measurement]]
+    ) -> dict[tuple[str, int], Range]:
+        """The ranges to show: the alerts', and the sides waiting where a probe has none."""
+        for probe in [p for p in self.pending if p in ranges]:
+            del self.pending[probe]  # a range alert came from elsewhere: it wins
+        return {**self.pending, **ranges}
+
+    def _command_of(self, topic: str) -> tuple[str, int, str] | None:
+        """``<root>/device/<sid>/probe/<channel>/<key>/set`` -> (sid, channel, key)."""
         prefix = f"{self.root}/"
         if not topic.startswith(prefix):
             return None
         levels = topic[len(prefix) :].split("/")
         if len(levels) != 6 or levels[0] != "device" or levels[2] != "probe":
             return None
-        if not levels[3].isdigit():
+        if not levels[3].isdigit() or levels[5] != "set":
             return None
-        return levels[1], int(levels[3])
+        return levels[1], int(levels[3]), levels[4]
+
+
+def _in_unit(value: Measurement, unit: Unit) -> float:
+    """A range side in the probe's unit: converted as its number shows it (0.1 steps)."""
+    return value.value if value.unit is unit else round(value.to(unit).value, 1)
 
 
 def _probe_unit(session: Session, sid: str, channel: int) -> tuple[str, Unit]:

@@ -190,6 +190,18 @@ class AlertService:
                 out[rule.probe] = Measurement(rule.target, rule.unit)
         return out
 
+    def ranges(self) -> dict[tuple[str, int], tuple[Measurement, Measurement]]:
+        """Each probe's range (its first active range alert), for the range ``number`` entities."""
+        out: dict[tuple[str, int], tuple[Measurement, Measurement]] = {}
+        for rule in sorted(self.engine.rules, key=lambda r: r.id):
+            if rule.kind is AlertKind.RANGE and rule.probe not in out:
+                assert rule.low is not None and rule.high is not None
+                out[rule.probe] = (
+                    Measurement(rule.low, rule.unit),
+                    Measurement(rule.high, rule.unit),
+                )
+        return out
+
     def active_probes(self) -> set[tuple[str, int]]:
         """Probes with an alert fired and not re-armed (the "alert active" binary sensors)."""
         return self.engine.active_probes()
@@ -661,13 +673,24 @@ def history(
 
 def probe_target_alert(session: Session, serial: str, probe: int) -> TemperatureAlert | None:
     """The alert a probe's ``number`` entity controls: its first target alert, active first."""
+    return _probe_alert(session, serial, probe, AlertKind.TARGET)
+
+
+def probe_range_alert(session: Session, serial: str, probe: int) -> TemperatureAlert | None:
+    """The alert a probe's two range ``number`` entities control: its first, active first."""
+    return _probe_alert(session, serial, probe, AlertKind.RANGE)
+
+
+def _probe_alert(
+    session: Session, serial: str, probe: int, kind: AlertKind
+) -> TemperatureAlert | None:
     disabled_last = sa.case((TemperatureAlert.is_active.is_not(False), 0), else_=1)
     return session.scalar(
         sa.select(TemperatureAlert)
         .where(
             TemperatureAlert.device_id == serial,
             TemperatureAlert.probe_id == str(probe),
-            TemperatureAlert.alert_type == AlertKind.TARGET.value,
+            TemperatureAlert.alert_type == kind.value,
         )
         .order_by(disabled_last, TemperatureAlert.id)
         .limit(1)
@@ -692,6 +715,27 @@ def probe_targets(session: Session) -> dict[tuple[str, int], Measurement]:
             continue
         if rule.probe not in out and rule.target is not None:
             out[rule.probe] = Measurement(rule.target, rule.unit)
+    return out
+
+
+def probe_ranges(session: Session) -> dict[tuple[str, int], tuple[Measurement, Measurement]]:
+    """Every probe's active range (low, high), for the range ``number`` entities' states."""
+    rows = session.scalars(
+        sa.select(TemperatureAlert)
+        .where(
+            TemperatureAlert.alert_type == AlertKind.RANGE.value,
+            TemperatureAlert.is_active.is_not(False),
+        )
+        .order_by(TemperatureAlert.id)
+    )
+    out: dict[tuple[str, int], tuple[Measurement, Measurement]] = {}
+    for row in rows:
+        try:
+            rule = rule_from_row(row)
+        except AlertRuleError:
+            continue
+        if rule.probe not in out and rule.low is not None and rule.high is not None:
+            out[rule.probe] = (Measurement(rule.low, rule.unit), Measurement(rule.high, rule.unit))
     return out
 
 
@@ -731,6 +775,58 @@ def set_probe_target(
     ):
         return alert  # unchanged: keep its arming state
     alert.target_temperature = value
+    alert.temperature_unit = unit.value
+    alert.is_active = True
+    alert.updated_at = utcnow()
+    session.flush()
+    _forget_state(session, alert.id)
+    return alert
+
+
+def set_probe_range(
+    session: Session,
+    serial: str,
+    probe: int,
+    low: float | None,
+    high: float | None,
+    unit: Unit | str,
+) -> TemperatureAlert | None:
+    """Create, change or (either side None or 0) remove a probe's range alert, for its owner.
+
+    What Home Assistant's range ``number`` entities do; the alert is the probe's
+    first range alert (re-enabled if it was disabled), named "Probe N range" when
+    created here. AlertRuleError when low is not below high.
+    """
+    device = _device_of(session, serial)
+    _check_probe(session, device.device_id, probe)
+    try:
+        unit = unit if isinstance(unit, Unit) else Unit.parse(unit)
+    except ValueError as exc:
+        raise UsageError(f"unit: {exc}") from None
+    alert = probe_range_alert(session, device.device_id, probe)
+    if not low or not high:  # None or 0 on either side
+        if alert is not None:
+            remove_alert(session, alert.id)
+        return None
+    check_rule_values(AlertKind.RANGE, unit, low=low, high=high)
+    if alert is None:
+        alert = TemperatureAlert(
+            user_id=device.user_id,
+            device_id=device.device_id,
+            probe_id=str(probe),
+            name=f"Probe {probe} range",
+            alert_type=AlertKind.RANGE.value,
+        )
+        session.add(alert)
+    elif (
+        alert.min_temperature == low
+        and alert.max_temperature == high
+        and alert.temperature_unit == unit.value
+        and alert.is_active is not False
+    ):
+        return alert  # unchanged: keep its arming state
+    alert.min_temperature = low
+    alert.max_temperature = high
     alert.temperature_unit = unit.value
     alert.is_active = True
     alert.updated_at = utcnow()

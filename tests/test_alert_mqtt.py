@@ -34,7 +34,7 @@ from grillstats_bridge.models import TemperatureAlert
 from grillstats_bridge.mqtt import MqttClient
 from grillstats_bridge.publisher import Publisher, naming_for
 from tests import ha_rules
-from tests.fixtures.bridge import MakeRig, Rig
+from tests.fixtures.bridge import USER, MakeRig, Rig
 from tests.fixtures.cloud import SIGNALS
 from tests.fixtures.mqtt import WAIT, Subscriber, close_paho
 from tests.sample_devices import CELSIUS, NODE, sample_devices
@@ -123,13 +123,74 @@ def test_the_target_number_and_alert_active_per_temperature_probe() -> None:
         {"topic": "grillstats/home/status"},
         {"topic": f"grillstats/home/device/{SID}/availability"},
     ]
-    numbers = [t for t in configs if "/number/" in t]
+    numbers = [t for t in configs if "/number/" in t and t.endswith("_target/config")]
     # every temperature probe (unplugged ones too), never the Node's humidity channel
     assert len(numbers) == 9  # Signals 4, gateway 1, meat 1, Node 1, °C Signals 2
     assert not any(f"{NODE.replace(':', '_')}_p2_" in t for t in numbers)
     assert configs[f"homeassistant/number/home/{CELSIUS.replace(':', '_')}_p1_target/config"][
         "unit_of_measurement"
     ] == ("°C")
+
+
+def test_the_range_numbers_per_temperature_probe() -> None:
+    configs, _ = publications()
+    for key, name in (("range_low", "Brisket range low"), ("range_high", "Brisket range high")):
+        number = configs[f"homeassistant/number/home/{SID}_p1_{key}/config"]
+        assert without_origin_version(number) == {
+            "name": name,
+            "unique_id": f"home_{SID}_p1_{key}",
+            "state_topic": f"grillstats/home/device/{SID}/probe/1",
+            "value_template": f"{{{{ value_json.{key} }}}}",
+            "command_topic": f"grillstats/home/device/{SID}/probe/1/{key}/set",
+            "device_class": "temperature",
+            "unit_of_measurement": "°F",
+            "min": -100.0,
+            "max": 1000.0,
+            "step": 0.1,
+            "mode": "box",
+            "availability": [{"topic": "grillstats/home/status"}],
+            "availability_mode": "all",
+            "device": DEVICE,
+            "origin": ORIGIN,
+        }
+    lows = [t for t in configs if "/number/" in t and t.endswith("_range_low/config")]
+    highs = [t for t in configs if "/number/" in t and t.endswith("_range_high/config")]
+    assert len(lows) == len(highs) == 9  # like the targets: temperature probes only
+    assert not any(f"{NODE.replace(':', '_')}_p2_" in t for t in lows + highs)
+    celsius = CELSIUS.replace(":", "_")
+    assert configs[f"homeassistant/number/home/{celsius}_p1_range_high/config"][
+        "unit_of_measurement"
+    ] == ("°C")
+
+
+def test_probe_state_carries_the_range_in_the_probe_unit() -> None:
+    alerts = alert_views(
+        {},
+        set(),
+        {
+            (SAMPLE_SIGNALS, 1): (
+                Measurement(225, Unit.FAHRENHEIT),
+                Measurement(275, Unit.FAHRENHEIT),
+            ),
+            (SAMPLE_SIGNALS, 2): (Measurement(150, Unit.FAHRENHEIT), None),  # one side alone
+            # a °C range on a °F probe, and a °F range on a °C probe: converted
+            (SAMPLE_SIGNALS, 3): (Measurement(100, Unit.CELSIUS), Measurement(120, Unit.CELSIUS)),
+            (CELSIUS, 1): (Measurement(200, Unit.FAHRENHEIT), Measurement(250, Unit.FAHRENHEIT)),
+        },
+    )
+    _, states = publications(alerts)
+
+    def shown(serial: str, channel: int) -> tuple[object, object]:
+        state = json.loads(states[f"grillstats/home/device/{serial}/probe/{channel}"])
+        return state["range_low"], state["range_high"]
+
+    assert shown(SID, 1) == (225, 275)
+    assert shown(SID, 2) == (150, None)
+    assert shown(SID, 3) == (212, 248)
+    assert shown(SID, 4) == (None, None)
+    assert shown(CELSIUS.replace(":", "_"), 1) == (93.3, 121.1)
+    humidity = json.loads(states[f"grillstats/home/device/{NODE.replace(':', '_')}/probe/2"])
+    assert "range_low" not in humidity and "range_high" not in humidity
 
 
 def test_device_triggers_per_probe_and_event_type() -> None:
@@ -154,7 +215,9 @@ def test_device_triggers_per_probe_and_event_type() -> None:
 
 def test_every_payload_meets_home_assistant_rules() -> None:
     alerts = alert_views(
-        {(SAMPLE_SIGNALS, 1): Measurement(203, Unit.FAHRENHEIT)}, {(SAMPLE_SIGNALS, 2)}
+        {(SAMPLE_SIGNALS, 1): Measurement(203, Unit.FAHRENHEIT)},
+        {(SAMPLE_SIGNALS, 2)},
+        {(SAMPLE_SIGNALS, 3): (Measurement(225, Unit.FAHRENHEIT), None)},
     )
     configs, states = publications(alerts)
     raw = {t: json.dumps(p) for t, p in configs.items()}
@@ -407,11 +470,137 @@ def test_a_retained_command_is_not_applied_at_each_connect(
 ) -> None:
     rig = make_rig("brisket", start=False, **FAST)
     command = f"{probe_topic(rig, 1)}/target/set"
-    send(rig, command, b"0", retain=True)  # someone published it retained
+    range_command = f"{probe_topic(rig, 1)}/range_high/set"
+    send(rig, command, b"0", retain=True)  # someone published them retained
+    send(rig, range_command, b"250", retain=True)
     caplog.set_level(logging.INFO, logger="grillstats_bridge.alert_mqtt")
     try:
-        rig.bridge.start(threads=False)  # subscribes: the broker hands over the retained one
-        until(rig, lambda: bool(warnings(caplog)), "a warning")
-        assert "ignored a retained target command for probe 1" in warnings(caplog)[0]
+        rig.bridge.start(threads=False)  # subscribes: the broker hands over the retained ones
+        until(rig, lambda: len(warnings(caplog)) == 2, "two warnings")
+        found = sorted(w.split(" of ")[0] for w in warnings(caplog))
+        assert found == [
+            "alerts: ignored a retained range high command for probe 1",
+            "alerts: ignored a retained target command for probe 1",
+        ]
+        assert rig.bridge.alert_control.pending == {}
     finally:
         send(rig, command, b"", retain=True)
+        send(rig, range_command, b"", retain=True)
+
+
+def range_alerts(
+    rig: Rig, channel: int
+) -> list[tuple[int, float | None, float | None, str | None, bool]]:
+    with rig.database.session() as db:
+        rows = db.scalars(
+            sa.select(TemperatureAlert)
+            .where(
+                TemperatureAlert.device_id == SIGNALS,
+                TemperatureAlert.probe_id == str(channel),
+                TemperatureAlert.alert_type == "range",
+            )
+            .order_by(TemperatureAlert.id)
+        ).all()
+        return [
+            (r.id, r.min_temperature, r.max_temperature, r.temperature_unit, bool(r.is_active))
+            for r in rows
+        ]
+
+
+def shown_range(sub: Subscriber, topic: str) -> tuple[object, object]:
+    state = last_state(sub, topic)
+    return state["range_low"], state["range_high"]
+
+
+def test_the_range_numbers_create_change_refuse_and_clear_the_range_alert(
+    make_rig: MakeRig,
+    subscriber: Subscriber,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rig = make_rig("brisket", **FAST)
+    rig.run_for(10)
+    state_topic = probe_topic(rig, 2)
+    low, high = f"{state_topic}/range_low/set", f"{state_topic}/range_high/set"
+    subscriber.wait_for_message(state_topic)
+    assert shown_range(subscriber, state_topic) == (None, None)
+    caplog.set_level(logging.INFO, logger="grillstats_bridge.alert_mqtt")
+
+    # One side alone: shown, but no alert until the other side is set.
+    send(rig, low, b"225")
+    until(rig, lambda: shown_range(subscriber, state_topic) == (225.0, None), "the low shown")
+    assert range_alerts(rig, 2) == []
+    send(rig, high, b"275")
+    until(rig, lambda: bool(range_alerts(rig, 2)), "the range alert")
+    [(alert_id, *values)] = range_alerts(rig, 2)
+    assert values == [225.0, 275.0, "F", True]
+    assert shown_range(subscriber, state_topic) == (225.0, 275.0)
+    assert target_alerts(rig, 2)[0][1] is None  # a range alert, no target
+
+    # One side changes the same alert; the other side stays.
+    send(rig, high, b"280.5")
+    until(rig, lambda: range_alerts(rig, 2)[0][2] == 280.5, "the changed high")
+    assert range_alerts(rig, 2) == [(alert_id, 225.0, 280.5, "F", True)]
+    assert shown_range(subscriber, state_topic) == (225.0, 280.5)
+
+    # low >= high: refused with a warning, nothing changes.
+    send(rig, low, b"300")
+    send(rig, high, b"225")
+    until(rig, lambda: len(warnings(caplog)) == 2, "two warnings")
+    assert warnings(caplog) == [
+        f"alerts: range low for probe 2 of {SID} not set: "
+        "range: min (300) must be below max (280.5)",
+        f"alerts: range high for probe 2 of {SID} not set: "
+        "range: min (225) must be below max (225)",
+    ]
+    assert range_alerts(rig, 2) == [(alert_id, 225.0, 280.5, "F", True)]
+    assert shown_range(subscriber, state_topic) == (225.0, 280.5)
+
+    # Changes from the CLI show after the next poll.
+    assert cli(rig, tmp_path, "alert", "disable", str(alert_id)) == 0
+    rig.run_for(6 * 60)  # idle: a poll every 5 min
+    assert shown_range(subscriber, state_topic) == (None, None)
+    assert cli(rig, tmp_path, "alert", "remove", str(alert_id)) == 0
+    argv = ["--device", SIGNALS, "--probe", "2", "--type", "range", "--unit", "C"]
+    assert cli(rig, tmp_path, "alert", "add", USER, *argv, "--min", "100", "--max", "120") == 0
+    rig.run_for(6 * 60)
+    assert shown_range(subscriber, state_topic) == (212.0, 248.0)  # °C on a °F probe
+    [(cli_id, *_)] = range_alerts(rig, 2)
+
+    # Setting one side of a °C alert from the °F number: the alert moves to °F.
+    send(rig, low, b"210")
+    until(rig, lambda: range_alerts(rig, 2)[0][3] == "F", "the alert in °F")
+    assert range_alerts(rig, 2) == [(cli_id, 210.0, 248.0, "F", True)]
+
+    # 0 on either side removes the alert.
+    send(rig, high, b"0")
+    until(rig, lambda: not range_alerts(rig, 2), "the alert removed")
+    assert shown_range(subscriber, state_topic) == (None, None)
+    assert rig.bridge.stats.pipeline_errors == 0
+
+
+def test_a_range_side_waiting_is_dropped_by_0_and_by_an_alert_made_elsewhere(
+    make_rig: MakeRig, subscriber: Subscriber, tmp_path: Path
+) -> None:
+    rig = make_rig("brisket", **FAST)
+    rig.run_for(10)
+    state_topic = probe_topic(rig, 3)
+    low, high = f"{state_topic}/range_low/set", f"{state_topic}/range_high/set"
+    subscriber.wait_for_message(state_topic)
+
+    send(rig, high, b"190")
+    until(rig, lambda: shown_range(subscriber, state_topic) == (None, 190.0), "the high shown")
+    send(rig, low, b"")  # empty: like 0, nothing waits any more
+    until(rig, lambda: shown_range(subscriber, state_topic) == (None, None), "the high dropped")
+    send(rig, low, b"150")  # waits again, for a high that is not coming
+    until(rig, lambda: shown_range(subscriber, state_topic) == (150.0, None), "the low shown")
+
+    argv = ["--device", SIGNALS, "--probe", "3", "--type", "range", "--min", "160", "--max", "200"]
+    assert cli(rig, tmp_path, "alert", "add", USER, *argv) == 0
+    rig.run_for(6 * 60)
+    assert shown_range(subscriber, state_topic) == (160.0, 200.0)  # the alert wins
+    send(rig, high, b"210")
+    until(rig, lambda: range_alerts(rig, 3)[0][2] == 210.0, "the changed high")
+    [(_, *values)] = range_alerts(rig, 3)
+    assert values == [160.0, 210.0, "F", True]  # the alert's low, not the forgotten 150
+    assert shown_range(subscriber, state_topic) == (160.0, 210.0)

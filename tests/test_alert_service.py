@@ -13,7 +13,7 @@ from sqlalchemy import event
 
 from grillstats_bridge import alert_service
 from grillstats_bridge.alert_service import AlertService
-from grillstats_bridge.alerts import Arm, Firing, FiringEvent
+from grillstats_bridge.alerts import AlertRuleError, Arm, Firing, FiringEvent
 from grillstats_bridge.config import AlertsConfig, SecurityConfig
 from grillstats_bridge.db import Database
 from grillstats_bridge.domain import Measurement, Reading, Unit
@@ -419,6 +419,43 @@ def test_probe_target_errors(
     with db.transaction() as session, pytest.raises(UsageError) as info:
         alert_service.set_probe_target(session, serial, probe, value, unit)
     assert message in str(info.value)
+
+
+def test_probe_range_create_change_reenable_clear(db: Database) -> None:
+    service = AlertService(CONFIG)
+    with db.transaction() as session:
+        service.load(session, now=T0)
+        alert = alert_service.set_probe_range(session, "SIG1", 3, 100, 120, "C")
+        assert alert is not None
+        assert (alert.name, alert.alert_type, alert.temperature_unit) == (
+            "Probe 3 range",
+            "range",
+            "C",
+        )
+        first_id = alert.id
+    service.reload_rules()
+    live(db, service, readings([220, 230], channel=3))
+    wanted = {("SIG1", 3): (Measurement(100, C), Measurement(120, C))}
+    assert service.ranges() == wanted
+    with db.transaction() as session:
+        assert alert_service.probe_ranges(session) == wanted
+        same = alert_service.set_probe_range(session, "SIG1", 3, 100, 120, C)
+        assert same is not None and same.id == first_id
+        assert session.get(AlertStateRow, first_id) is not None  # unchanged: state kept
+        with pytest.raises(AlertRuleError, match=r"min \(120\) must be below max \(120\)"):
+            alert_service.set_probe_range(session, "SIG1", 3, 120, 120, C)
+    with db.transaction() as session:
+        alert_service.set_alert_active(session, first_id, False)
+        assert alert_service.probe_ranges(session) == {}  # a disabled one is not shown
+        again = alert_service.set_probe_range(session, "SIG1", 3, 200, 250, F)
+        assert again is not None and again.id == first_id and again.is_active
+        assert (again.min_temperature, again.max_temperature) == (200, 250)
+    with db.transaction() as session:
+        assert alert_service.set_probe_range(session, "SIG1", 3, 200, 0, F) is None
+        assert alert_service.probe_range_alert(session, "SIG1", 3) is None
+    service.reload_rules()
+    poll(db, service, readings([150], channel=3, start=T0 + timedelta(minutes=1)))
+    assert service.ranges() == {}
 
 
 def test_saved_states_match_what_the_engine_exports(db: Database) -> None:
