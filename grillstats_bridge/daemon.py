@@ -421,6 +421,7 @@ class Bridge:
                     info = self.accounts[user_id] = AccountInfo(user_id, labels.get(user_id, ""))
                     log.info("polling ThermoWorks account of %s", info.label or user_id)
                 assert info is not None
+                self.pollers[user_id].note_link(link)
                 parked = self.scheduler.accounts[user_id].state is AccountState.PARKED
                 relinked = link.state == CredentialState.OK and (
                     info.credentials != CredentialState.OK

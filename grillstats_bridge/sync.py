@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from grillstats_bridge import domain
 from grillstats_bridge.accounts import (
     CredentialState,
+    LinkState,
     flag_credentials,
     linked_user_ids,
     load_tokens,
@@ -251,9 +252,12 @@ class AccountPoller:
     """Polls one linked ThermoWorks account for the daemon.
 
     Tokens come from the database and go back to it, encrypted, whenever the
-    client refreshes them. Each poll re-reads the link's state, so that an
-    account flagged as needing its owner costs no request until it is linked
-    again, and a fresh ``account link`` is picked up without a restart.
+    client refreshes them. A poll re-reads the link's row, so that an account
+    flagged as needing its owner costs no request until it is linked again, and
+    a fresh ``account link`` is picked up without a restart. Under the daemon,
+    which reads every link's state periodically and passes it on
+    (:meth:`note_link`), the row is re-read only when that state moved: one
+    query per poll was half of a poll's own work.
     """
 
     def __init__(
@@ -275,6 +279,8 @@ class AccountPoller:
         self._client: ThermoworksClient | None = None
         self._linked_token: str | None = None  # the encrypted refresh token the client came from
         self._unsaved_tokens: Tokens | None = None  # refreshed while the database was away
+        self._link_noted: LinkState | None = None  # the daemon's last look at the link's row
+        self._link_read: LinkState | None = None  # the row as this poller last read it
         self.failures = 0  # consecutive failed polls
         self.last_error: CloudError | None = None
         self._last_times: dict[tuple[str, int], datetime] = {}
@@ -350,7 +356,18 @@ class AccountPoller:
 
     # -- internals
 
+    def note_link(self, link: LinkState) -> None:
+        """The link's state and change time as the daemon just read them."""
+        self._link_noted = link
+
     def _current_client(self) -> ThermoworksClient:
+        if (
+            self._client is not None
+            and self._unsaved_tokens is None
+            and self._link_noted is not None
+            and self._link_noted == self._link_read
+        ):
+            return self._client  # the row has not changed since it was read
         try:
             return self._client_from_database()
         except SQLAlchemyError as exc:
@@ -375,6 +392,7 @@ class AccountPoller:
                 raise CredentialsNeedOwner(
                     f"user {self.user_id} is no longer linked to ThermoWorks"
                 )
+            self._link_read = LinkState(row.state, row.updated_at)
             if row.state != CredentialState.OK:
                 self.close()
                 raise CredentialsNeedOwner(

@@ -466,3 +466,50 @@ def test_no_secret_in_logs_or_database(
     assert "stopped working" in secret_log.text
     assert_no_secret("\n".join(texts), cloud, "another-new-password")
     poller.close()
+
+
+def test_under_the_daemon_a_poll_reads_the_link_only_when_it_moved(
+    database: Database, config: Config, cloud: CloudSimulator
+) -> None:
+    user_id = link(database, config, cloud)
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "thermoworks_credentials" in statement:
+            statements.append(statement)
+
+    sa.event.listen(database.engine, "before_cursor_execute", seen)
+    try:
+        alone = poller_for(database, config, cloud, user_id)
+        alone.poll()
+        statements.clear()
+        alone.poll()
+        assert statements, "without the daemon's look at the link, every poll reads it"
+        alone.close()
+
+        poller = poller_for(database, config, cloud, user_id)
+        poller.note_link(accounts.link_states(database)[user_id])
+        poller.poll()
+        first = poller.client
+        statements.clear()
+        poller.poll()
+        poller.poll()
+        assert statements == []  # the link has not moved: no query
+        assert poller.client is first
+
+        # linked again (new tokens): the daemon's next look moves the link
+        accounts.link_account(
+            database,
+            cloud_config(config, cloud),
+            USER,
+            PITMASTER_PASSWORD,
+            tw_email=PITMASTER,
+            clock=cloud.now,
+        )
+        poller.note_link(accounts.link_states(database)[user_id])
+        poller.poll()
+        assert statements, "a moved link is read again"
+        assert poller.client is not first  # and the new tokens are used
+        poller.close()
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", seen)
