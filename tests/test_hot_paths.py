@@ -190,3 +190,23 @@ def test_readings_written_in_one_statement_edge_cases(database: Database) -> Non
         rows = readings_between(session, "S1", 1, start)
         assert [(r.value, r.unit) for r in rows] == [(200.0 + i, "F") for i in range(5)]
         assert rows[0].time == start
+
+
+def test_a_netrc_entry_never_replaces_the_bearer_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests applies ~/.netrc to any request without auth, over our Authorization header."""
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine firestore.example login someone password hunter2\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    request = requests.Request(
+        "POST",
+        "https://firestore.example/v1/projects/p:runQuery",
+        headers={"Authorization": "Bearer id-token"},
+    )
+    assert requests.Session().prepare_request(request).headers["Authorization"] != (
+        "Bearer id-token"
+    )  # what a plain session does
+    prepared = CloudSession().prepare_request(request)
+    assert prepared.headers["Authorization"] == "Bearer id-token"

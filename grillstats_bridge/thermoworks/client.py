@@ -153,6 +153,13 @@ class CloudSnapshot:
 PasswordSource = Callable[[], str | None]
 
 
+class _HeadersOnly(requests.auth.AuthBase):
+    """Authentication is the Authorization header each call sets; nothing else applies."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
 class CloudSession(requests.Session):
     """A requests session that reads the environment's proxy and CA settings once per host.
 
@@ -163,6 +170,9 @@ class CloudSession(requests.Session):
 
     def __init__(self) -> None:
         super().__init__()
+        # Without a session auth, requests looks for ~/.netrc at every request (a stat
+        # call) and would let an entry there replace our bearer token.
+        self.auth = _HeadersOnly()
         self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._environment_lock = threading.Lock()
 
