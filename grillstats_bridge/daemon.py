@@ -6,9 +6,10 @@ Threads, and what each owns:
   are due to the poll workers, notices linked, relinked and unlinked accounts,
   pings systemd's watchdog, and stops on request.
 * poll workers (``polling.workers``): one cloud poll each at a time, so a slow
-  or failing account never holds up the others.
-* the pipeline thread: every finished poll, in order. It publishes the devices'
-  states at once (they need no database), then runs the poll through the
+  or failing account never holds up the others. A worker publishes the devices'
+  states as soon as its poll is in (they need no database: the publisher has its
+  own lock), then queues the poll for the pipeline thread.
+* the pipeline thread: every finished poll, in order. It runs the poll through the
   database (:mod:`pipeline`), then publishes what that produced (session
   changes, alert firings from the outbox). Commands from Home Assistant run on
   this thread too (:meth:`Bridge.submit`), so the session and alert services
@@ -338,9 +339,7 @@ class Bridge:
             for key in due:
                 self.scheduler.accounts[key].running = True
         jobs = [
-            PollJob(poll, time.perf_counter())
-            for key in due
-            if (poll := self._poll_account(key)) is not None
+            self._publish_poll(poll) for key in due if (poll := self._poll_account(key)) is not None
         ]
         outcome = self._process_polls(jobs) if jobs else None
         self._drain_work()
@@ -457,8 +456,27 @@ class Bridge:
                 return
             poll = self._poll_account(key)
             if poll is not None:
-                self._work.put(PollJob(poll, time.perf_counter()))
+                self._work.put(self._publish_poll(poll))
             self._wake.set()
+
+    def _publish_poll(self, poll: Poll) -> PollJob:
+        """A poll's states go out at once, from the thread that polled, then it is queued.
+
+        Publishing does not wait for the pipeline thread's database work (nor for the
+        database at all): poll-to-publish stays short however busy the pipeline is.
+        """
+        received = time.perf_counter()
+        try:
+            self.publisher.publish_devices(
+                poll.user_id,
+                poll.devices,
+                now=self.clock.now(),
+                nicknames=self._nicknames.get(poll.user_id, {}),
+            )
+        except Exception:  # never lose the poll over a publishing bug
+            log.exception("publishing the states of account %d failed", poll.user_id)
+        self.stats.latencies_ms.append((time.perf_counter() - received) * 1000)
+        return PollJob(poll, received)
 
     def _poll_account(self, key: int) -> Poll | None:
         """One cloud poll; reschedules the account whatever happens."""
@@ -569,14 +587,9 @@ class Bridge:
             self._busy_since = None
 
     def _process_polls(self, jobs: list[PollJob]) -> Outcome:
-        """Publish states, store, run sessions and alerts, publish what they produced."""
+        """Store, run sessions and alerts, publish what that produced (states are out already)."""
         now = self.clock.now()
-        for job in jobs:
-            poll = job.poll
-            nicknames = self._nicknames.get(poll.user_id, {})
-            self.publisher.publish_devices(poll.user_id, poll.devices, now=now, nicknames=nicknames)
-            self.stats.latencies_ms.append((time.perf_counter() - job.received) * 1000)
-        polls = [job.poll for job in jobs]
+        polls = [job.poll for job in jobs]  # published by _publish_poll
         outcome = self.pipeline.process(polls, now)
         active_serials = {s.serial for s in self.sessions.tracker.active_sessions()}
         for poll in polls:
