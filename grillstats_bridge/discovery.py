@@ -776,19 +776,35 @@ class Naming:
 
 @dataclass(frozen=True, kw_only=True)
 class EntityConfig:
-    """One discovery config: its topic, its entity's unique id and its payload."""
+    """One discovery config: its topic, its entity's unique id and its payload.
+
+    Only the payload's JSON text is kept: a bridge holds thousands of configs, and
+    their dicts (each with its own copy of the HA device block) were most of its
+    discovery memory. ``payload`` parses the text again, for tests and tools.
+    """
 
     component: Component
     topic: str
     unique_id: str | None  # device triggers have none
-    payload: Mapping[str, JsonValue]
+    text: str  # the payload as published: compact JSON
+
+    @classmethod
+    def of(
+        cls,
+        component: Component,
+        topic: str,
+        unique_id: str | None,
+        payload: Mapping[str, JsonValue],
+    ) -> EntityConfig:
+        return cls(component=component, topic=topic, unique_id=unique_id, text=dumps(payload))
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.text)
+        return loaded
 
     def json(self) -> str:
-        # Computed once: the publisher compares it with what it published at every poll.
-        cached: str | None = self.__dict__.get("_json")
-        if cached is None:
-            cached = self.__dict__["_json"] = dumps(self.payload)
-        return cached
+        return self.text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -824,7 +840,7 @@ def entity_config(
             "device": dict(target.device),
             "origin": ORIGIN,
         }
-        return EntityConfig(component=row.component, topic=topic, unique_id=None, payload=trigger)
+        return EntityConfig.of(row.component, topic, None, trigger)
     unique_id = naming.unique_id(object_id)
     availability = target.availability if row.device_availability else target.bridge_availability
     payload: dict[str, JsonValue] = {"name": row.name_for(ctx), "unique_id": unique_id}
@@ -858,7 +874,7 @@ def entity_config(
     payload["availability_mode"] = "all"
     payload["device"] = dict(target.device)
     payload["origin"] = ORIGIN
-    return EntityConfig(component=row.component, topic=topic, unique_id=unique_id, payload=payload)
+    return EntityConfig.of(row.component, topic, unique_id, payload)
 
 
 class ConfigMemo:
