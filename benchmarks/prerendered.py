@@ -29,14 +29,14 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
-from grillstats_bridge.thermoworks.client import CloudSession
+from grillstats_bridge.thermoworks.client import CloudSession, channel_names, devices_query
 
 if TYPE_CHECKING:  # the bridge's process only serves answers: no simulator in its memory
     from grillstats_bridge.thermoworks.scenario import Scenario
     from grillstats_bridge.thermoworks.simulator import CloudSimulator
 
 ENDPOINTS = ("runQuery", "batchGet")
-FORMAT = 1  # bump when what is rendered changes (cached files are keyed on it)
+FORMAT = 2  # bump when what is rendered changes (cached files are keyed on it)
 
 
 @dataclass(frozen=True)
@@ -59,20 +59,8 @@ def query_bodies(sim: CloudSimulator, email: str) -> tuple[dict[str, Any], dict[
     account = scenario.account(email)
     root = sim.firestore_root(email)
     devices = sorted(scenario.devices_of(email), key=lambda d: d.serial)
-    run_query = {
-        "structuredQuery": {
-            "from": [{"collectionId": "devices"}],
-            "where": {
-                "fieldFilter": {
-                    "field": {"fieldPath": "accountId"},
-                    "op": "EQUAL",
-                    "value": {"stringValue": account.account_id},
-                }
-            },
-        }
-    }
-    names = [f"{root}/devices/{d.serial}/channels/{c.number}" for d in devices for c in d.channels]
-    return run_query, {"documents": names}
+    pairs = [(d.serial, [c.number for c in d.channels]) for d in devices]
+    return devices_query(account.account_id), {"documents": channel_names(root, pairs)}
 
 
 def _render_accounts(

@@ -747,40 +747,8 @@ def set_probe_target(
     What a Home Assistant ``number`` entity does; the alert is the probe's first
     target alert, named "Probe N target" when created here.
     """
-    device = _device_of(session, serial)
-    _check_probe(session, device.device_id, probe)
-    try:
-        unit = unit if isinstance(unit, Unit) else Unit.parse(unit)
-    except ValueError as exc:
-        raise UsageError(f"unit: {exc}") from None
-    alert = probe_target_alert(session, device.device_id, probe)
-    if value is None or value == 0:
-        if alert is not None:
-            remove_alert(session, alert.id)
-        return None
-    check_rule_values(AlertKind.TARGET, unit, target=value)
-    if alert is None:
-        alert = TemperatureAlert(
-            user_id=device.user_id,
-            device_id=device.device_id,
-            probe_id=str(probe),
-            name=f"Probe {probe} target",
-            alert_type=AlertKind.TARGET.value,
-        )
-        session.add(alert)
-    elif (
-        alert.target_temperature == value
-        and alert.temperature_unit == unit.value
-        and alert.is_active is not False
-    ):
-        return alert  # unchanged: keep its arming state
-    alert.target_temperature = value
-    alert.temperature_unit = unit.value
-    alert.is_active = True
-    alert.updated_at = utcnow()
-    session.flush()
-    _forget_state(session, alert.id)
-    return alert
+    values = None if not value else {"target_temperature": value}
+    return _set_probe_alert(session, serial, probe, AlertKind.TARGET, unit, values)
 
 
 def set_probe_range(
@@ -797,36 +765,54 @@ def set_probe_range(
     first range alert (re-enabled if it was disabled), named "Probe N range" when
     created here. AlertRuleError when low is not below high.
     """
+    values = None if not low or not high else {"min_temperature": low, "max_temperature": high}
+    return _set_probe_alert(session, serial, probe, AlertKind.RANGE, unit, values)
+
+
+def _set_probe_alert(
+    session: Session,
+    serial: str,
+    probe: int,
+    kind: AlertKind,
+    unit: Unit | str,
+    values: dict[str, float] | None,
+) -> TemperatureAlert | None:
+    """The probe's first alert of ``kind`` set to ``values`` (columns), or removed (None)."""
     device = _device_of(session, serial)
     _check_probe(session, device.device_id, probe)
     try:
         unit = unit if isinstance(unit, Unit) else Unit.parse(unit)
     except ValueError as exc:
         raise UsageError(f"unit: {exc}") from None
-    alert = probe_range_alert(session, device.device_id, probe)
-    if not low or not high:  # None or 0 on either side
+    alert = _probe_alert(session, device.device_id, probe, kind)
+    if values is None:
         if alert is not None:
             remove_alert(session, alert.id)
         return None
-    check_rule_values(AlertKind.RANGE, unit, low=low, high=high)
+    check_rule_values(
+        kind,
+        unit,
+        target=values.get("target_temperature"),
+        low=values.get("min_temperature"),
+        high=values.get("max_temperature"),
+    )
     if alert is None:
         alert = TemperatureAlert(
             user_id=device.user_id,
             device_id=device.device_id,
             probe_id=str(probe),
-            name=f"Probe {probe} range",
-            alert_type=AlertKind.RANGE.value,
+            name=f"Probe {probe} {kind.value}",
+            alert_type=kind.value,
         )
         session.add(alert)
     elif (
-        alert.min_temperature == low
-        and alert.max_temperature == high
+        all(getattr(alert, column) == v for column, v in values.items())
         and alert.temperature_unit == unit.value
         and alert.is_active is not False
     ):
         return alert  # unchanged: keep its arming state
-    alert.min_temperature = low
-    alert.max_temperature = high
+    for column, v in values.items():
+        setattr(alert, column, v)
     alert.temperature_unit = unit.value
     alert.is_active = True
     alert.updated_at = utcnow()

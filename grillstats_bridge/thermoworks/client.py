@@ -153,6 +153,28 @@ class CloudSnapshot:
 PasswordSource = Callable[[], str | None]
 
 
+def devices_query(account_id: str) -> dict[str, Any]:
+    """The ``runQuery`` body that lists an account's devices (by its ``accountId``)."""
+    return {
+        "structuredQuery": {
+            "from": [{"collectionId": "devices"}],
+            "where": {
+                "fieldFilter": {
+                    "field": {"fieldPath": "accountId"},
+                    "op": "EQUAL",
+                    "value": {"stringValue": account_id},
+                }
+            },
+            "orderBy": [{"field": {"fieldPath": "__name__"}, "direction": "ASCENDING"}],
+        }
+    }
+
+
+def channel_names(root: str, devices: Sequence[tuple[str, Iterable[int]]]) -> list[str]:
+    """The document names of channels, for ``batchGet``: (serial, channel numbers) pairs."""
+    return [f"{root}/devices/{serial}/channels/{n}" for serial, numbers in devices for n in numbers]
+
+
 class _HeadersOnly(requests.auth.AuthBase):
     """Authentication is the Authorization header each call sets; nothing else applies."""
 
@@ -421,19 +443,7 @@ class ThermoworksClient:
 
     def device_documents(self, account_id: str) -> tuple[list[Document], int]:
         """The account's device documents through ``runQuery``, and how many were malformed."""
-        query = {
-            "structuredQuery": {
-                "from": [{"collectionId": "devices"}],
-                "where": {
-                    "fieldFilter": {
-                        "field": {"fieldPath": "accountId"},
-                        "op": "EQUAL",
-                        "value": {"stringValue": account_id},
-                    }
-                },
-                "orderBy": [{"field": {"fieldPath": "__name__"}, "direction": "ASCENDING"}],
-            }
-        }
+        query = devices_query(account_id)
         body = self._data_call("runQuery", "POST", self._url(":runQuery"), json=query)
         if not isinstance(body, list):
             raise MalformedResponse("runQuery answer is not a list")
@@ -515,11 +525,7 @@ class ThermoworksClient:
         self, serials: Sequence[str]
     ) -> tuple[dict[str, list[Document]], list[tuple[str, int]], int]:
         root = self._root()
-        names = [
-            f"{root}/devices/{serial}/channels/{n}"
-            for serial in serials
-            for n in self._channels[serial]
-        ]
+        names = channel_names(root, [(serial, self._channels[serial]) for serial in serials])
         body = self._data_call(
             "batchGet", "POST", self._url(":batchGet"), json={"documents": names}
         )
