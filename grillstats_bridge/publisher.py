@@ -56,7 +56,7 @@ from grillstats_bridge.discovery import (
     dumps,
     session_state,
 )
-from grillstats_bridge.domain import Device, Poll, utcnow
+from grillstats_bridge.domain import Device, utcnow
 from grillstats_bridge.models import MqttPublication
 from grillstats_bridge.mqtt import Delivery, DeliveryStatus, InboundMessage, Message, MqttClient
 
@@ -255,11 +255,7 @@ class Publisher:
         """Every probe's target and alert-active state (serial -> probes); republishes changes."""
         with self._lock:
             fresh = {serial: probes for serial, probes in alerts.items() if probes}
-            changed = {
-                serial
-                for serial in {*self._alerts, *fresh}
-                if self._alerts.get(serial) != fresh.get(serial)
-            }
+            changed = _changed_keys(self._alerts, fresh)
             if not changed:
                 return
             self._alerts = fresh
@@ -282,11 +278,7 @@ class Publisher:
     def publish_sessions(self, sessions: Mapping[str, CurrentSession]) -> None:
         """Every running session (by serial); the devices whose session changed republish it."""
         with self._lock:
-            changed = {
-                serial
-                for serial in {*self._sessions, *sessions}
-                if self._sessions.get(serial) != sessions.get(serial)
-            }
+            changed = _changed_keys(self._sessions, sessions)
             if not changed:
                 return
             self._sessions = dict(sessions)
@@ -319,12 +311,16 @@ class Publisher:
             updates.append((serial, fresh, replace(pub, states=states), state))
         for serial, view, pub, state in updates:
             built[serial] = (built[serial][0], view, pub)
-            if self._states.get(state.topic) != state.payload:
-                self._states[state.topic] = state.payload
-                self.client.publish_state(
-                    state.topic, state.payload, qos=_state_qos(state), retain=True
-                )
+            self._send_state(state)
         return True
+
+    def _send_state(self, state: State) -> None:
+        """Publish a state whose payload differs from the one last published on its topic."""
+        if self._states.get(state.topic) != state.payload:
+            self._states[state.topic] = state.payload
+            self.client.publish_state(
+                state.topic, state.payload, qos=_state_qos(state), retain=True
+            )
 
     def publish_devices(
         self,
@@ -347,10 +343,6 @@ class Publisher:
                 self.publish_bridge_state(BridgeStatus(status=BridgeHealth.STARTING))
             self._accounts[user_id] = {d.serial: (d, nicknames.get(d.serial)) for d in devices}
             self._publish_account(user_id, now or self._clock())
-
-    def publish_poll(self, poll: Poll, *, nicknames: Mapping[str, str] | None = None) -> None:
-        """``publish_devices`` for one ``domain.Poll`` (its account, devices and time)."""
-        self.publish_devices(poll.user_id, poll.devices, now=poll.polled_at, nicknames=nicknames)
 
     def refresh(self, now: datetime | None = None) -> None:
         """Re-judge every known device's availability (call it when a poll did not come)."""
@@ -433,11 +425,7 @@ class Publisher:
             # nothing to add or clear, only the states that changed (every poll's case).
             for pub in pubs:
                 for state in pub.states:
-                    if self._states.get(state.topic) != state.payload:
-                        self._states[state.topic] = state.payload
-                        self.client.publish_state(
-                            state.topic, state.payload, qos=_state_qos(state), retain=True
-                        )
+                    self._send_state(state)
             return
         self._shapes[owner] = shape
         wanted: dict[str, Record] = {}
@@ -474,7 +462,6 @@ class Publisher:
         added = [r for t, r in wanted.items() if self._records.get(t) != r]
         if vanished:
             self._memo.clear()  # entities went away: keep no config of theirs
-            self._shapes = {owner: self._shapes[owner]} if owner in self._shapes else {}
             log.info("MQTT: cleared %d retained topics that %s no longer has", len(vanished), owner)
         self._remember(added, vanished)
 
@@ -574,6 +561,11 @@ class Publisher:
                 self.client.publish_states(self._everything())
         except Exception:
             log.exception("MQTT: republishing for Home Assistant failed")
+
+
+def _changed_keys(old: Mapping[str, object], new: Mapping[str, object]) -> set[str]:
+    """The keys whose value differs between two mappings (added and removed ones too)."""
+    return {key for key in {*old, *new} if old.get(key) != new.get(key)}
 
 
 def _state_qos(state: State) -> int:

@@ -273,7 +273,7 @@ def test_devices_before_the_bridge_state_still_put_the_bridge_first(
     """Devices name the bridge as via_device: its configs must reach HA before theirs."""
     bridge = make_bridge(mqtt_config)
     poll = Poll(user_id=1, polled_at=NOW, devices=sample_devices(NOW)[:1], readings=())
-    bridge.publisher.publish_poll(poll)
+    bridge.publisher.publish_devices(poll.user_id, poll.devices, now=poll.polled_at)
     assert bridge.client.flush(WAIT)
     configs = [
         m.topic
