@@ -75,14 +75,6 @@ COMMANDS = {TARGET: "target", RANGE_LOW: "range low", RANGE_HIGH: "range high"}
 Range = tuple[Measurement | None, Measurement | None]  # (low, high); None: not set
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class RangeProbeAlerts(ProbeAlerts):
-    """A probe's alerts with the range its two range numbers show."""
-
-    low: Measurement | None = None  # the range alert's, or a side set alone from HA
-    high: Measurement | None = None
-
-
 def _is_temperature(view: ProbeView) -> bool:
     return view.probe.unit.is_temperature
 
@@ -105,8 +97,6 @@ def range_value(high: bool) -> Callable[[ProbeView], float | None]:
 
     def value(view: ProbeView) -> float | None:
         alerts = view.alerts
-        if not isinstance(alerts, RangeProbeAlerts):
-            return None
         return _shown(alerts.high if high else alerts.low, view.probe.unit)
 
     return value
@@ -195,7 +185,7 @@ def alert_views(
     for serial, channel in sorted(set(targets) | set(active) | set(ranges)):
         low, high = ranges.get((serial, channel), (None, None))
         out.setdefault(serial, []).append(
-            RangeProbeAlerts(
+            ProbeAlerts(
                 channel=channel,
                 target=targets.get((serial, channel)),
                 active=(serial, channel) in active,

@@ -183,23 +183,26 @@ class AlertService:
 
     def targets(self) -> dict[tuple[str, int], Measurement]:
         """Each probe's target (its first active target alert), for the ``number`` entities."""
-        out: dict[tuple[str, int], Measurement] = {}
-        for rule in sorted(self.engine.rules, key=lambda r: r.id):
-            if rule.kind is AlertKind.TARGET and rule.probe not in out:
-                assert rule.target is not None
-                out[rule.probe] = Measurement(rule.target, rule.unit)
-        return out
+        return {
+            probe: Measurement(rule.target, rule.unit)
+            for probe, rule in self._first_rules(AlertKind.TARGET).items()
+            if rule.target is not None
+        }
 
     def ranges(self) -> dict[tuple[str, int], tuple[Measurement, Measurement]]:
         """Each probe's range (its first active range alert), for the range ``number`` entities."""
-        out: dict[tuple[str, int], tuple[Measurement, Measurement]] = {}
+        return {
+            probe: (Measurement(rule.low, rule.unit), Measurement(rule.high, rule.unit))
+            for probe, rule in self._first_rules(AlertKind.RANGE).items()
+            if rule.low is not None and rule.high is not None
+        }
+
+    def _first_rules(self, kind: AlertKind) -> dict[tuple[str, int], AlertRule]:
+        """Each probe's first (lowest id) active rule of ``kind``."""
+        out: dict[tuple[str, int], AlertRule] = {}
         for rule in sorted(self.engine.rules, key=lambda r: r.id):
-            if rule.kind is AlertKind.RANGE and rule.probe not in out:
-                assert rule.low is not None and rule.high is not None
-                out[rule.probe] = (
-                    Measurement(rule.low, rule.unit),
-                    Measurement(rule.high, rule.unit),
-                )
+            if rule.kind is kind:
+                out.setdefault(rule.probe, rule)
         return out
 
     def active_probes(self) -> set[tuple[str, int]]:

@@ -168,11 +168,14 @@ class BridgeStatus:
 
 @dataclass(frozen=True, kw_only=True)
 class ProbeAlerts:
-    """A probe's alerts as HA shows them: the target its number sets, whether one is active."""
+    """A probe's alerts as HA shows them: the target and range its numbers set, whether one is
+    active."""
 
     channel: int
     target: Measurement | None = None  # in the alert's unit; shown in the probe's
     active: bool = False  # an alert fired and has not re-armed
+    low: Measurement | None = None  # the range alert's sides, or one set alone from HA
+    high: Measurement | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
