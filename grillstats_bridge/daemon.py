@@ -50,7 +50,8 @@ from grillstats_bridge.discovery import TABLE, AccountStatus, BridgeHealth, Brid
 from grillstats_bridge.domain import Device, Poll, Unit, convert_temperature
 from grillstats_bridge.health import HealthServer
 from grillstats_bridge.models import User
-from grillstats_bridge.mqtt import Delivery, InboundMessage, MqttClient
+from grillstats_bridge.mqtt import InboundMessage, MqttClient
+from grillstats_bridge.outbox import Outbox
 from grillstats_bridge.pipeline import Outcome, Pipeline
 from grillstats_bridge.publisher import PublicationStore, Publisher, naming_for
 from grillstats_bridge.scheduler import AccountState, Retry, Scheduler
@@ -69,7 +70,6 @@ ACCOUNTS_REFRESH_S = 30.0  # how often linked / relinked / unlinked accounts are
 HOUSEKEEPING_S = 60.0  # session timeouts, device availability, outbox retries
 PRUNE_EVERY_S = 3600.0
 MAX_TICK_S = 1.0  # the schedule loop wakes at least this often (stop requests, watchdog)
-OUTBOX_BATCH = 100
 MAX_POLLS_PER_TRANSACTION = 50
 # Jobs waiting for the pipeline thread beyond which no new poll starts: when the database
 # or the CPU cannot keep up, accounts wait (due) instead of stale polls piling up in memory.
@@ -171,6 +171,16 @@ class Bridge:
             rng=self._rng,
         )
         self.alert_control = AlertControl(self.database, self.alerts, self.publisher)
+        self.alert_outbox: Outbox[Firing] = Outbox(
+            "alert",
+            database=self.database,
+            client=self.mqtt,
+            post=self.submit,
+            clock=self.clock.now,
+            pending=self._pending_firings,
+            send=lambda firing, done: self.publisher.publish_firing(firing, on_done=done),
+            mark=self.alerts.mark_published,
+        )
         self.on_command(self.alert_control.command_filter, self.alert_control.handle)
         self.mqtt.add_connect_hook(self._on_mqtt_connect)
         self.session_mqtt = SessionMqtt(
@@ -197,8 +207,6 @@ class Bridge:
         self._threaded = False
         self._active: dict[int, bool] = {}
         self._last_values: dict[tuple[str, int], float] = {}
-        self._outbox_dirty = True
-        self._inflight: set[int] = set()
         self._next_accounts_refresh = self.clock.now()
         self._next_housekeeping = self.clock.now()
         self._next_prune = self.clock.now()
@@ -636,7 +644,7 @@ class Bridge:
                 text = _describe_firing(firing)
                 self.stats.recent_firings.append(text)
                 log.info("alert fired: %s", text)
-            self._outbox_dirty = True
+            self.alert_outbox.dirty = True
         for change in outcome.session_changes:
             if change.kind is not ChangeKind.UPDATED:
                 snap = change.session
@@ -648,8 +656,8 @@ class Bridge:
                     snap.session_type,
                 )
         self.session_mqtt.changed(outcome.session_changes, database_ok=self.pipeline.database_ok)
-        if self._outbox_dirty and self.pipeline.database_ok:
-            self._drain_outbox()
+        if self.alert_outbox.dirty and self.pipeline.database_ok:
+            self.alert_outbox.drain()
         if outcome.database_ok:
             self.alert_control.refresh()  # targets and alert-active states, for HA
 
@@ -670,52 +678,14 @@ class Bridge:
                     active = True
         return active
 
-    # ------------------------------------------------------------------ alerts outbox
-
-    def _drain_outbox(self) -> None:
-        """Publish unpublished firings in order; mark each once the broker acknowledged it."""
-        if not self.mqtt.connected:
-            return
-        try:
-            with self.database.transaction() as db:
-                pending = [
-                    f for f in self.alerts.pending(db, OUTBOX_BATCH) if f.id not in self._inflight
-                ]
-        except SQLAlchemyError as exc:
-            log.debug("outbox not read: %s", type(exc).__name__)
-            return
-        self._outbox_dirty = len(pending) >= OUTBOX_BATCH
-        for firing in pending:
-            if firing.id is None:
-                continue
-            self._inflight.add(firing.id)
-            self.publisher.publish_firing(firing, on_done=self._acknowledger(firing.id))
-
-    def _acknowledger(self, firing_id: int) -> Callable[[Delivery], None]:
-        """The broker's answer about one firing goes back to the pipeline thread."""
-
-        def done(delivery: Delivery) -> None:
-            self._work.put(lambda: self._acknowledge(firing_id, delivery.delivered))
-
-        return done
-
-    def _acknowledge(self, firing_id: int, delivered: bool) -> None:
-        self._inflight.discard(firing_id)
-        if not delivered:
-            self._outbox_dirty = True
-            return
-        try:
-            with self.database.transaction() as db:
-                self.alerts.mark_published(db, [firing_id], self.clock.now())
-        except SQLAlchemyError:
-            self._outbox_dirty = True  # published but not marked: sent again later (id in payload)
-
     def _on_mqtt_connect(self) -> list[Any]:
-        """After every (re)connect: waiting firings go out again, in order."""
-        self._outbox_dirty = True
-        self._work.put(self._drain_outbox)
+        """After every (re)connect: waiting firings and session events go out again, in order."""
+        self.alert_outbox.on_connect()
         self.session_mqtt.on_connect()
         return []
+
+    def _pending_firings(self, db: sa.orm.Session, limit: int) -> list[tuple[int, Firing]]:
+        return [(f.id, f) for f in self.alerts.pending(db, limit) if f.id is not None]
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -726,8 +696,8 @@ class Bridge:
             log.info("sessions: %d change(s) between polls", len(changes))
         self.session_mqtt.changed(changes, database_ok=self.pipeline.database_ok)
         self.publisher.refresh(now)
-        if self._outbox_dirty and self.pipeline.database_ok:
-            self._drain_outbox()
+        if self.alert_outbox.dirty and self.pipeline.database_ok:
+            self.alert_outbox.drain()
         cutoff = retention_cutoff(now, self.config.storage.retention_days)
         if cutoff is not None and now >= self._next_prune:
             self._next_prune = now + timedelta(seconds=PRUNE_EVERY_S)

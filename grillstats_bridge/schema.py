@@ -37,7 +37,7 @@ def migrations_dir() -> Path:
 
         return Path(next(iter(shipped.__path__)))
     except ImportError:
-        return Path(__file__).resolve().parent.parent / "migrations"
+        return checkout
 
 
 @cache

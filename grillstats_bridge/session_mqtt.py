@@ -33,7 +33,8 @@ from grillstats_bridge.discovery import CurrentSession, JsonValue, sanitize
 from grillstats_bridge.domain import Unit, clean_float
 from grillstats_bridge.errors import UsageError
 from grillstats_bridge.models import Device, GrillingSession
-from grillstats_bridge.mqtt import Delivery, InboundMessage, MqttClient
+from grillstats_bridge.mqtt import InboundMessage, MqttClient
+from grillstats_bridge.outbox import BATCH, Outbox
 from grillstats_bridge.publisher import Publisher
 from grillstats_bridge.session_service import SessionService
 from grillstats_bridge.sessions import (
@@ -46,7 +47,6 @@ from grillstats_bridge.sessions import (
 
 log = logging.getLogger(__name__)
 
-OUTBOX_BATCH = 100
 STARTED = "session_started"
 ENDED = "session_ended"
 _ENDED_STATUSES = (SessionStatus.COMPLETED.value, SessionStatus.CANCELLED.value)
@@ -152,7 +152,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else clean_float(value)
 
 
-def pending_ended(db: Session, limit: int = OUTBOX_BATCH) -> list[GrillingSession]:
+def pending_ended(db: Session, limit: int = BATCH) -> list[GrillingSession]:
     """Ended sessions whose event the broker has not acknowledged, in the order they ended."""
     query = (
         sa.select(GrillingSession)
@@ -201,8 +201,16 @@ class SessionMqtt:
         self.client = client
         self.clock = clock
         self.post = post  # runs a job on the pipeline thread (MQTT callbacks use it)
-        self.dirty = True  # the outbox may hold events
-        self._inflight: set[int] = set()
+        self.outbox: Outbox[tuple[str, dict[str, JsonValue]]] = Outbox(
+            "session",
+            database=database,
+            client=client,
+            post=post,
+            clock=clock,
+            pending=self._pending_events,
+            send=lambda event, done: publisher.publish_session_event(*event, on_done=done),
+            mark=mark_ended_published,
+        )
 
     def subscribe(self, on_command: OnCommand) -> None:
         """Listen to every device's buttons (one wildcard subscription each)."""
@@ -225,50 +233,23 @@ class SessionMqtt:
                     change.serial, started_payload(change.session, now)
                 )
             elif change.kind in (ChangeKind.ENDED, ChangeKind.CANCELLED):
-                self.dirty = True
-        if self.dirty and database_ok:
+                self.outbox.dirty = True
+        if self.outbox.dirty and database_ok:
             self.drain()
 
     def drain(self) -> None:
         """Publish waiting ``session_ended`` events in order; each is marked once acknowledged."""
-        if not self.client.connected:
-            return
-        now = self.clock()
-        try:
-            with self.database.transaction() as db:
-                rows = [r for r in pending_ended(db) if r.id not in self._inflight]
-                events = [(r.id, r.device_id, ended_payload(r, now)) for r in rows]
-        except SQLAlchemyError as exc:
-            log.debug("session outbox not read: %s", type(exc).__name__)
-            return
-        self.dirty = len(events) >= OUTBOX_BATCH
-        for session_id, serial, payload in events:
-            self._inflight.add(session_id)
-            self.publisher.publish_session_event(
-                serial, payload, on_done=self._acknowledger(session_id)
-            )
+        self.outbox.drain()
 
     def on_connect(self) -> None:
         """After every (re)connect (an MQTT thread): waiting events go out again."""
-        self.dirty = True
-        self.post(self.drain)
+        self.outbox.on_connect()
 
-    def _acknowledger(self, session_id: int) -> Callable[[Delivery], None]:
-        def done(delivery: Delivery) -> None:
-            self.post(lambda: self._acknowledge(session_id, delivery.delivered))
-
-        return done
-
-    def _acknowledge(self, session_id: int, delivered: bool) -> None:
-        self._inflight.discard(session_id)
-        if not delivered:
-            self.dirty = True
-            return
-        try:
-            with self.database.transaction() as db:
-                mark_ended_published(db, [session_id], self.clock())
-        except SQLAlchemyError:
-            self.dirty = True  # sent but not marked: sent again later (the id is in it)
+    def _pending_events(
+        self, db: Session, limit: int
+    ) -> list[tuple[int, tuple[str, dict[str, JsonValue]]]]:
+        now = self.clock()
+        return [(r.id, (r.device_id, ended_payload(r, now))) for r in pending_ended(db, limit)]
 
     # ------------------------------------------------------------------ the buttons
 
