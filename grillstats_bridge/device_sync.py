@@ -32,40 +32,19 @@ from sqlalchemy.orm import Session, SessionTransaction
 from grillstats_bridge import bulk, domain
 from grillstats_bridge.domain import utcnow
 from grillstats_bridge.models import Device, ProbeRow
-from grillstats_bridge.sync import SyncResult, device_values, probe_values, sync_devices
+from grillstats_bridge.sync import (
+    DEVICE_COLUMNS,
+    PROBE_COLUMNS,
+    SyncResult,
+    device_values,
+    probe_values,
+    sync_devices,
+)
 
 log = logging.getLogger(__name__)
 
 _DEVICES: sa.Table = Device.__table__  # type: ignore[assignment]
 _PROBES: sa.Table = ProbeRow.__table__  # type: ignore[assignment]
-_DEVICE_COLUMNS = (
-    "cloud_label",
-    "nickname",
-    "model",
-    "device_type",
-    "firmware",
-    "battery",
-    "signal_dbm",
-    "last_seen",
-    "raw",
-    "status",
-    "is_active",
-)
-_PROBE_COLUMNS = (
-    "label",
-    "unit",
-    "connected",
-    "status",
-    "last_value",
-    "last_time",
-    "alarm_high_enabled",
-    "alarm_high_alarming",
-    "alarm_high_value",
-    "alarm_low_enabled",
-    "alarm_low_alarming",
-    "alarm_low_value",
-    "raw",
-)
 _TOUCHED = "grillstats.device_sync.touched"
 _LISTENING = "grillstats.device_sync.listening"
 
@@ -314,12 +293,12 @@ def _load(session: Session, user_id: int) -> dict[str, _Known]:
             id=row.id,
             updated_at=row.updated_at,
             renamed=bool(row.renamed_by_user),
-            values={c: getattr(row, c) for c in _DEVICE_COLUMNS},
+            values={c: getattr(row, c) for c in DEVICE_COLUMNS},
         )
         known[row.device_id] = by_id[row.id] = entry
     if by_id:
         query = sa.select(_PROBES).where(_PROBES.c.device_id.in_(list(by_id)))
         for row in session.execute(query):
-            values = {c: getattr(row, c) for c in _PROBE_COLUMNS}
+            values = {c: getattr(row, c) for c in PROBE_COLUMNS}
             by_id[row.device_id].probes[row.channel] = (row.id, values)
     return known

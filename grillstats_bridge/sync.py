@@ -133,6 +133,38 @@ def _fill_device(row: Device, device: domain.Device, now: datetime) -> None:
         setattr(row, key, value)
 
 
+# The columns device_values() and probe_values() may write (the device sync's cache of
+# rows holds these; tests/test_device_sync.py checks they cover what the functions give).
+DEVICE_COLUMNS = (
+    "cloud_label",
+    "nickname",
+    "model",
+    "device_type",
+    "firmware",
+    "battery",
+    "signal_dbm",
+    "last_seen",
+    "raw",
+    "status",
+    "is_active",
+)
+PROBE_COLUMNS = (
+    "label",
+    "unit",
+    "connected",
+    "status",
+    "last_value",
+    "last_time",
+    "alarm_high_enabled",
+    "alarm_high_alarming",
+    "alarm_high_value",
+    "alarm_low_enabled",
+    "alarm_low_alarming",
+    "alarm_low_value",
+    "raw",
+)
+
+
 def device_values(device: domain.Device, now: datetime, *, renamed: bool) -> dict[str, Any]:
     """The ``devices`` columns a sync writes for ``device`` (the nickname only if not renamed)."""
     values: dict[str, Any] = {"cloud_label": _cut(device.label, 100)}

@@ -314,3 +314,16 @@ def test_a_serial_of_another_user_stays_a_conflict(database: Database, config: C
     with database.transaction() as db:
         owner = db.scalar(sa.select(Device.user_id).where(Device.device_id == SIGNALS))
     assert owner == first
+
+
+def test_the_cached_columns_cover_everything_a_sync_writes() -> None:
+    """The device sync compares and writes only DEVICE_COLUMNS / PROBE_COLUMNS."""
+    from grillstats_bridge.sync import DEVICE_COLUMNS, PROBE_COLUMNS, device_values, probe_values
+
+    now = utcnow()
+    for device in sample_devices(now):
+        assert set(device_values(device, now, renamed=False)) <= set(DEVICE_COLUMNS)
+        for probe in device.probes:
+            assert set(probe_values(probe, device)) <= set(PROBE_COLUMNS)
+    assert set(DEVICE_COLUMNS) <= set(Device.__table__.c.keys())
+    assert set(PROBE_COLUMNS) <= set(ProbeRow.__table__.c.keys())
