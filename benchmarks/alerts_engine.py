@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from grillstats_bridge.alerts import AlertEngine, AlertKind, AlertRule, AlertSettings
+from grillstats_bridge.alerts.engine import AlertEngine, AlertKind, AlertRule, AlertSettings
 from grillstats_bridge.domain import Reading, Unit
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -90,10 +90,10 @@ def bench_engine(rules: Sequence[AlertRule], polls: Sequence[Sequence[Reading]])
 def bench_service(url: str, devices: int, polls: Sequence[Sequence[Reading]]) -> None:
     import sqlalchemy as sa
 
-    from grillstats_bridge.alert_service import AlertService
+    from grillstats_bridge.alerts.service import AlertService
     from grillstats_bridge.config import AlertsConfig, DatabaseConfig
-    from grillstats_bridge.db import Database
-    from grillstats_bridge.models import Device, TemperatureAlert, User
+    from grillstats_bridge.store.db import Database
+    from grillstats_bridge.store.models import Device, TemperatureAlert, User
 
     database = Database(DatabaseConfig(url=url))
     with database.transaction() as session:

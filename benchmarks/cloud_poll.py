@@ -16,9 +16,9 @@ import statistics
 import time
 from typing import Any
 
+from grillstats_bridge.simulator.scenario import parse_scenario
+from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.thermoworks.client import ThermoworksClient
-from grillstats_bridge.thermoworks.scenario import parse_scenario
-from grillstats_bridge.thermoworks.simulator import CloudSimulator
 
 EMAIL, PASSWORD = "bench@example.com", "bench-password"
 

@@ -56,10 +56,11 @@ from typing import Any
 import requests
 
 from grillstats_bridge import __version__
-from grillstats_bridge.alert_mqtt import EVENT_TYPES, alert_views, with_alerts
-from grillstats_bridge.alerts import AlertKind, Firing, FiringEvent
+from grillstats_bridge.alerts.engine import AlertKind, Firing, FiringEvent
+from grillstats_bridge.alerts.entities import EVENT_TYPES, alert_views, with_alerts
 from grillstats_bridge.config import MqttConfig
-from grillstats_bridge.discovery import (
+from grillstats_bridge.domain import Device, Measurement, Unit, utcnow
+from grillstats_bridge.ha.entities import (
     TABLE,
     AccountStatus,
     BridgeHealth,
@@ -70,9 +71,8 @@ from grillstats_bridge.discovery import (
     device_publication,
     sanitize,
 )
-from grillstats_bridge.domain import Device, Measurement, Unit, utcnow
-from grillstats_bridge.mqtt import MqttClient
-from grillstats_bridge.publisher import Publisher, naming_for
+from grillstats_bridge.ha.publisher import Publisher, naming_for
+from grillstats_bridge.mqtt.client import MqttClient
 from tests.fixtures.mqtt import free_port, port_open
 from tests.sample_devices import CELSIUS, SIGNALS, sample_devices
 
@@ -497,12 +497,12 @@ class Daemon:
     """The real bridge (no threads) on the simulator's clock, driven from here."""
 
     def __init__(self, port: int, workdir: Path) -> None:
-        from grillstats_bridge import migrate, users
-        from grillstats_bridge.accounts import link_account
+        from grillstats_bridge.bridge.daemon import Bridge
         from grillstats_bridge.config import Config
-        from grillstats_bridge.daemon import Bridge
-        from grillstats_bridge.db import Database
-        from grillstats_bridge.thermoworks.simulator import CloudSimulator
+        from grillstats_bridge.simulator.server import CloudSimulator
+        from grillstats_bridge.store import migrate, users
+        from grillstats_bridge.store.accounts import link_account
+        from grillstats_bridge.store.db import Database
 
         self.cloud = CloudSimulator("hot_and_fast", speed=0).start()
         mqtt = MqttConfig(
@@ -769,7 +769,7 @@ def sessions_phase(check: Check, env: dict[str, str], port: int, workdir: Path) 
 
 def target_round_trip(check: Check, env: dict[str, str], daemon: Daemon) -> None:
     """HA's "Pit target" number (number.set_value) creates, changes and removes the alert."""
-    from grillstats_bridge.alert_service import probe_target_alert
+    from grillstats_bridge.alerts.service import probe_target_alert
 
     phase = "alerts: target number"
     uid = f"{COOK_INSTANCE}_{sanitize(KETTLE)}_p1_target"
@@ -815,7 +815,7 @@ def target_round_trip(check: Check, env: dict[str, str], daemon: Daemon) -> None
 
 def range_round_trip(check: Check, env: dict[str, str], daemon: Daemon) -> None:
     """HA's "Pit range low/high" numbers create, change, refuse and remove the range alert."""
-    from grillstats_bridge.alert_service import probe_range_alert, set_alert_active
+    from grillstats_bridge.alerts.service import probe_range_alert, set_alert_active
 
     phase = "alerts: range numbers"
     uids = {side: f"{COOK_INSTANCE}_{sanitize(KETTLE)}_p1_range_{side}" for side in ("low", "high")}

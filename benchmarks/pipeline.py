@@ -13,7 +13,7 @@ What runs where:
   ``--per-account`` devices, repeated cooks staggered per device, a target alert
   on every device's meat probe and a range alert on every fifth pit), the users
   and their links, one ``devices sync`` so the alerts have their devices;
-* a child process: the real :class:`~grillstats_bridge.daemon.Bridge` with its
+* a child process: the real :class:`~grillstats_bridge.bridge.daemon.Bridge` with its
   threads (poll workers, pipeline thread, MQTT), on a simulated clock that
   agrees with the simulator's. Its memory is the bridge's alone;
 * ``mosquitto_sub``: receives every state the bridge publishes, with the time.
@@ -74,17 +74,17 @@ from benchmarks.prerendered import (
     render,
     serial_accounts,
 )
-from grillstats_bridge import migrate
-from grillstats_bridge.accounts import link_account
-from grillstats_bridge.alert_service import add_alert
+from grillstats_bridge.alerts.service import add_alert
+from grillstats_bridge.bridge.poller import poll_and_sync
 from grillstats_bridge.config import Config, MqttConfig
-from grillstats_bridge.db import Database
-from grillstats_bridge.models import User
-from grillstats_bridge.mqtt import MqttClient, read_retained
-from grillstats_bridge.publisher import PublicationStore, naming_for
-from grillstats_bridge.sync import poll_and_sync
-from grillstats_bridge.thermoworks.scenario import parse_scenario
-from grillstats_bridge.thermoworks.simulator import CloudSimulator
+from grillstats_bridge.ha.publisher import PublicationStore, naming_for
+from grillstats_bridge.mqtt.client import MqttClient, read_retained
+from grillstats_bridge.simulator.scenario import parse_scenario
+from grillstats_bridge.simulator.server import CloudSimulator
+from grillstats_bridge.store import migrate
+from grillstats_bridge.store.accounts import link_account
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import User
 
 PASSWORD = "bench-cloud-password"
 PUSH_S = 15.0  # every simulated device pushes its probes this often

@@ -48,10 +48,10 @@ def child(spec_path: Path) -> None:
 
     import requests
 
+    from grillstats_bridge.bridge.daemon import Bridge
+    from grillstats_bridge.bridge.poller import AccountPoller
     from grillstats_bridge.clock import SimClock
-    from grillstats_bridge.daemon import Bridge
     from grillstats_bridge.domain import ensure_utc
-    from grillstats_bridge.sync import AccountPoller
 
     spec = json.loads(spec_path.read_text())
     logging.basicConfig(level=logging.WARNING, format="bridge: %(levelname)s %(name)s: %(message)s")
@@ -111,7 +111,7 @@ def child(spec_path: Path) -> None:
         tracemalloc.start()
     bridge = Bridge(config, clock=clock, http=http)
     if os.environ.get("BENCH_ORM_SYNC"):  # A/B: every poll through sync_devices
-        from grillstats_bridge.sync import sync_devices
+        from grillstats_bridge.bridge.poller import sync_devices
 
         bridge.pipeline.devices.sync = lambda db, uid, devs, **kw: sync_devices(db, uid, devs, **kw)  # type: ignore[method-assign]
     publish_devices = bridge.publisher.publish_devices

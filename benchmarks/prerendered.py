@@ -32,8 +32,8 @@ from requests.structures import CaseInsensitiveDict
 from grillstats_bridge.thermoworks.client import CloudSession, channel_names, devices_query
 
 if TYPE_CHECKING:  # the bridge's process only serves answers: no simulator in its memory
-    from grillstats_bridge.thermoworks.scenario import Scenario
-    from grillstats_bridge.thermoworks.simulator import CloudSimulator
+    from grillstats_bridge.simulator.scenario import Scenario
+    from grillstats_bridge.simulator.server import CloudSimulator
 
 ENDPOINTS = ("runQuery", "batchGet")
 FORMAT = 2  # bump when what is rendered changes (cached files are keyed on it)
@@ -67,7 +67,7 @@ def _render_accounts(
     scenario: Scenario, layout: Layout, emails: Sequence[str], path: str
 ) -> list[list[int]]:
     """Render ``emails``' answers into ``path``; returns each account's answer lengths."""
-    from grillstats_bridge.thermoworks.simulator import CloudSimulator
+    from grillstats_bridge.simulator.server import CloudSimulator
 
     sim = CloudSimulator(scenario, speed=0, seed=1)  # never started: no server
     lengths: list[list[int]] = []

@@ -27,11 +27,11 @@ import sqlalchemy as sa
 from sessions_tracker import build
 from sqlalchemy.engine import make_url
 
-from grillstats_bridge import migrate
 from grillstats_bridge.config import DatabaseConfig, SessionsConfig
-from grillstats_bridge.db import Database
-from grillstats_bridge.models import Device, User
-from grillstats_bridge.session_service import SessionService
+from grillstats_bridge.sessions.service import SessionService
+from grillstats_bridge.store import migrate
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import Device, User
 
 
 def fresh_postgresql(url: str) -> tuple[str, sa.Engine, str]:

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from alembic import context
 
 from grillstats_bridge.config import load_config
-from grillstats_bridge.models import Base, UTCDateTime
+from grillstats_bridge.store.models import Base, UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata

@@ -16,8 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from grillstats_bridge.domain import Device, Poll, Reading, Unit, convert_temperature
-from grillstats_bridge.sessions import ChangeKind, SessionChange, SessionSnapshot, SessionTracker
-from grillstats_bridge.thermoworks.scenario import Scenario
+from grillstats_bridge.sessions.tracker import (
+    ChangeKind,
+    SessionChange,
+    SessionSnapshot,
+    SessionTracker,
+)
+from grillstats_bridge.simulator.scenario import Scenario
 
 T0 = datetime(2026, 7, 11, 14, 0, tzinfo=UTC)
 MIN = 60.0

@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from grillstats_bridge import accounts, users
+from grillstats_bridge.bridge.poller import AccountPoller, rename_device, sync_devices, sync_poll
 from grillstats_bridge.config import Config
-from grillstats_bridge.db import Database
 from grillstats_bridge.domain import Device as CloudDevice
 from grillstats_bridge.domain import utcnow
-from grillstats_bridge.models import Device, ProbeRow, ThermoWorksCredentials
-from grillstats_bridge.security import SecretBox
-from grillstats_bridge.sync import AccountPoller, rename_device, sync_devices, sync_poll
+from grillstats_bridge.simulator.server import CloudSimulator
+from grillstats_bridge.store import accounts, users
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import Device, ProbeRow, ThermoWorksCredentials
+from grillstats_bridge.store.secrets import SecretBox
 from grillstats_bridge.thermoworks.errors import (
     CredentialsNeedOwner,
     InvalidCredentials,
@@ -25,7 +26,6 @@ from grillstats_bridge.thermoworks.errors import (
     RefreshTokenInvalid,
     Unavailable,
 )
-from grillstats_bridge.thermoworks.simulator import CloudSimulator
 from tests.fixtures.cloud import (
     GATEWAY,
     MEAT_FLAT,

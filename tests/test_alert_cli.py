@@ -9,14 +9,14 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from grillstats_bridge.alert_service import AlertService
+from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.cli import main
 from grillstats_bridge.cli.alert_cmd import parse_since
 from grillstats_bridge.config import AlertsConfig, Config
-from grillstats_bridge.db import Database
 from grillstats_bridge.domain import Reading, Unit
-from grillstats_bridge.models import AlertStateRow, Device, ReadingRow, TemperatureAlert
-from grillstats_bridge.users import add_user
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import AlertStateRow, Device, ReadingRow, TemperatureAlert
+from grillstats_bridge.store.users import add_user
 
 PIT = "pit@example.com"
 OTHER = "other@example.com"

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from grillstats_bridge.alert_mqtt import (
+from grillstats_bridge.alerts.entities import (
     EVENT_TYPES,
     alert_views,
     parse_target,
@@ -28,11 +28,11 @@ from grillstats_bridge.alert_mqtt import (
 )
 from grillstats_bridge.cli import main
 from grillstats_bridge.config import MqttConfig
-from grillstats_bridge.discovery import DeviceView, Naming, ProbeAlerts, device_publication
 from grillstats_bridge.domain import Measurement, Unit
-from grillstats_bridge.models import TemperatureAlert
-from grillstats_bridge.mqtt import MqttClient
-from grillstats_bridge.publisher import Publisher, naming_for
+from grillstats_bridge.ha.entities import DeviceView, Naming, ProbeAlerts, device_publication
+from grillstats_bridge.ha.publisher import Publisher, naming_for
+from grillstats_bridge.mqtt.client import MqttClient
+from grillstats_bridge.store.models import TemperatureAlert
 from tests import ha_rules
 from tests.fixtures.bridge import USER, MakeRig, Rig
 from tests.fixtures.cloud import SIGNALS
@@ -396,7 +396,7 @@ def test_the_target_number_sets_changes_and_clears_the_alert(
     assert last_state(subscriber, state_topic)["target"] == 205.5
 
     # Bad payloads: a clear warning, the alert untouched, the bridge goes on.
-    caplog.set_level(logging.INFO, logger="grillstats_bridge.alert_mqtt")
+    caplog.set_level(logging.INFO, logger="grillstats_bridge.alerts.entities")
     send(rig, command, b"very hot")
     send(rig, f"{probe_topic(rig, 9)}/target/set", b"200")  # a probe the device lacks
     until(rig, lambda: len(warnings(caplog)) == 2, "two warnings")
@@ -422,7 +422,7 @@ def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == "grillstats_bridge.alert_mqtt" and r.levelno == logging.WARNING
+        if r.name == "grillstats_bridge.alerts.entities" and r.levelno == logging.WARNING
     ]
 
 
@@ -473,7 +473,7 @@ def test_a_retained_command_is_not_applied_at_each_connect(
     range_command = f"{probe_topic(rig, 1)}/range_high/set"
     send(rig, command, b"0", retain=True)  # someone published them retained
     send(rig, range_command, b"250", retain=True)
-    caplog.set_level(logging.INFO, logger="grillstats_bridge.alert_mqtt")
+    caplog.set_level(logging.INFO, logger="grillstats_bridge.alerts.entities")
     try:
         rig.bridge.start(threads=False)  # subscribes: the broker hands over the retained ones
         until(rig, lambda: len(warnings(caplog)) == 2, "two warnings")
@@ -524,7 +524,7 @@ def test_the_range_numbers_create_change_refuse_and_clear_the_range_alert(
     low, high = f"{state_topic}/range_low/set", f"{state_topic}/range_high/set"
     subscriber.wait_for_message(state_topic)
     assert shown_range(subscriber, state_topic) == (None, None)
-    caplog.set_level(logging.INFO, logger="grillstats_bridge.alert_mqtt")
+    caplog.set_level(logging.INFO, logger="grillstats_bridge.alerts.entities")
 
     # One side alone: shown, but no alert until the other side is set.
     send(rig, low, b"225")

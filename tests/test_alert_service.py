@@ -11,16 +11,16 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from grillstats_bridge import alert_service
-from grillstats_bridge.alert_service import AlertService
-from grillstats_bridge.alerts import AlertRuleError, Arm, Firing, FiringEvent
+from grillstats_bridge.alerts import service as alert_service
+from grillstats_bridge.alerts.engine import AlertRuleError, Arm, Firing, FiringEvent
+from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.config import AlertsConfig, SecurityConfig
-from grillstats_bridge.db import Database
 from grillstats_bridge.domain import Measurement, Reading, Unit
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.models import AlertHistory, AlertStateRow, Device, TemperatureAlert
-from grillstats_bridge.storage import write_readings
-from grillstats_bridge.users import add_user
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import AlertHistory, AlertStateRow, Device, TemperatureAlert
+from grillstats_bridge.store.readings import write_readings
+from grillstats_bridge.store.users import add_user
 
 F, C = Unit.FAHRENHEIT, Unit.CELSIUS
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -308,7 +308,7 @@ def test_humidity_and_broken_rows_are_reported_once(
             ]
         )
     service = AlertService(CONFIG)
-    with caplog.at_level(logging.WARNING, logger="grillstats_bridge.alert_service"):
+    with caplog.at_level(logging.WARNING, logger="grillstats_bridge.alerts.service"):
         live(db, service, readings([60, 70], channel=3, unit=Unit.HUMIDITY))
         firings = live(db, service, readings([190, 205]))
     assert len(firings) == 1

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from grillstats_bridge.alerts import (
+from grillstats_bridge.alerts.engine import (
     AlertEngine,
     AlertKind,
     AlertRule,
@@ -19,7 +19,7 @@ from grillstats_bridge.alerts import (
     FiringEvent,
 )
 from grillstats_bridge.domain import Reading, Unit
-from grillstats_bridge.thermoworks.scenario import load_scenario
+from grillstats_bridge.simulator.scenario import load_scenario
 
 F, C, H = Unit.FAHRENHEIT, Unit.CELSIUS, Unit.HUMIDITY
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -18,9 +18,9 @@ from benchmarks.prerendered import (
     serial_accounts,
 )
 from grillstats_bridge.domain import Device
+from grillstats_bridge.simulator.scenario import Scenario, parse_scenario
+from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.thermoworks.client import ThermoworksClient
-from grillstats_bridge.thermoworks.scenario import Scenario, parse_scenario
-from grillstats_bridge.thermoworks.simulator import CloudSimulator
 
 SLOT = 15.0
 START = START_H * 3600

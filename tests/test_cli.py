@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from grillstats_bridge import __version__
 from grillstats_bridge.cli import build_parser, main
 from grillstats_bridge.config import Config
-from grillstats_bridge.db import Database
-from grillstats_bridge.models import User
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import User
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -109,7 +109,7 @@ def test_unmigrated_database_says_what_to_run(
 
 
 def _head() -> str:
-    from grillstats_bridge import migrate
+    from grillstats_bridge.store import migrate
 
     head = migrate.head_revision()
     assert head is not None
@@ -182,7 +182,7 @@ def test_user_lifecycle(
     assert "disabled" in out and "locked" not in out
     assert run(monkeypatch, capsys, "--config", cfg, "user", "enable", "cook@example.com")[0] == 0
 
-    from grillstats_bridge import users
+    from grillstats_bridge.store import users
 
     user = users.authenticate(database, "cook@example.com", "another-pass", config.security)
     assert user.is_active

@@ -18,7 +18,7 @@ import yaml
 
 from grillstats_bridge.cli import main
 from grillstats_bridge.config import Config
-from grillstats_bridge.thermoworks.simulator import CloudSimulator
+from grillstats_bridge.simulator.server import CloudSimulator
 from tests.fixtures.cloud import PITMASTER, PITMASTER_PASSWORD, SIGNALS, assert_no_secret
 
 USER = "pat@example.com"

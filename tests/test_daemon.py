@@ -17,10 +17,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from grillstats_bridge.alert_service import add_alert
-from grillstats_bridge.db import Database
-from grillstats_bridge.discovery import sanitize
-from grillstats_bridge.models import AlertHistory, Device, GrillingSession, ProbeRow, ReadingRow
+from grillstats_bridge.alerts.service import add_alert
+from grillstats_bridge.ha.entities import sanitize
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import (
+    AlertHistory,
+    Device,
+    GrillingSession,
+    ProbeRow,
+    ReadingRow,
+)
 from tests import ha_rules
 from tests.fixtures.bridge import USER, MakeRig, Rig
 from tests.fixtures.cloud import GATEWAY, MEAT_FLAT, SIGNALS, assert_no_secret
@@ -167,7 +173,7 @@ def test_restart_mid_cook_duplicates_nothing(make_rig: MakeRig, subscriber: Subs
 def test_account_linked_while_running_is_polled(make_rig: MakeRig) -> None:
     rig = make_rig("brisket", start=False, **FAST)
     # Unlink, start with nothing to poll, then link again: the daemon notices by itself.
-    from grillstats_bridge.accounts import link_account, unlink_account
+    from grillstats_bridge.store.accounts import link_account, unlink_account
     from tests.fixtures.cloud import PITMASTER, PITMASTER_PASSWORD
 
     unlink_account(rig.database, USER)
@@ -193,7 +199,7 @@ def test_pruning_keeps_only_the_retention(make_rig: MakeRig) -> None:
 
 
 def test_dead_credentials_park_the_account_until_it_is_linked_again(make_rig: MakeRig) -> None:
-    from grillstats_bridge.accounts import link_account
+    from grillstats_bridge.store.accounts import link_account
     from tests.fixtures.cloud import PITMASTER, PITMASTER_PASSWORD
 
     rig = make_rig("brisket", **FAST)

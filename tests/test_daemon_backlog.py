@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from grillstats_bridge.daemon import MAX_POLL_BACKLOG
+from grillstats_bridge.bridge.daemon import MAX_POLL_BACKLOG
 from tests.fixtures.bridge import MakeRig
 
 

@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from grillstats_bridge.config import DatabaseConfig, MqttConfig
-from grillstats_bridge.db import Database
-from grillstats_bridge.models import AlertHistory, Device, ReadingRow
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import AlertHistory, Device, ReadingRow
 from tests.fixtures.bridge import MakeRig, Rig
 from tests.fixtures.cloud import SIGNALS
 from tests.fixtures.mqtt import (

@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from grillstats_bridge import db as dbmod
 from grillstats_bridge.config import DatabaseConfig
-from grillstats_bridge.db import Database, db_transaction, safe_url
-from grillstats_bridge.models import Device, GrillingSession, ThermoWorksCredentials, User
+from grillstats_bridge.store import db as dbmod
+from grillstats_bridge.store.db import Database, db_transaction, safe_url
+from grillstats_bridge.store.models import Device, GrillingSession, ThermoWorksCredentials, User
 
 
 def make_user(email: str = "a@example.com") -> User:
@@ -205,11 +205,11 @@ def test_checkout_and_checkin_logged_at_debug(
     database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     with (
-        caplog.at_level(logging.DEBUG, logger="grillstats_bridge.db"),
+        caplog.at_level(logging.DEBUG, logger="grillstats_bridge.store.db"),
         database.engine.connect() as conn,
     ):
         conn.execute(sa.text("SELECT 1"))
-    messages = [r.getMessage() for r in caplog.records if r.name == "grillstats_bridge.db"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "grillstats_bridge.store.db"]
     assert any(m.startswith("pool checkout: ") for m in messages)
     assert any(m.startswith("pool checkin: ") for m in messages)
 

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from grillstats_bridge import __version__
-from grillstats_bridge.discovery import (
+from grillstats_bridge.domain import Device, Unit
+from grillstats_bridge.ha.entities import (
     TABLE,
     AccountStatus,
     BridgeHealth,
@@ -26,7 +27,6 @@ from grillstats_bridge.discovery import (
     device_publication,
     sanitize,
 )
-from grillstats_bridge.domain import Device, Unit
 from tests import ha_rules
 from tests.sample_devices import CELSIUS, GATEWAY, NODE, SIGNALS, sample_devices
 
@@ -412,9 +412,9 @@ def test_a_devices_configs_are_reused_only_while_what_they_are_built_from_is_unc
     names, units, probes, firmware), the memo's configs must equal configs built
     from scratch; and an update of values alone must give the very same tuple.
     """
-    from grillstats_bridge.alert_mqtt import with_alerts
-    from grillstats_bridge.discovery import ConfigMemo, ProbeAlerts
+    from grillstats_bridge.alerts.entities import with_alerts
     from grillstats_bridge.domain import Measurement
+    from grillstats_bridge.ha.entities import ConfigMemo, ProbeAlerts
 
     table = with_alerts(TABLE)
     memo = ConfigMemo()

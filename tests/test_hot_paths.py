@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import requests
 
+from grillstats_bridge.bridge.poller import json_safe
 from grillstats_bridge.config import ThermoworksConfig
-from grillstats_bridge.db import Database
 from grillstats_bridge.domain import Reading, Unit
-from grillstats_bridge.storage import readings_between, write_readings
-from grillstats_bridge.sync import json_safe
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.readings import readings_between, write_readings
 from grillstats_bridge.thermoworks.client import CloudSession, ThermoworksClient
 from grillstats_bridge.thermoworks.errors import MalformedDocument
 from grillstats_bridge.thermoworks.firestore import decode_fields, decode_value
@@ -131,8 +131,8 @@ def test_json_safe() -> None:
 def test_the_daemon_path_imports_neither_alembic_nor_the_simulator() -> None:
     """``grillstats-bridge run`` loads every command module: they must stay light (memory)."""
     code = (
-        "import sys, grillstats_bridge.cli, grillstats_bridge.daemon;"
-        "print(sorted(m for m in ('alembic', 'grillstats_bridge.thermoworks.simulator')"
+        "import sys, grillstats_bridge.cli, grillstats_bridge.bridge.daemon;"
+        "print(sorted(m for m in ('alembic', 'grillstats_bridge.simulator.server')"
         " if m in sys.modules))"
     )
     out = subprocess.run(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from grillstats_bridge import migrate
 from grillstats_bridge.config import DatabaseConfig
-from grillstats_bridge.db import Database
-from grillstats_bridge.models import Base
+from grillstats_bridge.store import migrate
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import Base
 
 
 def test_upgrade_matches_models_and_round_trips(empty_db_url: str) -> None:
@@ -48,7 +48,7 @@ def test_every_revision_downgrades_one_step(empty_db_url: str) -> None:
 
 
 def test_light_head_check_agrees_with_alembic() -> None:
-    """The daemon's Alembic-free head (schema.head_revision) is Alembic's head."""
-    from grillstats_bridge import schema
+    """The daemon's Alembic-free head (revisions.head_revision) is Alembic's head."""
+    from grillstats_bridge.store import revisions
 
-    assert schema.head_revision() == migrate.alembic_head()
+    assert revisions.head_revision() == migrate.alembic_head()

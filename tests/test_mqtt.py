@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from grillstats_bridge.config import ConfigError, MqttConfig
-from grillstats_bridge.mqtt import (
+from grillstats_bridge.mqtt.client import (
     DeliveryStatus,
     InboundMessage,
     Message,
@@ -94,7 +94,7 @@ def test_online_retained_on_connect_offline_on_clean_stop(
 CHILD = """
 import sys, time
 from grillstats_bridge.config import MqttConfig
-from grillstats_bridge.mqtt import MqttClient
+from grillstats_bridge.mqtt.client import MqttClient
 config = MqttConfig(host=sys.argv[1], port=int(sys.argv[2]), instance_id=sys.argv[3],
                     base_topic=sys.argv[4])
 client = MqttClient(config, status_topic=sys.argv[5])
@@ -345,7 +345,7 @@ def test_reconnect_back_off_doubles_up_to_the_cap(
     config = make_mqtt_config(
         closed, mqtt_config.instance_id, reconnect_min_delay=0.01, reconnect_max_delay=0.04
     )
-    caplog.set_level(logging.DEBUG, logger="grillstats_bridge.mqtt")
+    caplog.set_level(logging.DEBUG, logger="grillstats_bridge.mqtt.client")
     client = make_client(config)
     client.start()
 

@@ -18,8 +18,8 @@ import yaml
 from grillstats_bridge import __version__
 from grillstats_bridge.cli import main
 from grillstats_bridge.config import MqttConfig
-from grillstats_bridge.db import Database
-from grillstats_bridge.discovery import (
+from grillstats_bridge.domain import Poll
+from grillstats_bridge.ha.entities import (
     TABLE,
     AccountStatus,
     BridgeHealth,
@@ -27,9 +27,9 @@ from grillstats_bridge.discovery import (
     Naming,
     Table,
 )
-from grillstats_bridge.domain import Poll
-from grillstats_bridge.mqtt import MqttClient, read_retained
-from grillstats_bridge.publisher import PublicationStore, Publisher, naming_for
+from grillstats_bridge.ha.publisher import PublicationStore, Publisher, naming_for
+from grillstats_bridge.mqtt.client import MqttClient, read_retained
+from grillstats_bridge.store.db import Database
 from tests import ha_rules
 from tests.fixtures.mqtt import (
     WAIT,

@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from grillstats_bridge.config import MqttConfig
-from grillstats_bridge.discovery import (
+from grillstats_bridge.ha.entities import (
     ConfigMemo,
     DeviceView,
     Naming,
     bridge_publication,
     device_publication,
 )
-from grillstats_bridge.mqtt import MqttClient
-from grillstats_bridge.publisher import Publisher, naming_for
+from grillstats_bridge.ha.publisher import Publisher, naming_for
+from grillstats_bridge.mqtt.client import MqttClient
 from tests.fixtures.mqtt import WAIT, Subscriber
 from tests.sample_devices import SIGNALS, sample_devices
 from tests.test_publisher import BRIDGE

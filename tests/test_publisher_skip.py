@@ -6,8 +6,8 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from grillstats_bridge.config import MqttConfig
-from grillstats_bridge.db import Database
-from grillstats_bridge.publisher import PublicationStore
+from grillstats_bridge.ha.publisher import PublicationStore
+from grillstats_bridge.store.db import Database
 from tests.fixtures.mqtt import WAIT, Broker
 from tests.sample_devices import sample_devices
 from tests.test_publisher import (

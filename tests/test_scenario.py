@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from grillstats_bridge.domain import Unit
-from grillstats_bridge.thermoworks.scenario import (
+from grillstats_bridge.simulator.scenario import (
     KINDS,
     ScenarioError,
     list_scenarios,

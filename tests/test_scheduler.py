@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from grillstats_bridge.bridge.scheduler import AccountState, Retry, Scheduler
 from grillstats_bridge.config import PollingConfig
-from grillstats_bridge.scheduler import AccountState, Retry, Scheduler
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

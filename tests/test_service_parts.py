@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from grillstats_bridge.bridge.health import HealthServer
+from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.clock import RealClock, SimClock
-from grillstats_bridge.db import Database
 from grillstats_bridge.domain import Reading, Unit
-from grillstats_bridge.health import HealthServer
-from grillstats_bridge.models import ReadingRow
-from grillstats_bridge.sdnotify import Notifier
-from grillstats_bridge.storage import (
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import ReadingRow
+from grillstats_bridge.store.readings import (
     ReadingBuffer,
     prune_readings,
     readings_between,

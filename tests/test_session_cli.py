@@ -12,10 +12,10 @@ import pytest
 
 from grillstats_bridge.cli import main
 from grillstats_bridge.config import Config
-from grillstats_bridge.db import Database
-from grillstats_bridge.models import Device, User
-from grillstats_bridge.session_service import SessionService
-from grillstats_bridge.storage import write_readings
+from grillstats_bridge.sessions.service import SessionService
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import Device, User
+from grillstats_bridge.store.readings import write_readings
 from tests.session_curves import CURVES, H, Simulation
 
 Cli = Callable[..., tuple[int, str, str]]

@@ -11,7 +11,7 @@ import pytest
 
 from grillstats_bridge.config import SessionsConfig
 from grillstats_bridge.domain import Unit
-from grillstats_bridge.sessions import (
+from grillstats_bridge.sessions.tracker import (
     ChangeKind,
     EndReason,
     Rules,
@@ -20,7 +20,7 @@ from grillstats_bridge.sessions import (
     SessionStatus,
     SessionTracker,
 )
-from grillstats_bridge.thermoworks.scenario import Scenario, load_scenario
+from grillstats_bridge.simulator.scenario import Scenario, load_scenario
 from tests.session_curves import MIN, H, scenario_polls
 
 POLL_INTERVALS = [5, 15, 60, 300]

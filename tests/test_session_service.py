@@ -14,31 +14,31 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from grillstats_bridge.config import SessionsConfig
-from grillstats_bridge.db import Database
 from grillstats_bridge.domain import Poll, Reading, Unit
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.models import (
-    Device,
-    GrillingSession,
-    GrillingSessionProbe,
-    SessionTrackerState,
-    User,
-)
-from grillstats_bridge.session_service import (
+from grillstats_bridge.sessions.service import (
     SessionService,
     export_session,
     list_sessions,
     probe_statistics,
 )
-from grillstats_bridge.sessions import (
+from grillstats_bridge.sessions.tracker import (
     ChangeKind,
     EndReason,
     SessionChange,
     SessionStatus,
     SessionType,
 )
-from grillstats_bridge.storage import write_readings
-from grillstats_bridge.thermoworks.scenario import load_scenario
+from grillstats_bridge.simulator.scenario import load_scenario
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import (
+    Device,
+    GrillingSession,
+    GrillingSessionProbe,
+    SessionTrackerState,
+    User,
+)
+from grillstats_bridge.store.readings import write_readings
 from tests.session_curves import CURVES, MIN, T0, H, Run, Simulation, run_curve, scenario_polls
 from tests.test_sessions import tracker
 

@@ -14,7 +14,7 @@ import pytest
 
 from grillstats_bridge.config import ConfigError, SessionsConfig, load_config
 from grillstats_bridge.domain import Reading, Unit
-from grillstats_bridge.sessions import (
+from grillstats_bridge.sessions.tracker import (
     ChangeKind,
     EndReason,
     ProbeSummary,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import requests
 
+from grillstats_bridge.simulator.server import CloudSimulator, SimClock
 from grillstats_bridge.thermoworks.providers import PROVIDERS
-from grillstats_bridge.thermoworks.simulator import CloudSimulator, SimClock
 
 TW = PROVIDERS["thermoworks"]
 EMAIL, PASSWORD = "pitmaster@example.com", "low-and-slow-225"

@@ -10,6 +10,8 @@ import pytest
 
 from grillstats_bridge.config import ConfigError, ThermoworksConfig
 from grillstats_bridge.domain import FanState, Unit
+from grillstats_bridge.simulator.scenario import Event
+from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.thermoworks.client import (
     Endpoints,
     ThermoworksClient,
@@ -31,8 +33,6 @@ from grillstats_bridge.thermoworks.errors import (
     action_for,
     retry_delay,
 )
-from grillstats_bridge.thermoworks.scenario import Event
-from grillstats_bridge.thermoworks.simulator import CloudSimulator
 from tests.fixtures.cloud import (
     GATEWAY,
     MEAT_FLAT,

@@ -7,14 +7,14 @@ from datetime import timedelta
 import bcrypt
 import pytest
 
-from grillstats_bridge import security, users
 from grillstats_bridge.config import Config
-from grillstats_bridge.db import Database
 from grillstats_bridge.domain import utcnow
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.models import User
-from grillstats_bridge.security import LoginRefusal, PasswordPolicyError
-from grillstats_bridge.users import AuthenticationError
+from grillstats_bridge.store import secrets, users
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import User
+from grillstats_bridge.store.secrets import LoginRefusal, PasswordPolicyError
+from grillstats_bridge.store.users import AuthenticationError
 
 PASSWORD = "correct horse"
 
@@ -57,11 +57,11 @@ def test_bad_emails_are_refused(database: Database, config: Config, bad: str) ->
 
 def test_password_policy() -> None:
     with pytest.raises(PasswordPolicyError, match="at least 8"):
-        security.hash_password("short", 4)
+        secrets.hash_password("short", 4)
     with pytest.raises(PasswordPolicyError, match="at most 72 bytes"):
-        security.hash_password("é" * 40, 4)
-    assert not security.verify_password("x" * 100, security.hash_password("x" * 8, 4))
-    assert not security.verify_password("whatever", "not-a-hash")
+        secrets.hash_password("é" * 40, 4)
+    assert not secrets.verify_password("x" * 100, secrets.hash_password("x" * 8, 4))
+    assert not secrets.verify_password("whatever", "not-a-hash")
 
 
 def test_login_and_case_insensitive_email(database: Database, config: Config, alice: User) -> None:
@@ -134,7 +134,7 @@ def test_unknown_email_spends_bcrypt_time(
         checks.append(int(hashed.split(b"$")[2]))
         return real(password, hashed)
 
-    monkeypatch.setattr(security.bcrypt, "checkpw", counting)
+    monkeypatch.setattr(secrets.bcrypt, "checkpw", counting)
     with pytest.raises(AuthenticationError) as unknown:
         users.authenticate(database, "nobody@example.com", "wrong", config.security)
     with pytest.raises(AuthenticationError) as known:
@@ -148,23 +148,23 @@ def test_secret_box_round_trip_and_key_file(tmp_path: object, config: Config) ->
 
     key_file = Path(str(tmp_path)) / "k" / "grillstats.key"
     key_file.parent.mkdir()
-    box = security.SecretBox.from_config(config.security.__class__(key_file=str(key_file)))
+    box = secrets.SecretBox.from_config(config.security.__class__(key_file=str(key_file)))
     assert key_file.stat().st_mode & 0o777 == 0o600
     token = box.encrypt("refresh-token-value")
     assert "refresh-token-value" not in token
     assert box.decrypt(token) == "refresh-token-value"
     # The same file gives the same key; another key cannot read it, with a clear error.
-    again = security.SecretBox.from_config(config.security.__class__(key_file=str(key_file)))
+    again = secrets.SecretBox.from_config(config.security.__class__(key_file=str(key_file)))
     assert again.decrypt(token) == "refresh-token-value"
-    other = security.SecretBox([security.generate_key().encode()])
-    with pytest.raises(security.SecretError, match="cannot be decrypted") as info:
+    other = secrets.SecretBox([secrets.generate_key().encode()])
+    with pytest.raises(secrets.SecretError, match="cannot be decrypted") as info:
         other.decrypt(token)
     assert "refresh-token-value" not in str(info.value)
     # Rotation: a new key first, the old one still decrypts.
     old = key_file.read_text().strip()
-    rotated = security.SecretBox.from_config(
-        config.security.__class__(encryption_key=f"{security.generate_key()},{old}")
+    rotated = secrets.SecretBox.from_config(
+        config.security.__class__(encryption_key=f"{secrets.generate_key()},{old}")
     )
     assert rotated.decrypt(token) == "refresh-token-value"
-    with pytest.raises(security.SecretError, match="not a valid key"):
-        security.SecretBox.from_config(config.security.__class__(encryption_key="short"))
+    with pytest.raises(secrets.SecretError, match="not a valid key"):
+        secrets.SecretBox.from_config(config.security.__class__(encryption_key="short"))

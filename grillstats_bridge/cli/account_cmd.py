@@ -6,7 +6,7 @@ import argparse
 from datetime import datetime
 from typing import Any
 
-from grillstats_bridge import accounts
+from grillstats_bridge.bridge.poller import poll_and_sync
 from grillstats_bridge.cli.common import (
     Context,
     add_command,
@@ -14,9 +14,9 @@ from grillstats_bridge.cli.common import (
     print_table,
     read_secret,
 )
-from grillstats_bridge.sync import poll_and_sync
+from grillstats_bridge.store import accounts
+from grillstats_bridge.store.users import normalize_email
 from grillstats_bridge.thermoworks.errors import CloudError
-from grillstats_bridge.users import normalize_email
 
 
 def register(sub: Any) -> None:

@@ -7,12 +7,12 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from grillstats_bridge import alert_service
-from grillstats_bridge.alerts import AlertKind, AlertRuleError, AlertState, Arm
+from grillstats_bridge.alerts import service as alert_service
+from grillstats_bridge.alerts.engine import AlertKind, AlertRuleError, AlertState, Arm
 from grillstats_bridge.cli.common import Context, add_command, add_group, print_table
 from grillstats_bridge.domain import ensure_utc, utcnow
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.models import TemperatureAlert
+from grillstats_bridge.store.models import TemperatureAlert
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|h|d|w)\s*$")
 _RELATIVE_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

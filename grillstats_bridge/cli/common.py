@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from grillstats_bridge.cli.logsetup import log_to
 from grillstats_bridge.config import Config, load_config
-from grillstats_bridge.db import Database, safe_url
 from grillstats_bridge.errors import GrillstatsError, UsageError
-from grillstats_bridge.logsetup import log_to
+from grillstats_bridge.store.db import Database, safe_url
 
 Handler = Callable[[argparse.Namespace, "Context"], int | None]
 
@@ -42,12 +42,12 @@ class Context:
     def database(self, *, require_head: bool = True) -> Database:
         """The configured database; unless told otherwise, it must be migrated to head."""
         if self._database is None:
-            from grillstats_bridge import schema
+            from grillstats_bridge.store import revisions
 
             self._database = Database(self.config.database)
             try:
                 if require_head:
-                    schema.require_head(self._database)
+                    revisions.require_head(self._database)
             except GrillstatsError:
                 raise
             except Exception as exc:  # driver errors: say which database, never the password

@@ -10,7 +10,7 @@ import yaml
 
 from grillstats_bridge.cli.common import Context, add_command, add_group
 from grillstats_bridge.config import example_yaml, redacted
-from grillstats_bridge.security import generate_key
+from grillstats_bridge.store.secrets import generate_key
 
 
 def register(sub: Any) -> None:

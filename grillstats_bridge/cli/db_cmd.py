@@ -11,10 +11,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from grillstats_bridge import migrate
 from grillstats_bridge.cli.common import Context, add_command, add_group, positive_int
-from grillstats_bridge.db import Database, safe_url
 from grillstats_bridge.errors import UsageError
+from grillstats_bridge.store import migrate
+from grillstats_bridge.store.db import Database, safe_url
 
 
 def register(sub: Any) -> None:

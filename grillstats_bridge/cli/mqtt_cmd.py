@@ -8,8 +8,8 @@ from typing import Any
 
 from grillstats_bridge.cli.common import Context, add_command, add_group
 from grillstats_bridge.errors import GrillstatsError, UsageError
-from grillstats_bridge.mqtt import MqttClient, RetainedScan, read_retained
-from grillstats_bridge.publisher import PublicationStore, naming_for
+from grillstats_bridge.ha.publisher import PublicationStore, naming_for
+from grillstats_bridge.mqtt.client import MqttClient, RetainedScan, read_retained
 
 TIMEOUT = 15.0
 

@@ -10,10 +10,10 @@ import threading
 from types import FrameType
 from typing import Any
 
-from grillstats_bridge import migrate
 from grillstats_bridge.cli.common import Context, add_command, positive_float
 from grillstats_bridge.config import ConfigError, load_config
 from grillstats_bridge.errors import GrillstatsError
+from grillstats_bridge.store import migrate
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def register(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:
-    from grillstats_bridge.daemon import Bridge
+    from grillstats_bridge.bridge.daemon import Bridge
 
     database = ctx.database(require_head=not args.migrate)
     if args.migrate:
@@ -107,7 +107,7 @@ def _reload(bridge: Any, ctx: Context) -> None:
 
 def _check(args: argparse.Namespace, ctx: Context) -> int:
     """A short report of everything the daemon needs; non-zero when something fails."""
-    from grillstats_bridge.checks import run_checks
+    from grillstats_bridge.cli.checks import run_checks
 
     config = ctx.config  # a bad configuration already stops here, with exit 2
     print(f"configuration: OK ({config.source or 'built-in defaults'})")
@@ -120,7 +120,7 @@ def _check(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _demo(args: argparse.Namespace, ctx: Context) -> int:
-    from grillstats_bridge.demo import run_demo
+    from grillstats_bridge.cli.demo import run_demo
 
     return run_demo(
         scenario=args.scenario,

@@ -13,8 +13,7 @@ from typing import Any
 
 from grillstats_bridge.cli.common import Context, add_command, add_group, print_table
 from grillstats_bridge.domain import Unit, utcnow
-from grillstats_bridge.models import GrillingSession
-from grillstats_bridge.session_service import (
+from grillstats_bridge.sessions.service import (
     STATUSES,
     SessionService,
     export_session,
@@ -22,7 +21,8 @@ from grillstats_bridge.session_service import (
     list_sessions,
     probe_statistics,
 )
-from grillstats_bridge.sessions import ChangeKind, SessionSnapshot, format_duration
+from grillstats_bridge.sessions.tracker import ChangeKind, SessionSnapshot, format_duration
+from grillstats_bridge.store.models import GrillingSession
 
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 

@@ -13,7 +13,7 @@ from typing import Any
 from grillstats_bridge.cli.common import Context, add_command, port_number
 from grillstats_bridge.domain import utcnow
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.thermoworks.scenario import list_scenarios, load_scenario
+from grillstats_bridge.simulator.scenario import list_scenarios, load_scenario
 
 
 def register(sub: Any) -> None:
@@ -71,7 +71,7 @@ def _start(text: str) -> datetime | None:
 
 def _simulate(args: argparse.Namespace, ctx: Context) -> int:
     # Imported here: every command loads this module, and ``run`` needs no simulator.
-    from grillstats_bridge.thermoworks.simulator import CloudSimulator, scenario_summary
+    from grillstats_bridge.simulator.server import CloudSimulator, scenario_summary
 
     names: list[str | Path] = list(args.scenario or ["brisket"])
     for name in names:

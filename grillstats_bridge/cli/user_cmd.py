@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from grillstats_bridge import users
 from grillstats_bridge.cli.common import Context, add_command, add_group, print_table, read_secret
-from grillstats_bridge.security import check_password_policy
+from grillstats_bridge.store import users
+from grillstats_bridge.store.secrets import check_password_policy
 
 
 def register(sub: Any) -> None:

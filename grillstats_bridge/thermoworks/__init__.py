@@ -1,5 +1,5 @@
-"""The ThermoWorks cloud: scenarios, Firestore decoding, the client, and the simulator.
+"""The real ThermoWorks cloud: Firebase sign-in, Firestore decoding, the client and its errors.
 
-Nothing in this package knows of the database or MQTT. Import the submodules
-directly (``thermoworks.scenario`` is pure and imports no I/O library).
+Nothing in this package knows of the database, MQTT or the bridge's configuration:
+the client takes plain arguments.
 """

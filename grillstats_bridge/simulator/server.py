@@ -40,14 +40,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from grillstats_bridge.clock import SimClock
 from grillstats_bridge.config import ThermoworksConfig
 from grillstats_bridge.domain import Unit, ensure_utc
-from grillstats_bridge.thermoworks.firestore import (
-    PLAIN,
-    Encoding,
-    encode_fields,
-    format_timestamp,
-)
-from grillstats_bridge.thermoworks.providers import PROVIDERS, THERMOWORKS_PROJECT_ID
-from grillstats_bridge.thermoworks.scenario import (
+from grillstats_bridge.simulator.scenario import (
     AccountSpec,
     ChannelSpec,
     DeviceSpec,
@@ -57,6 +50,13 @@ from grillstats_bridge.thermoworks.scenario import (
     load_scenario,
     merge_scenarios,
 )
+from grillstats_bridge.thermoworks.firestore import (
+    PLAIN,
+    Encoding,
+    encode_fields,
+    format_timestamp,
+)
+from grillstats_bridge.thermoworks.providers import PROVIDERS, THERMOWORKS_PROJECT_ID
 
 log = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from grillstats_bridge.alerts import Firing
+from grillstats_bridge.alerts.engine import Firing
 from grillstats_bridge.config import MqttConfig
-from grillstats_bridge.db import Database
-from grillstats_bridge.discovery import (
+from grillstats_bridge.domain import Device, utcnow
+from grillstats_bridge.ha.entities import (
     TABLE,
     BridgeHealth,
     BridgeStatus,
@@ -56,9 +56,15 @@ from grillstats_bridge.discovery import (
     dumps,
     session_state,
 )
-from grillstats_bridge.domain import Device, utcnow
-from grillstats_bridge.models import MqttPublication
-from grillstats_bridge.mqtt import Delivery, DeliveryStatus, InboundMessage, Message, MqttClient
+from grillstats_bridge.mqtt.client import (
+    Delivery,
+    DeliveryStatus,
+    InboundMessage,
+    Message,
+    MqttClient,
+)
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import MqttPublication
 
 log = logging.getLogger(__name__)
 

@@ -33,15 +33,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from grillstats_bridge.config import SessionsConfig
 from grillstats_bridge.domain import Poll, Reading, Unit, clean_float, ensure_utc
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.models import (
-    Device,
-    GrillingSession,
-    GrillingSessionProbe,
-    ReadingRow,
-    SessionTrackerState,
-    User,
-)
-from grillstats_bridge.sessions import (
+from grillstats_bridge.sessions.tracker import (
     ChangeKind,
     EndReason,
     ProbeSummary,
@@ -51,6 +43,14 @@ from grillstats_bridge.sessions import (
     SessionStatus,
     SessionTracker,
     SessionType,
+)
+from grillstats_bridge.store.models import (
+    Device,
+    GrillingSession,
+    GrillingSessionProbe,
+    ReadingRow,
+    SessionTrackerState,
+    User,
 )
 
 log = logging.getLogger(__name__)
@@ -629,7 +629,7 @@ def list_sessions(
     """Sessions, newest first, with their user's email."""
     query = sa.select(GrillingSession, User.email).join(User, User.id == GrillingSession.user_id)
     if user_email is not None:
-        from grillstats_bridge.users import get_user
+        from grillstats_bridge.store.users import get_user
 
         query = query.where(GrillingSession.user_id == get_user(db, user_email).id)
     if serial is not None:

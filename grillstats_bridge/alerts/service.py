@@ -1,6 +1,6 @@
 """Alerts and the database: the service the daemon feeds, and alert management.
 
-:class:`AlertService` holds one :class:`~grillstats_bridge.alerts.AlertEngine`
+:class:`AlertService` holds one :class:`~grillstats_bridge.alerts.engine.AlertEngine`
 for every user. The daemon calls ``process(session, readings, now)`` in the
 transaction that stores those readings; the service judges them, saves the
 arming states that changed and writes each firing to ``alert_history`` (the
@@ -27,7 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction, selectinload
 
-from grillstats_bridge.alerts import (
+from grillstats_bridge.alerts.engine import (
     MAX_CHANNEL,
     AlertEngine,
     AlertKind,
@@ -43,7 +43,7 @@ from grillstats_bridge.alerts import (
 from grillstats_bridge.config import AlertsConfig
 from grillstats_bridge.domain import Measurement, Reading, Unit, utcnow
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.models import (
+from grillstats_bridge.store.models import (
     AlertHistory,
     AlertStateRow,
     Device,
@@ -51,7 +51,7 @@ from grillstats_bridge.models import (
     TemperatureAlert,
     User,
 )
-from grillstats_bridge.users import get_user
+from grillstats_bridge.store.users import get_user
 
 log = logging.getLogger(__name__)
 

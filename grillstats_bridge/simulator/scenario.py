@@ -479,7 +479,7 @@ class Scenario:
 # ------------------------------------------------------------------------------ loading
 
 
-_SCENARIO_PACKAGE = "grillstats_bridge.thermoworks"
+_SCENARIO_PACKAGE = "grillstats_bridge.simulator"
 _DEFAULT_START = "2026-11-27T12:00:00Z"
 
 

@@ -38,30 +38,31 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from grillstats_bridge import __version__, schema
-from grillstats_bridge.accounts import CredentialState, link_states
-from grillstats_bridge.alert_mqtt import AlertControl, with_alerts
-from grillstats_bridge.alert_service import AlertService
-from grillstats_bridge.alerts import Firing
+from grillstats_bridge import __version__
+from grillstats_bridge.alerts.engine import Firing
+from grillstats_bridge.alerts.entities import AlertControl, with_alerts
+from grillstats_bridge.alerts.service import AlertService
+from grillstats_bridge.bridge.health import HealthServer
+from grillstats_bridge.bridge.outbox import Outbox
+from grillstats_bridge.bridge.pipeline import Outcome, Pipeline
+from grillstats_bridge.bridge.poller import AccountPoller
+from grillstats_bridge.bridge.scheduler import AccountState, Retry, Scheduler
+from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.clock import Clock, RealClock
 from grillstats_bridge.config import Config
-from grillstats_bridge.db import Database, safe_url
-from grillstats_bridge.discovery import TABLE, AccountStatus, BridgeHealth, BridgeStatus
 from grillstats_bridge.domain import Device, Poll, Unit, convert_temperature
-from grillstats_bridge.health import HealthServer
-from grillstats_bridge.models import User
-from grillstats_bridge.mqtt import InboundMessage, MqttClient
-from grillstats_bridge.outbox import Outbox
-from grillstats_bridge.pipeline import Outcome, Pipeline
-from grillstats_bridge.publisher import PublicationStore, Publisher, naming_for
-from grillstats_bridge.scheduler import AccountState, Retry, Scheduler
-from grillstats_bridge.sdnotify import Notifier
-from grillstats_bridge.security import SecretBox
-from grillstats_bridge.session_mqtt import SessionMqtt
-from grillstats_bridge.session_service import SessionService
-from grillstats_bridge.sessions import ChangeKind
-from grillstats_bridge.storage import ReadingBuffer, prune_readings, retention_cutoff
-from grillstats_bridge.sync import AccountPoller
+from grillstats_bridge.ha.entities import TABLE, AccountStatus, BridgeHealth, BridgeStatus
+from grillstats_bridge.ha.publisher import PublicationStore, Publisher, naming_for
+from grillstats_bridge.mqtt.client import InboundMessage, MqttClient
+from grillstats_bridge.sessions.entities import SessionMqtt
+from grillstats_bridge.sessions.service import SessionService
+from grillstats_bridge.sessions.tracker import ChangeKind
+from grillstats_bridge.store import revisions
+from grillstats_bridge.store.accounts import CredentialState, link_states
+from grillstats_bridge.store.db import Database, safe_url
+from grillstats_bridge.store.models import User
+from grillstats_bridge.store.readings import ReadingBuffer, prune_readings, retention_cutoff
+from grillstats_bridge.store.secrets import SecretBox
 from grillstats_bridge.thermoworks.errors import Action, CloudError, action_for
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ class Bridge:
 
     def start(self, *, threads: bool = True) -> None:
         """Check the database, connect the broker, start the workers (or not, for tests)."""
-        schema.require_head(self.database)
+        revisions.require_head(self.database)
         self._threaded = threads
         with self.database.transaction() as db:
             self.sessions.load(db, self.clock.now())

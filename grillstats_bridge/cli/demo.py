@@ -25,16 +25,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from grillstats_bridge import migrate, users
-from grillstats_bridge.accounts import account_info, link_account
-from grillstats_bridge.alert_service import add_alert
+from grillstats_bridge.alerts.service import add_alert
+from grillstats_bridge.bridge.poller import poll_and_sync
+from grillstats_bridge.cli.liveview import CLEAR, ViewState, render
+from grillstats_bridge.cli.logsetup import log_to
 from grillstats_bridge.config import Config, load_config
-from grillstats_bridge.db import Database
 from grillstats_bridge.domain import utcnow
-from grillstats_bridge.liveview import CLEAR, ViewState, render
-from grillstats_bridge.logsetup import log_to
-from grillstats_bridge.sync import poll_and_sync
-from grillstats_bridge.thermoworks.simulator import CloudSimulator
+from grillstats_bridge.simulator.server import CloudSimulator
+from grillstats_bridge.store import migrate, users
+from grillstats_bridge.store.accounts import account_info, link_account
+from grillstats_bridge.store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def run_demo(
     view: bool = True,
     config_path: str | None = None,
 ) -> int:
-    from grillstats_bridge.daemon import Bridge
+    from grillstats_bridge.bridge.daemon import Bridge
 
     folder = Path(data_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -125,7 +125,7 @@ def _prepare(database: Database, config: Config, sim: CloudSimulator) -> None:
     devices = [d for d in sim.scenario.devices if d.account.lower() == account.email.lower()]
     probes = [(d.serial, c.number) for d in devices for c in d.channels if c.unit.is_temperature]
     with database.transaction() as db:
-        from grillstats_bridge.alert_service import list_alerts
+        from grillstats_bridge.alerts.service import list_alerts
 
         if probes and not list_alerts(db, DEMO_USER):
             pit_serial, pit = probes[0]
@@ -153,7 +153,7 @@ def _prepare(database: Database, config: Config, sim: CloudSimulator) -> None:
 
 
 def _view_state(bridge: object, note: str) -> ViewState:
-    from grillstats_bridge.daemon import Bridge
+    from grillstats_bridge.bridge.daemon import Bridge
 
     assert isinstance(bridge, Bridge)
     devices = [d for info in bridge.accounts.values() for d in info.devices]

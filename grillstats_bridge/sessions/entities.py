@@ -28,22 +28,22 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from grillstats_bridge.db import Database
-from grillstats_bridge.discovery import CurrentSession, JsonValue, sanitize
+from grillstats_bridge.bridge.outbox import BATCH, Outbox
 from grillstats_bridge.domain import Unit, clean_float
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.models import Device, GrillingSession
-from grillstats_bridge.mqtt import InboundMessage, MqttClient
-from grillstats_bridge.outbox import BATCH, Outbox
-from grillstats_bridge.publisher import Publisher
-from grillstats_bridge.session_service import SessionService
-from grillstats_bridge.sessions import (
+from grillstats_bridge.ha.entities import CurrentSession, JsonValue, sanitize
+from grillstats_bridge.ha.publisher import Publisher
+from grillstats_bridge.mqtt.client import InboundMessage, MqttClient
+from grillstats_bridge.sessions.service import SessionService
+from grillstats_bridge.sessions.tracker import (
     ChangeKind,
     SessionChange,
     SessionSnapshot,
     SessionStatus,
     format_duration,
 )
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import Device, GrillingSession
 
 log = logging.getLogger(__name__)
 

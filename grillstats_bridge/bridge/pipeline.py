@@ -24,16 +24,16 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from grillstats_bridge.alert_service import AlertService
-from grillstats_bridge.alerts import Firing
-from grillstats_bridge.db import Database
-from grillstats_bridge.device_sync import DeviceSync, SyncItem
+from grillstats_bridge.alerts.engine import Firing
+from grillstats_bridge.alerts.service import AlertService
+from grillstats_bridge.bridge.poller import SyncResult
 from grillstats_bridge.domain import Poll, Reading
-from grillstats_bridge.models import Device
-from grillstats_bridge.session_service import SessionService
-from grillstats_bridge.sessions import SessionChange
-from grillstats_bridge.storage import ReadingBuffer, write_readings
-from grillstats_bridge.sync import SyncResult
+from grillstats_bridge.sessions.service import SessionService
+from grillstats_bridge.sessions.tracker import SessionChange
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.devices import DeviceSync, SyncItem
+from grillstats_bridge.store.models import Device
+from grillstats_bridge.store.readings import ReadingBuffer, write_readings
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grillstats_bridge.config import SecurityConfig
-from grillstats_bridge.db import Database
 from grillstats_bridge.domain import utcnow
 from grillstats_bridge.errors import GrillstatsError, UsageError
-from grillstats_bridge.models import User
-from grillstats_bridge.security import (
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import User
+from grillstats_bridge.store.secrets import (
     LockoutPolicy,
     LoginRefusal,
     hash_password,

@@ -16,8 +16,8 @@ from typing import Generic, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from grillstats_bridge.db import Database
-from grillstats_bridge.mqtt import Delivery, MqttClient
+from grillstats_bridge.mqtt.client import Delivery, MqttClient
+from grillstats_bridge.store.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -21,13 +21,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grillstats_bridge.config import Config
-from grillstats_bridge.db import Database
 from grillstats_bridge.domain import utcnow
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.models import Device, ThermoWorksCredentials, User
-from grillstats_bridge.security import SecretBox
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import Device, ThermoWorksCredentials, User
+from grillstats_bridge.store.secrets import SecretBox
+from grillstats_bridge.store.users import get_user, normalize_email
 from grillstats_bridge.thermoworks.client import ThermoworksClient, Tokens
-from grillstats_bridge.users import get_user, normalize_email
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
-from grillstats_bridge import bulk, domain
-from grillstats_bridge.domain import utcnow
-from grillstats_bridge.models import Device, ProbeRow
-from grillstats_bridge.sync import (
+from grillstats_bridge import domain
+from grillstats_bridge.bridge.poller import (
     DEVICE_COLUMNS,
     PROBE_COLUMNS,
     SyncResult,
@@ -40,6 +38,9 @@ from grillstats_bridge.sync import (
     probe_values,
     sync_devices,
 )
+from grillstats_bridge.domain import utcnow
+from grillstats_bridge.store import bulk
+from grillstats_bridge.store.models import Device, ProbeRow
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from grillstats_bridge.alert_service import (
+from grillstats_bridge.alerts.engine import AlertRuleError, FiringEvent
+from grillstats_bridge.alerts.service import (
     AlertService,
     probe_range_alert,
     probe_ranges,
@@ -40,9 +41,9 @@ from grillstats_bridge.alert_service import (
     set_probe_range,
     set_probe_target,
 )
-from grillstats_bridge.alerts import AlertRuleError, FiringEvent
-from grillstats_bridge.db import Database
-from grillstats_bridge.discovery import (
+from grillstats_bridge.domain import Measurement, Unit
+from grillstats_bridge.errors import UsageError
+from grillstats_bridge.ha.entities import (
     TABLE,
     Component,
     DeviceView,
@@ -53,11 +54,10 @@ from grillstats_bridge.discovery import (
     Table,
     sanitize,
 )
-from grillstats_bridge.domain import Measurement, Unit
-from grillstats_bridge.errors import UsageError
-from grillstats_bridge.models import Device, ProbeRow
-from grillstats_bridge.mqtt import InboundMessage
-from grillstats_bridge.publisher import Publisher
+from grillstats_bridge.ha.publisher import Publisher
+from grillstats_bridge.mqtt.client import InboundMessage
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import Device, ProbeRow
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from grillstats_bridge.db import Database
-from grillstats_bridge.models import Base
-from grillstats_bridge.schema import (
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import Base
+from grillstats_bridge.store.revisions import (
     MigrationError,
     current_revision,
     head_revision,

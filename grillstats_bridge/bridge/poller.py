@@ -25,7 +25,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from grillstats_bridge import domain
-from grillstats_bridge.accounts import (
+from grillstats_bridge.config import Config
+from grillstats_bridge.domain import Poll, Reading, utcnow
+from grillstats_bridge.errors import UsageError
+from grillstats_bridge.store.accounts import (
     CredentialState,
     LinkState,
     flag_credentials,
@@ -33,12 +36,9 @@ from grillstats_bridge.accounts import (
     load_tokens,
     store_tokens,
 )
-from grillstats_bridge.config import Config
-from grillstats_bridge.db import Database
-from grillstats_bridge.domain import Poll, Reading, utcnow
-from grillstats_bridge.errors import UsageError
-from grillstats_bridge.models import Device, ProbeRow, ThermoWorksCredentials, User
-from grillstats_bridge.security import SecretBox
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import Device, ProbeRow, ThermoWorksCredentials, User
+from grillstats_bridge.store.secrets import SecretBox
 from grillstats_bridge.thermoworks.client import CloudSnapshot, ThermoworksClient, Tokens
 from grillstats_bridge.thermoworks.errors import (
     CloudError,

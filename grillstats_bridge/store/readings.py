@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from grillstats_bridge import bulk
 from grillstats_bridge.domain import Reading
-from grillstats_bridge.models import ReadingRow
+from grillstats_bridge.store import bulk
+from grillstats_bridge.store.models import ReadingRow
 
 log = logging.getLogger(__name__)
 

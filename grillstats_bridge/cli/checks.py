@@ -6,14 +6,14 @@ from collections.abc import Iterator
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from grillstats_bridge import schema
-from grillstats_bridge.accounts import link_states
+from grillstats_bridge.bridge.poller import AccountPoller
 from grillstats_bridge.config import Config
-from grillstats_bridge.db import Database, safe_url
 from grillstats_bridge.errors import GrillstatsError
-from grillstats_bridge.mqtt import MqttClient
-from grillstats_bridge.security import SecretBox
-from grillstats_bridge.sync import AccountPoller
+from grillstats_bridge.mqtt.client import MqttClient
+from grillstats_bridge.store import revisions
+from grillstats_bridge.store.accounts import link_states
+from grillstats_bridge.store.db import Database, safe_url
+from grillstats_bridge.store.secrets import SecretBox
 
 Check = tuple[str, bool, str]
 BROKER_TIMEOUT_S = 5.0
@@ -34,7 +34,7 @@ def run_checks(config: Config) -> Iterator[Check]:
 def _database(database: Database) -> Check:
     where = safe_url(database.url)
     try:
-        current, head = schema.current_revision(database), schema.head_revision()
+        current, head = revisions.current_revision(database), revisions.head_revision()
     except SQLAlchemyError as exc:
         orig = getattr(exc, "orig", None) or exc
         return "database", False, f"{where}: {str(orig).strip().splitlines()[0]}"

@@ -1,0 +1,1 @@
+"""Temperature alerts: the pure engine, its service over the database, its HA entities."""

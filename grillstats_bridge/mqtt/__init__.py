@@ -1,0 +1,1 @@
+"""The broker: one paho client with its will, reconnects and bounded queues; no HA."""

@@ -1,0 +1,1 @@
+"""Cooking sessions: the pure tracker, its service over the database, its HA entities."""

@@ -1,0 +1,1 @@
+"""A fake ThermoWorks cloud on loopback, driven by scenario files (the demo's and tests' cloud)."""
