@@ -52,7 +52,7 @@ def run(devices: int, polls: int, refuse: list[str]) -> tuple[float, float, floa
     with CloudSimulator(parse_scenario(scenario(devices)), speed=0) as sim:
         for endpoint in refuse:
             sim.refuse(endpoint)
-        client = ThermoworksClient(sim.thermoworks_config(), email=EMAIL, clock=sim.now)
+        client = ThermoworksClient(sim.endpoints(), email=EMAIL, clock=sim.now)
         client.sign_in(PASSWORD)
         client.poll()
         client.poll()  # channels learned, refusals noticed

@@ -57,8 +57,8 @@ import requests
 
 from grillstats_bridge import __version__
 from grillstats_bridge.alerts.engine import AlertKind, Firing, FiringEvent
-from grillstats_bridge.alerts.entities import EVENT_TYPES, alert_views, with_alerts
-from grillstats_bridge.config import MqttConfig
+from grillstats_bridge.alerts.entities import EVENT_TYPES, alert_views, publish_firing, with_alerts
+from grillstats_bridge.config import MqttConfig, ThermoworksConfig
 from grillstats_bridge.domain import Device, Measurement, Unit, utcnow
 from grillstats_bridge.ha.entities import (
     TABLE,
@@ -425,7 +425,7 @@ def alerts_phase(
             name="Pit range",
         ),
     ]
-    deliveries = [publisher.publish_firing(f) for f in firings]
+    deliveries = [publish_firing(publisher, f) for f in firings]
     check.ok(all(d.wait(10) for d in deliveries), "alerts: the broker acknowledged both firings")
     lines = [json.loads(line) for line in watch.stdout]
     watch.wait(30)
@@ -497,11 +497,11 @@ class Daemon:
     """The real bridge (no threads) on the simulator's clock, driven from here."""
 
     def __init__(self, port: int, workdir: Path) -> None:
+        from grillstats_bridge.accounts.service import link_account
         from grillstats_bridge.bridge.daemon import Bridge
         from grillstats_bridge.config import Config
         from grillstats_bridge.simulator.server import CloudSimulator
         from grillstats_bridge.store import migrate, users
-        from grillstats_bridge.store.accounts import link_account
         from grillstats_bridge.store.db import Database
 
         self.cloud = CloudSimulator("hot_and_fast", speed=0).start()
@@ -522,7 +522,7 @@ class Daemon:
             .replace("sessions", start_min=300.0, end_after=900.0)
         )
         config = dataclasses.replace(
-            config, thermoworks=self.cloud.thermoworks_config(timeout=5.0), mqtt=mqtt
+            config, thermoworks=ThermoworksConfig(**self.cloud.urls(), timeout=5.0), mqtt=mqtt
         )
         self.database = Database(config.database)
         migrate.upgrade(self.database)

@@ -74,17 +74,18 @@ from benchmarks.prerendered import (
     render,
     serial_accounts,
 )
+from grillstats_bridge.accounts.service import link_account
 from grillstats_bridge.alerts.service import add_alert
 from grillstats_bridge.bridge.poller import poll_and_sync
 from grillstats_bridge.config import Config, MqttConfig
-from grillstats_bridge.ha.publisher import PublicationStore, naming_for
+from grillstats_bridge.ha.publisher import naming_for
 from grillstats_bridge.mqtt.client import MqttClient, read_retained
 from grillstats_bridge.simulator.scenario import parse_scenario
 from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.store import migrate
-from grillstats_bridge.store.accounts import link_account
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import User
+from grillstats_bridge.store.publications import PublicationStore
 
 PASSWORD = "bench-cloud-password"
 PUSH_S = 15.0  # every simulated device pushes its probes this often
@@ -228,7 +229,7 @@ def cleanup_broker(mqtt: MqttConfig, database: Database, seen: set[str]) -> int:
     """Clear every retained topic the bridge published (as ``mqtt cleanup`` does): what its
     database remembers, what the subscriber saw, what the broker still holds."""
     naming = naming_for(mqtt)
-    topics = {r.topic for r in PublicationStore(database, mqtt.instance_id).load()} | seen
+    topics = {t for t, _, _ in PublicationStore(database, mqtt.instance_id).load()} | seen
     try:
         topics |= set(
             read_retained(

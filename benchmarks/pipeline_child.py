@@ -111,7 +111,7 @@ def child(spec_path: Path) -> None:
         tracemalloc.start()
     bridge = Bridge(config, clock=clock, http=http)
     if os.environ.get("BENCH_ORM_SYNC"):  # A/B: every poll through sync_devices
-        from grillstats_bridge.bridge.poller import sync_devices
+        from grillstats_bridge.store.devices import sync_devices
 
         bridge.pipeline.devices.sync = lambda db, uid, devs, **kw: sync_devices(db, uid, devs, **kw)  # type: ignore[method-assign]
     publish_devices = bridge.publisher.publish_devices

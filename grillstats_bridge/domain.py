@@ -259,3 +259,13 @@ class Poll:
     devices: tuple[Device, ...]
     readings: tuple[Reading, ...]  # only the new ones (lastTelemetrySaved moved)
     malformed: int = 0  # documents skipped because they could not be parsed
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """A signed-in cloud session (the client's) as stored, encrypted; never shown in a repr."""
+
+    id_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_at: datetime
+    uid: str | None = None

@@ -10,13 +10,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from grillstats_bridge.bridge.poller import AccountPoller, rename_device, sync_devices, sync_poll
+from grillstats_bridge.accounts import service
+from grillstats_bridge.bridge.poller import AccountPoller
 from grillstats_bridge.config import Config
 from grillstats_bridge.domain import Device as CloudDevice
 from grillstats_bridge.domain import utcnow
 from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.store import accounts, users
 from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.devices import rename_device, sync_devices, sync_poll
 from grillstats_bridge.store.models import Device, ProbeRow, ThermoWorksCredentials
 from grillstats_bridge.store.secrets import SecretBox
 from grillstats_bridge.thermoworks.errors import (
@@ -61,7 +63,7 @@ def link(
     store_password: bool = False,
 ) -> int:
     user_id = add_user(database, config, email)
-    accounts.link_account(
+    service.link_account(
         database,
         cloud_config(config, cloud),
         email,
@@ -272,7 +274,7 @@ def test_revoked_without_stored_password_is_flagged_and_not_retried(
             poller.poll()
     assert cloud.request_count() == 0  # a flagged account costs nothing
     # Linking again brings it back, without restarting the poller.
-    accounts.link_account(
+    service.link_account(
         database,
         cloud_config(config, cloud),
         USER,
@@ -498,7 +500,7 @@ def test_under_the_daemon_a_poll_reads_the_link_only_when_it_moved(
         assert poller.client is first
 
         # linked again (new tokens): the daemon's next look moves the link
-        accounts.link_account(
+        service.link_account(
             database,
             cloud_config(config, cloud),
             USER,

@@ -50,7 +50,7 @@ def _answers(scenario: Scenario, tmp_path: Path) -> Answers:
 
 
 def _client(sim: CloudSimulator, email: str, **kwargs: Any) -> ThermoworksClient:
-    client = ThermoworksClient(sim.thermoworks_config(timeout=5.0), email=email, **kwargs)
+    client = ThermoworksClient(sim.endpoints(), timeout=5.0, email=email, **kwargs)
     client.sign_in(PASSWORD)
     return client
 

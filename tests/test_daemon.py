@@ -173,7 +173,8 @@ def test_restart_mid_cook_duplicates_nothing(make_rig: MakeRig, subscriber: Subs
 def test_account_linked_while_running_is_polled(make_rig: MakeRig) -> None:
     rig = make_rig("brisket", start=False, **FAST)
     # Unlink, start with nothing to poll, then link again: the daemon notices by itself.
-    from grillstats_bridge.store.accounts import link_account, unlink_account
+    from grillstats_bridge.accounts.service import link_account
+    from grillstats_bridge.store.accounts import unlink_account
     from tests.fixtures.cloud import PITMASTER, PITMASTER_PASSWORD
 
     unlink_account(rig.database, USER)
@@ -199,7 +200,7 @@ def test_pruning_keeps_only_the_retention(make_rig: MakeRig) -> None:
 
 
 def test_dead_credentials_park_the_account_until_it_is_linked_again(make_rig: MakeRig) -> None:
-    from grillstats_bridge.store.accounts import link_account
+    from grillstats_bridge.accounts.service import link_account
     from tests.fixtures.cloud import PITMASTER, PITMASTER_PASSWORD
 
     rig = make_rig("brisket", **FAST)

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 import yaml
 
+from grillstats_bridge.accounts.service import link_account
 from grillstats_bridge.bridge.daemon import Bridge
 from grillstats_bridge.cli import main
 from grillstats_bridge.config import Config, MqttConfig
 from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.store import migrate, users
-from grillstats_bridge.store.accounts import link_account
 from grillstats_bridge.store.db import Database
 from tests.fixtures.cloud import PITMASTER, PITMASTER_PASSWORD, MakeCloud, assert_no_secret
 from tests.fixtures.mqtt import free_port, retained

@@ -12,13 +12,18 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from grillstats_bridge.bridge.poller import SyncResult, rename_device, sync_devices
 from grillstats_bridge.config import Config
 from grillstats_bridge.domain import Device as CloudDevice
 from grillstats_bridge.domain import Probe, utcnow
 from grillstats_bridge.store import users
 from grillstats_bridge.store.db import Database
-from grillstats_bridge.store.devices import DeviceSync, SyncItem
+from grillstats_bridge.store.devices import (
+    DeviceSync,
+    SyncItem,
+    SyncResult,
+    rename_device,
+    sync_devices,
+)
 from grillstats_bridge.store.models import Device, ProbeRow
 from tests.sample_devices import MEAT, NODE, SIGNALS, sample_devices
 
@@ -318,7 +323,7 @@ def test_a_serial_of_another_user_stays_a_conflict(database: Database, config: C
 
 def test_the_cached_columns_cover_everything_a_sync_writes() -> None:
     """The device sync compares and writes only DEVICE_COLUMNS / PROBE_COLUMNS."""
-    from grillstats_bridge.bridge.poller import (
+    from grillstats_bridge.store.devices import (
         DEVICE_COLUMNS,
         PROBE_COLUMNS,
         device_values,

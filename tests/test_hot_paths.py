@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 import requests
 
-from grillstats_bridge.bridge.poller import json_safe
-from grillstats_bridge.config import ThermoworksConfig
 from grillstats_bridge.domain import Reading, Unit
 from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.devices import json_safe
 from grillstats_bridge.store.readings import readings_between, write_readings
-from grillstats_bridge.thermoworks.client import CloudSession, ThermoworksClient
+from grillstats_bridge.thermoworks.client import CloudSession, Endpoints, ThermoworksClient
 from grillstats_bridge.thermoworks.errors import MalformedDocument
 from grillstats_bridge.thermoworks.firestore import decode_fields, decode_value
 
@@ -165,7 +164,7 @@ def test_the_cloud_session_reads_the_environment_once_per_host(
     monkeypatch.setenv("HTTPS_PROXY", "http://other.example:3128")  # not read again
     again = session.merge_environment_settings(url + "&x=1", {}, None, None, None)
     assert again["proxies"]["https"] == "http://proxy.example:3128"
-    assert isinstance(ThermoworksClient(ThermoworksConfig())._http, CloudSession)
+    assert isinstance(ThermoworksClient(Endpoints.resolve("thermoworks"))._http, CloudSession)
 
 
 def test_readings_written_in_one_statement_edge_cases(database: Database) -> None:

@@ -27,9 +27,10 @@ from grillstats_bridge.ha.entities import (
     Naming,
     Table,
 )
-from grillstats_bridge.ha.publisher import PublicationStore, Publisher, naming_for
+from grillstats_bridge.ha.publisher import Publisher, naming_for
 from grillstats_bridge.mqtt.client import MqttClient, read_retained
 from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.publications import PublicationStore
 from tests import ha_rules
 from tests.fixtures.mqtt import (
     WAIT,
@@ -93,8 +94,10 @@ def make_bridge() -> Iterator[Callable[..., Bridge]]:
 
 
 def publish_all(bridge: Bridge, *, step: int = 0) -> None:
+    """The bridge and the sample account, with the records saved (the daemon's pipeline's job)."""
     bridge.publisher.publish_bridge_state(BRIDGE)
     bridge.publisher.publish_devices(1, sample_devices(NOW, step=step), now=NOW)
+    assert bridge.publisher.save_records()
 
 
 def wait_retained(broker: Broker, config: MqttConfig, want: dict[str, bytes]) -> dict[str, bytes]:
@@ -224,7 +227,7 @@ def test_vanished_devices_probes_and_entity_kinds_are_cleared(
     publish_all(first)
     assert first.client.flush(WAIT)
     everything = wait_retained(mqtt_broker, mqtt_config, _expected(first))
-    assert {r.topic for r in store.load()} == set(everything)
+    assert {topic for topic, _, _ in store.load()} == set(everything)
 
     # The bridge restarts with a newer table that no longer has the alarm entity, and
     # the account lost its gateway and probe 4 of the Signals.
@@ -246,6 +249,7 @@ def test_vanished_devices_probes_and_entity_kinds_are_cleared(
     ]
     second.publisher.publish_bridge_state(BRIDGE)
     second.publisher.publish_devices(1, fewer, now=NOW)
+    assert second.publisher.save_records()
     assert second.client.flush(WAIT)
     now_held = wait_retained(mqtt_broker, mqtt_config, _expected(second))
     gone = set(everything) - set(now_held)
@@ -255,7 +259,7 @@ def test_vanished_devices_probes_and_entity_kinds_are_cleared(
     # 10 alarm configs; the gateway's 5 configs and 10 of its session, its probe's other 2,
     # 4 states (availability, device, session, probe); p4's 2 + 1 state
     assert len(gone) == 10 + (5 + 10 + 2 + 4) + (2 + 1)
-    assert {r.topic for r in store.load()} == set(now_held)
+    assert {topic for topic, _, _ in store.load()} == set(now_held)
     assert set(now_held) < set(everything)  # nothing new: no `_2` duplicates, no ghosts
 
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from grillstats_bridge.config import MqttConfig
-from grillstats_bridge.ha.publisher import PublicationStore
 from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.publications import PublicationStore
 from tests.fixtures.mqtt import WAIT, Broker
 from tests.sample_devices import sample_devices
 from tests.test_publisher import (
@@ -37,6 +37,7 @@ def test_after_a_restart_an_account_without_devices_clears_what_it_had(
     second.publisher.publish_bridge_state(BRIDGE)
     second.publisher.publish_devices(1, [], now=NOW)
     second.publisher.refresh(NOW + timedelta(seconds=30))
+    assert second.publisher.save_records()
     assert second.client.flush(WAIT)
     held = wait_retained(mqtt_broker, mqtt_config, _expected(second))
     assert not any("/device/" in topic for topic in held)

@@ -8,14 +8,14 @@ from datetime import timedelta
 
 import pytest
 
+from grillstats_bridge.accounts.service import endpoints_for
 from grillstats_bridge.config import ConfigError, ThermoworksConfig
-from grillstats_bridge.domain import FanState, Unit
+from grillstats_bridge.domain import FanState, Tokens, Unit
 from grillstats_bridge.simulator.scenario import Event
 from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.thermoworks.client import (
     Endpoints,
     ThermoworksClient,
-    Tokens,
     parse_retry_after,
 )
 from grillstats_bridge.thermoworks.errors import (
@@ -23,6 +23,7 @@ from grillstats_bridge.thermoworks.errors import (
     Action,
     CloudError,
     CloudTimeout,
+    EndpointError,
     InvalidCredentials,
     MalformedResponse,
     RateLimited,
@@ -50,8 +51,14 @@ H = 3600.0
 def make_client(
     cloud: CloudSimulator, email: str = PITMASTER, **kwargs: object
 ) -> ThermoworksClient:
-    config = cloud.thermoworks_config(timeout=kwargs.pop("timeout", 5.0))
-    return ThermoworksClient(config, email=email, clock=cloud.now, **kwargs)  # type: ignore[arg-type]
+    timeout = float(kwargs.pop("timeout", 5.0))  # type: ignore[arg-type]
+    return ThermoworksClient(
+        cloud.endpoints(),
+        timeout=timeout,
+        email=email,
+        clock=cloud.now,
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture
@@ -207,9 +214,7 @@ def test_eti_account_in_celsius(make_cloud: MakeCloud) -> None:
     wrong = make_client(cloud, "cook@example.co.uk")
     with pytest.raises(InvalidCredentials, match="eti"):
         wrong.sign_in("roast-lamb-180C")  # a UK account on the US cloud
-    client = ThermoworksClient(
-        cloud.thermoworks_config(), provider="eti", email="cook@example.co.uk", clock=cloud.now
-    )
+    client = ThermoworksClient(cloud.endpoints("eti"), email="cook@example.co.uk", clock=cloud.now)
     client.sign_in("roast-lamb-180C")
     snapshot = client.poll()
     assert snapshot.profile.preferred_units is Unit.CELSIUS
@@ -457,8 +462,8 @@ def test_slow_answer_times_out(cloud: CloudSimulator) -> None:
 
 
 def test_unreachable_cloud(cloud: CloudSimulator) -> None:
-    config = ThermoworksConfig(identitytoolkit_url="http://127.0.0.1:9", timeout=2)
-    client = ThermoworksClient(config, email=PITMASTER)
+    endpoints = Endpoints.resolve("thermoworks", identitytoolkit_url="http://127.0.0.1:9")
+    client = ThermoworksClient(endpoints, timeout=2, email=PITMASTER)
     with pytest.raises(Unavailable, match=r"cannot reach 127\.0\.0\.1:9"):
         client.sign_in(PITMASTER_PASSWORD)
     client.close()
@@ -502,9 +507,11 @@ def test_retry_delay_table() -> None:
 
 
 def test_custom_provider_must_be_complete() -> None:
-    with pytest.raises(ConfigError, match="custom provider needs"):
-        Endpoints.from_config(ThermoworksConfig(provider="custom"))
-    endpoints = Endpoints.from_config(
+    with pytest.raises(EndpointError, match="custom provider needs"):
+        Endpoints.resolve("custom")
+    with pytest.raises(ConfigError, match=r"^thermoworks: the custom provider needs"):
+        endpoints_for(ThermoworksConfig(provider="custom"))
+    endpoints = endpoints_for(
         ThermoworksConfig(
             provider="custom", api_key="key-zz-99", referer="https://x/", project_id="p"
         )

@@ -3,7 +3,7 @@
 The rows that :func:`with_alerts` adds to the discovery table:
 
 * per ThermoWorks device, an ``event`` entity *Alerts* on the device's event topic:
-  each firing is one message there (``Publisher.publish_firing``), its
+  each firing is one message there (:func:`publish_firing`), its
   ``event_type`` one of :data:`EVENT_TYPES` and the rest of it the event's attributes;
 * per temperature probe, a ``number`` *<probe> target* in the probe's unit: setting
   it creates or changes the probe's target alert, 0 (or an empty payload) removes it;
@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from grillstats_bridge.alerts.engine import AlertRuleError, FiringEvent
+from grillstats_bridge.alerts.engine import AlertRuleError, Firing, FiringEvent
 from grillstats_bridge.alerts.service import (
     AlertService,
     probe_range_alert,
@@ -48,14 +48,16 @@ from grillstats_bridge.ha.entities import (
     Component,
     DeviceView,
     EntityDescription,
+    JsonValue,
     ProbeAlerts,
     ProbeView,
     Source,
     Table,
+    dumps,
     sanitize,
 )
 from grillstats_bridge.ha.publisher import Publisher
-from grillstats_bridge.mqtt.client import InboundMessage
+from grillstats_bridge.mqtt.client import Delivery, DeliveryStatus, InboundMessage
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import Device, ProbeRow
 
@@ -194,6 +196,38 @@ def alert_views(
             )
         )
     return {serial: tuple(probes) for serial, probes in out.items()}
+
+
+def publish_firing(
+    publisher: Publisher, firing: Firing, *, on_done: Callable[[Delivery], None] | None = None
+) -> Delivery:
+    """One alert firing on its device's event topic (QoS 1, never retained).
+
+    The same message then goes to the probe's event topic, where the device
+    triggers listen; ``on_done`` follows the device's message (the record of it).
+    """
+    payload: dict[str, JsonValue] = {
+        "event_type": firing.event.value,
+        "firing_id": firing.id,
+        "alert_id": firing.alert_id,
+        "name": firing.name,
+        "alert_type": firing.kind.value,
+        "probe": firing.channel,
+        "temperature": round(firing.value, 2),
+        "unit": firing.unit.symbol,
+        "threshold": round(firing.threshold, 2),
+        "change": None if firing.change is None else round(firing.change, 2),
+        "time": firing.time.isoformat(),
+    }
+    text = dumps(payload)
+    topic = publisher.naming.device_event_topic(firing.serial)
+    delivery = publisher.client.publish_event(topic, text, on_done=on_done)
+    if delivery.status is not DeliveryStatus.REJECTED:
+        # Not when refused: the outbox sends the firing again, and the triggers with it.
+        publisher.client.publish_event(
+            publisher.naming.probe_event_topic(firing.serial, firing.channel), text
+        )
+    return delivery
 
 
 def parse_target(payload: bytes) -> float | None:

@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from grillstats_bridge import __version__
 from grillstats_bridge.alerts.engine import Firing
-from grillstats_bridge.alerts.entities import AlertControl, with_alerts
+from grillstats_bridge.alerts.entities import AlertControl, publish_firing, with_alerts
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge.health import HealthServer
 from grillstats_bridge.bridge.outbox import Outbox
@@ -52,15 +52,16 @@ from grillstats_bridge.clock import Clock, RealClock
 from grillstats_bridge.config import Config
 from grillstats_bridge.domain import Device, Poll, Unit, convert_temperature
 from grillstats_bridge.ha.entities import TABLE, AccountStatus, BridgeHealth, BridgeStatus
-from grillstats_bridge.ha.publisher import PublicationStore, Publisher, naming_for
+from grillstats_bridge.ha.publisher import Publisher, naming_for
 from grillstats_bridge.mqtt.client import InboundMessage, MqttClient
-from grillstats_bridge.sessions.entities import SessionMqtt
+from grillstats_bridge.sessions.entities import EndedEvent, SessionMqtt, mark_ended_published
 from grillstats_bridge.sessions.service import SessionService
 from grillstats_bridge.sessions.tracker import ChangeKind
 from grillstats_bridge.store import revisions
 from grillstats_bridge.store.accounts import CredentialState, link_states
 from grillstats_bridge.store.db import Database, safe_url
 from grillstats_bridge.store.models import User
+from grillstats_bridge.store.publications import PublicationStore
 from grillstats_bridge.store.readings import ReadingBuffer, prune_readings, retention_cutoff
 from grillstats_bridge.store.secrets import SecretBox
 from grillstats_bridge.thermoworks.errors import Action, CloudError, action_for
@@ -179,7 +180,7 @@ class Bridge:
             post=self.submit,
             clock=self.clock.now,
             pending=self._pending_firings,
-            send=lambda firing, done: self.publisher.publish_firing(firing, on_done=done),
+            send=lambda firing, done: publish_firing(self.publisher, firing, on_done=done),
             mark=self.alerts.mark_published,
         )
         self.on_command(self.alert_control.command_filter, self.alert_control.handle)
@@ -188,9 +189,18 @@ class Bridge:
             database=self.database,
             service=self.sessions,
             publisher=self.publisher,
-            client=self.mqtt,
             clock=self.clock.now,
+            on_ended=self._session_ended,
+        )
+        self.session_outbox: Outbox[EndedEvent] = Outbox(
+            "session",
+            database=self.database,
+            client=self.mqtt,
             post=self.submit,
+            clock=self.clock.now,
+            pending=self.session_mqtt.pending_events,
+            send=self.session_mqtt.send_event,
+            mark=mark_ended_published,
         )
         self.session_mqtt.subscribe(self.on_command)
         self.health_server: HealthServer | None = None
@@ -290,6 +300,7 @@ class Bridge:
             thread.join(max(0.1, deadline - time.monotonic()))
         if not self._threaded:
             self._drain_work()
+        self.publisher.save_records()  # the pipeline thread has stopped: this is the last save
         self.publisher.close()
         self.mqtt.stop(timeout=max(1.0, deadline - time.monotonic()))
         if self.health_server is not None:
@@ -616,6 +627,7 @@ class Bridge:
             self._note_activity(poll, cooking or self._is_active(poll), now)
         self._after_commit(outcome)
         self._publish_bridge()
+        self.publisher.save_records()
         return outcome
 
     def _note_activity(self, poll: Poll, active: bool, now: datetime) -> None:
@@ -656,9 +668,8 @@ class Bridge:
                     snap.serial,
                     snap.session_type,
                 )
-        self.session_mqtt.changed(outcome.session_changes, database_ok=self.pipeline.database_ok)
-        if self.alert_outbox.dirty and self.pipeline.database_ok:
-            self.alert_outbox.drain()
+        self.session_mqtt.changed(outcome.session_changes)
+        self._drain_outboxes()
         if outcome.database_ok:
             self.alert_control.refresh()  # targets and alert-active states, for HA
 
@@ -682,8 +693,19 @@ class Bridge:
     def _on_mqtt_connect(self) -> list[Any]:
         """After every (re)connect: waiting firings and session events go out again, in order."""
         self.alert_outbox.on_connect()
-        self.session_mqtt.on_connect()
+        self.session_outbox.on_connect()
         return []
+
+    def _session_ended(self) -> None:
+        """A session ended (a poll, housekeeping or a button): its event goes out now."""
+        self.session_outbox.dirty = True
+        self._drain_outboxes()
+
+    def _drain_outboxes(self) -> None:
+        """Publish waiting events (firings, ended sessions) while the database answers."""
+        for outbox in (self.alert_outbox, self.session_outbox):
+            if outbox.dirty and self.pipeline.database_ok:
+                outbox.drain()
 
     def _pending_firings(self, db: sa.orm.Session, limit: int) -> list[tuple[int, Firing]]:
         return [(f.id, f) for f in self.alerts.pending(db, limit) if f.id is not None]
@@ -695,10 +717,9 @@ class Bridge:
         changes = self.pipeline.tick(now)
         if changes:
             log.info("sessions: %d change(s) between polls", len(changes))
-        self.session_mqtt.changed(changes, database_ok=self.pipeline.database_ok)
+        self.session_mqtt.changed(changes)
         self.publisher.refresh(now)
-        if self.alert_outbox.dirty and self.pipeline.database_ok:
-            self.alert_outbox.drain()
+        self._drain_outboxes()
         cutoff = retention_cutoff(now, self.config.storage.retention_days)
         if cutoff is not None and now >= self._next_prune:
             self._next_prune = now + timedelta(seconds=PRUNE_EVERY_S)
@@ -710,6 +731,7 @@ class Bridge:
             except SQLAlchemyError as exc:
                 log.warning("readings not pruned: %s", type(exc).__name__)
         self._publish_bridge()
+        self.publisher.save_records()
 
     # ------------------------------------------------------------------ status
 

@@ -6,6 +6,7 @@ import argparse
 from datetime import datetime
 from typing import Any
 
+from grillstats_bridge.accounts import service
 from grillstats_bridge.bridge.poller import poll_and_sync
 from grillstats_bridge.cli.common import (
     Context,
@@ -33,7 +34,7 @@ def register(sub: Any) -> None:
     p.add_argument("user_email", metavar="USER_EMAIL", help="the bridge user")
     p.add_argument(
         "--provider",
-        choices=accounts.PROVIDER_CHOICES,
+        choices=service.PROVIDER_CHOICES,
         help="thermoworks (US cloud) or eti (UK / international); default: thermoworks.provider",
     )
     p.add_argument(
@@ -61,7 +62,7 @@ def _link(args: argparse.Namespace, ctx: Context) -> int:
         normalize_email(args.tw_email)  # refused before the password prompt
     accounts.account_info(database, args.user_email)  # an unknown user, likewise
     password = read_secret("ThermoWorks password", file=args.password_file)
-    info = accounts.link_account(
+    info = service.link_account(
         database,
         ctx.config,
         args.user_email,

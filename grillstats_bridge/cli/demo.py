@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from grillstats_bridge.accounts.service import link_account
 from grillstats_bridge.alerts.service import add_alert
 from grillstats_bridge.bridge.poller import poll_and_sync
 from grillstats_bridge.cli.liveview import CLEAR, ViewState, render
@@ -33,7 +34,7 @@ from grillstats_bridge.config import Config, load_config
 from grillstats_bridge.domain import utcnow
 from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.store import migrate, users
-from grillstats_bridge.store.accounts import account_info, link_account
+from grillstats_bridge.store.accounts import account_info
 from grillstats_bridge.store.db import Database
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
-from grillstats_bridge.bridge.poller import poll_and_sync, rename_device
+from grillstats_bridge.bridge.poller import poll_and_sync
 from grillstats_bridge.cli.common import Context, add_command, add_group, print_table
 from grillstats_bridge.domain import Unit
+from grillstats_bridge.store.devices import rename_device
 from grillstats_bridge.store.models import Device, User
 from grillstats_bridge.store.users import get_user
 from grillstats_bridge.thermoworks.errors import CloudError, action_for

@@ -8,8 +8,9 @@ from typing import Any
 
 from grillstats_bridge.cli.common import Context, add_command, add_group
 from grillstats_bridge.errors import GrillstatsError, UsageError
-from grillstats_bridge.ha.publisher import PublicationStore, naming_for
+from grillstats_bridge.ha.publisher import naming_for
 from grillstats_bridge.mqtt.client import MqttClient, RetainedScan, read_retained
+from grillstats_bridge.store.publications import PublicationStore
 
 TIMEOUT = 15.0
 
@@ -46,7 +47,7 @@ def _cleanup(args: argparse.Namespace, ctx: Context) -> int:
     config = ctx.config.mqtt
     naming = naming_for(config)
     store = None if args.broker_only else PublicationStore(ctx.database(), config.instance_id)
-    remembered = {r.topic: r.kind for r in store.load()} if store is not None else {}
+    remembered = {topic: kind for topic, _, kind in store.load()} if store is not None else {}
     helper_id = f"{config.effective_client_id}-cleanup"
     scan = _scan(ctx, helper_id)
     held = scan.messages

@@ -27,13 +27,11 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import NamedTuple, Protocol
 
-import sqlalchemy as sa
-
-from grillstats_bridge.alerts.engine import Firing
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.domain import Device, utcnow
 from grillstats_bridge.ha.entities import (
@@ -58,13 +56,10 @@ from grillstats_bridge.ha.entities import (
 )
 from grillstats_bridge.mqtt.client import (
     Delivery,
-    DeliveryStatus,
     InboundMessage,
     Message,
     MqttClient,
 )
-from grillstats_bridge.store.db import Database
-from grillstats_bridge.store.models import MqttPublication
 
 log = logging.getLogger(__name__)
 
@@ -86,62 +81,20 @@ def account_owner(user_id: int) -> str:
     return f"user:{user_id}"
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One remembered retained topic."""
+class Record(NamedTuple):
+    """One remembered retained topic (a ``mqtt_publications`` row)."""
 
     topic: str
     owner: str
     kind: str  # config, state
 
 
-class PublicationStore:
-    """The ``mqtt_publications`` table for one instance."""
+class RecordStore(Protocol):
+    """Where the records are kept between runs (``store.publications.PublicationStore``)."""
 
-    def __init__(self, database: Database, instance_id: str) -> None:
-        self.database = database
-        self.instance_id = instance_id
+    def load(self) -> Sequence[tuple[str, str, str]]: ...
 
-    def load(self) -> list[Record]:
-        with self.database.session() as session:
-            rows = session.scalars(
-                sa.select(MqttPublication).where(MqttPublication.instance_id == self.instance_id)
-            )
-            return [Record(r.topic, r.owner, r.kind) for r in rows]
-
-    def apply(self, added: Sequence[Record], removed: Sequence[str]) -> None:
-        """Remember ``added`` (or move them to their new owner), forget ``removed``."""
-        row = MqttPublication
-        with self.database.transaction() as session:
-            # Replacing rows keeps this portable (no dialect-specific upsert).
-            for chunk in _chunks([*removed, *(r.topic for r in added)], 500):
-                session.execute(
-                    sa.delete(row).where(row.instance_id == self.instance_id, row.topic.in_(chunk))
-                )
-            if added:
-                session.execute(
-                    sa.insert(row),
-                    [
-                        {"instance_id": self.instance_id, "topic": r.topic, "owner": r.owner}
-                        | {"kind": r.kind}
-                        for r in added
-                    ],
-                )
-
-    def forget_all(self) -> int:
-        """Forget every topic of this instance; returns how many there were."""
-        row = MqttPublication
-        with self.database.transaction() as session:
-            count = session.scalar(
-                sa.select(sa.func.count()).where(row.instance_id == self.instance_id)
-            )
-            session.execute(sa.delete(row).where(row.instance_id == self.instance_id))
-            return int(count or 0)
-
-
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+    def apply(self, added: Sequence[tuple[str, str, str]], removed: Sequence[str]) -> None: ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -174,7 +127,7 @@ class Publisher:
         client: MqttClient,
         config: MqttConfig,
         *,
-        store: PublicationStore | None = None,
+        store: RecordStore | None = None,
         table: Table = TABLE,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
@@ -204,11 +157,14 @@ class Publisher:
         self._ha_births = 0
         self._last_discovery: datetime | None = None
         self._store_errors = 0
-        self._store_lock = threading.Lock()
+        self._store_failing = False
+        self._store_lock = threading.Lock()  # one save at a time, in the order of the changes
+        self._unsaved: list[tuple[list[Record], list[str]]] = []  # changes not yet in the store
         self._closed = False
         if store is not None:
             try:
-                for record in store.load():
+                for row in store.load():
+                    record = Record(*row)
                     self._records[record.topic] = record
                     self._owned.setdefault(record.owner, {})[record.topic] = None
             except Exception as exc:
@@ -225,37 +181,6 @@ class Publisher:
             self._bridge = status
             pub = bridge_publication(self.naming, status, self.table, self._memo)
             self._reconcile(BRIDGE_OWNER, [pub], keep={self.naming.status_topic})
-
-    def publish_firing(
-        self, firing: Firing, *, on_done: Callable[[Delivery], None] | None = None
-    ) -> Delivery:
-        """One alert firing on its device's event topic (QoS 1, never retained).
-
-        The same message then goes to the probe's event topic, where the device
-        triggers listen; ``on_done`` follows the device's message (the record of it).
-        """
-        payload: dict[str, JsonValue] = {
-            "event_type": firing.event.value,
-            "firing_id": firing.id,
-            "alert_id": firing.alert_id,
-            "name": firing.name,
-            "alert_type": firing.kind.value,
-            "probe": firing.channel,
-            "temperature": round(firing.value, 2),
-            "unit": firing.unit.symbol,
-            "threshold": round(firing.threshold, 2),
-            "change": None if firing.change is None else round(firing.change, 2),
-            "time": firing.time.isoformat(),
-        }
-        text = dumps(payload)
-        topic = self.naming.device_event_topic(firing.serial)
-        delivery = self.client.publish_event(topic, text, on_done=on_done)
-        if delivery.status is not DeliveryStatus.REJECTED:
-            # Not when refused: the outbox sends the firing again, and the triggers with it.
-            self.client.publish_event(
-                self.naming.probe_event_topic(firing.serial, firing.channel), text
-            )
-        return delivery
 
     def publish_alerts(self, alerts: Mapping[str, tuple[ProbeAlerts, ...]]) -> None:
         """Every probe's target and alert-active state (serial -> probes); republishes changes."""
@@ -484,25 +409,46 @@ class Publisher:
                 self._owned.get(previous.owner, {}).pop(record.topic, None)
             self._records[record.topic] = record
             self._owned.setdefault(record.owner, {})[record.topic] = None
+        if self.store is not None:
+            self._unsaved.append((list(added), list(removed)))
+
+    def save_records(self) -> bool:
+        """Write the records changed since the last save to the store; False if it failed.
+
+        The daemon calls this on its pipeline thread (never a poll worker's): the
+        publisher itself writes no database. Changes are written in the order the
+        topics were published and cleared; what could not be written waits for the
+        next save.
+        """
         if self.store is None:
-            return
-        # Held under the publisher's lock on purpose: rows must be written in the
-        # order the topics were published and cleared. It only happens when the set
-        # of entities changes, never on a plain state update.
-        try:
-            with self._store_lock:
-                self.store.apply(added, removed)
-        except Exception as exc:
-            self._store_failed("save", exc)
+            return True
+        with self._store_lock:
+            with self._lock:
+                pending, self._unsaved = self._unsaved, []
+            for done, (added, removed) in enumerate(pending):
+                try:
+                    self.store.apply(added, removed)
+                except Exception as exc:
+                    with self._lock:
+                        self._unsaved[:0] = pending[done:]
+                    self._store_failed("save", exc)
+                    return False
+            if pending and self._store_failing:
+                self._store_failing = False
+                log.info("MQTT: what was published is recorded in the database again")
+            return True
 
     def _store_failed(self, what: str, exc: Exception) -> None:
         self._store_errors += 1
+        if self._store_failing:
+            return  # said once; the records wait in memory for the next save
+        self._store_failing = what == "save"
         log.error(
-            "MQTT: cannot %s what was published in the database (%s: %s); publishing goes on, "
-            "but 'mqtt cleanup' may miss topics",
+            "MQTT: cannot %s what was published in the database (%s: %s); publishing goes on, %s",
             what,
             type(exc).__name__,
             str(exc).splitlines()[0] if str(exc) else "",
+            "the records wait in memory" if what == "save" else "'mqtt cleanup' may miss topics",
         )
 
     def _everything(self) -> list[Message]:

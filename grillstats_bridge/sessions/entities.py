@@ -28,12 +28,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from grillstats_bridge.bridge.outbox import BATCH, Outbox
 from grillstats_bridge.domain import Unit, clean_float
 from grillstats_bridge.errors import UsageError
 from grillstats_bridge.ha.entities import CurrentSession, JsonValue, sanitize
 from grillstats_bridge.ha.publisher import Publisher
-from grillstats_bridge.mqtt.client import InboundMessage, MqttClient
+from grillstats_bridge.mqtt.client import Delivery, InboundMessage
 from grillstats_bridge.sessions.service import SessionService
 from grillstats_bridge.sessions.tracker import (
     ChangeKind,
@@ -51,7 +50,7 @@ STARTED = "session_started"
 ENDED = "session_ended"
 _ENDED_STATUSES = (SessionStatus.COMPLETED.value, SessionStatus.CANCELLED.value)
 
-Post = Callable[[Callable[[], None]], None]
+EndedEvent = tuple[str, dict[str, JsonValue]]  # serial, session_ended payload
 OnCommand = Callable[[str, Callable[[InboundMessage], None]], None]
 
 
@@ -152,7 +151,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else clean_float(value)
 
 
-def pending_ended(db: Session, limit: int = BATCH) -> list[GrillingSession]:
+def pending_ended(db: Session, limit: int) -> list[GrillingSession]:
     """Ended sessions whose event the broker has not acknowledged, in the order they ended."""
     query = (
         sa.select(GrillingSession)
@@ -191,26 +190,14 @@ class SessionMqtt:
         database: Database,
         service: SessionService,
         publisher: Publisher,
-        client: MqttClient,
         clock: Callable[[], datetime],
-        post: Post,
+        on_ended: Callable[[], None],
     ) -> None:
         self.database = database
         self.service = service
         self.publisher = publisher
-        self.client = client
         self.clock = clock
-        self.post = post  # runs a job on the pipeline thread (MQTT callbacks use it)
-        self.outbox: Outbox[tuple[str, dict[str, JsonValue]]] = Outbox(
-            "session",
-            database=database,
-            client=client,
-            post=post,
-            clock=clock,
-            pending=self._pending_events,
-            send=lambda event, done: publisher.publish_session_event(*event, on_done=done),
-            mark=mark_ended_published,
-        )
+        self.on_ended = on_ended  # a session ended: its event waits in the daemon's outbox
 
     def subscribe(self, on_command: OnCommand) -> None:
         """Listen to every device's buttons (one wildcard subscription each)."""
@@ -220,36 +207,35 @@ class SessionMqtt:
 
     # ------------------------------------------------------------------ state and events
 
-    def changed(self, changes: Sequence[SessionChange], *, database_ok: bool = True) -> None:
-        """After the tracker ran: the running sessions' state, new sessions' events, the outbox."""
+    def changed(self, changes: Sequence[SessionChange]) -> None:
+        """After the tracker ran: the running sessions' state, new sessions' events."""
         now = self.clock()
         running = {
             s.serial: current_session(s, now) for s in self.service.tracker.active_sessions()
         }
         self.publisher.publish_sessions(running)
+        ended = False
         for change in changes:
             if change.kind is ChangeKind.STARTED:
                 self.publisher.publish_session_event(
                     change.serial, started_payload(change.session, now)
                 )
             elif change.kind in (ChangeKind.ENDED, ChangeKind.CANCELLED):
-                self.outbox.dirty = True
-        if self.outbox.dirty and database_ok:
-            self.drain()
+                ended = True
+        if ended:
+            self.on_ended()
 
-    def drain(self) -> None:
-        """Publish waiting ``session_ended`` events in order; each is marked once acknowledged."""
-        self.outbox.drain()
+    # ------------------------------------------------------------------ the outbox's parts
 
-    def on_connect(self) -> None:
-        """After every (re)connect (an MQTT thread): waiting events go out again."""
-        self.outbox.on_connect()
-
-    def _pending_events(
-        self, db: Session, limit: int
-    ) -> list[tuple[int, tuple[str, dict[str, JsonValue]]]]:
+    def pending_events(self, db: Session, limit: int) -> list[tuple[int, EndedEvent]]:
+        """Ended sessions whose event waits, as (session id, (serial, payload)), oldest first."""
         now = self.clock()
         return [(r.id, (r.device_id, ended_payload(r, now))) for r in pending_ended(db, limit)]
+
+    def send_event(self, event: EndedEvent, on_done: Callable[[Delivery], None]) -> Delivery:
+        """One ``session_ended`` event on its device's session event topic."""
+        serial, payload = event
+        return self.publisher.publish_session_event(serial, payload, on_done=on_done)
 
     # ------------------------------------------------------------------ the buttons
 

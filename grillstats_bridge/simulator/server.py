@@ -10,7 +10,7 @@ account) so that a client that passes here speaks the real protocol.
 In-process use (tests, demo)::
 
     with CloudSimulator("brisket", speed=0) as sim:   # speed 0: the clock moves by hand
-        config = sim.thermoworks_config()
+        client = ThermoworksClient(sim.endpoints(), email="pitmaster@example.com")
         sim.advance(3600)
         sim.fail_next(503, endpoint="runQuery")
         sim.counts["batchGet"]
@@ -38,7 +38,6 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from grillstats_bridge.clock import SimClock
-from grillstats_bridge.config import ThermoworksConfig
 from grillstats_bridge.domain import Unit, ensure_utc
 from grillstats_bridge.simulator.scenario import (
     AccountSpec,
@@ -50,6 +49,7 @@ from grillstats_bridge.simulator.scenario import (
     load_scenario,
     merge_scenarios,
 )
+from grillstats_bridge.thermoworks.client import Endpoints
 from grillstats_bridge.thermoworks.firestore import (
     PLAIN,
     Encoding,
@@ -309,9 +309,9 @@ class CloudSimulator:
             "firestore_url": f"{self.base_url}/firestore",
         }
 
-    def thermoworks_config(self, **overrides: Any) -> ThermoworksConfig:
-        """A ``thermoworks`` configuration section pointing at this simulator."""
-        return ThermoworksConfig(**{**self.urls(), **overrides})
+    def endpoints(self, provider: str = "thermoworks", **overrides: str) -> Endpoints:
+        """A provider's endpoints, pointing at this simulator (for a client)."""
+        return Endpoints.resolve(provider, **{**self.urls(), **overrides})
 
     # ------------------------------------------------------------------ clock
 

@@ -11,27 +11,21 @@ the reason and the time; nothing retries them until the owner links again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-import requests
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from grillstats_bridge.config import Config
-from grillstats_bridge.domain import utcnow
-from grillstats_bridge.errors import UsageError
+from grillstats_bridge.domain import Tokens
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import Device, ThermoWorksCredentials, User
 from grillstats_bridge.store.secrets import SecretBox
-from grillstats_bridge.store.users import get_user, normalize_email
-from grillstats_bridge.thermoworks.client import ThermoworksClient, Tokens
+from grillstats_bridge.store.users import get_user
 
 log = logging.getLogger(__name__)
-
-PROVIDER_CHOICES = ("thermoworks", "eti")
 
 
 class CredentialState(StrEnum):
@@ -58,64 +52,6 @@ class AccountInfo:
     updated_at: datetime | None
     devices: int
     active_devices: int
-
-
-def link_account(
-    database: Database,
-    config: Config,
-    user_email: str,
-    password: str,
-    *,
-    provider: str | None = None,
-    tw_email: str | None = None,
-    store_password: bool = False,
-    clock: Callable[[], datetime] = utcnow,
-    session: requests.Session | None = None,
-) -> AccountInfo:
-    """Sign in to ThermoWorks as the user and store the (encrypted) link; replaces an old link."""
-    provider = provider or config.thermoworks.provider
-    if provider not in (*PROVIDER_CHOICES, "custom"):
-        raise UsageError(f"--provider: must be thermoworks or eti, got {provider!r}")
-    with database.transaction() as db:
-        user = get_user(db, user_email)
-        user_id, default_email = user.id, user.email
-    email = normalize_email(tw_email) if tw_email else default_email
-    box = SecretBox.from_config(config.security)
-    client = ThermoworksClient(
-        config.thermoworks, provider=provider, email=email, clock=clock, session=session
-    )
-    try:
-        tokens = client.sign_in(password)
-        profile = client.user_profile()
-    finally:
-        client.close()
-    now = clock()
-    with database.transaction() as db:
-        row = db.scalar(
-            sa.select(ThermoWorksCredentials).where(ThermoWorksCredentials.user_id == user_id)
-        )
-        if row is None:
-            row = ThermoWorksCredentials(user_id=user_id)
-            db.add(row)
-        row.provider = provider
-        row.tw_email = email
-        row.uid = tokens.uid or profile.uid
-        row.account_id = profile.account_id
-        store_tokens(row, tokens, box)
-        row.stored_password = box.encrypt(password) if store_password else None
-        row.state = CredentialState.OK
-        row.state_reason = None
-        row.state_changed_at = now
-        # A relinked account's devices come back: the next sync judges each one.
-        db.execute(
-            sa.update(Device)
-            .where(Device.user_id == user_id, Device.status == "error")
-            .values(status="offline")
-        )
-    log.info("linked %s to the %s account %s", default_email, provider, email)
-    info = account_info(database, default_email)
-    assert info is not None
-    return info
 
 
 def store_tokens(row: ThermoWorksCredentials, tokens: Tokens, box: SecretBox) -> None:

@@ -1,4 +1,8 @@
-"""The daemon's device sync: :func:`sync.sync_devices` rows, written only where they changed.
+"""Devices and probes in the database: what a poll writes, and the daemon's cheap way to write it.
+
+:func:`sync_devices` upserts one account's devices and probes through the ORM
+(the CLI and anything that changes which rows exist use it); :func:`rename_device`
+gives a device the user's own name.
 
 Every poll of every account upserts its devices and probes. Through the ORM
 that is a load of the account's devices, a lazy load of each device's probes
@@ -9,7 +13,7 @@ the probes that changed (one per set of columns: a probe that is unplugged keeps
 its last value, a renamed device its nickname).
 
 Anything that changes which rows exist, or rows it did not write itself, goes
-through :func:`sync.sync_devices` itself, and the account's rows are read again
+through :func:`sync_devices` itself, and the account's rows are read again
 afterwards: a device or probe that is new or gone, a device that another user
 owns, a device renamed, relinked, deactivated or deleted elsewhere (its
 ``updated_at`` is not the one written here), the first poll of an account, and
@@ -20,9 +24,11 @@ the first poll after a transaction rolled back. The rows end up as
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from enum import Enum
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,19 +36,254 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
 from grillstats_bridge import domain
-from grillstats_bridge.bridge.poller import (
-    DEVICE_COLUMNS,
-    PROBE_COLUMNS,
-    SyncResult,
-    device_values,
-    probe_values,
-    sync_devices,
-)
-from grillstats_bridge.domain import utcnow
+from grillstats_bridge.domain import Poll, utcnow
+from grillstats_bridge.errors import UsageError
 from grillstats_bridge.store import bulk
+from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import Device, ProbeRow
 
 log = logging.getLogger(__name__)
+
+# ------------------------------------------------------------------------------ the rows of a poll
+
+
+@dataclass(slots=True)
+class SyncResult:
+    """What one sync changed."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    deactivated: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # serials another user already has
+
+
+def sync_poll(database: Database, poll: Poll) -> SyncResult:
+    """Upsert a poll's devices and probes; vanished devices become inactive.
+
+    When documents were skipped as malformed, nothing is marked inactive: a
+    device whose document could not be read has not left the account.
+    """
+    with database.transaction() as session:
+        return sync_devices(
+            session, poll.user_id, poll.devices, now=poll.polled_at, complete=poll.malformed == 0
+        )
+
+
+def sync_devices(
+    session: Session,
+    user_id: int,
+    devices: Sequence[domain.Device],
+    *,
+    now: datetime,
+    complete: bool = True,
+) -> SyncResult:
+    """Upsert ``devices`` of one user (``device_id`` = serial) and their probes."""
+    result = SyncResult()
+    rows = {
+        row.device_id: row
+        for row in session.scalars(sa.select(Device).where(Device.user_id == user_id))
+    }
+    serials = [d.serial for d in devices]
+    others = {
+        row.device_id: row.user_id
+        for row in session.scalars(
+            sa.select(Device).where(Device.device_id.in_(serials), Device.user_id != user_id)
+        )
+    }
+    for device in devices:
+        if device.serial in others:
+            # devices.device_id is unique (the seed's rule): one device, one owner.
+            log.warning(
+                "device %s is already registered to user %d; not adding it to user %d",
+                device.serial,
+                others[device.serial],
+                user_id,
+            )
+            result.conflicts.append(device.serial)
+            continue
+        row = rows.get(device.serial)
+        if row is None:
+            row = Device(user_id=user_id, device_id=device.serial, renamed_by_user=False)
+            session.add(row)
+            rows[device.serial] = row
+            result.added.append(device.serial)
+        else:
+            result.updated.append(device.serial)
+        _fill_device(row, device, now)
+        _sync_probes(session, row, device)
+    if complete:
+        present = set(serials)
+        for serial, row in rows.items():
+            if serial not in present and row.is_active is not False:
+                row.is_active = False
+                row.status = "offline"
+                result.deactivated.append(serial)
+    session.flush()
+    return result
+
+
+def _fill_device(row: Device, device: domain.Device, now: datetime) -> None:
+    for key, value in device_values(device, now, renamed=row.renamed_by_user).items():
+        setattr(row, key, value)
+
+
+# The columns device_values() and probe_values() may write (the device sync's cache of
+# rows holds these; tests/test_device_sync.py checks they cover what the functions give).
+DEVICE_COLUMNS = (
+    "cloud_label",
+    "nickname",
+    "model",
+    "device_type",
+    "firmware",
+    "battery",
+    "signal_dbm",
+    "last_seen",
+    "raw",
+    "status",
+    "is_active",
+)
+PROBE_COLUMNS = (
+    "label",
+    "unit",
+    "connected",
+    "status",
+    "last_value",
+    "last_time",
+    "alarm_high_enabled",
+    "alarm_high_alarming",
+    "alarm_high_value",
+    "alarm_low_enabled",
+    "alarm_low_alarming",
+    "alarm_low_value",
+    "raw",
+)
+
+
+def device_values(device: domain.Device, now: datetime, *, renamed: bool) -> dict[str, Any]:
+    """The ``devices`` columns a sync writes for ``device`` (the nickname only if not renamed)."""
+    values: dict[str, Any] = {"cloud_label": _cut(device.label, 100)}
+    if not renamed:
+        values["nickname"] = _cut(device.label or device.name, 100)
+    values.update(
+        model=_cut(device.model, 50),
+        device_type=_cut(device.type, 20),
+        firmware=_cut(device.firmware, 50),
+        battery=device.battery,
+        signal_dbm=device.signal_dbm,
+        last_seen=device.last_seen or device.last_telemetry_saved,
+        raw=json_safe(device.extra),
+        status="online" if device.is_online(now) else "offline",
+        is_active=True,
+    )
+    return values
+
+
+def _sync_probes(session: Session, row: Device, device: domain.Device) -> None:
+    existing = {p.channel: p for p in row.probes}
+    for probe in device.probes:
+        probe_row = existing.get(probe.channel)
+        if probe_row is None:
+            probe_row = ProbeRow(channel=probe.channel)
+            row.probes.append(probe_row)
+        for key, value in probe_values(probe, device).items():
+            setattr(probe_row, key, value)
+    present = {p.channel for p in device.probes}
+    for channel, probe_row in existing.items():
+        if channel not in present:
+            probe_row.connected = False
+
+
+def probe_values(probe: domain.Probe, device: domain.Device) -> dict[str, Any]:
+    """The ``probes`` columns a sync writes (the last value and time only while connected)."""
+    high, low = probe.alarm_high, probe.alarm_low
+    values: dict[str, Any] = {
+        "label": _cut(probe.label, 100),
+        "unit": probe.unit.value,
+        "connected": probe.connected,
+        "status": _cut(probe.status, 20),
+    }
+    if probe.connected:
+        values["last_value"] = probe.value
+        values["last_time"] = (
+            probe.last_telemetry_saved or device.last_telemetry_saved or device.last_seen
+        )
+    values.update(
+        alarm_high_enabled=high.enabled if high else None,
+        alarm_high_alarming=high.alarming if high else None,
+        alarm_high_value=high.value if high else None,
+        alarm_low_enabled=low.enabled if low else None,
+        alarm_low_alarming=low.alarming if low else None,
+        alarm_low_value=low.value if low else None,
+        raw=json_safe(probe.extra),
+    )
+    return values
+
+
+def _cut(text: str | None, length: int) -> str | None:
+    return None if text is None else text[:length]
+
+
+def json_safe(value: Any) -> Any:
+    """A value JSON can hold: datetimes as ISO 8601, enums by value, non-finite floats as None."""
+    kind = type(value)
+    # The plain types first: every poll runs every cloud field through here.
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict or isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            # The leaves inline: a call per value is most of the cost of every poll's sync.
+            leaf = type(v)
+            if leaf is str or leaf is int or leaf is bool or v is None:
+                out[str(k)] = v
+            elif leaf is datetime:
+                out[str(k)] = v.isoformat()
+            else:
+                out[str(k)] = json_safe(v)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def rename_device(database: Database, serial: str, name: str | None) -> Device:
+    """Give a device a name of its own; None or empty: follow the cloud's label again."""
+    with database.transaction() as session:
+        row = session.scalar(sa.select(Device).where(Device.device_id == serial))
+        if row is None:
+            raise UsageError(f"no device with serial {serial!r}")
+        if name and name.strip():
+            if len(name.strip()) > 100:
+                raise UsageError("name: at most 100 characters")
+            row.nickname = name.strip()
+            row.renamed_by_user = True
+        else:
+            row.nickname = row.cloud_label or row.device_id
+            row.renamed_by_user = False
+        return row
+
+
+def probe_marks(database: Database, user_id: int) -> list[tuple[str, int, datetime | None, bool]]:
+    """Each probe of a user's devices: serial, channel, last stored time, connected."""
+    with database.transaction() as db:
+        rows = db.execute(
+            sa.select(Device.device_id, ProbeRow.channel, ProbeRow.last_time, ProbeRow.connected)
+            .join(ProbeRow, ProbeRow.device_id == Device.id)
+            .where(Device.user_id == user_id)
+        ).all()
+    return [(serial, channel, last, bool(connected)) for serial, channel, last, connected in rows]
+
+
+# ------------------------------------------------------------------------------ the daemon's sync
+
 
 _DEVICES: sa.Table = Device.__table__  # type: ignore[assignment]
 _PROBES: sa.Table = ProbeRow.__table__  # type: ignore[assignment]
@@ -78,7 +319,7 @@ class DeviceSync:
         now: datetime,
         complete: bool = True,
     ) -> SyncResult:
-        """Upsert ``devices`` of one user, as :func:`sync.sync_devices` does."""
+        """Upsert ``devices`` of one user, as :func:`sync_devices` does."""
         return self.sync_many(session, [SyncItem(user_id, devices, now, complete)])[0]
 
     def sync_many(self, session: Session, items: Sequence[SyncItem]) -> list[SyncResult]:

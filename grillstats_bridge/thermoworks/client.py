@@ -28,12 +28,12 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from grillstats_bridge.config import ConfigError, ThermoworksConfig
-from grillstats_bridge.domain import Device, Probe, utcnow
+from grillstats_bridge.domain import Device, Probe, Tokens, utcnow
 from grillstats_bridge.thermoworks.errors import (
     AccountDisabled,
     CloudError,
     CloudTimeout,
+    EndpointError,
     InvalidCredentials,
     MalformedDocument,
     MalformedResponse,
@@ -54,7 +54,13 @@ from grillstats_bridge.thermoworks.parse import (
     parse_device,
     parse_user,
 )
-from grillstats_bridge.thermoworks.providers import PROVIDERS
+from grillstats_bridge.thermoworks.providers import (
+    FIREBASE_URL,
+    FIRESTORE_URL,
+    IDENTITYTOOLKIT_URL,
+    PROVIDERS,
+    SECURETOKEN_URL,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,40 +110,41 @@ class Endpoints:
     firestore_url: str
 
     @classmethod
-    def from_config(cls, config: ThermoworksConfig, provider: str | None = None) -> Endpoints:
-        """The configured endpoints; ``provider`` (an account's) overrides the configured one."""
-        name = provider or config.provider
-        known = PROVIDERS.get(name)
-        if known is None and name != "custom":
-            raise ConfigError(f"thermoworks.provider: unknown provider {name!r}")
-        api_key = config.api_key or (known.api_key if known else "")
-        app_id = config.app_id or (known.app_id if known else "")
-        referer = config.referer or (known.referer if known else "")
-        if not api_key or not referer or not (app_id or config.project_id):
-            raise ConfigError(
-                "thermoworks: the custom provider needs api_key, referer, and app_id or project_id"
+    def resolve(
+        cls,
+        provider: str,
+        *,
+        api_key: str = "",
+        app_id: str = "",
+        referer: str = "",
+        project_id: str = "",
+        identitytoolkit_url: str = IDENTITYTOOLKIT_URL,
+        securetoken_url: str = SECURETOKEN_URL,
+        firebase_url: str = FIREBASE_URL,
+        firestore_url: str = FIRESTORE_URL,
+    ) -> Endpoints:
+        """A provider's endpoints; a non-empty identifier given here replaces the provider's."""
+        known = PROVIDERS.get(provider)
+        if known is None and provider != "custom":
+            raise EndpointError("provider", f"unknown provider {provider!r}")
+        api_key = api_key or (known.api_key if known else "")
+        app_id = app_id or (known.app_id if known else "")
+        referer = referer or (known.referer if known else "")
+        if not api_key or not referer or not (app_id or project_id):
+            raise EndpointError(
+                None, "the custom provider needs api_key, referer, and app_id or project_id"
             )
         return cls(
-            provider=name,
+            provider=provider,
             api_key=api_key,
             app_id=app_id,
             referer=referer,
-            project_id=config.project_id or None,
-            identitytoolkit_url=config.identitytoolkit_url.rstrip("/"),
-            securetoken_url=config.securetoken_url.rstrip("/"),
-            firebase_url=config.firebase_url.rstrip("/"),
-            firestore_url=config.firestore_url.rstrip("/"),
+            project_id=project_id or None,
+            identitytoolkit_url=identitytoolkit_url.rstrip("/"),
+            securetoken_url=securetoken_url.rstrip("/"),
+            firebase_url=firebase_url.rstrip("/"),
+            firestore_url=firestore_url.rstrip("/"),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Tokens:
-    """A signed-in session; the tokens never show in a repr."""
-
-    id_token: str = field(repr=False)
-    refresh_token: str = field(repr=False)
-    expires_at: datetime
-    uid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,9 +237,10 @@ class ThermoworksClient:
 
     def __init__(
         self,
-        config: ThermoworksConfig,
+        endpoints: Endpoints,
         *,
-        provider: str | None = None,
+        timeout: float = 15.0,
+        refresh_margin: float = 300.0,
         email: str | None = None,
         tokens: Tokens | None = None,
         password: PasswordSource | None = None,
@@ -240,10 +248,10 @@ class ThermoworksClient:
         clock: Callable[[], datetime] = utcnow,
         session: requests.Session | None = None,
     ) -> None:
-        self.endpoints = Endpoints.from_config(config, provider)
+        self.endpoints = endpoints
         self.email = email
-        self.timeout = config.timeout
-        self.refresh_margin = config.refresh_margin
+        self.timeout = timeout
+        self.refresh_margin = refresh_margin
         self._tokens = tokens
         self._password = password
         self._on_tokens = on_tokens

@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 from enum import StrEnum
 
-from grillstats_bridge.errors import GrillstatsError
+from grillstats_bridge.errors import GrillstatsError, UsageError
 
 
 class Action(StrEnum):
@@ -26,6 +26,17 @@ class Action(StrEnum):
     REAUTHENTICATE = "sign in again with the stored password, else needs the user"
     NEEDS_USER = "never retried: the account needs its owner"
     SKIP = "skip the document, count it, keep the rest"
+
+
+class EndpointError(UsageError):
+    """The cloud's endpoints cannot be built: an unknown provider, or a custom one half given.
+
+    ``key`` names the setting at fault (``provider``), or is None when several are.
+    """
+
+    def __init__(self, key: str | None, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class CloudError(GrillstatsError):

@@ -1,0 +1,1 @@
+"""Linked ThermoWorks accounts: signing in as a user and keeping the link (cloud + store)."""
