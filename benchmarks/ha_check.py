@@ -67,10 +67,9 @@ from grillstats_bridge.ha.entities import (
     BridgeStatus,
     DeviceView,
     ProbeAlerts,
-    bridge_publication,
-    device_publication,
-    sanitize,
 )
+from grillstats_bridge.ha.ids import sanitize
+from grillstats_bridge.ha.payloads import bridge_publication, device_publication
 from grillstats_bridge.ha.publisher import Publisher, naming_for
 from grillstats_bridge.mqtt.client import MqttClient
 from tests.fixtures.mqtt import free_port, port_open
@@ -769,7 +768,7 @@ def sessions_phase(check: Check, env: dict[str, str], port: int, workdir: Path) 
 
 def target_round_trip(check: Check, env: dict[str, str], daemon: Daemon) -> None:
     """HA's "Pit target" number (number.set_value) creates, changes and removes the alert."""
-    from grillstats_bridge.alerts.service import probe_target_alert
+    from grillstats_bridge.alerts.rules import probe_target_alert
 
     phase = "alerts: target number"
     uid = f"{COOK_INSTANCE}_{sanitize(KETTLE)}_p1_target"
@@ -815,7 +814,7 @@ def target_round_trip(check: Check, env: dict[str, str], daemon: Daemon) -> None
 
 def range_round_trip(check: Check, env: dict[str, str], daemon: Daemon) -> None:
     """HA's "Pit range low/high" numbers create, change, refuse and remove the range alert."""
-    from grillstats_bridge.alerts.service import probe_range_alert, set_alert_active
+    from grillstats_bridge.alerts.rules import probe_range_alert, set_alert_active
 
     phase = "alerts: range numbers"
     uids = {side: f"{COOK_INSTANCE}_{sanitize(KETTLE)}_p1_range_{side}" for side in ("low", "high")}

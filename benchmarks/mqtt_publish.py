@@ -31,9 +31,11 @@ from datetime import timedelta
 
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.domain import Device, utcnow
-from grillstats_bridge.ha.entities import DeviceView, device_publication
+from grillstats_bridge.ha.entities import DeviceView
+from grillstats_bridge.ha.payloads import device_publication
 from grillstats_bridge.ha.publisher import Publisher, naming_for
-from grillstats_bridge.mqtt.client import MqttClient, read_retained
+from grillstats_bridge.mqtt.client import MqttClient
+from grillstats_bridge.mqtt.retained import read_retained
 from tests.sample_devices import sample_devices
 
 

@@ -75,11 +75,12 @@ from benchmarks.prerendered import (
     serial_accounts,
 )
 from grillstats_bridge.accounts.service import link_account
-from grillstats_bridge.alerts.service import add_alert
+from grillstats_bridge.alerts.rules import add_alert
 from grillstats_bridge.bridge.poller import poll_and_sync
 from grillstats_bridge.config import Config, MqttConfig
 from grillstats_bridge.ha.publisher import naming_for
-from grillstats_bridge.mqtt.client import MqttClient, read_retained
+from grillstats_bridge.mqtt.client import MqttClient
+from grillstats_bridge.mqtt.retained import read_retained
 from grillstats_bridge.simulator.scenario import parse_scenario
 from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.store import migrate

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grillstats_bridge.config import SessionsConfig
 from grillstats_bridge.domain import Device, Poll, Reading, Unit
-from grillstats_bridge.sessions.tracker import ChangeKind, Rules, SessionTracker
+from grillstats_bridge.sessions.model import ChangeKind, Rules
+from grillstats_bridge.sessions.tracker import SessionTracker
 
 T0 = datetime(2026, 7, 11, 14, 0, tzinfo=UTC)
 PUSH = 15.0

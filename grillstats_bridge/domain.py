@@ -72,14 +72,6 @@ def convert_temperature(value: float, from_unit: Unit, to_unit: Unit) -> float:
     return value * 9.0 / 5.0 + 32.0
 
 
-def convert_delta(delta: float, from_unit: Unit, to_unit: Unit) -> float:
-    """Convert a temperature difference (a threshold, a hysteresis) between °F and °C."""
-    _require_temperature(from_unit, to_unit)
-    if from_unit is to_unit:
-        return delta
-    return delta * 5.0 / 9.0 if from_unit is Unit.FAHRENHEIT else delta * 9.0 / 5.0
-
-
 def _require_temperature(*units: Unit) -> None:
     for unit in units:
         if not unit.is_temperature:

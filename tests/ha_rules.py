@@ -201,7 +201,12 @@ def _state_problems(
     ):
         out.append(f"{topic}: HA needs a number in {key}, got {value!r}")
     low, high = p.get("min"), p.get("max")
-    if isinstance(value, (int, float)) and low is not None and not low <= value <= high:
+    if (
+        isinstance(value, (int, float))
+        and low is not None
+        and high is not None
+        and not low <= value <= high
+    ):
         out.append(f"{topic}: {value!r} outside the number's range {low} to {high}")
     options = p.get("options")
     if options and value is not None and value not in options:

@@ -16,12 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from grillstats_bridge.domain import Device, Poll, Reading, Unit, convert_temperature
-from grillstats_bridge.sessions.tracker import (
-    ChangeKind,
-    SessionChange,
-    SessionSnapshot,
-    SessionTracker,
-)
+from grillstats_bridge.sessions.model import ChangeKind, SessionChange, SessionSnapshot
+from grillstats_bridge.sessions.tracker import SessionTracker
 from grillstats_bridge.simulator.scenario import Scenario
 
 T0 = datetime(2026, 7, 11, 14, 0, tzinfo=UTC)
@@ -343,7 +339,9 @@ def run_curve(tracker: SessionTracker, curve: Curve, poll_interval: float) -> Ru
     return Run(Simulation(curve, poll_interval).run(tracker))
 
 
-def seconds(when: datetime) -> float:
+def seconds(when: datetime | None) -> float:
+    """Seconds since T0 of a session time that must be set."""
+    assert when is not None
     return (when - T0).total_seconds()
 
 

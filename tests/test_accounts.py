@@ -164,8 +164,9 @@ def test_poll_and_sync_every_device_and_probe(
         assert signals.nickname == "Offset Smoker" and signals.status == "online"
         assert signals.model == "signals" and signals.signal_dbm == -61
         assert signals.raw is not None and signals.raw["wifi_stength"] == -61
-        assert devices[GATEWAY].raw is not None
-        assert devices[GATEWAY].raw["coolNewFirmwareField"] == {"mode": "smart", "level": 3}
+        gateway_raw = devices[GATEWAY].raw
+        assert gateway_raw is not None
+        assert gateway_raw["coolNewFirmwareField"] == {"mode": "smart", "level": 3}
         assert devices[MEAT_POINT].signal_dbm == -71
         probes = {(p.device.device_id, p.channel): p for p in session.scalars(sa.select(ProbeRow))}
         assert len(probes) == 13

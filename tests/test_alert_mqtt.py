@@ -29,7 +29,9 @@ from grillstats_bridge.alerts.entities import (
 from grillstats_bridge.cli import main
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.domain import Measurement, Unit
-from grillstats_bridge.ha.entities import DeviceView, Naming, ProbeAlerts, device_publication
+from grillstats_bridge.ha.entities import DeviceView, ProbeAlerts
+from grillstats_bridge.ha.naming import Naming
+from grillstats_bridge.ha.payloads import device_publication
 from grillstats_bridge.ha.publisher import Publisher, naming_for
 from grillstats_bridge.mqtt.client import MqttClient
 from grillstats_bridge.store.models import TemperatureAlert

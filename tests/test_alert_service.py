@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from grillstats_bridge.alerts import service as alert_service
+from grillstats_bridge.alerts import rules as alert_rules
 from grillstats_bridge.alerts.engine import AlertRuleError, Arm, Firing, FiringEvent
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.config import AlertsConfig, SecurityConfig
@@ -48,7 +48,7 @@ def db(database: Database) -> Database:
 def add(db: Database, **kwargs: Any) -> int:
     values: dict[str, Any] = {"serial": "SIG1", "probe": 1, **kwargs}
     with db.transaction() as session:
-        return alert_service.add_alert(session, PIT, **values).id
+        return alert_rules.add_alert(session, PIT, **values).id
 
 
 def readings(
@@ -120,7 +120,7 @@ def test_a_firing_is_stored_as_history_and_outbox(db: Database) -> None:
     assert row.fired_at == T0 + timedelta(seconds=30)
     assert row.published_at is None
     with db.transaction() as session:
-        alert = alert_service.get_alert(session, alert_id)
+        alert = alert_rules.get_alert(session, alert_id)
         assert alert.last_triggered == T0 + timedelta(seconds=30)
         state = session.get(AlertStateRow, alert_id)
         assert state is not None
@@ -131,10 +131,10 @@ def test_a_firing_is_stored_as_history_and_outbox(db: Database) -> None:
 def test_last_triggered_is_not_an_edit(db: Database) -> None:
     alert_id = add(db, kind="target", target=203)
     with db.transaction() as session:
-        before = alert_service.get_alert(session, alert_id).updated_at
+        before = alert_rules.get_alert(session, alert_id).updated_at
     live(db, AlertService(CONFIG), readings([190, 205]))
     with db.transaction() as session:
-        alert = alert_service.get_alert(session, alert_id)
+        alert = alert_rules.get_alert(session, alert_id)
         assert alert.last_triggered is not None
         assert alert.updated_at == before
 
@@ -267,7 +267,7 @@ def test_a_removed_alert_still_held_by_the_daemon_does_not_break_the_poll(db: Da
     service = AlertService(AlertsConfig(cooldown=0, reload_interval=60))
     live(db, service, readings([190]))
     with db.transaction() as session:
-        alert_service.remove_alert(session, alert_id)
+        alert_rules.remove_alert(session, alert_id)
     firings = poll(db, service, readings([205], start=T0 + timedelta(seconds=15)))
     assert [f.alert_id for f in firings] == [alert_id]  # not reloaded yet: still judged
     assert [(r.alert_id, r.alert_name) for r in history_rows(db)] == [(alert_id, "Gone")]
@@ -282,7 +282,7 @@ def test_disable_and_enable_start_the_alert_afresh(db: Database) -> None:
     assert len(live(db, service, readings([205]))) == 1
     for active in (False, True):
         with db.transaction() as session:
-            alert_service.set_alert_active(session, alert_id, active)
+            alert_rules.set_alert_active(session, alert_id, active)
         service.reload_rules()
         poll(db, service, readings([206], start=T0 + timedelta(minutes=1 + active)))
     # re-enabled while above the target: fired again on the next reading after enabling
@@ -378,7 +378,7 @@ def test_probe_target_create_change_clear(db: Database) -> None:
     service = AlertService(CONFIG)
     with db.transaction() as session:
         service.load(session, now=T0)
-        alert = alert_service.set_probe_target(session, "SIG1", 2, 95, "C")
+        alert = alert_rules.set_probe_target(session, "SIG1", 2, 95, "C")
         assert alert is not None
         assert (alert.user_id, alert.name, alert.alert_type) == (1, "Probe 2 target", "target")
         first_id = alert.id
@@ -386,18 +386,18 @@ def test_probe_target_create_change_clear(db: Database) -> None:
     live(db, service, readings([200, 204], channel=2))
     assert service.targets() == {("SIG1", 2): Measurement(95, C)}
     with db.transaction() as session:
-        assert alert_service.probe_targets(session) == {("SIG1", 2): Measurement(95, C)}
-        same = alert_service.set_probe_target(session, "SIG1", 2, 95, C)
+        assert alert_rules.probe_targets(session) == {("SIG1", 2): Measurement(95, C)}
+        same = alert_rules.set_probe_target(session, "SIG1", 2, 95, C)
         assert same is not None and same.id == first_id
         assert session.get(AlertStateRow, first_id) is not None  # unchanged: state kept
-        changed = alert_service.set_probe_target(session, "SIG1", 2, 203, F)
+        changed = alert_rules.set_probe_target(session, "SIG1", 2, 203, F)
         assert changed is not None and changed.id == first_id
         assert changed.temperature_unit == "F"
         assert session.get(AlertStateRow, first_id) is None  # a new target starts afresh
     with db.transaction() as session:
-        assert alert_service.set_probe_target(session, "SIG1", 2, 0, F) is None
-        assert alert_service.set_probe_target(session, "SIG1", 2, None, F) is None
-        assert alert_service.probe_targets(session) == {}
+        assert alert_rules.set_probe_target(session, "SIG1", 2, 0, F) is None
+        assert alert_rules.set_probe_target(session, "SIG1", 2, None, F) is None
+        assert alert_rules.probe_targets(session) == {}
     service.reload_rules()
     poll(db, service, readings([150], channel=2, start=T0 + timedelta(minutes=1)))
     assert service.targets() == {}
@@ -417,7 +417,7 @@ def test_probe_target_errors(
     db: Database, serial: str, probe: int, value: float, unit: str, message: str
 ) -> None:
     with db.transaction() as session, pytest.raises(UsageError) as info:
-        alert_service.set_probe_target(session, serial, probe, value, unit)
+        alert_rules.set_probe_target(session, serial, probe, value, unit)
     assert message in str(info.value)
 
 
@@ -425,7 +425,7 @@ def test_probe_range_create_change_reenable_clear(db: Database) -> None:
     service = AlertService(CONFIG)
     with db.transaction() as session:
         service.load(session, now=T0)
-        alert = alert_service.set_probe_range(session, "SIG1", 3, 100, 120, "C")
+        alert = alert_rules.set_probe_range(session, "SIG1", 3, 100, 120, "C")
         assert alert is not None
         assert (alert.name, alert.alert_type, alert.temperature_unit) == (
             "Probe 3 range",
@@ -438,21 +438,21 @@ def test_probe_range_create_change_reenable_clear(db: Database) -> None:
     wanted = {("SIG1", 3): (Measurement(100, C), Measurement(120, C))}
     assert service.ranges() == wanted
     with db.transaction() as session:
-        assert alert_service.probe_ranges(session) == wanted
-        same = alert_service.set_probe_range(session, "SIG1", 3, 100, 120, C)
+        assert alert_rules.probe_ranges(session) == wanted
+        same = alert_rules.set_probe_range(session, "SIG1", 3, 100, 120, C)
         assert same is not None and same.id == first_id
         assert session.get(AlertStateRow, first_id) is not None  # unchanged: state kept
         with pytest.raises(AlertRuleError, match=r"min \(120\) must be below max \(120\)"):
-            alert_service.set_probe_range(session, "SIG1", 3, 120, 120, C)
+            alert_rules.set_probe_range(session, "SIG1", 3, 120, 120, C)
     with db.transaction() as session:
-        alert_service.set_alert_active(session, first_id, False)
-        assert alert_service.probe_ranges(session) == {}  # a disabled one is not shown
-        again = alert_service.set_probe_range(session, "SIG1", 3, 200, 250, F)
+        alert_rules.set_alert_active(session, first_id, False)
+        assert alert_rules.probe_ranges(session) == {}  # a disabled one is not shown
+        again = alert_rules.set_probe_range(session, "SIG1", 3, 200, 250, F)
         assert again is not None and again.id == first_id and again.is_active
         assert (again.min_temperature, again.max_temperature) == (200, 250)
     with db.transaction() as session:
-        assert alert_service.set_probe_range(session, "SIG1", 3, 200, 0, F) is None
-        assert alert_service.probe_range_alert(session, "SIG1", 3) is None
+        assert alert_rules.set_probe_range(session, "SIG1", 3, 200, 0, F) is None
+        assert alert_rules.probe_range_alert(session, "SIG1", 3) is None
     service.reload_rules()
     poll(db, service, readings([150], channel=3, start=T0 + timedelta(minutes=1)))
     assert service.ranges() == {}
@@ -463,6 +463,6 @@ def test_saved_states_match_what_the_engine_exports(db: Database) -> None:
     service = AlertService(CONFIG)
     live(db, service, readings([240, 280]))
     with db.transaction() as session:
-        saved = alert_service.alert_states(session, [alert_id])
+        saved = alert_rules.alert_states(session, [alert_id])
     assert saved[alert_id] == service.engine.state(alert_id)
     assert (saved[alert_id].arm, saved[alert_id].low_arm) == (Arm.FIRED, Arm.ARMED)

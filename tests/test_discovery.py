@@ -19,14 +19,12 @@ from grillstats_bridge.ha.entities import (
     CurrentSession,
     DeviceView,
     EntityDescription,
-    Naming,
-    Publication,
     Source,
     Table,
-    bridge_publication,
-    device_publication,
-    sanitize,
 )
+from grillstats_bridge.ha.ids import sanitize
+from grillstats_bridge.ha.naming import Naming
+from grillstats_bridge.ha.payloads import Publication, bridge_publication, device_publication
 from tests import ha_rules
 from tests.sample_devices import CELSIUS, GATEWAY, NODE, SIGNALS, sample_devices
 
@@ -414,7 +412,8 @@ def test_a_devices_configs_are_reused_only_while_what_they_are_built_from_is_unc
     """
     from grillstats_bridge.alerts.entities import with_alerts
     from grillstats_bridge.domain import Measurement
-    from grillstats_bridge.ha.entities import ConfigMemo, ProbeAlerts
+    from grillstats_bridge.ha.entities import ProbeAlerts
+    from grillstats_bridge.ha.payloads import ConfigMemo
 
     table = with_alerts(TABLE)
     memo = ConfigMemo()

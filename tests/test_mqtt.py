@@ -19,14 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from grillstats_bridge.config import ConfigError, MqttConfig
-from grillstats_bridge.mqtt.client import (
-    DeliveryStatus,
-    InboundMessage,
-    Message,
-    MqttClient,
-    MqttError,
-    read_retained,
-)
+from grillstats_bridge.mqtt.client import MqttClient
+from grillstats_bridge.mqtt.messages import DeliveryStatus, InboundMessage, Message, MqttError
+from grillstats_bridge.mqtt.retained import read_retained
 from tests.fixtures.mqtt import (
     WAIT,
     Broker,

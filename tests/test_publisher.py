@@ -19,16 +19,11 @@ from grillstats_bridge import __version__
 from grillstats_bridge.cli import main
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.domain import Poll
-from grillstats_bridge.ha.entities import (
-    TABLE,
-    AccountStatus,
-    BridgeHealth,
-    BridgeStatus,
-    Naming,
-    Table,
-)
+from grillstats_bridge.ha.entities import TABLE, AccountStatus, BridgeHealth, BridgeStatus, Table
+from grillstats_bridge.ha.naming import Naming
 from grillstats_bridge.ha.publisher import Publisher, naming_for
-from grillstats_bridge.mqtt.client import MqttClient, read_retained
+from grillstats_bridge.mqtt.client import MqttClient
+from grillstats_bridge.mqtt.retained import read_retained
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.publications import PublicationStore
 from tests import ha_rules

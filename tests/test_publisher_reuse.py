@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from grillstats_bridge.config import MqttConfig
-from grillstats_bridge.ha.entities import (
+from grillstats_bridge.ha.entities import DeviceView
+from grillstats_bridge.ha.naming import Naming
+from grillstats_bridge.ha.payloads import (
     ConfigMemo,
-    DeviceView,
-    Naming,
+    Publication,
     bridge_publication,
     device_publication,
 )
@@ -26,8 +27,8 @@ NOW = datetime(2026, 11, 27, 18, 30, tzinfo=UTC)
 NAMING = Naming(instance_id="memo_test")
 
 
-def payloads(pubs: list[object]) -> list[tuple[str, str]]:
-    return [(c.topic, c.json()) for p in pubs for c in p.configs]  # type: ignore[attr-defined]
+def payloads(pubs: Sequence[Publication]) -> list[tuple[str, str]]:
+    return [(c.topic, c.json()) for p in pubs for c in p.configs]
 
 
 def test_memo_builds_the_same_configs_and_reuses_unchanged_ones() -> None:

@@ -175,7 +175,7 @@ def test_show_and_export_a_detected_cook(cli: Cli, devices: None, database: Data
 
 
 def test_a_session_started_by_hand_during_a_cook_becomes_manual(
-    cli, devices, database: Database
+    cli: Cli, devices: None, database: Database
 ) -> None:
     service = SessionService(Config().sessions)
     sim = Simulation(CURVES["hot_and_fast"], 60)

@@ -8,8 +8,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from grillstats_bridge.config import Config
+from grillstats_bridge.sessions.model import ChangeKind, SessionChange
 from grillstats_bridge.sessions.service import SessionService, probe_statistics
-from grillstats_bridge.sessions.tracker import ChangeKind, SessionChange
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.devices import sync_poll
 from grillstats_bridge.store.models import GrillingSession

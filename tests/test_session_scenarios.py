@@ -11,15 +11,15 @@ import pytest
 
 from grillstats_bridge.config import SessionsConfig
 from grillstats_bridge.domain import Unit
-from grillstats_bridge.sessions.tracker import (
+from grillstats_bridge.sessions.model import (
     ChangeKind,
     EndReason,
     Rules,
     SessionChange,
     SessionSnapshot,
     SessionStatus,
-    SessionTracker,
 )
+from grillstats_bridge.sessions.tracker import SessionTracker
 from grillstats_bridge.simulator.scenario import Scenario, load_scenario
 from tests.session_curves import MIN, H, scenario_polls
 

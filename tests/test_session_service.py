@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -16,18 +16,18 @@ from sqlalchemy.exc import IntegrityError
 from grillstats_bridge.config import SessionsConfig
 from grillstats_bridge.domain import Poll, Reading, Unit
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.sessions.service import (
-    SessionService,
-    export_session,
-    list_sessions,
-    probe_statistics,
-)
-from grillstats_bridge.sessions.tracker import (
+from grillstats_bridge.sessions.model import (
     ChangeKind,
     EndReason,
     SessionChange,
     SessionStatus,
     SessionType,
+)
+from grillstats_bridge.sessions.service import (
+    SessionService,
+    export_session,
+    list_sessions,
+    probe_statistics,
 )
 from grillstats_bridge.simulator.scenario import load_scenario
 from grillstats_bridge.store.db import Database
@@ -81,7 +81,7 @@ def run(
     return changes
 
 
-def polls(sim: Simulation, until: float) -> Iterable[Poll]:
+def polls(sim: Simulation, until: float) -> Iterator[Poll]:
     while sim.poll_time <= until:
         yield sim.poll()
 

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import json
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,7 +15,7 @@ import pytest
 
 from grillstats_bridge.config import ConfigError, SessionsConfig, load_config
 from grillstats_bridge.domain import Reading, Unit
-from grillstats_bridge.sessions.tracker import (
+from grillstats_bridge.sessions.model import (
     ChangeKind,
     EndReason,
     ProbeSummary,
@@ -22,12 +23,10 @@ from grillstats_bridge.sessions.tracker import (
     SessionChange,
     SessionError,
     SessionStatus,
-    SessionTracker,
     SessionType,
-    cook_kind,
-    format_duration,
-    session_name,
 )
+from grillstats_bridge.sessions.names import cook_kind, format_duration, session_name
+from grillstats_bridge.sessions.tracker import SessionTracker
 from tests.session_curves import (
     BRISKET_DONE,
     CURVES,
@@ -81,7 +80,7 @@ def reading(
 
 
 def feed(
-    tr: SessionTracker, points: list[tuple[float, float | None]], channel: int = 1
+    tr: SessionTracker, points: Sequence[tuple[float, float | None]], channel: int = 1
 ) -> list[SessionChange]:
     changes: list[SessionChange] = []
     for s, value in points:
@@ -181,6 +180,7 @@ def test_a_short_offline_spell_mid_cook_keeps_one_session(poll: float) -> None:
     assert seconds(session.end) > 13 * H
     # Nothing is made up for the silent stretch: the pit's time-weighted span has a hole.
     pit = next(p for p in session.probes if p.channel == 1)
+    assert session.end is not None
     assert pit.weighted_seconds < (session.end - session.start).total_seconds() - 35 * MIN
 
 
@@ -418,7 +418,8 @@ def test_statistics_stop_when_the_cook_does() -> None:
     run = run_curve(tracker(), CURVES["hot_and_fast"], 15)
     (session,) = run.finished
     pit = next(p for p in session.probes if p.channel == 1)
-    assert pit.last_time is not None and pit.last_time <= session.end
+    assert pit.last_time is not None and session.end is not None
+    assert pit.last_time <= session.end
     assert pit.last_value is not None and 100 < pit.last_value < 125
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -530,7 +530,7 @@ def test_no_secret_in_logs_errors_or_reprs(
     tokens = client.sign_in(PITMASTER_PASSWORD)
     texts += [repr(client), repr(tokens), str(tokens)]
     client.poll()
-    for trigger in (
+    triggers: tuple[Callable[[], object], ...] = (
         lambda: cloud.fail_next(401, endpoint="runQuery", count=5),
         lambda: cloud.fail_next(429, retry_after=5),
         lambda: cloud.fail_next(503),
@@ -538,7 +538,8 @@ def test_no_secret_in_logs_errors_or_reprs(
         lambda: cloud.inject(Event(at=0, type="refresh_token_revoked")),
         cloud.expire_tokens,
         lambda: cloud.change_password(PITMASTER, "changed-password-xyz"),
-    ):
+    )
+    for trigger in triggers:
         trigger()
         try:
             client.poll()

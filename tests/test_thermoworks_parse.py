@@ -291,7 +291,8 @@ def test_user_document() -> None:
 
 
 def test_documents_without_a_name_are_malformed() -> None:
-    for raw in ({"fields": {}}, [], {"name": "x", "fields": {}}):
+    raws: tuple[object, ...] = ({"fields": {}}, [], {"name": "x", "fields": {}})
+    for raw in raws:
         with pytest.raises(MalformedDocument):
             decode_document(raw)
     assert action_for(MalformedResponse("x")) is Action.BACKOFF

@@ -33,14 +33,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from grillstats_bridge.alerts.engine import AlertRuleError, Firing, FiringEvent
-from grillstats_bridge.alerts.service import (
-    AlertService,
+from grillstats_bridge.alerts.rules import (
     probe_range_alert,
     probe_ranges,
     probe_targets,
     set_probe_range,
     set_probe_target,
 )
+from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.domain import Measurement, Unit
 from grillstats_bridge.errors import UsageError
 from grillstats_bridge.ha.entities import (
@@ -53,11 +53,11 @@ from grillstats_bridge.ha.entities import (
     ProbeView,
     Source,
     Table,
-    dumps,
-    sanitize,
 )
+from grillstats_bridge.ha.ids import sanitize
+from grillstats_bridge.ha.payloads import dumps
 from grillstats_bridge.ha.publisher import Publisher
-from grillstats_bridge.mqtt.client import Delivery, DeliveryStatus, InboundMessage
+from grillstats_bridge.mqtt.messages import Delivery, DeliveryStatus, InboundMessage
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import Device, ProbeRow
 

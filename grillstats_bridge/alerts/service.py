@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, SessionTransaction, selectinload
+from sqlalchemy.orm import Session
 
 from grillstats_bridge.alerts.engine import (
-    MAX_CHANNEL,
     AlertEngine,
     AlertKind,
     AlertRule,
@@ -38,28 +35,22 @@ from grillstats_bridge.alerts.engine import (
     Arm,
     Firing,
     FiringEvent,
-    check_rule_values,
 )
 from grillstats_bridge.config import AlertsConfig
 from grillstats_bridge.domain import Measurement, Reading, Unit, utcnow
-from grillstats_bridge.errors import UsageError
 from grillstats_bridge.store.models import (
     AlertHistory,
     AlertStateRow,
-    Device,
     ReadingRow,
     TemperatureAlert,
-    User,
 )
-from grillstats_bridge.store.users import get_user
+from grillstats_bridge.store.sql import rollback_hook, upsert
 
 log = logging.getLogger(__name__)
 
 # Keys in Session.info: the service watching the session, and whether the current
 # transaction holds alert work / has committed.
-_WATCHED = "grillstats.alerts.watched"
-_PENDING = "grillstats.alerts.pending"
-_COMMITTED = "grillstats.alerts.committed"
+_WATCHED = "grillstats.alerts"
 
 
 def settings_from_config(config: AlertsConfig) -> AlertSettings:
@@ -327,25 +318,16 @@ class AlertService:
 
     def _watch(self, session: Session) -> None:
         """Reload from the database if the transaction holding our work does not commit."""
-        session.info[_PENDING] = True
-        if session.info.get(_WATCHED) is self:
-            return
-        session.info[_WATCHED] = self
+        rollback_hook(session, (_WATCHED, id(self)), lambda: _Reload(self))
 
-        def on_commit(sess: Session) -> None:
-            if not sess.in_nested_transaction():  # a savepoint's release commits nothing yet
-                sess.info[_COMMITTED] = True
 
-        def on_end(sess: Session, transaction: SessionTransaction) -> None:
-            if transaction.parent is not None:
-                return
-            committed = sess.info.pop(_COMMITTED, False)
-            if sess.info.pop(_PENDING, False) and not committed:
-                log.info("alerts: the transaction did not commit, reloading the alert state")
-                self._engine = None
+@dataclass
+class _Reload:
+    service: AlertService
 
-        event.listen(session, "after_commit", on_commit)
-        event.listen(session, "after_transaction_end", on_end)
+    def rolled_back(self) -> None:
+        log.info("alerts: the transaction did not commit, reloading the alert state")
+        self.service._engine = None
 
 
 def _delete_orphan_states(session: Session) -> None:
@@ -457,16 +439,10 @@ def _state_of(row: AlertStateRow) -> AlertState:
 
 def _save_states(session: Session, states: Sequence[AlertState], now: datetime) -> None:
     """Insert or update the changed states in one statement."""
-    table = cast(sa.Table, AlertStateRow.__table__)
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     columns = ("rule_key", "arm", "low_arm", "last_fired", "changed_at", "window_reset_at")
-    statement = insert.on_conflict_do_update(
-        index_elements=[table.c.alert_id],
-        set_={name: insert.excluded[name] for name in (*columns, "updated_at")},
-    )
-    session.execute(
-        statement,
+    upsert(
+        session,
+        cast(sa.Table, AlertStateRow.__table__),
         [
             {
                 "alert_id": s.alert_id,
@@ -480,6 +456,8 @@ def _save_states(session: Session, states: Sequence[AlertState], now: datetime) 
             }
             for s in states
         ],
+        keys=["alert_id"],
+        update=(*columns, "updated_at"),
     )
 
 
@@ -499,326 +477,3 @@ def _firing_of(row: AlertHistory) -> Firing:
         name=row.alert_name,
         user_id=row.user_id,
     )
-
-
-# --------------------------------------------------------------------------- management
-
-
-def _device_of(session: Session, serial: str) -> Device:
-    device = session.scalar(sa.select(Device).where(Device.device_id == serial.strip()))
-    if device is None:
-        raise UsageError(f"no device with serial {serial.strip()!r}")
-    return device
-
-
-def _check_probe(session: Session, serial: str, probe: int) -> Unit | None:
-    """Refuse a probe that cannot carry a temperature alert; return its unit when known.
-
-    PROBES TABLE: when the cloud work's probes table lands on main, look the probe
-    up there instead: refuse a probe the device does not have and take its unit.
-    Until then any channel 1..9 is accepted and the latest stored reading tells the unit.
-    """
-    if not 1 <= probe <= MAX_CHANNEL:
-        raise UsageError(f"probe: must be 1 to {MAX_CHANNEL}, got {probe}")
-    unit = session.scalar(
-        sa.select(ReadingRow.unit)
-        .where(ReadingRow.device_id == serial, ReadingRow.probe == probe)
-        .order_by(ReadingRow.time.desc())
-        .limit(1)
-    )
-    if unit is None:
-        return None
-    known = Unit.parse(unit)
-    if not known.is_temperature:
-        raise UsageError(
-            f"device {serial} probe {probe} measures humidity: "
-            "temperature alerts cannot be set on it"
-        )
-    return known
-
-
-def add_alert(
-    session: Session,
-    email: str,
-    *,
-    serial: str,
-    probe: int,
-    kind: AlertKind | str,
-    target: float | None = None,
-    low: float | None = None,
-    high: float | None = None,
-    threshold: float | None = None,
-    unit: Unit | str | None = None,
-    name: str | None = None,
-) -> TemperatureAlert:
-    """Create an alert for a user's device probe; UsageError names whatever is wrong.
-
-    ``unit`` defaults to the unit the probe reports (°F when nothing is known yet).
-    """
-    user = get_user(session, email)
-    kind = kind if isinstance(kind, AlertKind) else AlertKind.parse(kind)
-    if unit is not None and not isinstance(unit, Unit):
-        try:
-            unit = Unit.parse(unit)
-        except ValueError as exc:
-            raise UsageError(f"unit: {exc}") from None
-    _check_applicable(kind, target=target, low=low, high=high, threshold=threshold)
-    if name is not None and len(name) > 100:
-        raise UsageError("name: at most 100 characters")
-    device = _device_of(session, serial)
-    if device.user_id != user.id:
-        raise UsageError(f"device {device.device_id} belongs to another user, not {user.email}")
-    probe_unit = _check_probe(session, device.device_id, probe)
-    unit = unit or probe_unit or Unit.FAHRENHEIT
-    check_rule_values(kind, unit, target=target, low=low, high=high, threshold=threshold)
-    alert = TemperatureAlert(
-        user_id=user.id,
-        device_id=device.device_id,
-        probe_id=str(probe),
-        name=name,
-        alert_type=kind.value,
-        target_temperature=target,
-        min_temperature=low,
-        max_temperature=high,
-        threshold_value=threshold,
-        temperature_unit=unit.value,
-        is_active=True,
-    )
-    session.add(alert)
-    session.flush()
-    return alert
-
-
-def _check_applicable(
-    kind: AlertKind,
-    *,
-    target: float | None,
-    low: float | None,
-    high: float | None,
-    threshold: float | None,
-) -> None:
-    if target is not None and kind is not AlertKind.TARGET:
-        raise UsageError(f"a target temperature applies to target alerts, not {kind}")
-    if (low is not None or high is not None) and kind is not AlertKind.RANGE:
-        raise UsageError(f"min and max apply to range alerts, not {kind}")
-    if threshold is not None and kind not in (AlertKind.RISING, AlertKind.FALLING):
-        raise UsageError(f"a threshold applies to rising and falling alerts, not {kind}")
-
-
-def get_alert(session: Session, alert_id: int) -> TemperatureAlert:
-    alert = session.get(TemperatureAlert, alert_id)
-    if alert is None:
-        raise UsageError(f"no alert with id {alert_id}")
-    return alert
-
-
-def list_alerts(session: Session, email: str | None = None) -> Sequence[TemperatureAlert]:
-    query = (
-        sa.select(TemperatureAlert)
-        .options(selectinload(TemperatureAlert.user))
-        .order_by(TemperatureAlert.id)
-    )
-    if email is not None:
-        query = query.where(TemperatureAlert.user_id == get_user(session, email).id)
-    return session.scalars(query).all()
-
-
-def alert_states(session: Session, ids: Iterable[int]) -> dict[int, AlertState]:
-    """The saved arming states of these alerts (absent: fresh)."""
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    rows = session.scalars(sa.select(AlertStateRow).where(AlertStateRow.alert_id.in_(wanted)))
-    return {row.alert_id: _state_of(row) for row in rows}
-
-
-def set_alert_active(session: Session, alert_id: int, active: bool) -> TemperatureAlert:
-    """Enable or disable an alert; either way it starts afresh (re-armed) when next active."""
-    alert = get_alert(session, alert_id)
-    alert.is_active = active
-    alert.updated_at = utcnow()  # also when unchanged: the daemon re-reads its alerts
-    _forget_state(session, alert.id)
-    session.flush()
-    return alert
-
-
-def remove_alert(session: Session, alert_id: int) -> TemperatureAlert:
-    """Delete an alert (its history stays)."""
-    alert = get_alert(session, alert_id)
-    _forget_state(session, alert.id)
-    session.delete(alert)
-    session.flush()
-    return alert
-
-
-def _forget_state(session: Session, alert_id: int) -> None:
-    session.execute(sa.delete(AlertStateRow).where(AlertStateRow.alert_id == alert_id))
-
-
-def history(
-    session: Session,
-    email: str | None = None,
-    *,
-    since: datetime | None = None,
-    limit: int | None = None,
-) -> list[tuple[AlertHistory, str]]:
-    """Past firings with the user's email, oldest first (the latest ``limit`` of them)."""
-    query = sa.select(AlertHistory, User.email).join(User, User.id == AlertHistory.user_id)
-    if email is not None:
-        query = query.where(AlertHistory.user_id == get_user(session, email).id)
-    if since is not None:
-        query = query.where(AlertHistory.fired_at >= since)
-    query = query.order_by(AlertHistory.fired_at.desc(), AlertHistory.id.desc())
-    if limit is not None:
-        query = query.limit(limit)
-    return [(row, address) for row, address in session.execute(query)][::-1]
-
-
-def probe_target_alert(session: Session, serial: str, probe: int) -> TemperatureAlert | None:
-    """The alert a probe's ``number`` entity controls: its first target alert, active first."""
-    return _probe_alert(session, serial, probe, AlertKind.TARGET)
-
-
-def probe_range_alert(session: Session, serial: str, probe: int) -> TemperatureAlert | None:
-    """The alert a probe's two range ``number`` entities control: its first, active first."""
-    return _probe_alert(session, serial, probe, AlertKind.RANGE)
-
-
-def _probe_alert(
-    session: Session, serial: str, probe: int, kind: AlertKind
-) -> TemperatureAlert | None:
-    disabled_last = sa.case((TemperatureAlert.is_active.is_not(False), 0), else_=1)
-    return session.scalar(
-        sa.select(TemperatureAlert)
-        .where(
-            TemperatureAlert.device_id == serial,
-            TemperatureAlert.probe_id == str(probe),
-            TemperatureAlert.alert_type == kind.value,
-        )
-        .order_by(disabled_last, TemperatureAlert.id)
-        .limit(1)
-    )
-
-
-def probe_targets(session: Session) -> dict[tuple[str, int], Measurement]:
-    """Every probe's active target (for the ``number`` entities' states), from the database."""
-    rows = session.scalars(
-        sa.select(TemperatureAlert)
-        .where(
-            TemperatureAlert.alert_type == AlertKind.TARGET.value,
-            TemperatureAlert.is_active.is_not(False),
-        )
-        .order_by(TemperatureAlert.id)
-    )
-    out: dict[tuple[str, int], Measurement] = {}
-    for row in rows:
-        try:
-            rule = rule_from_row(row)
-        except AlertRuleError:
-            continue
-        if rule.probe not in out and rule.target is not None:
-            out[rule.probe] = Measurement(rule.target, rule.unit)
-    return out
-
-
-def probe_ranges(session: Session) -> dict[tuple[str, int], tuple[Measurement, Measurement]]:
-    """Every probe's active range (low, high), for the range ``number`` entities' states."""
-    rows = session.scalars(
-        sa.select(TemperatureAlert)
-        .where(
-            TemperatureAlert.alert_type == AlertKind.RANGE.value,
-            TemperatureAlert.is_active.is_not(False),
-        )
-        .order_by(TemperatureAlert.id)
-    )
-    out: dict[tuple[str, int], tuple[Measurement, Measurement]] = {}
-    for row in rows:
-        try:
-            rule = rule_from_row(row)
-        except AlertRuleError:
-            continue
-        if rule.probe not in out and rule.low is not None and rule.high is not None:
-            out[rule.probe] = (Measurement(rule.low, rule.unit), Measurement(rule.high, rule.unit))
-    return out
-
-
-def set_probe_target(
-    session: Session, serial: str, probe: int, value: float | None, unit: Unit | str
-) -> TemperatureAlert | None:
-    """Create, change or (value None or 0) remove a probe's target alert, for its owner.
-
-    What a Home Assistant ``number`` entity does; the alert is the probe's first
-    target alert, named "Probe N target" when created here.
-    """
-    values = None if not value else {"target_temperature": value}
-    return _set_probe_alert(session, serial, probe, AlertKind.TARGET, unit, values)
-
-
-def set_probe_range(
-    session: Session,
-    serial: str,
-    probe: int,
-    low: float | None,
-    high: float | None,
-    unit: Unit | str,
-) -> TemperatureAlert | None:
-    """Create, change or (either side None or 0) remove a probe's range alert, for its owner.
-
-    What Home Assistant's range ``number`` entities do; the alert is the probe's
-    first range alert (re-enabled if it was disabled), named "Probe N range" when
-    created here. AlertRuleError when low is not below high.
-    """
-    values = None if not low or not high else {"min_temperature": low, "max_temperature": high}
-    return _set_probe_alert(session, serial, probe, AlertKind.RANGE, unit, values)
-
-
-def _set_probe_alert(
-    session: Session,
-    serial: str,
-    probe: int,
-    kind: AlertKind,
-    unit: Unit | str,
-    values: dict[str, float] | None,
-) -> TemperatureAlert | None:
-    """The probe's first alert of ``kind`` set to ``values`` (columns), or removed (None)."""
-    device = _device_of(session, serial)
-    _check_probe(session, device.device_id, probe)
-    try:
-        unit = unit if isinstance(unit, Unit) else Unit.parse(unit)
-    except ValueError as exc:
-        raise UsageError(f"unit: {exc}") from None
-    alert = _probe_alert(session, device.device_id, probe, kind)
-    if values is None:
-        if alert is not None:
-            remove_alert(session, alert.id)
-        return None
-    check_rule_values(
-        kind,
-        unit,
-        target=values.get("target_temperature"),
-        low=values.get("min_temperature"),
-        high=values.get("max_temperature"),
-    )
-    if alert is None:
-        alert = TemperatureAlert(
-            user_id=device.user_id,
-            device_id=device.device_id,
-            probe_id=str(probe),
-            name=f"Probe {probe} {kind.value}",
-            alert_type=kind.value,
-        )
-        session.add(alert)
-    elif (
-        all(getattr(alert, column) == v for column, v in values.items())
-        and alert.temperature_unit == unit.value
-        and alert.is_active is not False
-    ):
-        return alert  # unchanged: keep its arming state
-    for column, v in values.items():
-        setattr(alert, column, v)
-    alert.temperature_unit = unit.value
-    alert.is_active = True
-    alert.updated_at = utcnow()
-    session.flush()
-    _forget_state(session, alert.id)
-    return alert

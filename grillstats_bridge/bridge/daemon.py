@@ -28,9 +28,8 @@ import queue
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,21 +41,24 @@ from grillstats_bridge import __version__
 from grillstats_bridge.alerts.engine import Firing
 from grillstats_bridge.alerts.entities import AlertControl, publish_firing, with_alerts
 from grillstats_bridge.alerts.service import AlertService
+from grillstats_bridge.bridge import status
 from grillstats_bridge.bridge.health import HealthServer
 from grillstats_bridge.bridge.outbox import Outbox
 from grillstats_bridge.bridge.pipeline import Outcome, Pipeline
 from grillstats_bridge.bridge.poller import AccountPoller
 from grillstats_bridge.bridge.scheduler import AccountState, Retry, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
+from grillstats_bridge.bridge.status import AccountInfo, Stats
 from grillstats_bridge.clock import Clock, RealClock
 from grillstats_bridge.config import Config
-from grillstats_bridge.domain import Device, Poll, Unit, convert_temperature
-from grillstats_bridge.ha.entities import TABLE, AccountStatus, BridgeHealth, BridgeStatus
+from grillstats_bridge.domain import Poll, Unit, convert_temperature
+from grillstats_bridge.ha.entities import TABLE, BridgeStatus
 from grillstats_bridge.ha.publisher import Publisher, naming_for
-from grillstats_bridge.mqtt.client import InboundMessage, MqttClient
+from grillstats_bridge.mqtt.client import MqttClient
+from grillstats_bridge.mqtt.messages import InboundMessage
 from grillstats_bridge.sessions.entities import EndedEvent, SessionMqtt, mark_ended_published
+from grillstats_bridge.sessions.model import ChangeKind
 from grillstats_bridge.sessions.service import SessionService
-from grillstats_bridge.sessions.tracker import ChangeKind
 from grillstats_bridge.store import revisions
 from grillstats_bridge.store.accounts import CredentialState, link_states
 from grillstats_bridge.store.db import Database, safe_url
@@ -104,31 +106,6 @@ class _Missing:
 
 _MISSING = _Missing()
 Work = PollJob | Callable[[], None] | None
-
-
-@dataclass
-class AccountInfo:
-    """What the daemon knows of one linked account (for health and the bridge entity)."""
-
-    user_id: int
-    label: str
-    credentials: str = CredentialState.OK
-    credentials_changed: datetime | None = None
-    last_poll_seconds: float | None = None
-    cloud_errors: int = 0
-    devices: tuple[Device, ...] = ()
-
-
-@dataclass
-class Stats:
-    polls: int = 0
-    readings: int = 0  # new readings polled (an unplugged probe's marker included)
-    values: int = 0  # of which carry a value (what the readings table receives)
-    firings: int = 0
-    cloud_errors: int = 0
-    pipeline_errors: int = 0
-    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
-    recent_firings: deque[str] = field(default_factory=lambda: deque(maxlen=20))
 
 
 class Bridge:
@@ -739,91 +716,35 @@ class Bridge:
         self.publisher.publish_bridge_state(self.bridge_status())
 
     def bridge_status(self) -> BridgeStatus:
+        """The bridge's state for its Home Assistant device."""
         with self._lock:
-            accounts = tuple(
-                AccountStatus(
-                    user_id=a.user_id,
-                    label=a.label or f"user {a.user_id}",
-                    reauth_needed=a.credentials != CredentialState.OK,
-                )
-                for a in sorted(self.accounts.values(), key=lambda a: a.user_id)
-            )
-            failing = [
-                a
-                for a in self.scheduler.accounts.values()
-                if a.state is not AccountState.OK or a.failures
-            ]
-            total = len(self.scheduler.accounts)
-        if not self.pipeline.database_ok or (total and len(failing) == total):
-            health = (
-                BridgeHealth.ERROR if total and len(failing) == total else BridgeHealth.DEGRADED
-            )
-        elif failing:
-            health = BridgeHealth.DEGRADED
-        else:
-            health = BridgeHealth.OK
-        return BridgeStatus(
-            status=health,
+            accounts = list(self.accounts.values())
+            scheduled = [dataclasses.replace(a) for a in self.scheduler.accounts.values()]
+        return status.bridge_status(
+            accounts,
+            scheduled,
+            database_ok=self.pipeline.database_ok,
             last_poll=self._last_success,
             cloud_errors=self.stats.cloud_errors,
-            accounts=accounts,
         )
 
     def health_report(self) -> tuple[bool, dict[str, Any]]:
         """``GET /health``: healthy when the database answers and the broker is connected."""
-        now = self.clock.now()
-        reachable = self.database.ping()
-        pool = self.database.pool_status()
-        mqtt = self.mqtt.health()
         with self._lock:
-            accounts = [
-                {
-                    "user_id": a.key,
-                    "label": self.accounts[a.key].label if a.key in self.accounts else None,
-                    "state": a.state.value,
-                    "credentials": self.accounts[a.key].credentials
-                    if a.key in self.accounts
-                    else None,
-                    "mode": "active" if a.active else "idle",
-                    "last_success": a.last_success,
-                    "last_error": a.last_error,
-                    "last_error_at": a.last_error_at,
-                    "consecutive_failures": a.failures,
-                    "next_poll": None if a.state is AccountState.PARKED else a.next_poll,
-                }
-                for a in sorted(self.scheduler.accounts.values(), key=lambda a: a.key)
-            ]
-        latencies = sorted(self.stats.latencies_ms)
-        healthy = reachable and mqtt.connected
-        body = {
-            "status": "ok"
-            if healthy and all(a["state"] == "ok" for a in accounts)
-            else ("degraded" if healthy else "unhealthy"),
-            "version": __version__,
-            "uptime_seconds": round((now - self.started_at).total_seconds(), 1),
-            "time": now,
-            "database": {
-                "reachable": reachable,
-                "dialect": self.database.dialect,
-                "url": safe_url(self.database.url),
-                "pool": pool.as_dict(),
-                "buffered_readings": len(self.buffer),
-                "dropped_readings": self.buffer.dropped,
-                "last_error": self.pipeline.last_error,
-            },
-            "mqtt": mqtt.as_dict(),
-            "accounts": accounts,
-            "pipeline": {
-                "polls": self.stats.polls,
-                "readings": self.stats.readings,
-                "alert_firings": self.stats.firings,
-                "errors": self.stats.pipeline_errors,
-                "queued_jobs": self._work.qsize(),
-                "poll_to_publish_ms_p50": _percentile(latencies, 0.5),
-                "poll_to_publish_ms_p99": _percentile(latencies, 0.99),
-            },
-        }
-        return healthy, body
+            accounts = dict(self.accounts)
+            scheduled = [dataclasses.replace(a) for a in self.scheduler.accounts.values()]
+        return status.health_report(
+            now=self.clock.now(),
+            started_at=self.started_at,
+            database=self.database,
+            mqtt=self.mqtt.health(),
+            accounts=accounts,
+            scheduled=scheduled,
+            stats=self.stats,
+            buffer=self.buffer,
+            pipeline_error=self.pipeline.last_error,
+            queued_jobs=self._work.qsize(),
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -841,12 +762,6 @@ class Bridge:
         if busy_since is not None and time.monotonic() - busy_since > limit:
             return f"the pipeline has been stuck in one job for {limit:.0f} s"
         return None
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    return round(values[min(len(values) - 1, int(q * len(values)))], 2)
 
 
 def _describe_firing(firing: Firing) -> str:

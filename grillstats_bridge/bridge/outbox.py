@@ -1,4 +1,4 @@
-"""Events that must reach the broker exactly once: read from the database, marked when acknowledged.
+"""Events that reach the broker at least once: read from the database, marked when acknowledged.
 
 Alert firings (the alert history) and ended sessions wait in their tables until
 the broker has acknowledged their QoS 1 message; a broker outage, a restart or a
@@ -16,7 +16,8 @@ from typing import Generic, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from grillstats_bridge.mqtt.client import Delivery, MqttClient
+from grillstats_bridge.mqtt.client import MqttClient
+from grillstats_bridge.mqtt.messages import Delivery
 from grillstats_bridge.store.db import Database
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session
 from grillstats_bridge.alerts.engine import Firing
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.domain import Poll, Reading
+from grillstats_bridge.sessions.model import SessionChange
 from grillstats_bridge.sessions.service import SessionService
-from grillstats_bridge.sessions.tracker import SessionChange
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.devices import DeviceSync, SyncItem, SyncResult
 from grillstats_bridge.store.models import Device

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
 
 import requests
 import sqlalchemy as sa
@@ -23,7 +22,6 @@ from grillstats_bridge.store.accounts import (
     CredentialState,
     LinkState,
     flag_credentials,
-    linked_user_ids,
     load_tokens,
     store_tokens,
 )
@@ -83,14 +81,6 @@ class AccountPoller:
         self._last_times: dict[tuple[str, int], datetime] = {}
         self._connected: dict[tuple[str, int], bool] = {}
         self._restore_readings_state()
-
-    @classmethod
-    def for_linked_accounts(
-        cls, database: Database, config: Config, **kwargs: Any
-    ) -> list[AccountPoller]:
-        """One poller per linked account (flagged ones included: they wait for their owner)."""
-        box = kwargs.pop("box", None) or SecretBox.from_config(config.security)
-        return [cls(database, config, uid, box=box, **kwargs) for uid in linked_user_ids(database)]
 
     def __repr__(self) -> str:
         return f"<AccountPoller user={self.user_id} failures={self.failures}>"

@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
+from grillstats_bridge.alerts import rules as alert_rules
 from grillstats_bridge.alerts import service as alert_service
 from grillstats_bridge.alerts.engine import AlertKind, AlertRuleError, AlertState, Arm
 from grillstats_bridge.cli.common import Context, add_command, add_group, print_table
@@ -78,7 +79,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 
 def _add(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.database().transaction() as session:
-        alert = alert_service.add_alert(
+        alert = alert_rules.add_alert(
             session,
             args.email,
             serial=args.device,
@@ -100,8 +101,8 @@ def _add(args: argparse.Namespace, ctx: Context) -> int:
 
 def _list(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.database().transaction() as session:
-        alerts = alert_service.list_alerts(session, args.email)
-        states = alert_service.alert_states(session, [a.id for a in alerts])
+        alerts = alert_rules.list_alerts(session, args.email)
+        states = alert_rules.alert_states(session, [a.id for a in alerts])
         rows = [
             (
                 a.id,
@@ -167,21 +168,21 @@ def _when(value: datetime | None) -> str | None:
 
 def _enable(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.database().transaction() as session:
-        alert = alert_service.set_alert_active(session, args.id, True)
+        alert = alert_rules.set_alert_active(session, args.id, True)
         print(f"enabled alert {alert.id}")
     return 0
 
 
 def _disable(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.database().transaction() as session:
-        alert = alert_service.set_alert_active(session, args.id, False)
+        alert = alert_rules.set_alert_active(session, args.id, False)
         print(f"disabled alert {alert.id}")
     return 0
 
 
 def _remove(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.database().transaction() as session:
-        alert = alert_service.remove_alert(session, args.id)
+        alert = alert_rules.remove_alert(session, args.id)
         print(f"removed alert {alert.id}")
     return 0
 
@@ -190,7 +191,7 @@ def _history(args: argparse.Namespace, ctx: Context) -> int:
     if args.limit < 1:
         raise UsageError(f"--limit: must be at least 1, got {args.limit}")
     with ctx.database().transaction() as session:
-        found = alert_service.history(session, args.email, since=args.since, limit=args.limit)
+        found = alert_rules.history(session, args.email, since=args.since, limit=args.limit)
         rows = [
             (
                 _when(h.fired_at),

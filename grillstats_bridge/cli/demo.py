@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 
 from grillstats_bridge.accounts.service import link_account
-from grillstats_bridge.alerts.service import add_alert
+from grillstats_bridge.alerts.rules import add_alert
 from grillstats_bridge.bridge.poller import poll_and_sync
 from grillstats_bridge.cli.liveview import CLEAR, ViewState, render
 from grillstats_bridge.cli.logsetup import log_to
@@ -126,7 +126,7 @@ def _prepare(database: Database, config: Config, sim: CloudSimulator) -> None:
     devices = [d for d in sim.scenario.devices if d.account.lower() == account.email.lower()]
     probes = [(d.serial, c.number) for d in devices for c in d.channels if c.unit.is_temperature]
     with database.transaction() as db:
-        from grillstats_bridge.alerts.service import list_alerts
+        from grillstats_bridge.alerts.rules import list_alerts
 
         if probes and not list_alerts(db, DEMO_USER):
             pit_serial, pit = probes[0]

@@ -9,7 +9,8 @@ from typing import Any
 from grillstats_bridge.cli.common import Context, add_command, add_group
 from grillstats_bridge.errors import GrillstatsError, UsageError
 from grillstats_bridge.ha.publisher import naming_for
-from grillstats_bridge.mqtt.client import MqttClient, RetainedScan, read_retained
+from grillstats_bridge.mqtt.client import MqttClient
+from grillstats_bridge.mqtt.retained import RetainedScan, read_retained
 from grillstats_bridge.store.publications import PublicationStore
 
 TIMEOUT = 15.0

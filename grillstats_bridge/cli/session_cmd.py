@@ -13,6 +13,8 @@ from typing import Any
 
 from grillstats_bridge.cli.common import Context, add_command, add_group, print_table
 from grillstats_bridge.domain import Unit, utcnow
+from grillstats_bridge.sessions.model import ChangeKind, SessionSnapshot
+from grillstats_bridge.sessions.names import format_duration
 from grillstats_bridge.sessions.service import (
     STATUSES,
     SessionService,
@@ -21,7 +23,6 @@ from grillstats_bridge.sessions.service import (
     list_sessions,
     probe_statistics,
 )
-from grillstats_bridge.sessions.tracker import ChangeKind, SessionSnapshot, format_duration
 from grillstats_bridge.store.models import GrillingSession
 
 TIME_FORMAT = "%Y-%m-%d %H:%M"

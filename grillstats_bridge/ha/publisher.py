@@ -38,28 +38,26 @@ from grillstats_bridge.ha.entities import (
     TABLE,
     BridgeHealth,
     BridgeStatus,
-    ConfigMemo,
     CurrentSession,
     DeviceView,
-    EntityConfig,
     JsonValue,
-    Naming,
     ProbeAlerts,
+    Table,
+)
+from grillstats_bridge.ha.naming import Naming
+from grillstats_bridge.ha.payloads import (
+    ConfigMemo,
+    EntityConfig,
     Publication,
     State,
-    Table,
     bridge_publication,
     config_inputs,
     device_publication,
     dumps,
     session_state,
 )
-from grillstats_bridge.mqtt.client import (
-    Delivery,
-    InboundMessage,
-    Message,
-    MqttClient,
-)
+from grillstats_bridge.mqtt.client import MqttClient
+from grillstats_bridge.mqtt.messages import Delivery, InboundMessage, Message
 
 log = logging.getLogger(__name__)
 

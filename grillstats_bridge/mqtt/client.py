@@ -37,318 +37,53 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import enum
 import itertools
 import logging
 import random
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.domain import utcnow
-from grillstats_bridge.errors import GrillstatsError
+from grillstats_bridge.mqtt.connection import (
+    CONNECT_TIMEOUT,
+    _check_topic,
+    _Connection,
+    _describe,
+    _Event,
+    _Goodbye,
+    _Inflight,
+    _ssl_context,
+    _State,
+)
+from grillstats_bridge.mqtt.messages import (
+    ONLINE,
+    ConnectHook,
+    Delivery,
+    DeliveryStatus,
+    Handler,
+    InboundMessage,
+    Message,
+    MqttError,
+    MqttHealth,
+    Payload,
+)
 
 log = logging.getLogger(__name__)
 
-ONLINE = "online"
-OFFLINE = "offline"
 # Incoming messages waiting for their handlers; beyond this they are dropped (and counted).
 MAX_INBOUND = 1000
-# QoS 1 messages paho may have on the wire at once (its default of 20 slows discovery bursts).
-MAX_INFLIGHT = 100
-# Seconds a TCP (and TLS) connect may take before the attempt counts as failed.
-CONNECT_TIMEOUT = 10.0
 # Messages handed to paho per pass of the I/O loop, so reads and pings never wait long.
 BATCH = 500
 # Longest sleep of the I/O loop: paho's keep-alive is checked at least this often.
 TICK = 1.0
-
-Payload = str | bytes
-
-
-class MqttError(GrillstatsError):
-    """The MQTT client cannot be set up (bad TLS files and the like)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One outgoing message."""
-
-    topic: str
-    payload: Payload
-    qos: int = 0
-    retain: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    """One message received on a subscription."""
-
-    topic: str
-    payload: bytes
-    retain: bool
-    qos: int
-
-    def text(self) -> str:
-        return self.payload.decode("utf-8", errors="replace")
-
-
-Handler = Callable[[InboundMessage], None]
-ConnectHook = Callable[[], Iterable[Message]]
-
-
-class DeliveryStatus(enum.StrEnum):
-    """What became of an event."""
-
-    QUEUED = "queued"  # waiting in the outbox (the broker may be away)
-    SENT = "sent"  # handed to the connection, no PUBACK yet
-    DELIVERED = "delivered"  # the broker acknowledged it (PUBACK)
-    REJECTED = "rejected"  # refused: the event queue was full or the client stopped
-    ABANDONED = "abandoned"  # the client stopped before the broker acknowledged it
-
-    @property
-    def final(self) -> bool:
-        return self in (DeliveryStatus.DELIVERED, DeliveryStatus.REJECTED, DeliveryStatus.ABANDONED)
-
-
-class Delivery:
-    """The fate of one event: poll :attr:`status`, :meth:`wait` on it, or pass ``on_done``.
-
-    Only ``DELIVERED`` means the broker has it; on ``REJECTED`` or ``ABANDONED`` the
-    caller still owns the event and should keep it for later.
-    """
-
-    def __init__(self, message: Message, on_done: Callable[[Delivery], None] | None) -> None:
-        self.message = message
-        self._status = DeliveryStatus.QUEUED
-        self._done = threading.Event()
-        self._on_done = on_done
-
-    @property
-    def status(self) -> DeliveryStatus:
-        return self._status
-
-    @property
-    def delivered(self) -> bool:
-        return self._status is DeliveryStatus.DELIVERED
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the event's fate is final; True when the broker acknowledged it."""
-        self._done.wait(timeout)
-        return self.delivered
-
-    def _set(self, status: DeliveryStatus) -> None:
-        if self._status.final:
-            return
-        self._status = status
-        if status.final:
-            self._done.set()
-            if self._on_done is not None:
-                try:
-                    self._on_done(self)
-                except Exception:
-                    log.exception("MQTT delivery callback for %s failed", self.message.topic)
-
-    def __repr__(self) -> str:
-        return f"<Delivery {self.message.topic} {self._status}>"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class MqttHealth:
-    """The client's state, for ``/health``."""
-
-    broker: str
-    client_id: str
-    connected: bool
-    state: str  # connecting, connected, disconnected, stopped
-    connected_since: datetime | None
-    last_publish: datetime | None
-    last_error: str | None
-    connects: int
-    queued_states: int
-    queued_events: int
-    inflight: int
-    states_dropped: int
-    events_rejected: int
-    inbound_dropped: int
-    handler_errors: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            name: value.isoformat() if isinstance(value, datetime) else value
-            for name, value in ((f, getattr(self, f)) for f in self.__slots__)
-        }
-
-
-class _State(enum.StrEnum):
-    NEW = "new"
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    DISCONNECTED = "disconnected"
-    STOPPED = "stopped"
-
-
-@dataclass(slots=True)
-class _Event:
-    message: Message
-    delivery: Delivery
-    seq: int
-
-
-@dataclass(slots=True)
-class _Inflight:
-    """A QoS 1 message handed to paho and not yet acknowledged."""
-
-    message: Message
-    event: _Event | None  # None: a state (discovery config, clear)
-    seq: int
-
-
-class _Paho(paho.Client):
-    """paho's client, closing what paho leaves open: the socket of a failed TLS handshake,
-    and the wake-up socket pair of ``loop_start`` (closed only when the client is
-    garbage-collected, and its thread keeps it in a reference cycle)."""
-
-    def close(self) -> None:
-        """Release every socket; call after ``loop_stop``."""
-        self._reset_sockets()
-
-    def _ssl_wrap_socket(self, tcp_sock: Any) -> Any:
-        context = self._ssl_context
-        assert context is not None  # only called when TLS is on
-        sock = context.wrap_socket(
-            tcp_sock, server_hostname=self._host, do_handshake_on_connect=False
-        )
-        try:
-            sock.settimeout(self._connect_timeout)
-            sock.do_handshake()  # the context checks the host name unless tls_insecure
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-
-class _Connection:
-    """One paho client for one connection attempt; its callbacks report to the owner."""
-
-    def __init__(self, owner: MqttClient) -> None:
-        self.owner = owner
-        self.result: bool | None = None  # None: no CONNACK yet; False: refused or lost
-        self.lost = threading.Event()
-        self.inflight: dict[int, _Inflight] = {}
-        self.backlog = False  # paho holds bytes the socket did not take yet
-        self.paho = self._make_paho()
-
-    def _make_paho(self) -> _Paho:
-        owner = self.owner
-        cfg = owner.config
-        client = _Paho(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=owner.client_id,
-            clean_session=True,
-            protocol=paho.MQTTv311,
-            reconnect_on_failure=False,  # we reconnect ourselves, with a fresh client
-        )
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
-        client.connect_timeout = CONNECT_TIMEOUT
-        client.max_inflight_messages_set(MAX_INFLIGHT)
-        if cfg.username:
-            client.username_pw_set(cfg.username, cfg.password)
-        if owner.ssl_context is not None:
-            client.tls_set_context(owner.ssl_context)
-        if owner.status_topic is not None:
-            # Set before every connect: the broker publishes it if we vanish without DISCONNECT.
-            client.will_set(owner.status_topic, OFFLINE, qos=1, retain=True)
-        client.on_socket_open = _no_delay
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
-        return client
-
-    # paho calls these on the I/O thread (inside loop_read and loop_write): they must never
-    # raise or block.
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        try:
-            if reason.is_failure:
-                self.owner._connect_failed(self, f"broker refused the connection: {reason}")
-                return
-            for topic, qos in self.owner._subscription_list():
-                client.subscribe(topic, qos)
-            self.owner._connect_succeeded(self)
-        except Exception:
-            log.exception("MQTT on_connect failed")
-
-    def _on_disconnect(
-        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
-        try:
-            self.owner._connection_lost(self, str(reason))
-        except Exception:
-            log.exception("MQTT on_disconnect failed")
-
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        try:
-            self.owner._acknowledged(self, mid)
-        except Exception:
-            log.exception("MQTT on_publish failed")
-
-    def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
-        try:
-            self.owner._received(
-                InboundMessage(
-                    topic=msg.topic,
-                    payload=bytes(msg.payload),
-                    retain=bool(msg.retain),
-                    qos=msg.qos,
-                )
-            )
-        except Exception:
-            log.exception("MQTT on_message failed")
-
-
-class _Goodbye:
-    """A clean stop, one step per pass of the I/O loop: drain the outbox, wait (bounded)
-    for acknowledgements, say ``offline`` (a clean DISCONNECT suppresses the will), and
-    disconnect."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.offline: Any = None  # paho's MQTTMessageInfo of the offline message
-        self.disconnected = False
-
-    def step(self, owner: MqttClient, conn: _Connection) -> bool:
-        """True when the loop should end (paho closes the socket once DISCONNECT is out)."""
-        now = time.monotonic()
-        late = now > self.deadline
-        if self.disconnected:
-            return now > self.deadline + 1.0  # DISCONNECT never got out: give up on it
-        if self.offline is None:
-            if not late and owner._has_waiting():
-                owner._send_some(conn)
-                return False
-            if not late and conn.inflight:
-                return False
-            if owner.status_topic is not None:
-                self.offline = conn.paho.publish(owner.status_topic, OFFLINE, 1, True)
-                return False
-        elif not late and not self.offline.is_published():
-            return False
-        conn.paho.disconnect()
-        self.disconnected = True
-        self.deadline = max(self.deadline, now)
-        return False
 
 
 class MqttClient:
@@ -944,153 +679,3 @@ class MqttClient:
                     with self._lock:
                         self._handler_errors += 1
                     log.exception("MQTT handler for %s failed", message.topic)
-
-
-def _no_delay(client: Any, userdata: Any, sock: Any) -> None:
-    """Turn Nagle's algorithm off: paho leaves it on, and a small publish then waits for the
-    broker's delayed ACK (40 ms on Linux), which was the whole p99 of poll-to-publish."""
-    with contextlib.suppress(OSError, AttributeError):  # not TCP: nothing to turn off
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _check_topic(topic: str) -> None:
-    if not topic or "+" in topic or "#" in topic or "\0" in topic:
-        raise ValueError(f"not a topic to publish to: {topic!r}")
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate verification failed: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "connection timed out"
-    return f"{type(exc).__name__}: {exc.strerror if isinstance(exc, OSError) else exc}"
-
-
-def _ssl_context(config: MqttConfig) -> ssl.SSLContext:
-    """The TLS context, built once so a bad file is an error at start, not at each connect."""
-    try:
-        context = ssl.create_default_context(cafile=config.tls_ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise MqttError(f"mqtt.tls_ca_file: cannot load {config.tls_ca_file}: {exc}") from None
-    if config.tls_certfile:
-        try:
-            context.load_cert_chain(config.tls_certfile, config.tls_keyfile)
-        except (OSError, ssl.SSLError) as exc:
-            raise MqttError(
-                f"mqtt.tls_certfile: cannot load {config.tls_certfile}"
-                f"{' / ' + config.tls_keyfile if config.tls_keyfile else ''}: {exc}"
-            ) from None
-    if config.tls_insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-@dataclass(frozen=True, slots=True)
-class RetainedScan:
-    """What one scan saw retained; ``complete`` when the broker provably sent it all."""
-
-    messages: dict[str, bytes]
-    complete: bool
-
-
-def read_retained(
-    config: MqttConfig,
-    filters: Iterable[str],
-    *,
-    marker_topic: str,
-    client_id: str,
-    timeout: float = 10.0,
-    quiet: float = 2.0,
-) -> RetainedScan:
-    """What the broker holds retained under ``filters`` (one short-lived connection).
-
-    The broker sends retained messages while it handles SUBSCRIBE; a marker we
-    publish afterwards on ``marker_topic`` comes back after all of them, so its
-    arrival proves the list complete without guessing a quiet period. MQTT has no
-    flow control here, though: a broker drops what overflows its queue for a slow
-    client (Mosquitto: about 1000 messages beyond what the socket takes, at any QoS),
-    the marker too. Then the scan ends after ``quiet`` seconds without a message and
-    says it is incomplete; a caller that clears what it found can scan again.
-    """
-    done = threading.Event()
-    failure: list[str] = []
-    found: dict[str, bytes] = {}
-    lock = threading.Lock()
-    progress = {"subscribed": False, "last": time.monotonic()}
-    client = _Paho(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        clean_session=True,
-        reconnect_on_failure=False,
-    )
-    client.enable_logger(logging.getLogger(f"{__name__}.paho"))
-    if config.username:
-        client.username_pw_set(config.username, config.password)
-    if config.tls:
-        client.tls_set_context(_ssl_context(config))
-    topics = [*filters, marker_topic]
-
-    def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            failure.append(f"broker refused the connection: {reason}")
-            done.set()
-        else:
-            # QoS 0: at QoS 1 the broker holds at most max_queued_messages for us (1000
-            # in Mosquitto) even when our socket is fast; and at one QoS level the marker
-            # stays behind the retained messages.
-            c.subscribe([(t, 0) for t in topics])
-
-    def on_subscribe(c: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
-        with lock:
-            progress["subscribed"] = True
-            progress["last"] = time.monotonic()
-        c.publish(marker_topic, b"end", qos=0)
-
-    def on_message(c: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
-        if msg.topic == marker_topic:
-            done.set()
-            return
-        with lock:
-            progress["last"] = time.monotonic()
-            if msg.retain and msg.payload:
-                found[msg.topic] = bytes(msg.payload)
-
-    def on_disconnect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if not done.is_set():
-            failure.append(f"connection lost: {reason}")
-            done.set()
-
-    client.on_connect = on_connect
-    client.on_subscribe = on_subscribe
-    client.on_message = on_message
-    client.on_disconnect = on_disconnect
-    client.connect_timeout = CONNECT_TIMEOUT
-    where = f"MQTT broker {config.host}:{config.port}"
-    try:
-        client.connect(config.host, config.port, config.keepalive)
-    except (OSError, ValueError) as exc:
-        client.close()
-        raise MqttError(f"{where}: {_describe(exc)}") from None
-    client.loop_start()
-    deadline = time.monotonic() + timeout
-    try:
-        while not done.wait(0.1):
-            with lock:
-                subscribed, last = progress["subscribed"], float(progress["last"])
-            if subscribed and time.monotonic() - last > quiet:
-                break  # the marker was dropped with part of the list
-            if not subscribed and time.monotonic() > deadline:
-                raise MqttError(f"{where}: no answer in {timeout:g} s")
-        if failure:
-            raise MqttError(f"{where}: {failure[0]}")
-        with lock:
-            return RetainedScan(messages=dict(found), complete=done.is_set())
-    finally:
-        client.disconnect()
-        client.loop_stop()
-        client.close()

@@ -30,17 +30,18 @@ from sqlalchemy.orm import Session
 
 from grillstats_bridge.domain import Unit, clean_float
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.ha.entities import CurrentSession, JsonValue, sanitize
+from grillstats_bridge.ha.entities import CurrentSession, JsonValue
+from grillstats_bridge.ha.ids import sanitize
 from grillstats_bridge.ha.publisher import Publisher
-from grillstats_bridge.mqtt.client import Delivery, InboundMessage
-from grillstats_bridge.sessions.service import SessionService
-from grillstats_bridge.sessions.tracker import (
+from grillstats_bridge.mqtt.messages import Delivery, InboundMessage
+from grillstats_bridge.sessions.model import (
     ChangeKind,
     SessionChange,
     SessionSnapshot,
     SessionStatus,
-    format_duration,
 )
+from grillstats_bridge.sessions.names import format_duration
+from grillstats_bridge.sessions.service import SessionService
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import Device, GrillingSession
 

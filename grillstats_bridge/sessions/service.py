@@ -25,15 +25,13 @@ from datetime import datetime
 from typing import Any, Literal, TextIO
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
 
 from grillstats_bridge.config import SessionsConfig
 from grillstats_bridge.domain import Poll, Reading, Unit, clean_float, ensure_utc
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.sessions.tracker import (
+from grillstats_bridge.sessions.model import (
     ChangeKind,
     EndReason,
     ProbeSummary,
@@ -41,9 +39,9 @@ from grillstats_bridge.sessions.tracker import (
     SessionChange,
     SessionSnapshot,
     SessionStatus,
-    SessionTracker,
     SessionType,
 )
+from grillstats_bridge.sessions.tracker import SessionTracker
 from grillstats_bridge.store.models import (
     Device,
     GrillingSession,
@@ -52,6 +50,7 @@ from grillstats_bridge.store.models import (
     SessionTrackerState,
     User,
 )
+from grillstats_bridge.store.sql import rollback_hook, upsert
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,6 @@ _STATES: sa.Table = SessionTrackerState.__table__  # type: ignore[assignment]
 # running session's statistics are in its rows, written with every poll.
 STATE_SAVE_INTERVAL = 300.0
 _UNDO = "grillstats.sessions.undo"
-_LISTENING = "grillstats.sessions.listening"
 
 
 class SessionService:
@@ -390,15 +388,13 @@ class SessionService:
                 .values({k: sa.bindparam(k) for k in _SESSION_COLUMNS}),
                 list(updates.values()),
             )
-        if probe_rows:
-            insert = _insert_for(db)(_PROBES)
-            db.execute(
-                insert.on_conflict_do_update(
-                    index_elements=["session_id", "probe"],
-                    set_={c: insert.excluded[c] for c in _PROBE_COLUMNS},
-                ),
-                list(probe_rows.values()),
-            )
+        upsert(
+            db,
+            _PROBES,
+            list(probe_rows.values()),
+            keys=["session_id", "probe"],
+            update=_PROBE_COLUMNS,
+        )
         return stored
 
     def _insert(self, db: Session, snap: SessionSnapshot, owner: int, now: datetime) -> int | None:
@@ -431,27 +427,13 @@ class SessionService:
                 state = self.tracker.export_state(serial, session_stats=False)
                 rows.append({"device_id": serial, "state": state, "updated_at": now})
                 self._saved[serial] = (key, now_s)
-        if not rows:
-            return
-        insert = _insert_for(db)(_STATES)
-        db.execute(
-            insert.on_conflict_do_update(
-                index_elements=["device_id"],
-                set_={"state": insert.excluded.state, "updated_at": insert.excluded.updated_at},
-            ),
-            rows,
-        )
+        upsert(db, _STATES, rows, keys=["device_id"], update=["state", "updated_at"])
 
     # ----------------------------------------------------------------- undo on rollback
 
     def _remember(self, db: Session, serials: Iterable[str], *, reload: bool = False) -> None:
         """Keep the tracker's state of these devices until the transaction ends."""
-        undo: dict[int, _Undo] = db.info.setdefault(_UNDO, {})
-        if not db.info.get(_LISTENING):
-            event.listen(db, "after_commit", _forget_undo)
-            event.listen(db, "after_transaction_end", _apply_undo)
-            db.info[_LISTENING] = True
-        record = undo.setdefault(id(self), _Undo(self))
+        record = rollback_hook(db, (_UNDO, id(self)), lambda: _Undo(self))
         record.reload = record.reload or reload
         known = set(self.tracker.serials())
         for serial in serials:
@@ -469,36 +451,21 @@ class _Undo:
     saved: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     reload: bool = False  # the transaction loaded the tracker: load it again next time
 
-    def apply(self) -> None:
+    def rolled_back(self) -> None:
         tracker = self.service.tracker
         if self.reload:
             self.service.loaded = False
             self.service.tracker = SessionTracker(self.service.rules)
-            return
-        for serial, state in self.saved.items():
-            self.service._saved.pop(serial, None)  # what was saved is gone with the rollback
-            if state is None:
-                tracker.forget(serial)
-            else:
-                tracker.restore_state(serial, state, after_restart=False)
-
-
-def _forget_undo(db: Session) -> None:
-    # A savepoint's release fires after_commit too: only the outermost commit counts.
-    if not db.in_nested_transaction():
-        db.info.pop(_UNDO, None)
-
-
-def _apply_undo(db: Session, transaction: SessionTransaction) -> None:
-    """The outermost transaction ended without a commit (rolled back, or closed)."""
-    if transaction.parent is not None:
-        return
-    records: dict[int, _Undo] = db.info.pop(_UNDO, {})
-    for record in records.values():
-        record.apply()
+        else:
+            for serial, state in self.saved.items():
+                self.service._saved.pop(serial, None)  # what was saved is gone with the rollback
+                if state is None:
+                    tracker.forget(serial)
+                else:
+                    tracker.restore_state(serial, state, after_restart=False)
         log.debug(
             "sessions: transaction rolled back; tracker state of %d device(s) put back",
-            len(record.saved),
+            len(self.saved),
         )
 
 
@@ -570,10 +537,6 @@ def _probe_values(session_id: int, p: ProbeSummary) -> dict[str, Any]:
         "last_time": p.last_time,
         "last_value": p.last_value,
     }
-
-
-def _insert_for(db: Session) -> Any:
-    return postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def _with_id(snap: SessionSnapshot, session_id: int) -> SessionSnapshot:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from grillstats_bridge.clock import SimClock
@@ -75,6 +75,15 @@ UNAUTHENTICATED = (
     "https://developers.google.com/identity/sign-in/web/devconsole-project."
 )
 FIRESTORE_ENDPOINTS = frozenset({"get", "list", "runQuery", "batchGet"})
+
+
+class CloudUrls(TypedDict):
+    """The simulator's four base URLs, named as the ``thermoworks`` configuration keys."""
+
+    identitytoolkit_url: str
+    securetoken_url: str
+    firebase_url: str
+    firestore_url: str
 
 
 @dataclass(slots=True)
@@ -300,7 +309,7 @@ class CloudSimulator:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def urls(self) -> dict[str, str]:
+    def urls(self) -> CloudUrls:
         """The four base URLs, as ``thermoworks`` configuration keys."""
         return {
             "identitytoolkit_url": f"{self.base_url}/identitytoolkit",
@@ -311,7 +320,8 @@ class CloudSimulator:
 
     def endpoints(self, provider: str = "thermoworks", **overrides: str) -> Endpoints:
         """A provider's endpoints, pointing at this simulator (for a client)."""
-        return Endpoints.resolve(provider, **{**self.urls(), **overrides})
+        urls: dict[str, str] = {k: str(v) for k, v in self.urls().items()} | overrides
+        return Endpoints.resolve(provider, **urls)
 
     # ------------------------------------------------------------------ clock
 
@@ -411,11 +421,6 @@ class CloudSimulator:
 
     def disable_account(self, email: str) -> None:
         self.inject(self._event("account_disabled", account=email))
-
-    def take_offline(self, serial: str, seconds: float | None = None) -> None:
-        t = self.clock.offset()
-        until = None if seconds is None else t + seconds
-        self.inject(self._event("device_offline", device=serial, until=until))
 
     def unplug(self, serial: str, channel: int | None = None, seconds: float | None = None) -> None:
         t = self.clock.offset()

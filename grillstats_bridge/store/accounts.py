@@ -11,7 +11,6 @@ the reason and the time; nothing retries them until the owner links again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -185,9 +184,3 @@ def link_states(database: Database) -> dict[int, LinkState]:
     return {user_id: LinkState(state, updated) for user_id, state, updated in rows}
 
 
-def linked_user_ids(database: Database, *, only_ok: bool = False) -> Sequence[int]:
-    with database.transaction() as db:
-        query = sa.select(ThermoWorksCredentials.user_id).order_by(ThermoWorksCredentials.user_id)
-        if only_ok:
-            query = query.where(ThermoWorksCredentials.state == CredentialState.OK)
-        return list(db.scalars(query))

@@ -32,8 +32,7 @@ from enum import Enum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
 
 from grillstats_bridge import domain
 from grillstats_bridge.domain import Poll, utcnow
@@ -41,6 +40,7 @@ from grillstats_bridge.errors import UsageError
 from grillstats_bridge.store import bulk
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import Device, ProbeRow
+from grillstats_bridge.store.sql import rollback_hook
 
 log = logging.getLogger(__name__)
 
@@ -287,8 +287,7 @@ def probe_marks(database: Database, user_id: int) -> list[tuple[str, int, dateti
 
 _DEVICES: sa.Table = Device.__table__  # type: ignore[assignment]
 _PROBES: sa.Table = ProbeRow.__table__  # type: ignore[assignment]
-_TOUCHED = "grillstats.device_sync.touched"
-_LISTENING = "grillstats.device_sync.listening"
+_TOUCHED = "grillstats.device_sync"
 
 
 @dataclass
@@ -445,24 +444,20 @@ class DeviceSync:
 
     def _watch(self, session: Session, user_id: int) -> None:
         """If the transaction does not commit, what was written here never happened."""
-        key = (_TOUCHED, id(self))
-        touched: set[int] = session.info.setdefault(key, set())
-        touched.add(user_id)
-        if session.info.get((_LISTENING, id(self))):
-            return
-        session.info[(_LISTENING, id(self))] = True
+        hook = rollback_hook(session, (_TOUCHED, id(self)), lambda: _Forget(self._accounts))
+        hook.user_ids.add(user_id)
 
-        def committed(sess: Session) -> None:
-            if not sess.in_nested_transaction():  # a savepoint's release is not the commit
-                sess.info.pop(key, None)
 
-        def ended(sess: Session, transaction: SessionTransaction) -> None:
-            if transaction.parent is None:
-                for uid in sess.info.pop(key, ()):
-                    self._accounts.pop(uid, None)
+@dataclass
+class _Forget:
+    """Drops the cached rows of accounts whose writes were rolled back."""
 
-        event.listen(session, "after_commit", committed)
-        event.listen(session, "after_transaction_end", ended)
+    accounts: dict[int, Any]
+    user_ids: set[int] = field(default_factory=set)
+
+    def rolled_back(self) -> None:
+        for uid in self.user_ids:
+            self.accounts.pop(uid, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,35 +9,25 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from grillstats_bridge.domain import Reading
-from grillstats_bridge.store import bulk
 from grillstats_bridge.store.models import ReadingRow
+from grillstats_bridge.store.sql import upsert
 
 log = logging.getLogger(__name__)
 
 PRUNE_BATCH = 10_000
 _READINGS: sa.Table = ReadingRow.__table__  # type: ignore[assignment]
-_COLUMNS = ("device_id", "probe", "time", "value", "unit")
 _UNIQUE = ("device_id", "probe", "time")
 
 
 def write_readings(session: Session, readings: Iterable[Reading]) -> int:
     """Insert readings that carry a value, skipping any already stored; returns rows offered.
 
-    One multi-row statement per batch; ON CONFLICT DO NOTHING on (device, probe, time)
-    makes a replay after a crash or an outage harmless.
+    One statement per batch (SQLAlchemy sends its rows as multi-row VALUES); ON CONFLICT
+    DO NOTHING on (device, probe, time) makes a replay after a crash or an outage harmless.
     """
-    if bulk.supported(session):
-        values = [
-            (r.serial, r.channel, r.time, r.value, str(r.unit))
-            for r in readings
-            if r.value is not None
-        ]
-        bulk.insert_rows(session, _READINGS, _COLUMNS, values, skip_conflicts_on=_UNIQUE)
-        return len(values)
     rows = [
         {
             "device_id": r.serial,
@@ -51,10 +41,7 @@ def write_readings(session: Session, readings: Iterable[Reading]) -> int:
     ]
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(ReadingRow).on_conflict_do_nothing(index_elements=list(_UNIQUE))
-    session.execute(stmt, rows)
+    upsert(session, _READINGS, rows, keys=_UNIQUE)
     return len(rows)
 
 

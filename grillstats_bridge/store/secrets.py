@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 from dataclasses import dataclass
@@ -176,5 +175,3 @@ def load_key_file(path: Path, *, create: bool = True) -> bytes:
     return key
 
 
-def constant_time_equals(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

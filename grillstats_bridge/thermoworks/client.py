@@ -279,10 +279,6 @@ class ThermoworksClient:
     def tokens(self) -> Tokens | None:
         return self._tokens
 
-    @property
-    def signed_in(self) -> bool:
-        return self._tokens is not None
-
     # ------------------------------------------------------------------ authentication
 
     def sign_in(self, password: str) -> Tokens:

@@ -1,0 +1,150 @@
+"""What the bridge reports about itself: ``GET /health`` and the bridge's HA device state.
+
+Built from snapshots the daemon takes under its lock, so nothing here touches a thread's
+state; it must never include a secret (the database URL is shown with its password hidden).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from grillstats_bridge import __version__
+from grillstats_bridge.bridge.scheduler import AccountSchedule, AccountState
+from grillstats_bridge.domain import Device
+from grillstats_bridge.ha.entities import AccountStatus, BridgeHealth, BridgeStatus
+from grillstats_bridge.mqtt.messages import MqttHealth
+from grillstats_bridge.store.accounts import CredentialState
+from grillstats_bridge.store.db import Database, safe_url
+from grillstats_bridge.store.readings import ReadingBuffer
+
+
+@dataclass
+class AccountInfo:
+    """What the daemon knows of one linked account (for health and the bridge entity)."""
+
+    user_id: int
+    label: str
+    credentials: str = CredentialState.OK
+    credentials_changed: datetime | None = None
+    last_poll_seconds: float | None = None
+    cloud_errors: int = 0
+    devices: tuple[Device, ...] = ()
+
+
+@dataclass
+class Stats:
+    polls: int = 0
+    readings: int = 0  # new readings polled (an unplugged probe's marker included)
+    values: int = 0  # of which carry a value (what the readings table receives)
+    firings: int = 0
+    cloud_errors: int = 0
+    pipeline_errors: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    recent_firings: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+
+
+def bridge_status(
+    accounts: Iterable[AccountInfo],
+    scheduled: Iterable[AccountSchedule],
+    *,
+    database_ok: bool,
+    last_poll: datetime | None,
+    cloud_errors: int,
+) -> BridgeStatus:
+    """The bridge's state for its HA device: degraded while the database or an account
+    fails, error when every account fails."""
+    statuses = tuple(
+        AccountStatus(
+            user_id=a.user_id,
+            label=a.label or f"user {a.user_id}",
+            reauth_needed=a.credentials != CredentialState.OK,
+        )
+        for a in sorted(accounts, key=lambda a: a.user_id)
+    )
+    schedules = list(scheduled)
+    failing = [a for a in schedules if a.state is not AccountState.OK or a.failures]
+    total = len(schedules)
+    if not database_ok or (total and len(failing) == total):
+        health = BridgeHealth.ERROR if total and len(failing) == total else BridgeHealth.DEGRADED
+    elif failing:
+        health = BridgeHealth.DEGRADED
+    else:
+        health = BridgeHealth.OK
+    return BridgeStatus(
+        status=health, last_poll=last_poll, cloud_errors=cloud_errors, accounts=statuses
+    )
+
+
+def health_report(
+    *,
+    now: datetime,
+    started_at: datetime,
+    database: Database,
+    mqtt: MqttHealth,
+    accounts: Mapping[int, AccountInfo],
+    scheduled: Iterable[AccountSchedule],
+    stats: Stats,
+    buffer: ReadingBuffer,
+    pipeline_error: str | None,
+    queued_jobs: int,
+) -> tuple[bool, dict[str, Any]]:
+    """``GET /health``: healthy when the database answers and the broker is connected."""
+    reachable = database.ping()
+    pool = database.pool_status()
+    rows = [
+        {
+            "user_id": a.key,
+            "label": accounts[a.key].label if a.key in accounts else None,
+            "state": a.state.value,
+            "credentials": accounts[a.key].credentials if a.key in accounts else None,
+            "mode": "active" if a.active else "idle",
+            "last_success": a.last_success,
+            "last_error": a.last_error,
+            "last_error_at": a.last_error_at,
+            "consecutive_failures": a.failures,
+            "next_poll": None if a.state is AccountState.PARKED else a.next_poll,
+        }
+        for a in sorted(scheduled, key=lambda a: a.key)
+    ]
+    latencies = sorted(stats.latencies_ms)
+    healthy = reachable and mqtt.connected
+    body = {
+        "status": "ok"
+        if healthy and all(a["state"] == "ok" for a in rows)
+        else ("degraded" if healthy else "unhealthy"),
+        "version": __version__,
+        "uptime_seconds": round((now - started_at).total_seconds(), 1),
+        "time": now,
+        "database": {
+            "reachable": reachable,
+            "dialect": database.dialect,
+            "url": safe_url(database.url),
+            "pool": pool.as_dict(),
+            "buffered_readings": len(buffer),
+            "dropped_readings": buffer.dropped,
+            "last_error": pipeline_error,
+        },
+        "mqtt": mqtt.as_dict(),
+        "accounts": rows,
+        "pipeline": {
+            "polls": stats.polls,
+            "readings": stats.readings,
+            "alert_firings": stats.firings,
+            "errors": stats.pipeline_errors,
+            "queued_jobs": queued_jobs,
+            "poll_to_publish_ms_p50": percentile(latencies, 0.5),
+            "poll_to_publish_ms_p99": percentile(latencies, 0.99),
+        },
+    }
+    return healthy, body
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-quantile of sorted ``values`` (nearest rank), rounded to 0.01; None if empty."""
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(q * len(values)))], 2)

@@ -1,0 +1,175 @@
+"""Where each subject's entities live: object ids, topics, unique ids, the HA device and
+availability (:class:`Naming`, :class:`Target`). Pure.
+
+Ids and topics derive from stable ids only: the instance id, the serial (sanitised
+to ``[A-Za-z0-9_-]``), the channel number, the account's user id — never a display
+name, so renaming a probe renames the entity instead of making a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from grillstats_bridge.ha.entities import (
+    MANUFACTURER,
+    AccountStatus,
+    BridgeStatus,
+    Component,
+    DeviceView,
+    JsonValue,
+    ProbeView,
+    model_name,
+)
+from grillstats_bridge.ha.ids import sanitize
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """Where one subject's entities live: their ids, topics, HA device and availability."""
+
+    object_id: str  # unique within the instance; entity ids are <instance>_<object_id>_<key>
+    state_topic: str
+    device: Mapping[str, JsonValue]
+    availability: tuple[str, ...]  # every one must say "online" (availability_mode all)
+    bridge_availability: tuple[str, ...]  # for entities that must stay visible when offline
+
+    @property
+    def event_topic(self) -> str:
+        return f"{self.state_topic}/event"
+
+    def command_topic(self, key: str) -> str:
+        return f"{self.state_topic}/{key}/set"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Naming:
+    """The topic tree and ids of one bridge instance.
+
+    ``<base>/<instance>/status`` online/offline; ``.../bridge`` and
+    ``.../account/<user id>`` the bridge's states; ``.../device/<serial>`` a device's
+    state, ``.../availability``, ``.../session`` and ``.../probe/<channel>`` under it.
+    """
+
+    instance_id: str
+    base_topic: str = "grillstats"
+    discovery_prefix: str = "homeassistant"
+
+    def __post_init__(self) -> None:
+        if sanitize(self.instance_id) != self.instance_id:
+            raise ValueError(f"instance id {self.instance_id!r}: letters, digits, _ and - only")
+
+    @property
+    def root(self) -> str:
+        return f"{self.base_topic}/{self.instance_id}"
+
+    @property
+    def status_topic(self) -> str:
+        return f"{self.root}/status"
+
+    @property
+    def ha_status_topic(self) -> str:
+        """Where HA announces itself (its birth and will)."""
+        return f"{self.discovery_prefix}/status"
+
+    @property
+    def bridge_identifier(self) -> str:
+        return f"{self.instance_id}_bridge"
+
+    def device_root(self, serial: str) -> str:
+        return f"{self.root}/device/{sanitize(serial)}"
+
+    def availability_topic(self, serial: str) -> str:
+        return f"{self.device_root(serial)}/availability"
+
+    def probe_topic(self, serial: str, channel: int) -> str:
+        return f"{self.device_root(serial)}/probe/{channel}"
+
+    def device_event_topic(self, serial: str) -> str:
+        """Where a device's events go (what its event entities and device triggers read)."""
+        return f"{self.device_root(serial)}/event"
+
+    def session_topic(self, serial: str) -> str:
+        """A device's cooking session: its state, ``/event``, ``/start/set``, ``/end/set``."""
+        return f"{self.device_root(serial)}/session"
+
+    def session_event_topic(self, serial: str) -> str:
+        return f"{self.session_topic(serial)}/event"
+
+    def probe_event_topic(self, serial: str, channel: int) -> str:
+        """Where a probe's events go (alert firings)."""
+        return f"{self.probe_topic(serial, channel)}/event"
+
+    def config_topic(self, component: Component | str, object_id: str) -> str:
+        return f"{self.discovery_prefix}/{component}/{self.instance_id}/{object_id}/config"
+
+    def unique_id(self, object_id: str) -> str:
+        return f"{self.instance_id}_{object_id}"
+
+    def bridge_device(self, version: str) -> dict[str, JsonValue]:
+        default = self.instance_id == "grillstats"
+        return {
+            "identifiers": [self.bridge_identifier],
+            "name": "Grill Stats Bridge" if default else f"Grill Stats Bridge {self.instance_id}",
+            "manufacturer": "Grill Stats Bridge",
+            "model": "ThermoWorks cloud bridge",
+            "sw_version": version,
+        }
+
+    def bridge_target(self, bridge: BridgeStatus) -> Target:
+        own = (self.status_topic,)
+        return Target(
+            object_id="bridge",
+            state_topic=f"{self.root}/bridge",
+            device=self.bridge_device(bridge.version),
+            availability=own,
+            bridge_availability=own,
+        )
+
+    def account_target(self, account: AccountStatus, bridge_version: str) -> Target:
+        own = (self.status_topic,)
+        return Target(
+            object_id=f"account_{account.user_id}",
+            state_topic=f"{self.root}/account/{account.user_id}",
+            device=self.bridge_device(bridge_version),
+            availability=own,
+            bridge_availability=own,
+        )
+
+    def device_target(self, view: DeviceView) -> Target:
+        d = view.device
+        device: dict[str, JsonValue] = {
+            "identifiers": [f"{self.instance_id}_{view.sid}"],
+            "name": view.name,
+            "manufacturer": MANUFACTURER,
+            "model": model_name(d),
+            "serial_number": d.serial,
+            "via_device": self.bridge_identifier,
+        }
+        if d.firmware:
+            device["sw_version"] = d.firmware
+        return Target(
+            object_id=view.sid,
+            state_topic=self.device_root(d.serial),
+            device=device,
+            availability=(self.status_topic, self.availability_topic(d.serial)),
+            bridge_availability=(self.status_topic,),
+        )
+
+    def session_target(self, view: DeviceView, device_target: Target) -> Target:
+        return Target(
+            object_id=f"{view.sid}_session",
+            state_topic=self.session_topic(view.device.serial),
+            device=device_target.device,
+            availability=device_target.availability,
+            bridge_availability=device_target.bridge_availability,
+        )
+
+    def probe_target(self, view: ProbeView, device_target: Target) -> Target:
+        return Target(
+            object_id=f"{view.device.sid}_p{view.probe.channel}",
+            state_topic=self.probe_topic(view.device.device.serial, view.probe.channel),
+            device=device_target.device,
+            availability=device_target.availability,
+            bridge_availability=device_target.bridge_availability,
+        )

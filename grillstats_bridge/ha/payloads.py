@@ -1,0 +1,305 @@
+"""Discovery configs and JSON states from the entity table (pure): what HA is told and
+what it then reads, per row, with a memo so unchanged configs are not rebuilt."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from grillstats_bridge.domain import (
+    Probe,
+)
+from grillstats_bridge.ha.entities import (
+    OFFLINE,
+    ONLINE,
+    ORIGIN,
+    TABLE,
+    BridgeStatus,
+    C,
+    Component,
+    DeviceView,
+    EntityDescription,
+    JsonValue,
+    ProbeView,
+    Scope,
+    Source,
+    Table,
+    _session_unit,
+    model_name,
+)
+from grillstats_bridge.ha.naming import Naming, Target
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntityConfig:
+    """One discovery config: its topic, its entity's unique id and its payload.
+
+    Only the payload's JSON text is kept: a bridge holds thousands of configs, and
+    their dicts (each with its own copy of the HA device block) were most of its
+    discovery memory. ``payload`` parses the text again, for tests and tools.
+    """
+
+    component: Component
+    topic: str
+    unique_id: str | None  # device triggers have none
+    text: str  # the payload as published: compact JSON
+
+    @classmethod
+    def of(
+        cls,
+        component: Component,
+        topic: str,
+        unique_id: str | None,
+        payload: Mapping[str, JsonValue],
+    ) -> EntityConfig:
+        return cls(component=component, topic=topic, unique_id=unique_id, text=dumps(payload))
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.text)
+        return loaded
+
+    def json(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, kw_only=True)
+class State:
+    """One state message: a JSON object, or a plain word on an availability topic."""
+
+    topic: str
+    payload: str
+    availability: bool = False  # an online/offline word, not a JSON state
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def dumps(value: JsonValue) -> str:
+    """Compact, stable JSON (key order as built), UTF-8 (``°F`` stays readable)."""
+    return _ENCODER.encode(value)
+
+
+def entity_config(
+    naming: Naming, row: EntityDescription[C], ctx: C, target: Target
+) -> EntityConfig:
+    """The discovery config of one entity of one subject."""
+    object_id = f"{target.object_id}_{row.key}"
+    topic = naming.config_topic(row.component, object_id)
+    if row.component is Component.DEVICE_AUTOMATION:
+        # A device trigger: no unique id, no name, no availability; HA fires it on `topic`.
+        trigger = {
+            "automation_type": "trigger",
+            "topic": target.event_topic,
+            **row.extra,
+            **({"subtype": subtype} if (subtype := row.name_for(ctx)) is not None else {}),
+            "device": dict(target.device),
+            "origin": ORIGIN,
+        }
+        return EntityConfig.of(row.component, topic, None, trigger)
+    unique_id = naming.unique_id(object_id)
+    availability = target.availability if row.device_availability else target.bridge_availability
+    payload: dict[str, JsonValue] = {"name": row.name_for(ctx), "unique_id": unique_id}
+    if row.source is Source.STATE and row.value_fn is not None:
+        payload["state_topic"] = target.state_topic
+        payload["value_template"] = f"{{{{ value_json.{row.key} }}}}"
+    elif row.source is Source.EVENT:
+        payload["state_topic"] = target.event_topic
+    if row.command:
+        payload["command_topic"] = target.command_topic(row.key)
+    if row.component is Component.BINARY_SENSOR:
+        # The template renders Python's True / False / None; None is HA's "unknown".
+        payload["payload_on"] = "True"
+        payload["payload_off"] = "False"
+    optional = {
+        "device_class": row.device_class,
+        "state_class": row.state_class,
+        "unit_of_measurement": row.unit_for(ctx),
+        "entity_category": row.entity_category,
+        "icon": row.icon,
+        "options": list(row.options) if row.options else None,
+        "suggested_display_precision": row.precision,
+    }
+    payload.update({k: v for k, v in optional.items() if v is not None})
+    if row.attributes:
+        pairs = ", ".join(f"'{k}': value_json.{k}" for k in row.attributes)
+        payload["json_attributes_topic"] = target.state_topic
+        payload["json_attributes_template"] = f"{{{{ {{{pairs}}} | tojson }}}}"
+    payload.update(row.extra)
+    payload["availability"] = [{"topic": t} for t in availability]
+    payload["availability_mode"] = "all"
+    payload["device"] = dict(target.device)
+    payload["origin"] = ORIGIN
+    return EntityConfig.of(row.component, topic, unique_id, payload)
+
+
+class ConfigMemo:
+    """Each entity's last config, reused while what it is built from is unchanged.
+
+    A config depends on its subject only through the row's name and unit, and the
+    target (a row's attribute keys are declared, not computed): the publisher
+    rebuilds every subject at every poll, and this keeps that from rebuilding (and
+    re-encoding) unchanged configs.
+    """
+
+    def __init__(self) -> None:
+        self._configs: dict[tuple[int, str], tuple[Any, EntityConfig]] = {}
+        # serial -> (what the device's configs were built from, the configs)
+        self._devices: dict[str, tuple[Any, tuple[EntityConfig, ...]]] = {}
+
+    def config(
+        self, naming: Naming, row: EntityDescription[C], ctx: C, target: Target
+    ) -> EntityConfig:
+        inputs = (naming, row, row.name_for(ctx), row.unit_for(ctx), target)
+        key = (id(row), target.object_id)
+        known = self._configs.get(key)
+        if known is not None and known[0] == inputs:
+            return known[1]
+        config = entity_config(naming, row, ctx, target)
+        self._configs[key] = (inputs, config)
+        return config
+
+    def device_configs(
+        self, serial: str, inputs: Any, build: Callable[[], tuple[EntityConfig, ...]]
+    ) -> tuple[EntityConfig, ...]:
+        """A whole device's configs, the same tuple while ``inputs`` are unchanged.
+
+        The publisher recognises the tuple (``is``) and then only compares states.
+        """
+        known = self._devices.get(serial)
+        if known is not None and known[0] == inputs:
+            return known[1]
+        configs = build()
+        self._devices[serial] = (inputs, configs)
+        return configs
+
+    def clear(self) -> None:
+        """Forget everything (when subjects went away, so that their configs do not linger)."""
+        self._configs.clear()
+        self._devices.clear()
+
+    def __len__(self) -> int:
+        return len(self._configs)
+
+
+def scope_configs(
+    naming: Naming, scope: Scope[C], ctx: C, target: Target, memo: ConfigMemo | None = None
+) -> list[EntityConfig]:
+    build = memo.config if memo is not None else entity_config
+    return [build(naming, row, ctx, target) for row in scope.entities if row.exists_fn(ctx)]
+
+
+def scope_state(scope: Scope[C], ctx: C, target: Target) -> State | None:
+    """The subject's JSON state: every existing row's value and attributes, plus extras."""
+    values: dict[str, JsonValue] = {}
+    for row in scope.entities:
+        if not row.exists_fn(ctx) or row.source is not Source.STATE:
+            continue
+        if row.value_fn is not None:
+            values[row.key] = row.value_fn(ctx)
+        if row.attributes_fn is not None:
+            given = row.attributes_fn(ctx)
+            for key in row.attributes:
+                values[key] = given.get(key)
+    if scope.extras_fn is not None:
+        for key, value in scope.extras_fn(ctx).items():
+            values.setdefault(key, value)
+    return State(topic=target.state_topic, payload=dumps(values)) if values else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Publication:
+    """Everything one subject publishes: discovery configs and states, in publishing order."""
+
+    configs: tuple[EntityConfig, ...]
+    states: tuple[State, ...]
+
+    @property
+    def topics(self) -> set[str]:
+        return {c.topic for c in self.configs} | {s.topic for s in self.states}
+
+
+def bridge_publication(
+    naming: Naming, bridge: BridgeStatus, table: Table = TABLE, memo: ConfigMemo | None = None
+) -> Publication:
+    """The bridge device: its own entities and one group per linked account."""
+    configs: list[EntityConfig] = []
+    states: list[State] = []
+    target = naming.bridge_target(bridge)
+    configs += scope_configs(naming, table.bridge, bridge, target, memo)
+    states += _some(scope_state(table.bridge, bridge, target))
+    for account in bridge.accounts:
+        t = naming.account_target(account, bridge.version)
+        configs += scope_configs(naming, table.account, account, t, memo)
+        states += _some(scope_state(table.account, account, t))
+    return Publication(configs=tuple(configs), states=tuple(states))
+
+
+def config_inputs(view: DeviceView) -> tuple[Any, ...]:
+    """Everything a device's discovery configs depend on, and nothing of its values.
+
+    Names, units, which entities exist and the HA device block come from these;
+    tests/test_discovery.py checks, over simulated cooks, that configs built from
+    the same inputs are the same (a new row that depends on more must add it here).
+    """
+    d = view.device
+    probes = tuple((p.channel, p.label, p.unit) for p in d.probes)
+    return (
+        view.name,
+        d.serial,
+        model_name(d),
+        d.firmware,
+        d.fan is not None,
+        probes,
+        _session_unit(view),
+    )
+
+
+def device_publication(
+    naming: Naming, view: DeviceView, table: Table = TABLE, memo: ConfigMemo | None = None
+) -> Publication:
+    """A ThermoWorks device: availability, its own entities, its session's, then each probe's."""
+    target = naming.device_target(view)
+    session = naming.session_target(view, target)
+    probes = [ProbeView(device=view, probe=p) for p in sorted(view.device.probes, key=_channel)]
+    probe_targets = [naming.probe_target(pv, target) for pv in probes]
+
+    def build() -> tuple[EntityConfig, ...]:
+        configs = scope_configs(naming, table.device, view, target, memo)
+        configs += scope_configs(naming, table.session, view, session, memo)
+        for pv, pt in zip(probes, probe_targets, strict=True):
+            configs += scope_configs(naming, table.probe, pv, pt, memo)
+        return tuple(configs)
+
+    if memo is None:
+        configs = build()
+    else:
+        inputs = (naming, id(table), config_inputs(view))
+        configs = memo.device_configs(view.device.serial, inputs, build)
+    states = [
+        State(
+            topic=naming.availability_topic(view.device.serial),
+            payload=ONLINE if view.online else OFFLINE,
+            availability=True,
+        )
+    ]
+    states += _some(scope_state(table.device, view, target))
+    states += _some(scope_state(table.session, view, session))
+    for pv, pt in zip(probes, probe_targets, strict=True):
+        states += _some(scope_state(table.probe, pv, pt))
+    return Publication(configs=configs, states=tuple(states))
+
+
+def session_state(naming: Naming, view: DeviceView, table: Table = TABLE) -> State | None:
+    """Only the state of a device's session entities (what changes after a poll's database part)."""
+    return scope_state(table.session, view, naming.session_target(view, naming.device_target(view)))
+
+
+def _channel(probe: Probe) -> int:
+    return probe.channel
+
+
+def _some(state: State | None) -> Sequence[State]:
+    return [state] if state is not None else []

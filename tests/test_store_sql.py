@@ -1,0 +1,115 @@
+"""The store's shared SQL helpers on both dialects: upsert, rollback hooks, the bulk UPDATE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from grillstats_bridge.store import bulk
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import Device, ProbeRow, ReadingRow, User
+from grillstats_bridge.store.sql import rollback_hook, upsert
+
+READINGS: sa.Table = ReadingRow.__table__  # type: ignore[assignment]
+PROBES: sa.Table = ProbeRow.__table__  # type: ignore[assignment]
+T0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
+# Quotes, placeholders, backslashes, SQL and non-ASCII: stored as given, never interpreted.
+HOSTILE = "O'Brien's \"brisket\" %s %(x)s \\' ); DROP TABLE readings; -- ° 🔥"
+
+
+def _reading(time: datetime, value: float, unit: str = "F") -> dict[str, object]:
+    return {"device_id": "D1", "probe": 1, "time": time, "value": value, "unit": unit}
+
+
+def test_upsert_without_update_columns_keeps_the_stored_row(database: Database) -> None:
+    with database.transaction() as db:
+        upsert(db, READINGS, [_reading(T0, 100.0)], keys=["device_id", "probe", "time"])
+        upsert(
+            db,
+            READINGS,
+            [_reading(T0, 999.0), _reading(T0 + timedelta(seconds=15), 101.0)],
+            keys=["device_id", "probe", "time"],
+        )
+    with database.transaction() as db:
+        got = db.execute(sa.select(ReadingRow.time, ReadingRow.value).order_by(ReadingRow.time))
+        assert [v for _, v in got] == [100.0, 101.0]
+
+
+def test_upsert_updates_only_the_named_columns(database: Database) -> None:
+    with database.transaction() as db:
+        user = User(email="u@example.com", password_hash="x")
+        db.add(user)
+        db.flush()
+        device = Device(device_id="D1", user_id=user.id, nickname="Pit")
+        db.add(device)
+        db.flush()
+        row = {"device_id": device.id, "channel": 1, "label": "Meat", "unit": "F"}
+        upsert(db, PROBES, [row], keys=["device_id", "channel"])
+        changed = {**row, "label": HOSTILE, "unit": "C"}
+        upsert(db, PROBES, [changed], keys=["device_id", "channel"], update=["label"])
+    with database.transaction() as db:
+        (probe,) = db.scalars(sa.select(ProbeRow))
+        assert (probe.label, probe.unit) == (HOSTILE, "F")
+
+
+@dataclass
+class _Counter:
+    calls: list[str] = field(default_factory=list)
+
+    def rolled_back(self) -> None:
+        self.calls.append("rolled back")
+
+
+def test_a_rollback_hook_runs_once_when_the_transaction_does_not_commit(
+    database: Database,
+) -> None:
+    counter = _Counter()
+    with pytest.raises(RuntimeError), database.transaction() as db:
+        assert rollback_hook(db, "k", lambda: counter) is counter
+        assert rollback_hook(db, "k", _Counter) is counter  # one per key per transaction
+        with db.begin_nested():  # a savepoint's release is not the commit
+            upsert(db, READINGS, [_reading(T0, 1.0)], keys=["device_id", "probe", "time"])
+        raise RuntimeError("the transaction fails")
+    assert counter.calls == ["rolled back"]
+
+
+def test_a_commit_discards_the_rollback_hook(database: Database) -> None:
+    counter = _Counter()
+    with database.session() as db:
+        with db.begin():
+            rollback_hook(db, "k", lambda: counter)
+        with db.begin():  # a later transaction on the same session rolls back
+            rollback_hook(db, "other", _Counter)
+            db.rollback()
+    assert counter.calls == []
+
+
+# The one-statement UPDATE is PostgreSQL's; SQLite uses an executemany.
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_the_bulk_update_writes_hostile_values_as_data(database: Database) -> None:
+    with database.transaction() as db:
+        user = User(email="u@example.com", password_hash="x")
+        db.add(user)
+        db.flush()
+        device = Device(device_id="D1", user_id=user.id, nickname="Pit")
+        db.add(device)
+        db.flush()
+        probes = [ProbeRow(device_id=device.id, channel=c, label="x", unit="F") for c in (1, 2)]
+        db.add_all(probes)
+        db.flush()
+        ids = [p.id for p in probes]
+    with database.transaction() as db:
+        assert bulk.supported(db)
+        bulk.update_rows(
+            db,
+            PROBES,
+            ("label", "raw"),
+            [(ids[0], HOSTILE, {"k": HOSTILE}), (ids[1], None, None)],
+        )
+    with database.transaction() as db:
+        got = {p.id: (p.label, p.raw) for p in db.scalars(sa.select(ProbeRow))}
+        assert got == {ids[0]: (HOSTILE, {"k": HOSTILE}), ids[1]: (None, None)}
+        assert db.scalar(sa.select(sa.func.count()).select_from(READINGS)) == 0
