@@ -31,7 +31,7 @@ runs the bridge's real MQTT client and publisher with the test devices
    changes it, a low above the high is refused, a disable / enable made elsewhere
    shows, and 0 removes it.
 
-The alert entities (``alert_mqtt.with_alerts``) are published from phase 1 on.
+The alert entities (rows of ``ha.entities.TABLE``) are published from phase 1 on.
 
 Then it stops HA, the bridge and the broker. Exit status 0 when every check held.
 """
@@ -56,11 +56,12 @@ from typing import Any
 import requests
 
 from grillstats_bridge import __version__
-from grillstats_bridge.alerts.engine import AlertKind, Firing, FiringEvent
-from grillstats_bridge.alerts.entities import EVENT_TYPES, alert_views, publish_firing, with_alerts
+from grillstats_bridge.alerts.engine import AlertKind, Firing
+from grillstats_bridge.alerts.entities import alert_views, publish_firing
 from grillstats_bridge.config import MqttConfig, ThermoworksConfig
-from grillstats_bridge.domain import Device, Measurement, Unit, utcnow
+from grillstats_bridge.domain import Device, FiringEvent, Measurement, Unit, utcnow
 from grillstats_bridge.ha.entities import (
+    EVENT_TYPES,
     TABLE,
     AccountStatus,
     BridgeHealth,
@@ -79,7 +80,7 @@ TOOL = Path(os.environ.get("HA_CHECK", "/work/shared/tools/ha-check/run_ha_check
 LOCK = "/tmp/ha-check.lock"
 INSTANCE = "hacheck"
 CONNECTION_LOST = "Error returned from MQTT server: The connection was lost"
-ALERT_TABLE = with_alerts(TABLE)
+ALERT_TABLE = TABLE
 Alerts = dict[str, tuple[ProbeAlerts, ...]]
 
 

@@ -261,3 +261,13 @@ class Tokens:
     refresh_token: str = field(repr=False)
     expires_at: datetime
     uid: str | None = None
+
+
+class FiringEvent(StrEnum):
+    """What a firing says happened (the Home Assistant event type)."""
+
+    TARGET_REACHED = "target_reached"
+    TOO_HIGH = "too_high"
+    TOO_LOW = "too_low"
+    RISING = "rising"
+    FALLING = "falling"

@@ -20,16 +20,11 @@ import sqlalchemy as sa
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from grillstats_bridge.alerts.entities import (
-    EVENT_TYPES,
-    alert_views,
-    parse_target,
-    with_alerts,
-)
+from grillstats_bridge.alerts.entities import alert_views, parse_target
 from grillstats_bridge.cli import main
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.domain import Measurement, Unit
-from grillstats_bridge.ha.entities import DeviceView, ProbeAlerts
+from grillstats_bridge.ha.entities import EVENT_TYPES, TABLE, DeviceView, ProbeAlerts
 from grillstats_bridge.ha.naming import Naming
 from grillstats_bridge.ha.payloads import device_publication
 from grillstats_bridge.ha.publisher import Publisher, naming_for
@@ -44,7 +39,6 @@ from tests.sample_devices import SIGNALS as SAMPLE_SIGNALS
 
 NOW = datetime(2026, 11, 27, 18, 30, tzinfo=UTC)
 NAMING = Naming(instance_id="home")
-TABLE = with_alerts()
 SID = "10_06_1C_6F_47_70"
 DEVICE = {
     "identifiers": [f"home_{SID}"],

@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from grillstats_bridge.alerts import rules as alert_rules
-from grillstats_bridge.alerts.engine import AlertRuleError, Arm, Firing, FiringEvent
+from grillstats_bridge.alerts.engine import AlertRuleError, Arm, Firing
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.config import AlertsConfig, SecurityConfig
-from grillstats_bridge.domain import Measurement, Reading, Unit
+from grillstats_bridge.domain import FiringEvent, Measurement, Reading, Unit
 from grillstats_bridge.errors import UsageError
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import AlertHistory, AlertStateRow, Device, TemperatureAlert

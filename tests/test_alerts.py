@@ -16,15 +16,15 @@ from grillstats_bridge.alerts.engine import (
     AlertSettings,
     Arm,
     Firing,
-    FiringEvent,
 )
-from grillstats_bridge.domain import Reading, Unit
+from grillstats_bridge.config import AlertsConfig
+from grillstats_bridge.domain import FiringEvent, Reading, Unit
 from grillstats_bridge.simulator.scenario import load_scenario
 
 F, C, H = Unit.FAHRENHEIT, Unit.CELSIUS, Unit.HUMIDITY
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SERIAL = "AB12CD"
-NO_COOLDOWN = AlertSettings(cooldown=timedelta(0))
+NO_COOLDOWN = AlertSettings(AlertsConfig(cooldown=0))
 
 Value = float | None
 
@@ -148,7 +148,7 @@ TARGET_CASES = [
         target(203),
         [202, 203, 202.9, 203],
         [1, 3],
-        settings=AlertSettings(hysteresis_f=0, cooldown=timedelta(0)),
+        settings=AlertSettings(AlertsConfig(hysteresis_f=0, cooldown=0)),
     ),
     Case(
         "cooldown delays a second firing while the target holds",
@@ -421,7 +421,7 @@ def test_rate_units(rule: AlertRule, unit: Unit, values: list[Value], fires: boo
 
 def test_rate_cooldown_between_firings() -> None:
     """Falling 10 °F, re-armed, falling again a minute later: the cooldown holds it back."""
-    engine = AlertEngine([rate(AlertKind.FALLING, 10)], AlertSettings(hysteresis_f=2))
+    engine = AlertEngine([rate(AlertKind.FALLING, 10)], AlertSettings(AlertsConfig(hysteresis_f=2)))
     values = [250.0] * 21 + [238.0] * 21 + [250.0] * 4 + [239.0] * 30
     firings = live(engine, readings(values))
     assert len(firings) == 2
@@ -441,7 +441,7 @@ def test_stale_readings_never_fire_but_a_fresh_one_does() -> None:
 
 
 def test_max_age_none_lets_old_readings_fire() -> None:
-    engine = AlertEngine([target(203)], AlertSettings(max_age=None))
+    engine = AlertEngine([target(203)], AlertSettings(AlertsConfig(max_age=0)))
     assert len(engine.process(readings([205]), now=T0 + timedelta(days=2))) == 1
 
 

@@ -64,11 +64,12 @@ def test_every_payload_meets_home_assistants_rules() -> None:
     configs, states = flat(everything())
     assert ha_rules.check_all(configs, states, "homeassistant") == []
     # and there is something to check: every device, every probe, the bridge, two accounts
-    kinds = {(json.loads(c)["device"]["name"], c.count("unique_id")) for c in configs.values()}
-    assert len(kinds) == 6
-    # bridge 4 + 2 accounts, 5 devices x (4 + 10 of its session) + the fan,
-    # 10 probes x 3 (temperature or humidity)
-    assert len(configs) == 6 + 5 * (4 + 10) + 1 + 10 * 3
+    devices = {json.loads(c)["device"]["name"] for c in configs.values()}
+    assert len(devices) == 6
+    # bridge 4 + 2 accounts, 5 devices x (4 + the alerts event + 10 of its session) + the fan,
+    # 9 temperature probes x (3 + target, range low/high, alert active + 5 device triggers),
+    # 1 humidity probe x 3
+    assert len(configs) == 6 + 5 * (4 + 1 + 10) + 1 + 9 * (3 + 4 + 5) + 1 * 3
 
 
 def test_the_checker_catches_what_home_assistant_refuses() -> None:
@@ -182,6 +183,11 @@ def test_states_golden_with_an_unplugged_probe_as_null() -> None:
         "alarm": True,
         "alarm_high": {"enabled": True, "alarming": True, "value": 180.0, "unit": "°F"},
         "alarm_low": None,
+        # no alert rule on this probe: no target, no range, nothing active
+        "target": None,
+        "range_low": None,
+        "range_high": None,
+        "alert_active": False,
         "channel": 2,
         "label": "Pork butt",
         "unit": "°F",
@@ -268,7 +274,8 @@ def test_two_instances_share_nothing() -> None:
         out = set()
         for raw in configs.values():
             p = json.loads(raw)
-            out.add(p["unique_id"])
+            if "unique_id" in p:  # device triggers have none
+                out.add(p["unique_id"])
             out.update(p["device"]["identifiers"])
         return out
 
@@ -410,12 +417,11 @@ def test_a_devices_configs_are_reused_only_while_what_they_are_built_from_is_unc
     names, units, probes, firmware), the memo's configs must equal configs built
     from scratch; and an update of values alone must give the very same tuple.
     """
-    from grillstats_bridge.alerts.entities import with_alerts
     from grillstats_bridge.domain import Measurement
     from grillstats_bridge.ha.entities import ProbeAlerts
     from grillstats_bridge.ha.payloads import ConfigMemo
 
-    table = with_alerts(TABLE)
+    table = TABLE
     memo = ConfigMemo()
     session = CurrentSession(
         session_id=4,

@@ -19,7 +19,16 @@ from grillstats_bridge import __version__
 from grillstats_bridge.cli import main
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.domain import Poll
-from grillstats_bridge.ha.entities import TABLE, AccountStatus, BridgeHealth, BridgeStatus, Table
+from grillstats_bridge.ha.entities import (
+    DEVICE,
+    PROBE,
+    SESSION,
+    TABLE,
+    AccountStatus,
+    BridgeHealth,
+    BridgeStatus,
+    Table,
+)
 from grillstats_bridge.ha.naming import Naming
 from grillstats_bridge.ha.publisher import Publisher, naming_for
 from grillstats_bridge.mqtt.client import MqttClient
@@ -168,19 +177,28 @@ def test_publish_cycle_golden(
     prefix = mqtt_config.discovery_prefix
     problems = ha_rules.all_problems([(t, p.decode()) for t, p in held.items()], prefix)
     assert problems == []
+    # The sample bridge covers the whole table: every row of every scope is in the golden.
+    published = {line.split()[2].rsplit("/", 2)[1] for line in lines if "/config" in line}
+    for scope in (
+        TABLE.bridge,
+        TABLE.account,
+        TABLE.device,
+        TABLE.probe,
+        TABLE.session,
+    ):
+        for row in scope.entities:
+            assert any(o.endswith(f"_{row.key}") for o in published), (scope.name, row.key)
 
 
 def test_updates_publish_only_what_changed(
     mqtt_config: MqttConfig, ordered_subscriber: Subscriber, make_bridge: Callable[..., Bridge]
 ) -> None:
     subscriber = ordered_subscriber
-    # Without the session rows: the ordering below holds while the configs (QoS 1) fit
-    # in the client's MAX_INFLIGHT window (100); beyond it paho queues them and the QoS 0
+    # Without the session and alert rows: the ordering below holds while the configs (QoS 1)
+    # fit in the client's MAX_INFLIGHT window (100); beyond it paho queues them and the QoS 0
     # states overtake (harmless for HA, the states are retained; see the session report).
-    no_sessions = dataclasses.replace(
-        TABLE, session=dataclasses.replace(TABLE.session, entities=())
-    )
-    bridge = make_bridge(mqtt_config, table=no_sessions)
+    small = Table(device=DEVICE, probe=PROBE, session=dataclasses.replace(SESSION, entities=()))
+    bridge = make_bridge(mqtt_config, table=small)
     publish_all(bridge)
     assert bridge.client.flush(WAIT)
     subscriber.wait_for(lambda ms: len(ms) >= len(bridge.expected_topics()), what="the cycle")
@@ -251,9 +269,10 @@ def test_vanished_devices_probes_and_entity_kinds_are_cleared(
     assert not any("_alarm/" in t for t in now_held)
     assert not any("2C_F4_32_11_22_33" in t for t in now_held)
     assert not any("10_06_1C_6F_47_70_p4" in t or "70/probe/4" in t for t in now_held)
-    # 10 alarm configs; the gateway's 5 configs and 10 of its session, its probe's other 2,
-    # 4 states (availability, device, session, probe); p4's 2 + 1 state
-    assert len(gone) == 10 + (5 + 10 + 2 + 4) + (2 + 1)
+    # 10 alarm configs; the gateway's 5 configs, its alerts event and 10 of its session,
+    # its probe's other 2 and 9 of its alerts (3 numbers, active, 5 triggers), 4 states
+    # (availability, device, session, probe); p4's 2 + 9 configs + 1 state
+    assert len(gone) == 10 + (5 + 1 + 10 + 2 + 9 + 4) + (2 + 9 + 1)
     assert {topic for topic, _, _ in store.load()} == set(now_held)
     assert set(now_held) < set(everything)  # nothing new: no `_2` duplicates, no ghosts
 
@@ -271,13 +290,16 @@ def test_devices_before_the_bridge_state_still_put_the_bridge_first(
 ) -> None:
     """Devices name the bridge as via_device: its configs must reach HA before theirs."""
     bridge = make_bridge(mqtt_config)
+    # the bridge's 4, the device's 4 + its alerts event + 10 of its session,
+    # 4 probes x (3 + 3 alert numbers + alert active + 5 device triggers)
+    n_configs = 4 + 4 + 1 + 10 + 4 * 12
     poll = Poll(user_id=1, polled_at=NOW, devices=sample_devices(NOW)[:1], readings=())
     bridge.publisher.publish_devices(poll.user_id, poll.devices, now=poll.polled_at)
     assert bridge.client.flush(WAIT)
     configs = [
         m.topic
         for m in ordered_subscriber.wait_for(
-            lambda ms: sum("/config" in m.topic for m in ms) >= 4 + 4 + 10 + 4 * 3,
+            lambda ms: sum("/config" in m.topic for m in ms) >= n_configs,
             what="configs",
         )
         if m.topic.endswith("/config")
@@ -289,7 +311,7 @@ def test_devices_before_the_bridge_state_still_put_the_bridge_first(
     )
     assert json.loads(held[f"{bridge.naming.root}/bridge"])["status"] == "starting"
     health = bridge.publisher.health().as_dict()
-    assert health["devices"] == 1 and health["entities"] == 4 + 4 + 10 + 4 * 3
+    assert health["devices"] == 1 and health["entities"] == n_configs
 
 
 def test_account_unlinked_and_device_offline(
@@ -321,13 +343,11 @@ def test_home_assistant_birth_republishes_discovery_then_states(
     mqtt_config: MqttConfig, ordered_subscriber: Subscriber, make_bridge: Callable[..., Bridge]
 ) -> None:
     subscriber = ordered_subscriber
-    # Without the session rows: the ordering below holds while the configs (QoS 1) fit
-    # in the client's MAX_INFLIGHT window (100); beyond it paho queues them and the QoS 0
+    # Without the session and alert rows: the ordering below holds while the configs (QoS 1)
+    # fit in the client's MAX_INFLIGHT window (100); beyond it paho queues them and the QoS 0
     # states overtake (harmless for HA, the states are retained; see the session report).
-    no_sessions = dataclasses.replace(
-        TABLE, session=dataclasses.replace(TABLE.session, entities=())
-    )
-    bridge = make_bridge(mqtt_config, table=no_sessions)
+    small = Table(device=DEVICE, probe=PROBE, session=dataclasses.replace(SESSION, entities=()))
+    bridge = make_bridge(mqtt_config, table=small)
     publish_all(bridge)
     assert bridge.client.flush(WAIT)
     total = len(bridge.expected_topics())

@@ -38,7 +38,8 @@ def simulate(name: str, every: float) -> tuple[Scenario, tuple[SessionChange, ..
     changes: list[SessionChange] = []
     for poll in scenario_polls(scenario, every):
         changes += tracker.observe_poll(poll)
-    changes += tracker.tick(scenario.end + timedelta(seconds=rules.offline_end_after + every))
+    quiet = rules.config.offline_end_after + every
+    changes += tracker.tick(scenario.end + timedelta(seconds=quiet))
     assert tracker.active_sessions() == []
     return scenario, tuple(changes)
 

@@ -552,7 +552,8 @@ def test_the_sessions_settings_load_with_durations(tmp_path: Any) -> None:
     path.write_text("sessions:\n  end_after: 45m\n  start_hold: 2m\n  temperature_unit: c\n")
     config = load_config(path, environ={"GRILLSTATS_SESSIONS_MIN_DURATION": "20m"})
     rules = Rules.from_config(config.sessions)
-    assert (rules.end_after, rules.start_hold, rules.min_duration) == (2700, 120, 1200)
+    sessions = rules.config
+    assert (sessions.end_after, sessions.start_hold, sessions.min_duration) == (2700, 120, 1200)
     assert rules.unit is Unit.CELSIUS
 
 

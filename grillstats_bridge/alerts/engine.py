@@ -20,11 +20,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from grillstats_bridge.domain import Reading, Unit, clean_float, convert_temperature
+from grillstats_bridge.config import AlertsConfig
+from grillstats_bridge.domain import FiringEvent, Reading, Unit, clean_float, convert_temperature
 from grillstats_bridge.errors import UsageError
 
 # Comparisons after a unit conversion carry float noise (200 °F is
@@ -53,16 +54,6 @@ class AlertKind(StrEnum):
             raise AlertRuleError(
                 f"unknown alert type {text!r} (expected target, range, rising or falling)"
             ) from None
-
-
-class FiringEvent(StrEnum):
-    """What a firing says happened (the Home Assistant event type)."""
-
-    TARGET_REACHED = "target_reached"
-    TOO_HIGH = "too_high"
-    TOO_LOW = "too_low"
-    RISING = "rising"
-    FALLING = "falling"
 
 
 class Arm(StrEnum):
@@ -155,27 +146,37 @@ class AlertRule:
         return f"{sign}{self.threshold:g} {symbol}"
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class AlertSettings:
-    """The engine's tunables (``alerts`` section of the configuration)."""
+    """The engine's view of the ``alerts`` section (its defaults are declared there, once):
+    durations as timedeltas, a 0 gap or age limit as None (no limit)."""
 
-    hysteresis_f: float = 2.0  # for alerts set in °F
-    hysteresis_c: float = 1.0  # for alerts set in °C
-    rate_window: timedelta = timedelta(minutes=5)
-    rate_coverage: float = 0.8  # the readings must span at least this share of the window
-    cooldown: timedelta = timedelta(minutes=5)
-    max_gap: timedelta | None = timedelta(minutes=15)  # None: gaps never disarm
-    max_age: timedelta | None = timedelta(minutes=15)  # None: old readings may fire
+    config: AlertsConfig = field(default_factory=AlertsConfig)
+    rate_window: timedelta = field(init=False)
+    rate_coverage: float = field(init=False)
+    cooldown: timedelta = field(init=False)
+    max_gap: timedelta | None = field(init=False)  # None: gaps never disarm
+    max_age: timedelta | None = field(init=False)  # None: old readings may fire
 
     def __post_init__(self) -> None:
-        if not 0.5 <= self.rate_coverage <= 1.0:
+        c = self.config
+        if not 0.5 <= c.rate_coverage <= 1.0:
             raise ValueError("rate_coverage: must be between 0.5 and 1")
-        if self.rate_window <= timedelta(0):
+        if c.rate_window <= 0:
             raise ValueError("rate_window: must be positive")
+        values = {
+            "rate_window": timedelta(seconds=c.rate_window),
+            "rate_coverage": c.rate_coverage,
+            "cooldown": timedelta(seconds=c.cooldown),
+            "max_gap": timedelta(seconds=c.max_gap) if c.max_gap > 0 else None,
+            "max_age": timedelta(seconds=c.max_age) if c.max_age > 0 else None,
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     def hysteresis(self, unit: Unit) -> float:
         """The margin for an alert set in ``unit``, in that unit."""
-        return self.hysteresis_c if unit is Unit.CELSIUS else self.hysteresis_f
+        return self.config.hysteresis_c if unit is Unit.CELSIUS else self.config.hysteresis_f
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

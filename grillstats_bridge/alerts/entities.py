@@ -1,10 +1,10 @@
-"""Temperature alerts in Home Assistant: their entities, and the target and range numbers' commands.
+"""Temperature alerts in Home Assistant: the target and range numbers' commands, firings.
 
-The rows that :func:`with_alerts` adds to the discovery table:
+The alert rows of the entity table (``ha.entities``, section "alerts"):
 
 * per ThermoWorks device, an ``event`` entity *Alerts* on the device's event topic:
   each firing is one message there (:func:`publish_firing`), its
-  ``event_type`` one of :data:`EVENT_TYPES` and the rest of it the event's attributes;
+  ``event_type`` one of ``ha.entities.EVENT_TYPES`` and the rest of it the event's attributes;
 * per temperature probe, a ``number`` *<probe> target* in the probe's unit: setting
   it creates or changes the probe's target alert, 0 (or an empty payload) removes it;
 * per temperature probe, two ``number`` entities *<probe> range low* and *<probe>
@@ -23,7 +23,6 @@ current and applies the numbers' commands; it runs on the daemon's pipeline thre
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections.abc import Callable, Collection, Mapping
@@ -32,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from grillstats_bridge.alerts.engine import AlertRuleError, Firing, FiringEvent
+from grillstats_bridge.alerts.engine import AlertRuleError, Firing
 from grillstats_bridge.alerts.rules import (
     probe_range_alert,
     probe_ranges,
@@ -44,15 +43,13 @@ from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.domain import Measurement, Unit
 from grillstats_bridge.errors import UsageError
 from grillstats_bridge.ha.entities import (
-    TABLE,
-    Component,
-    DeviceView,
-    EntityDescription,
+    COMMANDS,
+    RANGE_HIGH,
+    TARGET,
+    TARGET_MAX,
+    TARGET_MIN,
     JsonValue,
     ProbeAlerts,
-    ProbeView,
-    Source,
-    Table,
 )
 from grillstats_bridge.ha.ids import sanitize
 from grillstats_bridge.ha.payloads import dumps
@@ -63,117 +60,8 @@ from grillstats_bridge.store.models import Device, ProbeRow
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = tuple(event.value for event in FiringEvent)
-# The number's range, in the probe's unit; a target outside it shows as unknown
-# (HA logs an error for a state outside the range).
-TARGET_MIN = -100.0
-TARGET_MAX = 1000.0
 CLEAR_WORDS = ("", "none", "null")  # besides 0: what removes the target alert
-TARGET = "target"
-RANGE_LOW = "range_low"
-RANGE_HIGH = "range_high"
-COMMANDS = {TARGET: "target", RANGE_LOW: "range low", RANGE_HIGH: "range high"}
-
 Range = tuple[Measurement | None, Measurement | None]  # (low, high); None: not set
-
-
-def _is_temperature(view: ProbeView) -> bool:
-    return view.probe.unit.is_temperature
-
-
-def _shown(value: Measurement | None, unit: Unit) -> float | None:
-    """A temperature as a number entity shows it: in the probe's unit, within its range."""
-    if value is None:
-        return None
-    shown = round(value.to(unit).value, 1)
-    return shown if TARGET_MIN <= shown <= TARGET_MAX else None
-
-
-def target_value(view: ProbeView) -> float | None:
-    """The probe's target in the probe's own unit (an alert set in °F on a °C probe converts)."""
-    return _shown(view.alerts.target, view.probe.unit)
-
-
-def range_value(high: bool) -> Callable[[ProbeView], float | None]:
-    """The value_fn of the range low (or high) number, in the probe's unit."""
-
-    def value(view: ProbeView) -> float | None:
-        alerts = view.alerts
-        return _shown(alerts.high if high else alerts.low, view.probe.unit)
-
-    return value
-
-
-ALERTS_EVENT: EntityDescription[DeviceView] = EntityDescription(
-    key="alerts",
-    component=Component.EVENT,
-    name="Alerts",
-    source=Source.EVENT,
-    icon="mdi:bell-ring",
-    device_availability=False,  # a firing replayed after the device went offline still shows
-    extra={"event_types": list(EVENT_TYPES)},
-)
-
-
-def _temperature_number(
-    key: str, value_fn: Callable[[ProbeView], float | None]
-) -> EntityDescription[ProbeView]:
-    return EntityDescription(
-        key=key,
-        component=Component.NUMBER,
-        name=lambda p: f"{p.label} {COMMANDS[key]}",
-        value_fn=value_fn,
-        exists_fn=_is_temperature,
-        device_class="temperature",
-        unit=lambda p: p.probe.unit.symbol,
-        command=True,
-        device_availability=False,  # an alert may be set before the device is switched on
-        extra={"min": TARGET_MIN, "max": TARGET_MAX, "step": 0.1, "mode": "box"},
-    )
-
-
-PROBE_TARGET = _temperature_number(TARGET, target_value)
-PROBE_RANGE_LOW = _temperature_number(RANGE_LOW, range_value(high=False))
-PROBE_RANGE_HIGH = _temperature_number(RANGE_HIGH, range_value(high=True))
-
-ALERT_ACTIVE: EntityDescription[ProbeView] = EntityDescription(
-    key="alert_active",
-    component=Component.BINARY_SENSOR,
-    name=lambda p: f"{p.label} alert active",
-    value_fn=lambda p: p.alerts.active,
-    exists_fn=_is_temperature,
-    icon="mdi:bell-ring",
-)
-
-
-def _trigger(event: FiringEvent) -> EntityDescription[ProbeView]:
-    return EntityDescription(
-        key=f"on_{event.value}",
-        component=Component.DEVICE_AUTOMATION,
-        name=lambda p: f"probe_{p.probe.channel}",  # the trigger's subtype
-        exists_fn=_is_temperature,
-        source=Source.EVENT,
-        extra={
-            "type": event.value,
-            "payload": event.value,
-            "value_template": "{{ value_json.event_type }}",
-            "qos": 1,
-        },
-    )
-
-
-PROBE_TRIGGERS = tuple(_trigger(event) for event in FiringEvent)
-
-
-def with_alerts(table: Table = TABLE) -> Table:
-    """``table`` with the alert rows (what the daemon publishes)."""
-    return dataclasses.replace(
-        table,
-        device=table.device.with_entities(ALERTS_EVENT),
-        probe=table.probe.with_entities(
-            PROBE_TARGET, PROBE_RANGE_LOW, PROBE_RANGE_HIGH, ALERT_ACTIVE, *PROBE_TRIGGERS
-        ),
-    )
 
 
 def alert_views(

@@ -34,10 +34,9 @@ from grillstats_bridge.alerts.engine import (
     AlertState,
     Arm,
     Firing,
-    FiringEvent,
 )
 from grillstats_bridge.config import AlertsConfig
-from grillstats_bridge.domain import Measurement, Reading, Unit, utcnow
+from grillstats_bridge.domain import FiringEvent, Measurement, Reading, Unit, utcnow
 from grillstats_bridge.store.models import (
     AlertHistory,
     AlertStateRow,
@@ -55,15 +54,7 @@ _WATCHED = "grillstats.alerts"
 
 def settings_from_config(config: AlertsConfig) -> AlertSettings:
     """The engine's settings from the ``alerts`` configuration section."""
-    return AlertSettings(
-        hysteresis_f=config.hysteresis_f,
-        hysteresis_c=config.hysteresis_c,
-        rate_window=timedelta(seconds=config.rate_window),
-        rate_coverage=config.rate_coverage,
-        cooldown=timedelta(seconds=config.cooldown),
-        max_gap=timedelta(seconds=config.max_gap) if config.max_gap > 0 else None,
-        max_age=timedelta(seconds=config.max_age) if config.max_age > 0 else None,
-    )
+    return AlertSettings(config)
 
 
 def rule_from_row(row: TemperatureAlert) -> AlertRule:

@@ -39,7 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from grillstats_bridge import __version__
 from grillstats_bridge.alerts.engine import Firing
-from grillstats_bridge.alerts.entities import AlertControl, publish_firing, with_alerts
+from grillstats_bridge.alerts.entities import AlertControl, publish_firing
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge import status
 from grillstats_bridge.bridge.health import HealthServer
@@ -145,7 +145,7 @@ class Bridge:
             self.mqtt,
             config.mqtt,
             store=PublicationStore(self.database, config.mqtt.instance_id),
-            table=with_alerts(TABLE),
+            table=TABLE,
             clock=self.clock.now,
             rng=self._rng,
         )

@@ -120,6 +120,7 @@ class DatabaseConfig:
                 "(other databases are not supported)"
             )
 
+
 @dataclass(frozen=True, kw_only=True)
 class SecurityConfig:
     """Bridge user accounts and secrets at rest."""

@@ -26,6 +26,7 @@ from grillstats_bridge import __version__
 from grillstats_bridge.domain import (
     Device,
     FanState,
+    FiringEvent,
     Measurement,
     Probe,
     Unit,
@@ -600,24 +601,125 @@ SESSION: Scope[DeviceView] = Scope(
 )
 
 
+# --------------------------------------------------------------------------- alerts
+# Per device an event entity for the firings; per temperature probe its target and
+# range numbers (commands handled by alerts.entities.AlertControl), an alert-active
+# binary sensor and one device trigger per event type.
+
+EVENT_TYPES = tuple(event.value for event in FiringEvent)
+# The number's range, in the probe's unit; a target outside it shows as unknown
+# (HA logs an error for a state outside the range).
+TARGET_MIN = -100.0
+TARGET_MAX = 1000.0
+TARGET = "target"
+RANGE_LOW = "range_low"
+RANGE_HIGH = "range_high"
+COMMANDS = {TARGET: "target", RANGE_LOW: "range low", RANGE_HIGH: "range high"}
+
+
+def _is_temperature(view: ProbeView) -> bool:
+    return view.probe.unit.is_temperature
+
+
+def _shown(value: Measurement | None, unit: Unit) -> float | None:
+    """A temperature as a number entity shows it: in the probe's unit, within its range."""
+    if value is None:
+        return None
+    shown = round(value.to(unit).value, 1)
+    return shown if TARGET_MIN <= shown <= TARGET_MAX else None
+
+
+def target_value(view: ProbeView) -> float | None:
+    """The probe's target in the probe's own unit (an alert set in °F on a °C probe converts)."""
+    return _shown(view.alerts.target, view.probe.unit)
+
+
+def range_value(high: bool) -> Callable[[ProbeView], float | None]:
+    """The value_fn of the range low (or high) number, in the probe's unit."""
+
+    def value(view: ProbeView) -> float | None:
+        alerts = view.alerts
+        return _shown(alerts.high if high else alerts.low, view.probe.unit)
+
+    return value
+
+
+ALERTS_EVENT: EntityDescription[DeviceView] = EntityDescription(
+    key="alerts",
+    component=Component.EVENT,
+    name="Alerts",
+    source=Source.EVENT,
+    icon="mdi:bell-ring",
+    device_availability=False,  # a firing replayed after the device went offline still shows
+    extra={"event_types": list(EVENT_TYPES)},
+)
+
+
+def _temperature_number(
+    key: str, value_fn: Callable[[ProbeView], float | None]
+) -> EntityDescription[ProbeView]:
+    return EntityDescription(
+        key=key,
+        component=Component.NUMBER,
+        name=lambda p: f"{p.label} {COMMANDS[key]}",
+        value_fn=value_fn,
+        exists_fn=_is_temperature,
+        device_class="temperature",
+        unit=lambda p: p.probe.unit.symbol,
+        command=True,
+        device_availability=False,  # an alert may be set before the device is switched on
+        extra={"min": TARGET_MIN, "max": TARGET_MAX, "step": 0.1, "mode": "box"},
+    )
+
+
+PROBE_TARGET = _temperature_number(TARGET, target_value)
+PROBE_RANGE_LOW = _temperature_number(RANGE_LOW, range_value(high=False))
+PROBE_RANGE_HIGH = _temperature_number(RANGE_HIGH, range_value(high=True))
+
+ALERT_ACTIVE: EntityDescription[ProbeView] = EntityDescription(
+    key="alert_active",
+    component=Component.BINARY_SENSOR,
+    name=lambda p: f"{p.label} alert active",
+    value_fn=lambda p: p.alerts.active,
+    exists_fn=_is_temperature,
+    icon="mdi:bell-ring",
+)
+
+
+def _trigger(event: FiringEvent) -> EntityDescription[ProbeView]:
+    return EntityDescription(
+        key=f"on_{event.value}",
+        component=Component.DEVICE_AUTOMATION,
+        name=lambda p: f"probe_{p.probe.channel}",  # the trigger's subtype
+        exists_fn=_is_temperature,
+        source=Source.EVENT,
+        extra={
+            "type": event.value,
+            "payload": event.value,
+            "value_template": "{{ value_json.event_type }}",
+            "qos": 1,
+        },
+    )
+
+
+PROBE_TRIGGERS = tuple(_trigger(event) for event in FiringEvent)
+
+
+DEVICE_WITH_ALERTS = DEVICE.with_entities(ALERTS_EVENT)
+PROBE_WITH_ALERTS = PROBE.with_entities(
+    PROBE_TARGET, PROBE_RANGE_LOW, PROBE_RANGE_HIGH, ALERT_ACTIVE, *PROBE_TRIGGERS
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Table:
     """Every scope; the publisher works from one of these (tests may pass their own)."""
 
     bridge: Scope[BridgeStatus] = BRIDGE
     account: Scope[AccountStatus] = ACCOUNT
-    device: Scope[DeviceView] = DEVICE
-    probe: Scope[ProbeView] = PROBE
+    device: Scope[DeviceView] = DEVICE_WITH_ALERTS
+    probe: Scope[ProbeView] = PROBE_WITH_ALERTS
     session: Scope[DeviceView] = SESSION
 
 
 TABLE = Table()
-
-
-# --------------------------------------------------------------------------- ids and topics
-
-
-# --------------------------------------------------------------------------- payloads
-
-
-# --------------------------------------------------------------------------- whole subjects

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import zoneinfo
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
+from grillstats_bridge.config import SessionsConfig
 from grillstats_bridge.domain import (
     Unit,
     ensure_utc,
 )
 from grillstats_bridge.errors import UsageError
-
-if TYPE_CHECKING:
-    from grillstats_bridge.config import SessionsConfig
-
 
 STATE_VERSION = 1
 
@@ -110,42 +107,20 @@ class SessionChange:
         return self.session.serial
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, slots=True)
 class Rules:
-    """The detection thresholds (temperatures in ``unit``, durations in seconds)."""
+    """The tracker's view of the ``sessions`` section: every threshold is read from the
+    section itself (temperatures in ``unit``, durations in seconds; declared once, in
+    the configuration), with its unit and time zone resolved once."""
 
-    unit: Unit
-    auto_detect: bool
-    start_rise: float
-    start_min: float
-    end_margin: float
-    idle_max: float
-    idle_time_constant: float
-    idle_band: float
-    start_hold: float
-    start_lookback: float
-    end_after: float
-    offline_end_after: float
-    min_duration: float
-    timezone: tzinfo
+    config: SessionsConfig
+    unit: Unit = field(init=False)
+    timezone: tzinfo = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "unit", Unit(self.config.temperature_unit))
+        object.__setattr__(self, "timezone", zoneinfo.ZoneInfo(self.config.timezone))
 
     @classmethod
     def from_config(cls, config: SessionsConfig) -> Rules:
-        import zoneinfo
-
-        return cls(
-            unit=Unit(config.temperature_unit),
-            auto_detect=config.auto_detect,
-            start_rise=config.start_rise,
-            start_min=config.start_min,
-            end_margin=config.end_margin,
-            idle_max=config.idle_max,
-            idle_time_constant=config.idle_time_constant,
-            idle_band=config.idle_band,
-            start_hold=config.start_hold,
-            start_lookback=config.start_lookback,
-            end_after=config.end_after,
-            offline_end_after=config.offline_end_after,
-            min_duration=config.min_duration,
-            timezone=zoneinfo.ZoneInfo(config.timezone),
-        )
+        return cls(config)

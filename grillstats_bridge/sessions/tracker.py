@@ -170,7 +170,7 @@ class SessionTracker:
             if (
                 dev.online
                 and dev.updated is not None
-                and now_s - dev.updated >= self.rules.offline_end_after
+                and now_s - dev.updated >= self.rules.config.offline_end_after
                 and dev.mode in (_Mode.PENDING, _Mode.ACTIVE)
             ):
                 self._go_offline(dev, dev.updated, changes)
@@ -435,10 +435,10 @@ class SessionTracker:
         """Recompute a probe's hot and warm flags and the device's counters."""
         hot = warm = raised = False
         if probe.value is not None and probe.idle is not None:
-            threshold = max(probe.idle + self.rules.start_rise, self.rules.start_min)
+            threshold = max(probe.idle + self.rules.config.start_rise, self.rules.config.start_min)
             hot = probe.value >= threshold
-            warm = probe.value >= threshold - self.rules.end_margin
-            raised = probe.value > probe.idle + self.rules.idle_band
+            warm = probe.value >= threshold - self.rules.config.end_margin
+            raised = probe.value > probe.idle + self.rules.config.idle_band
         dev.n_hot += hot - probe.hot
         dev.n_warm += warm - probe.warm
         dev.n_raised += raised - probe.raised
@@ -477,14 +477,14 @@ class SessionTracker:
                 else convert_temperature(value, reading.unit, rules.unit)
             )
             if probe.idle is None:
-                probe.idle = min(v, rules.idle_max)
+                probe.idle = min(v, rules.config.idle_max)
             probe.value, probe.raw, probe.unit = v, value, reading.unit
             self._classify(dev, probe)
             if not probe.warm and dev.mode is _Mode.IDLE and previous is not None:
                 # Learn the idle level only while nothing cooks and the probe is not warm,
                 # as fast as time passes (never per sample).
-                alpha = 1.0 - math.exp(-(t - previous) / rules.idle_time_constant)
-                probe.idle += alpha * (min(v, rules.idle_max) - probe.idle)
+                alpha = 1.0 - math.exp(-(t - previous) / rules.config.idle_time_constant)
+                probe.idle += alpha * (min(v, rules.config.idle_max) - probe.idle)
                 self._classify(dev, probe)
             if (
                 collector is not None
@@ -503,17 +503,17 @@ class SessionTracker:
         if mode is _Mode.IDLE:
             if not dev.armed and not self._rearm(dev, t):
                 return
-            if self.rules.auto_detect and dev.hot:
+            if self.rules.config.auto_detect and dev.hot:
                 if dev.preroll is None:  # hot straight from rest (or held values): from now
                     self._start_preroll(dev, t)
                 dev.mode, dev.onset = _Mode.PENDING, t
-                if self.rules.start_hold <= 0:
+                if self.rules.config.start_hold <= 0:
                     self._confirm(dev, t, changes)
         elif mode is _Mode.PENDING:
             assert dev.onset is not None
             if not dev.hot:
                 dev.mode, dev.onset = _Mode.IDLE, None  # the preroll goes on
-            elif t - dev.onset >= self.rules.start_hold:
+            elif t - dev.onset >= self.rules.config.start_hold:
                 self._confirm(dev, t, changes)
         elif mode is _Mode.ACTIVE:
             session = dev.session
@@ -546,14 +546,14 @@ class SessionTracker:
             return
         end = session.cool_since if session.cool_since is not None else session.quiet_since
         stats = session.cool_stats or session.stats
-        if end - session.start < self.rules.min_duration:
+        if end - session.start < self.rules.config.min_duration:
             status, reason = SessionStatus.CANCELLED, EndReason.TOO_SHORT
         else:
             status, reason = SessionStatus.COMPLETED, session.quiet_reason
         changes.append(self._close(dev, end, stats, status, reason, t))
 
     def _quiet_limit(self, dev: _Device) -> float:
-        return self.rules.end_after if dev.online else self.rules.offline_end_after
+        return self.rules.config.end_after if dev.online else self.rules.config.offline_end_after
 
     def _rearm(self, dev: _Device, t: float) -> bool:
         """After a hand-ended session: detect again once the device was quiet long enough."""
@@ -592,7 +592,7 @@ class SessionTracker:
             dev.preroll is None
             or dev.preroll_since is None
             or rise <= dev.preroll_low  # lower than ever since: the rise starts here
-            or t - dev.preroll_since > self.rules.start_lookback
+            or t - dev.preroll_since > self.rules.config.start_lookback
         ):
             self._start_preroll(dev, t, rise)
 

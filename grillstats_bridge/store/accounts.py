@@ -182,5 +182,3 @@ def link_states(database: Database) -> dict[int, LinkState]:
             )
         ).all()
     return {user_id: LinkState(state, updated) for user_id, state, updated in rows}
-
-

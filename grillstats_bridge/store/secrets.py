@@ -173,5 +173,3 @@ def load_key_file(path: Path, *, create: bool = True) -> bytes:
     if mode & 0o077:
         log.warning("security.key_file: %s is readable by others (mode %o); use 0600", path, mode)
     return key
-
-
