@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from grillstats_bridge.accounts import service
 from grillstats_bridge.bridge.poller import AccountPoller
-from grillstats_bridge.config import Config
+from grillstats_bridge.bridge.scheduler import retry_policy
+from grillstats_bridge.config import Config, PollingConfig
 from grillstats_bridge.domain import Device as CloudDevice
 from grillstats_bridge.domain import utcnow
 from grillstats_bridge.simulator.server import CloudSimulator
@@ -41,6 +42,8 @@ from tests.fixtures.cloud import (
 
 H = 3600.0
 USER = "pat@example.com"
+
+POLICY = retry_policy(PollingConfig())  # the daemon's own retry policy
 
 
 def cloud_config(config: Config, cloud: CloudSimulator) -> Config:
@@ -263,7 +266,7 @@ def test_revoked_without_stored_password_is_flagged_and_not_retried(
     cloud.expire_tokens()
     with pytest.raises(RefreshTokenInvalid) as info:
         poller.poll()
-    assert poller.retry_delay(info.value) is None and poller.needs_owner
+    assert POLICY.wait(info.value, 1).seconds is None and poller.needs_owner
     assert accounts.link_states(database)[user_id].state == "needs_reauth"
     row = credentials(database, user_id)
     assert row.state == "needs_reauth" and row.state_reason and "refresh token" in row.state_reason
@@ -326,16 +329,13 @@ def test_transient_errors_back_off_without_flagging(
     cloud.fail_next(429, endpoint="runQuery", retry_after=30)
     with pytest.raises(RateLimited) as info:
         poller.poll()
-    assert poller.retry_delay(info.value) == 30
+    assert POLICY.wait(info.value, 1).seconds == 30
     cloud.fail_next(503, endpoint="firestore", count=2)
-    for failures in (2, 3):
+    for _ in range(2):
         with pytest.raises(Unavailable):
             poller.poll()
-        assert poller.failures == failures
-    delay = poller.retry_delay()
-    assert delay is not None and 10 <= delay <= 20
     assert credentials(database, user_id).state == "ok"
-    assert len(poller.poll().devices) == 4 and poller.failures == 0
+    assert len(poller.poll().devices) == 4
     poller.close()
 
 

@@ -6,6 +6,7 @@ Each ends with the daemon still running, the data complete and the entities avai
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 import sqlalchemy as sa
@@ -262,6 +263,25 @@ def test_rate_limit_honours_retry_after(make_rig: MakeRig, database: Database) -
     rig.run_for(599)
     assert rig.cloud.request_count() == requests  # nothing asked before Retry-After ran out
     rig.run_for(30 * 60)
+    assert account.state.value == "ok" and account.failures == 0
+    assert count(database, ReadingRow) == rig.bridge.stats.values
+
+
+def test_a_day_long_retry_after_is_cut_to_the_cap_and_said(
+    make_rig: MakeRig, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = make_rig("brisket", **FAST)
+    rig.run_for(10 * 60)
+    rig.cloud.fail_next(429, retry_after=86400)
+    with caplog.at_level(logging.WARNING, logger="grillstats_bridge.bridge.daemon"):
+        first_failure(rig)
+    account = rig.bridge.scheduler.accounts[rig.user_id]
+    assert account.failures == 1 and account.last_error_at is not None
+    # polling.max_retry_after (one hour by default), not the day the cloud asked for
+    assert (account.next_poll - account.last_error_at).total_seconds() == 3600
+    said = [r.getMessage() for r in caplog.records if "max_retry_after" in r.getMessage()]
+    assert len(said) == 1 and "asked to wait 86400 s, waiting 3600 s" in said[0]
+    rig.run_for(2 * 60 * 60)
     assert account.state.value == "ok" and account.failures == 0
     assert count(database, ReadingRow) == rig.bridge.stats.values
 

@@ -7,8 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from grillstats_bridge.bridge.scheduler import AccountState, Retry, Scheduler
+from grillstats_bridge.bridge.scheduler import AccountState, Scheduler
 from grillstats_bridge.config import PollingConfig
+from grillstats_bridge.thermoworks.errors import (
+    InvalidCredentials,
+    RateLimited,
+    TooManyAttempts,
+    Unavailable,
+)
+
+UNAVAILABLE = Unavailable("503 UNAVAILABLE", status=503)
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -55,7 +63,7 @@ def test_running_account_is_never_due_twice() -> None:
 def test_backoff_grows_with_jitter_and_is_capped() -> None:
     s = sched(max_backoff=600, min_interval=5)
     s.add(1, T0)
-    delays = [s.failed(1, T0, Retry.BACKOFF, "503 UNAVAILABLE") for _ in range(8)]
+    delays = [s.failed(1, T0, UNAVAILABLE, "503 UNAVAILABLE").seconds for _ in range(8)]
     assert all(d is not None for d in delays)
     values = [d for d in delays if d is not None]
     for n, d in enumerate(values, start=1):
@@ -67,27 +75,38 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
     # Two accounts failing together do not retry in lockstep.
     other = Scheduler(PollingConfig(max_backoff=600), random.Random(8))
     other.add(2, T0)
-    assert [other.failed(2, T0, Retry.BACKOFF, "x") for _ in range(4)] != values[:4]
+    assert [other.failed(2, T0, UNAVAILABLE, "x").seconds for _ in range(4)] != values[:4]
 
 
 def test_retry_after_is_honoured() -> None:
     s = sched(min_interval=5)
     s.add(1, T0)
-    assert s.failed(1, T0, Retry.AFTER, "429", retry_after=120) == 120
+    assert s.failed(1, T0, RateLimited("429", retry_after=120), "429").seconds == 120
     assert s.accounts[1].next_poll == T0 + timedelta(seconds=120)
-    assert s.failed(1, T0, Retry.AFTER, "429", retry_after=1) == 5
+    assert s.failed(1, T0, RateLimited("429", retry_after=1), "429").seconds == 5
+
+
+def test_retry_after_is_capped() -> None:
+    s = sched(max_retry_after=600)
+    s.add(1, T0)
+    wait = s.failed(1, T0, RateLimited("429", retry_after=86400), "429")
+    assert (wait.seconds, wait.capped_from) == (600, 86400)
+    assert s.accounts[1].next_poll == T0 + timedelta(seconds=600)
+    # no Retry-After at all: the ordinary back-off
+    wait = s.failed(1, T0, RateLimited("429"), "429")
+    assert wait.seconds is not None and wait.capped_from is None and 30 <= wait.seconds <= 60
 
 
 def test_too_many_attempts_waits_long() -> None:
     s = sched(max_backoff=1800)
     s.add(1, T0)
-    assert s.failed(1, T0, Retry.LONG_BACKOFF, "TOO_MANY_ATTEMPTS_TRY_LATER") == 1800
+    assert s.failed(1, T0, TooManyAttempts("x"), "TOO_MANY_ATTEMPTS_TRY_LATER").seconds == 1800
 
 
 def test_bad_credentials_park_until_unparked() -> None:
     s = sched()
     s.add(1, T0)
-    assert s.failed(1, T0, Retry.NEVER, "INVALID_PASSWORD") is None
+    assert s.failed(1, T0, InvalidCredentials("x"), "INVALID_PASSWORD").seconds is None
     assert s.accounts[1].state is AccountState.PARKED
     assert s.due(T0 + timedelta(days=30)) == []
     s.unpark(1, T0 + timedelta(days=1))
@@ -97,10 +116,10 @@ def test_bad_credentials_park_until_unparked() -> None:
 def test_success_resets_failures() -> None:
     s = sched()
     s.add(1, T0)
-    s.failed(1, T0, Retry.BACKOFF, "x")
-    s.failed(1, T0, Retry.BACKOFF, "x")
+    s.failed(1, T0, UNAVAILABLE, "x")
+    s.failed(1, T0, UNAVAILABLE, "x")
     s.succeeded(1, T0, T0, active=False)
     assert (s.accounts[1].failures, s.accounts[1].state) == (0, AccountState.OK)
-    assert s.failed(1, T0, Retry.BACKOFF, "x") == pytest.approx(
+    assert s.failed(1, T0, UNAVAILABLE, "x").seconds == pytest.approx(
         s.accounts[1].next_poll.timestamp() - T0.timestamp()
     )

@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from grillstats_bridge.accounts.service import endpoints_for
-from grillstats_bridge.config import ConfigError, ThermoworksConfig
+from grillstats_bridge.bridge.scheduler import retry_policy
+from grillstats_bridge.config import ConfigError, PollingConfig, ThermoworksConfig
 from grillstats_bridge.domain import FanState, Tokens, Unit
 from grillstats_bridge.simulator.scenario import Event
 from grillstats_bridge.simulator.server import CloudSimulator
@@ -31,8 +32,8 @@ from grillstats_bridge.thermoworks.errors import (
     TokenExpired,
     TooManyAttempts,
     Unavailable,
+    Wait,
     action_for,
-    retry_delay,
 )
 from tests.fixtures.cloud import (
     GATEWAY,
@@ -46,6 +47,9 @@ from tests.fixtures.cloud import (
 )
 
 H = 3600.0
+
+# the daemon's own policy, with the default polling bounds
+POLICY = retry_policy(PollingConfig())
 
 
 def make_client(
@@ -260,7 +264,7 @@ def test_bad_credentials_are_never_retried(cloud: CloudSimulator) -> None:
     with pytest.raises(InvalidCredentials) as info:
         client.sign_in("not-the-password")
     assert info.value.action is Action.NEEDS_USER
-    assert retry_delay(info.value, 1) is None
+    assert POLICY.wait(info.value, 1).seconds is None
     assert cloud.counts["signIn"] == 1
     assert "INVALID_LOGIN_CREDENTIALS" in str(info.value)
 
@@ -280,8 +284,7 @@ def test_too_many_attempts_backs_off_long(cloud: CloudSimulator) -> None:
     with pytest.raises(TooManyAttempts) as info:
         client.sign_in(PITMASTER_PASSWORD)
     assert info.value.action is Action.LONG_BACKOFF
-    delay = retry_delay(info.value, 1, maximum=1800)
-    assert delay is not None and delay >= 900
+    assert POLICY.wait(info.value, 1).seconds == 1800  # polling.max_backoff
 
 
 def test_token_refreshed_ahead_of_expiry(cloud: CloudSimulator, client: ThermoworksClient) -> None:
@@ -330,8 +333,8 @@ def test_401_after_refresh_is_not_a_loop(cloud: CloudSimulator, client: Thermowo
     with pytest.raises(TokenExpired) as info:
         client.poll()
     assert cloud.counts == {"runQuery": 2, "refresh": 1}
-    delay = retry_delay(info.value, 1)
-    assert delay is not None and delay > 0
+    delay = POLICY.wait(info.value, 1).seconds
+    assert delay is not None and 15 <= delay <= 30
 
 
 def test_single_refresh_when_threads_share_an_account(
@@ -379,7 +382,7 @@ def test_revoked_refresh_token_without_password_needs_the_owner(
     with pytest.raises(RefreshTokenInvalid) as info:
         client.poll()
     assert info.value.action is Action.REAUTHENTICATE
-    assert retry_delay(info.value, 1) is None
+    assert POLICY.wait(info.value, 1).seconds is None
     assert cloud.counts["signIn"] == 1  # only the first sign-in
 
 
@@ -431,7 +434,7 @@ def test_rate_limited_honours_retry_after(cloud: CloudSimulator, client: Thermow
         client.poll()
     assert info.value.retry_after == 30
     assert info.value.action is Action.RETRY_AFTER
-    assert retry_delay(info.value, 3) == 30
+    assert POLICY.wait(info.value, 3) == Wait(30)
     assert len(client.poll().devices) == 4
 
 
@@ -443,11 +446,8 @@ def test_unavailable_backs_off_with_jitter(
     with pytest.raises(Unavailable) as info:
         client.poll()
     assert info.value.status == status and info.value.action is Action.BACKOFF
-    delays = {
-        retry_delay(info.value, 3, rand=lambda: 0.0),
-        retry_delay(info.value, 3, rand=lambda: 1.0),
-    }
-    assert delays == {10.0, 20.0}  # 5 s doubled twice, half of it jittered
+    delays = {POLICY.wait(info.value, 3, lambda: 0.0), POLICY.wait(info.value, 3, lambda: 1.0)}
+    assert delays == {Wait(60.0), Wait(120.0)}  # 30 s doubled twice, half of it jittered
 
 
 def test_slow_answer_times_out(cloud: CloudSimulator) -> None:
@@ -499,11 +499,19 @@ def test_retry_after_as_http_date() -> None:
     assert parse_retry_after("soon") is None
 
 
-def test_retry_delay_table() -> None:
+def test_the_one_retry_policy() -> None:
+    """The daemon's policy (built from the polling defaults), not a copy of it."""
     assert action_for(ValueError("x")) is Action.BACKOFF
-    assert retry_delay(CloudError("x"), 1, rand=lambda: 0.0) == 2.5
-    assert retry_delay(CloudError("x"), 30, maximum=600, rand=lambda: 1.0) == 600
-    assert retry_delay(RateLimited("x", retry_after=99999), 1, maximum=1800) == 1800
+    assert POLICY.wait(ValueError("a bug"), 1, lambda: 0.0) == Wait(15.0)
+    assert POLICY.wait(CloudError("x"), 1, lambda: 0.0) == Wait(15.0)
+    assert POLICY.wait(CloudError("x"), 30, lambda: 1.0) == Wait(1800.0)
+    assert POLICY.wait(RateLimited("x", retry_after=86400), 1) == Wait(3600.0, 86400.0)
+    assert POLICY.wait(RateLimited("x", retry_after=1), 1) == Wait(5.0)  # min_interval
+    assert POLICY.wait(RateLimited("x"), 2, lambda: 1.0) == Wait(60.0)  # none given: back-off
+    assert POLICY.wait(TooManyAttempts("x"), 1) == Wait(1800.0)
+    capped = retry_policy(PollingConfig(max_backoff=600, max_retry_after=900))
+    assert capped.wait(CloudError("x"), 30, lambda: 1.0) == Wait(600.0)
+    assert capped.wait(RateLimited("x", retry_after=1200), 1) == Wait(900.0, 1200.0)
 
 
 def test_custom_provider_must_be_complete() -> None:

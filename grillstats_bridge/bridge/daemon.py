@@ -46,7 +46,7 @@ from grillstats_bridge.bridge.health import HealthServer
 from grillstats_bridge.bridge.outbox import Outbox
 from grillstats_bridge.bridge.pipeline import Outcome, Pipeline
 from grillstats_bridge.bridge.poller import AccountPoller
-from grillstats_bridge.bridge.scheduler import AccountState, Retry, Scheduler
+from grillstats_bridge.bridge.scheduler import AccountState, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.bridge.status import AccountInfo, Stats
 from grillstats_bridge.clock import Clock, RealClock
@@ -66,7 +66,7 @@ from grillstats_bridge.store.models import User
 from grillstats_bridge.store.publications import PublicationStore
 from grillstats_bridge.store.readings import ReadingBuffer, prune_readings, retention_cutoff
 from grillstats_bridge.store.secrets import SecretBox
-from grillstats_bridge.thermoworks.errors import Action, CloudError, action_for
+from grillstats_bridge.thermoworks.errors import CloudError
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +78,6 @@ MAX_POLLS_PER_TRANSACTION = 50
 # Jobs waiting for the pipeline thread beyond which no new poll starts: when the database
 # or the CPU cannot keep up, accounts wait (due) instead of stale polls piling up in memory.
 MAX_POLL_BACKLOG = 2 * MAX_POLLS_PER_TRANSACTION
-
-
-def retry_for(error: CloudError) -> Retry:
-    """The cloud client's error actions, as the scheduler's retry kinds (one table)."""
-    action = action_for(error)
-    if action in (Action.NEEDS_USER, Action.REAUTHENTICATE):
-        return Retry.NEVER
-    if action is Action.LONG_BACKOFF:
-        return Retry.LONG_BACKOFF
-    if action is Action.RETRY_AFTER and error.retry_after is not None:
-        return Retry.AFTER
-    return Retry.BACKOFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,11 +473,11 @@ class Bridge:
         try:
             poll = poller.poll()
         except CloudError as exc:
-            self._poll_failed(key, exc, retry_for(exc), exc.retry_after)
+            self._poll_failed(key, exc)
             return None
         except Exception as exc:  # a bug or an unexpected library error: back off, keep going
             log.exception("poll of account %d failed unexpectedly", key)
-            self._poll_failed(key, exc, Retry.BACKOFF, None)
+            self._poll_failed(key, exc)
             return None
         now = self.clock.now()
         with self._lock:
@@ -501,25 +489,32 @@ class Bridge:
         self._last_success = now
         return poll
 
-    def _poll_failed(
-        self, key: int, exc: BaseException, retry: Retry, retry_after: float | None
-    ) -> None:
+    def _poll_failed(self, key: int, exc: BaseException) -> None:
         now = self.clock.now()
         reason = f"{type(exc).__name__}: {exc}"[:300]
         with self._lock:
             if key not in self.scheduler.accounts:
                 return
-            delay = self.scheduler.failed(key, now, retry, reason, retry_after)
+            wait = self.scheduler.failed(key, now, exc, reason)
             info = self.accounts.get(key)
             if info is not None:
                 info.cloud_errors += 1
-                if retry is Retry.NEVER:
+                if wait.seconds is None:
                     info.credentials = CredentialState.NEEDS_REAUTH
         self.stats.cloud_errors += 1
-        if delay is None:
+        if wait.seconds is None:
             log.error("account %d: %s; waiting for 'account link' to fix it", key, exc)
+        elif wait.capped_from is not None:
+            log.warning(
+                "account %d: %s; the cloud asked to wait %.0f s, waiting %.0f s "
+                "(polling.max_retry_after)",
+                key,
+                exc,
+                wait.capped_from,
+                wait.seconds,
+            )
         else:
-            log.warning("account %d: %s; next try in %.0f s", key, exc, delay)
+            log.warning("account %d: %s; next try in %.0f s", key, exc, wait.seconds)
         self._enqueue(self._publish_bridge)
 
     # ------------------------------------------------------------------ the pipeline thread

@@ -34,7 +34,7 @@ from grillstats_bridge.thermoworks.errors import (
     CloudError,
     CredentialsNeedOwner,
     Unavailable,
-    retry_delay,
+    needs_owner,
 )
 
 log = logging.getLogger(__name__)
@@ -76,14 +76,12 @@ class AccountPoller:
         self._unsaved_tokens: Tokens | None = None  # refreshed while the database was away
         self._link_noted: LinkState | None = None  # the daemon's last look at the link's row
         self._link_read: LinkState | None = None  # the row as this poller last read it
-        self.failures = 0  # consecutive failed polls
-        self.last_error: CloudError | None = None
         self._last_times: dict[tuple[str, int], datetime] = {}
         self._connected: dict[tuple[str, int], bool] = {}
         self._restore_readings_state()
 
     def __repr__(self) -> str:
-        return f"<AccountPoller user={self.user_id} failures={self.failures}>"
+        return f"<AccountPoller user={self.user_id}>"
 
     @property
     def client(self) -> ThermoworksClient | None:
@@ -98,18 +96,14 @@ class AccountPoller:
         """Poll the cloud once: every device, and only the readings that are new.
 
         Raises a CloudError on failure, after flagging the credentials in the
-        database when only the owner can fix them; ask :meth:`retry_delay` when
-        to try again.
+        database when only the owner can fix them; when to try again is the
+        scheduler's business (one retry policy, :class:`RetryPolicy`).
         """
         try:
             client = self._current_client()
             snapshot = client.poll()
         except CloudError as exc:
-            self.failures += 1
-            self.last_error = exc
-            if retry_delay(exc, self.failures) is None and not isinstance(
-                exc, CredentialsNeedOwner
-            ):
+            if needs_owner(exc) and not isinstance(exc, CredentialsNeedOwner):
                 try:
                     flag_credentials(self.database, self.user_id, str(exc), self._clock())
                 except SQLAlchemyError:
@@ -118,17 +112,7 @@ class AccountPoller:
                     )
                 self.close()
             raise
-        self.failures = 0
-        self.last_error = None
         return self._to_poll(snapshot)
-
-    def retry_delay(self, error: BaseException | None = None) -> float | None:
-        """Seconds before the next attempt after ``error`` (default: the last one); None: stop
-        until the owner links the account again."""
-        error = error or self.last_error
-        if error is None:
-            return 0.0
-        return retry_delay(error, max(1, self.failures), maximum=self.config.polling.max_backoff)
 
     @property
     def needs_owner(self) -> bool:

@@ -1,9 +1,10 @@
 """When each linked account is polled next (pure: the clock and the randomness are injected).
 
 Fast while a cook is going on, slow when idle, never closer than the minimum;
-after an error, capped exponential back-off with jitter, or exactly what the
-cloud's Retry-After asked for; a refusal that retrying cannot fix (bad
-credentials) parks the account until its credentials change.
+after an error, what the one retry policy (:class:`RetryPolicy`) says: capped
+exponential back-off with jitter, or what the cloud's Retry-After asked for, up
+to a cap; a refusal that retrying cannot fix (bad credentials) parks the
+account until its credentials change.
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from grillstats_bridge.config import PollingConfig
+from grillstats_bridge.thermoworks.errors import RetryPolicy, Wait
 
 # The first retry after an error waits this long (then 2x, 4x... up to max_backoff).
 ERROR_BASE_S = 30.0
 
 
-class Retry(StrEnum):
-    """What an error asks of the scheduler (the cloud client's errors map onto these)."""
-
-    BACKOFF = "backoff"  # unavailable, timed out, malformed: exponential back-off with jitter
-    LONG_BACKOFF = "long_backoff"  # too many attempts: wait max_backoff
-    AFTER = "after"  # rate limited: wait exactly what Retry-After said (at least min_interval)
-    NEVER = "never"  # bad credentials, disabled account: park until the credentials change
+def retry_policy(polling: PollingConfig) -> RetryPolicy:
+    """The one retry policy, with the configured bounds."""
+    return RetryPolicy(
+        base=ERROR_BASE_S,
+        maximum=polling.max_backoff,
+        floor=polling.min_interval,
+        retry_after_cap=polling.max_retry_after,
+    )
 
 
 class AccountState(StrEnum):
@@ -50,6 +53,7 @@ class AccountSchedule:
 class Scheduler:
     def __init__(self, polling: PollingConfig, rng: random.Random | None = None) -> None:
         self.polling = polling
+        self.policy = retry_policy(polling)
         self._rng = rng or random.Random()
         self.accounts: dict[int, AccountSchedule] = {}
 
@@ -97,31 +101,16 @@ class Scheduler:
         nxt = started + timedelta(seconds=self.interval(active))
         a.next_poll = max(nxt, now + timedelta(seconds=self.polling.min_interval))
 
-    def failed(
-        self,
-        key: int,
-        now: datetime,
-        retry: Retry,
-        reason: str,
-        retry_after: float | None = None,
-    ) -> float | None:
-        """Record an error; returns the seconds until the next attempt (None: parked)."""
+    def failed(self, key: int, now: datetime, error: BaseException, reason: str) -> Wait:
+        """Record an error; returns the policy's wait (``seconds`` None: parked)."""
         a = self.accounts[key]
         a.running = False
         a.failures += 1
         a.last_error, a.last_error_at = reason, now
-        p = self.polling
-        if retry is Retry.NEVER:
+        wait = self.policy.wait(error, a.failures, self._rng.random)
+        if wait.seconds is None:
             a.state = AccountState.PARKED
-            return None
-        if retry is Retry.AFTER and retry_after is not None:
-            delay = max(retry_after, p.min_interval)
-        elif retry is Retry.LONG_BACKOFF:
-            delay = p.max_backoff
-        else:
-            ceiling = min(p.max_backoff, ERROR_BASE_S * 2 ** min(a.failures - 1, 20))
-            # "Equal jitter": at least half the step, so that back-off always grows.
-            delay = max(p.min_interval, self._rng.uniform(ceiling / 2, ceiling))
+            return wait
         a.state = AccountState.BACKING_OFF
-        a.next_poll = now + timedelta(seconds=delay)
-        return delay
+        a.next_poll = now + timedelta(seconds=wait.seconds)
+        return wait

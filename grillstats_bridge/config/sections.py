@@ -308,6 +308,12 @@ class PollingConfig:
     max_backoff: float = setting(
         1800.0, "Longest wait after repeated errors", minimum=1, duration=True
     )
+    max_retry_after: float = setting(
+        3600.0,
+        "Longest wait a cloud's Retry-After may impose (a longer one is cut, and logged)",
+        minimum=1,
+        duration=True,
+    )
     workers: int = setting(
         4, "Accounts polled at the same time (a slow account never holds up the others)", minimum=1
     )

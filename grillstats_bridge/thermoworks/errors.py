@@ -1,9 +1,11 @@
 """The cloud client's errors and, in one place, what the bridge does about each.
 
 Every failure of a cloud call becomes one of the :class:`CloudError` classes
-below; :func:`action_for` says what to do about it and :func:`retry_delay` how
-long to wait. The client applies ``REFRESH_AND_RETRY`` and ``REAUTHENTICATE``
-itself (once); everything else reaches the caller, who applies the rest.
+below; :func:`action_for` says what to do about it and :class:`RetryPolicy` how
+long to wait (the daemon's scheduler uses this one policy, bounded by the
+``polling`` settings). The client applies ``REFRESH_AND_RETRY`` and
+``REAUTHENTICATE`` itself (once); everything else reaches the caller, who
+applies the rest.
 Messages are one line and never hold a password or a token.
 """
 
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from grillstats_bridge.errors import GrillstatsError, UsageError
 
@@ -152,39 +156,51 @@ def action_for(error: BaseException) -> Action:
     return Action.BACKOFF
 
 
-MIN_BACKOFF_S = 5.0
-LONG_BACKOFF_S = 900.0  # a sign-in refusal for "too many attempts" lasts minutes to hours
+def needs_owner(error: BaseException) -> bool:
+    """True when retrying cannot help: only the account's owner can (bad or dead credentials)."""
+    return action_for(error) in (Action.NEEDS_USER, Action.REAUTHENTICATE)
 
 
-def retry_delay(
-    error: BaseException,
-    failures: int,
-    *,
-    maximum: float = 1800.0,
-    base: float = MIN_BACKOFF_S,
-    rand: Callable[[], float] = random.random,
-) -> float | None:
-    """Seconds to wait before trying the account again; None: stop until the owner acts.
+class Wait(NamedTuple):
+    """The policy's answer: seconds until the next try (None: until the owner acts), and the
+    server's Retry-After when the cap cut it down (None otherwise), so the caller can say so."""
+
+    seconds: float | None
+    capped_from: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """The one retry policy: how long an account waits after a failed cloud call.
 
     ``failures`` counts the consecutive failures, this one included. Back-off
-    doubles from ``base`` up to ``maximum``, with "equal jitter" (half fixed,
-    half random) so that many accounts failing together do not retry together.
-    A token or re-authentication problem that reaches the caller has already
-    been retried once by the client: it waits like any other failure, except
-    that a dead refresh token with no stored password needs the owner.
+    doubles from ``base`` up to ``maximum``, with "equal jitter" (at least half
+    the step, so that it always grows, and many accounts failing together do
+    not retry together); a long back-off (too many sign-in attempts, a refused
+    request) waits ``maximum``; a 429 waits what its Retry-After asked, but at
+    most ``retry_after_cap``; nothing waits less than ``floor``. A token problem
+    that reaches the caller has already been retried once by the client; a dead
+    refresh token with no stored password, or bad credentials, wait for the owner.
     """
-    action = action_for(error)
-    if action in (Action.NEEDS_USER, Action.REAUTHENTICATE):
-        return None
-    exponential = min(maximum, base * 2.0 ** max(0, failures - 1))
-    jittered = exponential / 2 + rand() * exponential / 2
-    if action is Action.RETRY_AFTER:
-        given = getattr(error, "retry_after", None)
-        if given is not None:
-            return float(min(maximum, max(1.0, given)))
-        return jittered
-    if action is Action.LONG_BACKOFF:
-        return max(min(LONG_BACKOFF_S, maximum), jittered)
-    if action is Action.SKIP:
-        return 0.0
-    return jittered
+
+    base: float = 30.0
+    maximum: float = 1800.0
+    floor: float = 5.0
+    retry_after_cap: float = 3600.0
+
+    def wait(
+        self, error: BaseException, failures: int, rand: Callable[[], float] = random.random
+    ) -> Wait:
+        action = action_for(error)
+        if needs_owner(error):
+            return Wait(None)
+        if action is Action.RETRY_AFTER:
+            given = getattr(error, "retry_after", None)
+            if given is not None:
+                seconds = min(self.retry_after_cap, max(self.floor, float(given)))
+                return Wait(seconds, float(given) if given > self.retry_after_cap else None)
+        if action is Action.LONG_BACKOFF:
+            return Wait(max(self.floor, self.maximum))
+        ceiling = min(self.maximum, self.base * 2.0 ** min(max(0, failures - 1), 30))
+        jittered = ceiling / 2 + rand() * ceiling / 2
+        return Wait(max(self.floor, jittered))
