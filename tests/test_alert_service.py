@@ -164,25 +164,6 @@ def test_outbox_gives_firings_in_order_until_published(db: Database) -> None:
     assert [r.published_at for r in history_rows(db)] == [T0, T0, T0, None]
 
 
-def test_pending_rows_are_locked_on_postgresql(db: Database) -> None:
-    """Two publishers on PostgreSQL never take the same firings (SQLite: one daemon only)."""
-    add(db, kind="range", low=225, high=275)
-    service = AlertService(CONFIG)
-    live(db, service, readings([250, 280, 260, 200, 250, 290]))
-    if db.dialect != "postgresql":
-        # SQLite takes the write lock at BEGIN: two open transactions cannot coexist,
-        # so the two publishers can only take turns, and see the same rows.
-        with db.session() as first:
-            mine = [f.id for f in service.pending(first, limit=2)]
-        with db.session() as second:
-            assert [f.id for f in service.pending(second, limit=2)] == mine
-        return
-    with db.session() as first, db.session() as second:
-        mine = [f.id for f in service.pending(first, limit=2)]
-        theirs = [f.id for f in service.pending(second, limit=2)]
-        assert set(mine).isdisjoint(theirs) and len(theirs) == 1
-
-
 # --------------------------------------------------------------------------- restart, rollback
 
 

@@ -178,11 +178,11 @@ def pg_proxy(pg_url: str) -> object:
     proxy.close()
 
 
+# A SQLite file does not go away: the outage is a PostgreSQL server cut off behind a proxy.
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_database_outage_buffers_and_writes_everything_back(
     make_rig: MakeRig, pg_url: str, pg_proxy: TcpProxy, subscriber: Subscriber, database: Database
 ) -> None:
-    if database.dialect != "postgresql":
-        pytest.skip("a SQLite file does not go away")
     rig, db = pg_proxy_rig(make_rig, pg_url, pg_proxy)
     try:
         add_cook_alerts(rig)
@@ -218,9 +218,9 @@ def test_database_outage_buffers_and_writes_everything_back(
         db.dispose()
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # server backends to kill
 def test_killed_database_connections_are_replaced(make_rig: MakeRig, database: Database) -> None:
-    if database.dialect != "postgresql":
-        pytest.skip("PostgreSQL backends only")
+    assert database.dialect == "postgresql"
     rig = make_rig("brisket", **FAST)
     rig.run_for(20 * 60)
     name = database.url.database

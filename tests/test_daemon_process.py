@@ -165,10 +165,8 @@ def test_run_serves_health_and_stops_cleanly_on_sigterm(
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_for_line("configuration reloaded: applied logging, polling")
 
-    started = time.monotonic()
     daemon.proc.send_signal(signal.SIGTERM)
-    assert daemon.proc.wait(10) == 0
-    assert time.monotonic() - started < 5
+    assert daemon.proc.wait(10) == 0  # a deadline against a hang, not a duration to meet
     daemon.wait_for_line("stopped")
     log = "\n".join(daemon.lines)
     assert "Traceback" not in log
@@ -247,13 +245,15 @@ def test_a_slow_account_does_not_hold_up_the_others(
             return sum(1 for r in cloud.records if r.endpoint == "runQuery" and r.account == email)
 
         wait_until(lambda: polls_of(PITMASTER) and polls_of("deli@example.com"), "first polls")
-        cloud.slow_next(4.0, endpoint="runQuery", account=PITMASTER)
+        # The pitmaster's next poll hangs (held by the cloud until released) ...
+        cloud.slow_next(600.0, endpoint="runQuery", account=PITMASTER)
+        wait_until(lambda: cloud.holding == 1, "the pitmaster's poll to hang")
         pitmaster, deli = polls_of(PITMASTER), polls_of("deli@example.com")
-        stalled = time.monotonic()
+        # ... and the deli's account goes on meanwhile (every 0.25 s).
+        wait_until(lambda: polls_of("deli@example.com") >= deli + 5, "the deli's polls")
+        assert polls_of(PITMASTER) == pitmaster and cloud.holding == 1
+        cloud.release_slow()
         wait_until(lambda: polls_of(PITMASTER) > pitmaster, "the slow poll to end")
-        # The pitmaster's poll hung for 4 s; the deli's account went on meanwhile (every 0.25 s).
-        assert time.monotonic() - stalled >= 3.5
-        assert polls_of("deli@example.com") >= deli + 5
     finally:
         bridge.request_stop()
         runner.join(15)

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from grillstats_bridge.config import MqttConfig
@@ -74,7 +73,6 @@ def test_demo_runs_the_whole_bridge_and_stops_cleanly(
     engine.dispose()
 
 
-@pytest.mark.skipif(not Path("/usr/sbin/mosquitto").exists(), reason="needs Mosquitto installed")
 def test_demo_starts_a_private_broker_when_none_answers(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     code, out = run_demo(tmp_path, {"GRILLSTATS_MQTT_PORT": str(port)}, until="polling ThermoWorks")

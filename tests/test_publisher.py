@@ -66,7 +66,7 @@ class Bridge:
     naming: Naming
 
     def expected_topics(self) -> set[str]:
-        return set(self.publisher._records)
+        return {r.topic for r in self.publisher.records()}
 
 
 @pytest.fixture
@@ -280,7 +280,7 @@ def test_vanished_devices_probes_and_entity_kinds_are_cleared(
 def _expected(bridge: Bridge) -> dict[str, bytes]:
     """What the broker should hold: the publisher's last payload for each remembered topic."""
     pub = bridge.publisher
-    out = {t: p.encode() for t, p in {**pub._configs, **pub._states}.items()}
+    out = {t: p.encode() for t, p in pub.retained().items()}
     out[bridge.naming.status_topic] = b"online"
     return out
 

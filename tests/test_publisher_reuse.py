@@ -87,7 +87,7 @@ def test_refresh_republishes_only_what_time_changed(
     devices = sample_devices(NOW)
     publisher.publish_devices(1, devices, now=NOW)
     assert publisher.client.flush(WAIT)
-    ordered_subscriber.wait_for(lambda ms: len(ms) >= len(publisher._records) - 1)
+    ordered_subscriber.wait_for(lambda ms: len(ms) >= len(publisher.records()) - 1)
     ordered_subscriber.sync()
     ordered_subscriber.clear()
     publisher.refresh(NOW + timedelta(seconds=30))  # nothing changed
@@ -114,11 +114,11 @@ def test_a_device_that_moves_to_another_account_stays_published(
     subscriber.sync()
     cleared = {m.topic for m in subscriber.snapshot() if not m.payload}
     assert not any(SIGNALS.replace(":", "_") in t for t in cleared)
-    owners = {r.owner for t, r in publisher._records.items() if SIGNALS.replace(":", "_") in t}
+    owners = {r.owner for r in publisher.records() if SIGNALS.replace(":", "_") in r.topic}
     assert owners == {"user:2"}
     publisher.forget_account(2)  # account 2 unlinked: now the Signals goes
     assert publisher.client.flush(WAIT)
     subscriber.sync()
     cleared = {m.topic for m in subscriber.snapshot() if not m.payload}
     assert any(SIGNALS.replace(":", "_") in t for t in cleared)
-    assert not any(SIGNALS.replace(":", "_") in t for t in publisher._records)
+    assert not any(SIGNALS.replace(":", "_") in r.topic for r in publisher.records())

@@ -51,12 +51,13 @@ def test_a_refresh_after_a_poll_publishes_the_polls_values(
     bridge = make_bridge(mqtt_config)
     publish_all(bridge)
     bridge.publisher.refresh(NOW + timedelta(seconds=5))  # nothing changed: skipped
-    before = dict(bridge.publisher._states)
+    before = bridge.publisher.retained()
     moved = sample_devices(NOW + timedelta(seconds=15), step=3)
     bridge.publisher.publish_devices(1, moved, now=NOW + timedelta(seconds=15))
     bridge.publisher.refresh(NOW + timedelta(seconds=20))  # skipped again: the poll's values
     assert bridge.client.flush(WAIT)
     held = wait_retained(mqtt_broker, mqtt_config, _expected(bridge))
-    changed = [t for t, payload in bridge.publisher._states.items() if before.get(t) != payload]
+    after = bridge.publisher.retained()
+    changed = [t for t, payload in after.items() if before.get(t) != payload]
     assert len(changed) >= 5  # the probes moved
-    assert all(held[t] == bridge.publisher._states[t].encode() for t in changed)
+    assert all(held[t] == after[t].encode() for t in changed)

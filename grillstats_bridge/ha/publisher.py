@@ -306,6 +306,16 @@ class Publisher:
                 store_errors=self._store_errors,
             )
 
+    def records(self) -> list[Record]:
+        """Every retained topic the bridge answers for (cleared when its subject vanishes)."""
+        with self._lock:
+            return list(self._records.values())
+
+    def retained(self) -> dict[str, str]:
+        """The last payload published on each current config and state topic."""
+        with self._lock:
+            return {**self._configs, **self._states}
+
     # ------------------------------------------------------------------ publishing
 
     def _view(self, serial: str, device: Device, nickname: str | None, now: datetime) -> DeviceView:

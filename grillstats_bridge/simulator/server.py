@@ -254,6 +254,7 @@ class CloudSimulator:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._held: set[threading.Event] = set()  # slow answers waiting (release_slow ends them)
         self._connections: set[socket.socket] = set()
 
     # ------------------------------------------------------------------ lifecycle
@@ -282,6 +283,7 @@ class CloudSimulator:
         if server is None:
             return
         self._stopping.set()
+        self.release_slow()
         server.shutdown()
         with self._lock:
             connections = list(self._connections)
@@ -403,6 +405,19 @@ class CloudSimulator:
             self._event("slow", endpoint=endpoint, delay=delay, count=count, account=account)
         )
 
+    @property
+    def holding(self) -> int:
+        """Slow answers being held back right now."""
+        with self._lock:
+            return len(self._held)
+
+    def release_slow(self) -> None:
+        """Every slow answer held right now goes on at once."""
+        with self._lock:
+            held, self._held = self._held, set()
+        for event in held:
+            event.set()
+
     def refuse(self, endpoint: str, *, seconds: float | None = None) -> None:
         """``list`` or ``batchGet`` answer 403 (for ``seconds`` of simulated time, or for ever)."""
         t = self.clock.offset()
@@ -521,9 +536,16 @@ class CloudSimulator:
                 if fault is not None and fault.type == "slow":
                     delay = fault.delay or 0.0
                     fault = None
-            if delay:
-                # Interruptible, so that stopping the simulator does not wait for it.
-                self._stopping.wait(delay)
+            if delay and not self._stopping.is_set():
+                # Interruptible: stopping the simulator or release_slow() ends the wait.
+                release = threading.Event()
+                with self._lock:
+                    self._held.add(release)
+                try:
+                    release.wait(delay)
+                finally:
+                    with self._lock:
+                        self._held.discard(release)
             with self._lock:
                 if fault is not None and fault.type == "http_error":
                     raise self._fault_answer(endpoint, fault)
