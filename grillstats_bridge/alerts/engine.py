@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 from grillstats_bridge.config import AlertsConfig
 from grillstats_bridge.domain import FiringEvent, Reading, Unit, clean_float, convert_temperature
@@ -220,6 +221,15 @@ class Firing:
 _Point = tuple[datetime, float, Unit]
 
 
+class AlertStep(NamedTuple):
+    """A batch's outcome: the firings, in order; the arming states to save; the rules on a
+    humidity channel, never evaluated (to report)."""
+
+    firings: list[Firing]
+    changes: list[AlertState]
+    misapplied: set[int]
+
+
 class _Live:
     """The engine's mutable view of one rule."""
 
@@ -404,6 +414,11 @@ class AlertEngine:
                 track.window_reset_at is None or t > track.window_reset_at
             ):
                 self._remember(track.history, reading, t)
+
+    def step(self, readings: Iterable[Reading], now: datetime) -> AlertStep:
+        """The one entry per batch: judge the readings, and say what to store and report."""
+        firings = self.process(readings, now)
+        return AlertStep(firings, self.take_changes(), self.misapplied())
 
     def process(self, readings: Iterable[Reading], now: datetime) -> list[Firing]:
         """Judge new readings (each probe's in time order); return the firings, in order."""

@@ -126,10 +126,8 @@ class AlertService:
             self._load(session, batch, now)
         elif self._rules_stale or self._check_due(now):
             self._refresh_rules(session, batch, now)
-        engine = self.engine
-        firings = engine.process(batch, now)
-        self._report_misapplied(engine)
-        changes = engine.take_changes()
+        firings, changes, misapplied = self.engine.step(batch, now)
+        self._report_misapplied(misapplied)
         if changes:
             _save_states(session, changes, now)
         if firings:
@@ -255,8 +253,8 @@ class AlertService:
             self._reported.add((alert_id, message))
             log.warning("%s", message)
 
-    def _report_misapplied(self, engine: AlertEngine) -> None:
-        for alert_id in engine.misapplied():
+    def _report_misapplied(self, alert_ids: Iterable[int]) -> None:
+        for alert_id in alert_ids:
             self._report(
                 alert_id,
                 f"alerts: alert {alert_id} is on a humidity channel and is never evaluated; "

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
+from typing import NamedTuple
 
 from grillstats_bridge.config import SessionsConfig
-from grillstats_bridge.domain import (
-    Unit,
-    ensure_utc,
-)
+from grillstats_bridge.domain import Poll, Reading, Unit
 from grillstats_bridge.errors import UsageError
 
 STATE_VERSION = 1
@@ -90,7 +89,7 @@ class SessionSnapshot:
 
     def duration(self, now: datetime | None = None) -> timedelta:
         """Start to end; to ``now`` while active (zero when no time is given)."""
-        until = self.end or (ensure_utc(now) if now is not None else self.start)
+        until = self.end or (now if now is not None else self.start)
         return max(until - self.start, timedelta(0))
 
 
@@ -124,3 +123,59 @@ class Rules:
     @classmethod
     def from_config(cls, config: SessionsConfig) -> Rules:
         return cls(config)
+
+
+# --------------------------------------------------------------------------- one batch in
+
+
+class StoredSession(NamedTuple):
+    """A session the database says is active (what reconciling the tracker needs of it)."""
+
+    session_id: int
+    session_type: SessionType
+    auto_named: bool
+    name: str | None
+
+
+class ManualStart(NamedTuple):
+    serial: str
+    name: str | None = None
+
+
+class ManualEnd(NamedTuple):
+    serial: str
+    session_id: int
+    cancel: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Batch:
+    """One entry into the tracker: what the database says, then what happened, at ``now``.
+
+    ``serials`` are the devices whose stored sessions are given: ``stored`` holds
+    the active one of each that has one, ``snapshots`` the full rows (and the last
+    time each was known to run) of those the tracker must take over or report as
+    ended elsewhere. Then, in this order: a manual command, the polls (each at
+    ``poll_time``, or its own time when None), plain readings, and time passing
+    (``tick``). Times are aware UTC (made so where they enter the bridge).
+    """
+
+    now: datetime
+    serials: Sequence[str] = ()
+    stored: Mapping[str, StoredSession] = field(default_factory=dict)
+    snapshots: Mapping[int, tuple[SessionSnapshot, datetime]] = field(default_factory=dict)
+    start: ManualStart | None = None
+    end: ManualEnd | None = None
+    polls: Sequence[Poll] = ()
+    poll_time: datetime | None = None
+    readings: Sequence[Reading] = ()
+    tick: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The tracker's answer to a batch: what the database already said (``known``: sessions
+    ended or started elsewhere, taken over), and the changes to store (``changes``)."""
+
+    known: list[SessionChange]
+    changes: list[SessionChange]

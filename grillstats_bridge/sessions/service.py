@@ -29,17 +29,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from grillstats_bridge.config import SessionsConfig
-from grillstats_bridge.domain import Poll, Reading, Unit, clean_float, ensure_utc
+from grillstats_bridge.domain import Poll, Reading, Unit, clean_float
 from grillstats_bridge.errors import UsageError
 from grillstats_bridge.sessions.model import (
+    Batch,
     ChangeKind,
     EndReason,
+    ManualEnd,
+    ManualStart,
     ProbeSummary,
     Rules,
     SessionChange,
     SessionSnapshot,
     SessionStatus,
     SessionType,
+    StoredSession,
 )
 from grillstats_bridge.sessions.tracker import SessionTracker
 from grillstats_bridge.store.models import (
@@ -81,7 +85,6 @@ class SessionService:
 
     def load(self, db: Session, now: datetime) -> list[SessionChange]:
         """Rebuild the tracker from the database; close what the downtime ended."""
-        now = ensure_utc(now)
         self._remember(db, (), reload=True)
         self.tracker = SessionTracker(self.rules)
         self._saved.clear()
@@ -109,11 +112,7 @@ class SessionService:
         for row in active.values():
             self.tracker.restore_stats(_snapshot(row, probes.get(row.id, ())))
         serials = sorted({*self.tracker.serials(), *active})
-        changes = self._sync(db, serials, now)
-        ticked = self.tracker.tick(now)
-        self._persist(db, ticked, {}, now)
-        self._save_states(db, serials, now, force=True)
-        changes += ticked
+        changes = self._run(db, Batch(now=now, tick=True), serials, force=True)
         if changes:
             log.info("sessions: %d change(s) on start-up", len(changes))
         return changes
@@ -132,21 +131,10 @@ class SessionService:
             return self.process_polls(db, [poll], now)
         if now is None:
             raise ValueError("process(readings) needs the time: now=...")
-        when = ensure_utc(now)
         readings = list(poll)
         serials = sorted({r.serial for r in readings})
-        changes = [] if self.loaded else self.load(db, when)
-        self._remember(db, serials)
-        changes += self._sync(db, serials, when)
-        by_serial: dict[str, list[Reading]] = {}
-        for reading in readings:
-            by_serial.setdefault(reading.serial, []).append(reading)
-        observed: list[SessionChange] = []
-        for serial, batch in by_serial.items():
-            observed += self.tracker.observe(serial, batch, when)
-        changes += self._persist(db, observed, {}, when)
-        self._save_states(db, serials, when)
-        return changes
+        changes = [] if self.loaded else self.load(db, now)
+        return changes + self._run(db, Batch(now=now, readings=readings), serials)
 
     def process_polls(
         self, db: Session, polls: Sequence[Poll], now: datetime | None = None
@@ -154,34 +142,23 @@ class SessionService:
         """Several polls (of different accounts) with the statements of one."""
         if not polls:
             return []
-        when = ensure_utc(now if now is not None else max(p.polled_at for p in polls))
+        when = now if now is not None else max(p.polled_at for p in polls)
         owners: dict[str, int] = {}
         for poll in polls:
             owners.update({d.serial: poll.user_id for d in poll.devices})
             owners.update({r.serial: poll.user_id for r in poll.readings})
         serials = sorted(owners)
         changes = [] if self.loaded else self.load(db, when)
-        self._remember(db, serials)
-        changes += self._sync(db, serials, when)
-        observed: list[SessionChange] = []
-        for poll in polls:
-            observed += self.tracker.observe_poll(poll, now)
-        changes += self._persist(db, observed, owners, when)
-        self._save_states(db, serials, when)
-        return changes
+        batch = Batch(now=when, polls=polls, poll_time=now)
+        return changes + self._run(db, batch, serials, owners=owners)
 
     def tick(self, db: Session, now: datetime) -> list[SessionChange]:
         """Between polls: end sessions that timed out (a device nobody polls any more)."""
-        now = ensure_utc(now)
         if not self.loaded:
             return self.load(db, now)
         serials = [s.serial for s in self.tracker.active_sessions()]
         self._remember(db, self.tracker.serials())
-        changes = self._sync(db, serials, now)
-        ticked = self.tracker.tick(now)
-        changes += self._persist(db, ticked, {}, now)
-        self._save_states(db, sorted({c.serial for c in changes}), now)
-        return changes
+        return self._run(db, Batch(now=now, tick=True), serials, save="changed")
 
     # ----------------------------------------------------------------- manual sessions
 
@@ -193,27 +170,16 @@ class SessionService:
         The last change is the one asked for (STARTED, or UPDATED for an automatic
         session made manual); any before it are what the database said had changed.
         """
-        now = ensure_utc(now)
         owner = db.scalar(sa.select(Device.user_id).where(Device.device_id == serial))
         if owner is None:
             raise UsageError(f"no device with serial {serial!r}")
-        self._remember(db, [serial])
-        changes = self._sync(db, [serial], now, lock=True)
-        live = self.tracker.active(serial)
-        if live is not None and live.session_type is SessionType.MANUAL:
-            raise UsageError(
-                f"device {serial} already has an active manual session ({live.session_id})"
-            )
-        change = self.tracker.start_manual(serial, now, name)
-        changes += self._persist(db, [change], {serial: owner}, now)
-        self._save_states(db, [serial], now)
-        return changes
+        batch = Batch(now=now, start=ManualStart(serial, name))
+        return self._run(db, batch, [serial], owners={serial: owner}, lock=True)
 
     def end(
         self, db: Session, session_id: int, now: datetime, *, cancel: bool = False
     ) -> list[SessionChange]:
         """End (or cancel) an active session now, by hand; the last change is its end."""
-        now = ensure_utc(now)
         row = db.execute(
             sa.select(_SESSIONS.c.device_id, _SESSIONS.c.status).where(_SESSIONS.c.id == session_id)
         ).one_or_none()
@@ -221,87 +187,70 @@ class SessionService:
             raise UsageError(f"no session with id {session_id}")
         if row.status != SessionStatus.ACTIVE:
             raise UsageError(f"session {session_id} is {row.status}, not active")
-        self._remember(db, [row.device_id])
-        changes = self._sync(db, [row.device_id], now, lock=True)
-        live = self.tracker.active(row.device_id)
-        if live is None or live.session_id != session_id:  # ended meanwhile (a race)
-            raise UsageError(f"session {session_id} is no longer active")
-        change = self.tracker.end(row.device_id, now, cancel=cancel)
-        changes += self._persist(db, [change], {}, now)
-        self._save_states(db, [row.device_id], now)
-        return changes
+        batch = Batch(now=now, end=ManualEnd(row.device_id, session_id, cancel))
+        return self._run(db, batch, [row.device_id], lock=True)
 
     def cancel(self, db: Session, session_id: int, now: datetime) -> list[SessionChange]:
         return self.end(db, session_id, now, cancel=True)
 
     # ----------------------------------------------------------------- tracker <-> database
 
-    def _sync(
-        self, db: Session, serials: Sequence[str], now: datetime, *, lock: bool = False
+    def _run(
+        self,
+        db: Session,
+        batch: Batch,
+        serials: Sequence[str],
+        *,
+        owners: dict[str, int] | None = None,
+        save: Literal["all", "changed", "none"] = "all",
+        force: bool = False,
+        lock: bool = False,
     ) -> list[SessionChange]:
-        """Make the tracker agree with the database on which sessions are active.
+        """One pass: read what the database says of ``serials``, hand it and the batch to
+        the tracker once, store what it decided once. ``save``: whose tracker state to
+        checkpoint (every device of ``serials``, those that changed, or none)."""
+        self._remember(db, serials)
+        stored, snapshots = self._stored(db, serials, lock=lock)
+        step = self.tracker.step(
+            replace(batch, serials=serials, stored=stored, snapshots=snapshots)
+        )
+        changes = step.known + self._persist(db, step.changes, owners or {}, batch.now)
+        if save != "none":
+            changed = sorted({c.serial for c in changes})
+            self._save_states(db, serials if save == "all" else changed, batch.now, force=force)
+        return changes
 
-        One small query; full rows are read only for a session to take over.
-        """
+    def _stored(
+        self, db: Session, serials: Sequence[str], *, lock: bool = False
+    ) -> tuple[dict[str, StoredSession], dict[int, tuple[SessionSnapshot, datetime]]]:
+        """The active sessions of ``serials`` (one small query), and the full rows of those
+        the tracker needs (to take over, or to report as ended elsewhere)."""
         if not serials:
-            return []
+            return {}, {}
         c = _SESSIONS.c
         query = sa.select(c.id, c.device_id, c.session_type, c.auto_named, c.name).where(
             c.device_id.in_(serials), c.status == SessionStatus.ACTIVE
         )
-        rows = {r.device_id: r for r in db.execute(query.with_for_update() if lock else query)}
-        tracker = self.tracker
-        changes: list[SessionChange] = []
-        gone: list[int] = []
-        adopt: list[int] = []
-        for serial in serials:
-            live = tracker.running(serial)
-            row = rows.get(serial)
-            if live is not None and (row is None or row.id != live[0]):
-                if live[0] is not None:
-                    gone.append(live[0])
-                tracker.release(serial, now)
-                live = None
-            if row is None:
-                continue
-            if live is None:
-                adopt.append(row.id)
-            elif live[1] is SessionType.AUTO and row.session_type == SessionType.MANUAL:
-                # Made manual elsewhere (the CLI): the tracker follows.
-                name = None if row.auto_named else row.name
-                changes.append(tracker.start_manual(serial, now, name))
-        if gone:  # ended or cancelled elsewhere (the CLI): say how they ended
-            changes += [
-                SessionChange(
-                    kind=ChangeKind.CANCELLED
-                    if snapshot.status is SessionStatus.CANCELLED
-                    else ChangeKind.ENDED,
-                    session=snapshot,
-                    at=now,
-                )
-                for snapshot in self._snapshots(db, gone)
-            ]
-        for snapshot, seen in self._snapshots(db, adopt, with_seen=True):
-            tracker.adopt(snapshot, seen=seen)
-            changes.append(SessionChange(kind=ChangeKind.STARTED, session=snapshot, at=now))
-        return changes
+        stored = {
+            r.device_id: StoredSession(r.id, SessionType(r.session_type), r.auto_named, r.name)
+            for r in db.execute(query.with_for_update() if lock else query)
+        }
+        wanted = self.tracker.wanted(serials, stored)
+        return stored, self._snapshots(db, wanted) if wanted else {}
 
-    def _snapshots(self, db: Session, ids: Sequence[int], *, with_seen: bool = False) -> Any:
-        """Stored sessions as snapshots (with, if asked, the last time each was known to run)."""
-        if not ids:
-            return []
+    def _snapshots(
+        self, db: Session, ids: Sequence[int]
+    ) -> dict[int, tuple[SessionSnapshot, datetime]]:
+        """Stored sessions as snapshots, with the last time each was known to run."""
         probes = self._probe_summaries(db, ids)
-        out: list[Any] = []
+        out: dict[int, tuple[SessionSnapshot, datetime]] = {}
         for row in db.execute(sa.select(_SESSIONS).where(_SESSIONS.c.id.in_(ids))):
             snapshot = _snapshot(row, probes.get(row.id, ()))
-            if not with_seen:
-                out.append(snapshot)
-                continue
             # The last time the session was known to run: its offline clock starts there.
             known = [p.last_time for p in snapshot.probes if p.last_time is not None]
             if row.updated_at is not None:
                 known.append(row.updated_at)
-            out.append((snapshot, max(known, default=row.start_time)))
+            out[row.id] = (snapshot, max(known, default=row.start_time))
         return out
 
     def _probe_summaries(
@@ -367,7 +316,7 @@ class SessionService:
                     continue
                 session_id = self._insert(db, snap, owner, now)
                 if session_id is None:  # another process started one meanwhile: take it over
-                    stored += self._sync(db, [snap.serial], now)
+                    stored += self._run(db, Batch(now=now), [snap.serial], save="none")
                     continue
                 new_ids[snap.serial] = session_id
                 live = self.tracker.active(snap.serial)
@@ -617,7 +566,7 @@ def list_sessions(
 def session_readings(db: Session, session: GrillingSession, now: datetime) -> Iterator[ReadingRow]:
     """The stored readings of a session's device between its start and end (now while
     active), oldest first, streamed."""
-    end = session.end_time or ensure_utc(now)
+    end = session.end_time or now
     query = (
         sa.select(ReadingRow)
         .where(
@@ -633,7 +582,7 @@ def session_readings(db: Session, session: GrillingSession, now: datetime) -> It
 
 def summary(session: GrillingSession, now: datetime) -> dict[str, Any]:
     """A session as plain JSON-compatible values (``session export`` and the CLI)."""
-    end = session.end_time or ensure_utc(now)
+    end = session.end_time or now
     return {
         "id": session.id,
         "device": session.device_id,

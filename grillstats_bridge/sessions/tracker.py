@@ -52,18 +52,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from grillstats_bridge.domain import (
     Poll,
     Reading,
     Unit,
     convert_temperature,
-    ensure_utc,
 )
 from grillstats_bridge.sessions.model import (
     NAME_MAX,
     STATE_VERSION,
+    Batch,
     ChangeKind,
     EndReason,
     Rules,
@@ -72,14 +72,12 @@ from grillstats_bridge.sessions.model import (
     SessionSnapshot,
     SessionStatus,
     SessionType,
+    Step,
+    StoredSession,
 )
 from grillstats_bridge.sessions.names import session_name
 from grillstats_bridge.sessions.state import _Device, _Mode, _Probe, _Session
 from grillstats_bridge.sessions.stats import _Stats, _ts
-
-if TYPE_CHECKING:
-    pass
-
 
 # --------------------------------------------------------------------------- the tracker
 
@@ -90,6 +88,82 @@ class SessionTracker:
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
         self._devices: dict[str, _Device] = {}
+
+    # ----------------------------------------------------------------- the one entry
+
+    def wanted(self, serials: Sequence[str], stored: Mapping[str, StoredSession]) -> list[int]:
+        """The stored sessions whose full rows a batch over ``serials`` needs: those the
+        tracker does not run yet (to take over) and those it runs that the database no
+        longer has active (ended elsewhere: to report how)."""
+        ids: list[int] = []
+        for serial in serials:
+            live = self.running(serial)
+            row = stored.get(serial)
+            if live is not None and (row is None or row.session_id != live[0]):
+                if live[0] is not None:
+                    ids.append(live[0])
+                live = None
+            if row is not None and live is None:
+                ids.append(row.session_id)
+        return ids
+
+    def step(self, batch: Batch) -> Step:
+        """Everything of one batch, in order; see :class:`Batch`."""
+        now = batch.now
+        known = self._reconcile(batch)
+        changes: list[SessionChange] = []
+        if batch.start is not None:
+            serial, name = batch.start
+            live = self.running(serial)
+            if live is not None and live[1] is SessionType.MANUAL:
+                raise SessionError(
+                    f"device {serial} already has an active manual session ({live[0]})"
+                )
+            changes.append(self.start_manual(serial, now, name))
+        if batch.end is not None:
+            serial, session_id, cancel = batch.end
+            live = self.running(serial)
+            if live is None or live[0] != session_id:  # ended meanwhile (a race)
+                raise SessionError(f"session {session_id} is no longer active")
+            changes.append(self.end(serial, now, cancel=cancel))
+        for poll in batch.polls:
+            changes += self.observe_poll(poll, batch.poll_time)
+        by_serial: dict[str, list[Reading]] = {}
+        for reading in batch.readings:
+            by_serial.setdefault(reading.serial, []).append(reading)
+        for serial, readings in by_serial.items():
+            changes += self.observe(serial, readings, now)
+        if batch.tick:
+            changes += self.tick(now)
+        return Step(known, changes)
+
+    def _reconcile(self, batch: Batch) -> list[SessionChange]:
+        """Agree with the database on which sessions are active (the CLI, another process
+        or a restart may have changed them); the changes it reports are already stored."""
+        now, known = batch.now, []
+        for serial in batch.serials:
+            live = self.running(serial)
+            row = batch.stored.get(serial)
+            if live is not None and (row is None or row.session_id != live[0]):
+                if live[0] is not None and live[0] in batch.snapshots:
+                    ended, _ = batch.snapshots[live[0]]
+                    cancelled = ended.status is SessionStatus.CANCELLED
+                    kind = ChangeKind.CANCELLED if cancelled else ChangeKind.ENDED
+                    known.append(SessionChange(kind=kind, session=ended, at=now))
+                self.release(serial, now)
+                live = None
+            if row is None:
+                continue
+            if live is None:
+                if row.session_id in batch.snapshots:
+                    snapshot, seen = batch.snapshots[row.session_id]
+                    self.adopt(snapshot, seen=seen)
+                    known.append(SessionChange(kind=ChangeKind.STARTED, session=snapshot, at=now))
+            elif live[1] is SessionType.AUTO and row.session_type == SessionType.MANUAL:
+                # Made manual elsewhere (the CLI): the tracker follows.
+                name = None if row.auto_named else row.name
+                known.append(self.start_manual(serial, now, name))
+        return known
 
     # ----------------------------------------------------------------- inputs
 
@@ -130,7 +204,7 @@ class SessionTracker:
         the start of an offline period. Readings older than what the tracker has
         already seen of their probe are ignored, so replays are harmless.
         """
-        now_s = ensure_utc(now).timestamp()
+        now_s = now.timestamp()
         dev = self._device(serial)
         changes: list[SessionChange] = []
         if labels:
@@ -164,7 +238,7 @@ class SessionTracker:
     def tick(self, now: datetime) -> list[SessionChange]:
         """Time passing with no poll: end what has timed out; a device not heard of for
         ``offline_end_after`` counts as offline from the last time it was."""
-        now_s = ensure_utc(now).timestamp()
+        now_s = now.timestamp()
         changes: list[SessionChange] = []
         for dev in self._devices.values():
             if (
@@ -182,7 +256,7 @@ class SessionTracker:
 
     def start_manual(self, serial: str, now: datetime, name: str | None = None) -> SessionChange:
         """Start a manual session now; an automatic one already running becomes manual."""
-        now_s = ensure_utc(now).timestamp()
+        now_s = now.timestamp()
         dev = self._device(serial)
         if dev.mode is _Mode.MANUAL:
             raise SessionError(f"device {serial} already has an active manual session")
@@ -209,7 +283,7 @@ class SessionTracker:
 
     def end(self, serial: str, now: datetime, *, cancel: bool = False) -> SessionChange:
         """End (or cancel) the device's active session now, automatic or manual."""
-        now_s = ensure_utc(now).timestamp()
+        now_s = now.timestamp()
         dev = self._devices.get(serial)
         if dev is None or dev.session is None:
             raise SessionError(f"device {serial} has no active session")
@@ -279,7 +353,7 @@ class SessionTracker:
         dev = self._devices.get(serial)
         if dev is None or dev.session is None:
             return
-        self._disarm(dev, ensure_utc(now).timestamp())
+        self._disarm(dev, now.timestamp())
 
     def serials(self) -> list[str]:
         return list(self._devices)
@@ -401,7 +475,7 @@ class SessionTracker:
             dev.session = session
         self._devices[serial] = dev
         if seen is not None:
-            seen_s = ensure_utc(seen).timestamp()
+            seen_s = seen.timestamp()
             dev.updated = seen_s if dev.updated is None else max(dev.updated, seen_s)
         if after_restart and dev.online and dev.updated is not None:
             self._go_offline(dev, dev.updated, [])
