@@ -267,6 +267,29 @@ def test_rate_limit_honours_retry_after(make_rig: MakeRig, database: Database) -
     assert count(database, ReadingRow) == rig.bridge.stats.values
 
 
+def test_five_503_answers_in_a_row_cost_less_than_two_minutes(
+    make_rig: MakeRig, database: Database
+) -> None:
+    rig = make_rig("brisket", **FAST)
+    rig.run_for(10 * 60)
+    errors = rig.bridge.stats.cloud_errors
+    rig.cloud.fail_next(503, count=5)
+    first_failure(rig)
+    account = rig.bridge.scheduler.accounts[rig.user_id]
+    began = account.last_error_at
+    assert began is not None
+    for _ in range(20):  # poll by poll until the first good one after the fifth refusal
+        rig.cloud.clock.set(rig.bridge.next_event())
+        rig.bridge.step()
+        if account.failures == 0:
+            break
+    assert rig.bridge.stats.cloud_errors - errors == 5
+    assert account.state.value == "ok" and account.last_success is not None
+    assert (account.last_success - began).total_seconds() < 120
+    rig.run_for(10 * 60)
+    assert count(database, ReadingRow) == rig.bridge.stats.values
+
+
 def test_a_day_long_retry_after_is_cut_to_the_cap_and_said(
     make_rig: MakeRig, database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from grillstats_bridge.bridge.scheduler import AccountState, Scheduler
+from grillstats_bridge.bridge.scheduler import ERROR_BASE_S, AccountState, Scheduler
 from grillstats_bridge.config import PollingConfig
 from grillstats_bridge.thermoworks.errors import (
     InvalidCredentials,
@@ -63,13 +63,13 @@ def test_running_account_is_never_due_twice() -> None:
 def test_backoff_grows_with_jitter_and_is_capped() -> None:
     s = sched(max_backoff=600, min_interval=5)
     s.add(1, T0)
-    delays = [s.failed(1, T0, UNAVAILABLE, "503 UNAVAILABLE").seconds for _ in range(8)]
+    delays = [s.failed(1, T0, UNAVAILABLE, "503 UNAVAILABLE").seconds for _ in range(12)]
     assert all(d is not None for d in delays)
     values = [d for d in delays if d is not None]
     for n, d in enumerate(values, start=1):
-        ceiling = min(600.0, 30.0 * 2 ** (n - 1))
-        assert ceiling / 2 <= d <= ceiling
-    assert values[-1] <= 600
+        ceiling = min(600.0, ERROR_BASE_S * 2 ** (n - 1))
+        assert max(5.0, ceiling / 2) <= d <= max(5.0, ceiling)  # never under min_interval
+    assert values[-1] <= 600 and values[-1] >= 300
     assert s.accounts[1].state is AccountState.BACKING_OFF
     assert s.accounts[1].last_error == "503 UNAVAILABLE"
     # Two accounts failing together do not retry in lockstep.
@@ -94,13 +94,22 @@ def test_retry_after_is_capped() -> None:
     assert s.accounts[1].next_poll == T0 + timedelta(seconds=600)
     # no Retry-After at all: the ordinary back-off
     wait = s.failed(1, T0, RateLimited("429"), "429")
-    assert wait.seconds is not None and wait.capped_from is None and 30 <= wait.seconds <= 60
+    assert wait.seconds is not None and wait.capped_from is None and 5 <= wait.seconds <= 6
 
 
 def test_too_many_attempts_waits_long() -> None:
-    s = sched(max_backoff=1800)
+    s = sched(max_backoff=300, long_backoff=1800)
     s.add(1, T0)
     assert s.failed(1, T0, TooManyAttempts("x"), "TOO_MANY_ATTEMPTS_TRY_LATER").seconds == 1800
+
+
+def test_five_transient_errors_in_a_row_cost_under_two_minutes() -> None:
+    """A two-minute blip of 503s must not throw away a quarter of an hour of a cook."""
+    for seed in range(50):
+        s = Scheduler(PollingConfig(), random.Random(seed))  # the defaults
+        s.add(1, T0)
+        waited = sum(s.failed(1, T0, UNAVAILABLE, "503").seconds or 0 for _ in range(5))
+        assert waited < 120, (seed, waited)
 
 
 def test_bad_credentials_park_until_unparked() -> None:

@@ -284,7 +284,7 @@ def test_too_many_attempts_backs_off_long(cloud: CloudSimulator) -> None:
     with pytest.raises(TooManyAttempts) as info:
         client.sign_in(PITMASTER_PASSWORD)
     assert info.value.action is Action.LONG_BACKOFF
-    assert POLICY.wait(info.value, 1).seconds == 1800  # polling.max_backoff
+    assert POLICY.wait(info.value, 1).seconds == 1800  # polling.long_backoff
 
 
 def test_token_refreshed_ahead_of_expiry(cloud: CloudSimulator, client: ThermoworksClient) -> None:
@@ -334,7 +334,7 @@ def test_401_after_refresh_is_not_a_loop(cloud: CloudSimulator, client: Thermowo
         client.poll()
     assert cloud.counts == {"runQuery": 2, "refresh": 1}
     delay = POLICY.wait(info.value, 1).seconds
-    assert delay is not None and 15 <= delay <= 30
+    assert delay is not None and delay == 5  # the first retry: within seconds (min_interval)
 
 
 def test_single_refresh_when_threads_share_an_account(
@@ -446,8 +446,8 @@ def test_unavailable_backs_off_with_jitter(
     with pytest.raises(Unavailable) as info:
         client.poll()
     assert info.value.status == status and info.value.action is Action.BACKOFF
-    delays = {POLICY.wait(info.value, 3, lambda: 0.0), POLICY.wait(info.value, 3, lambda: 1.0)}
-    assert delays == {Wait(60.0), Wait(120.0)}  # 30 s doubled twice, half of it jittered
+    delays = {POLICY.wait(info.value, 4, lambda: 0.0), POLICY.wait(info.value, 4, lambda: 1.0)}
+    assert delays == {Wait(12.0), Wait(24.0)}  # 3 s doubled three times, half of it jittered
 
 
 def test_slow_answer_times_out(cloud: CloudSimulator) -> None:
@@ -502,12 +502,12 @@ def test_retry_after_as_http_date() -> None:
 def test_the_one_retry_policy() -> None:
     """The daemon's policy (built from the polling defaults), not a copy of it."""
     assert action_for(ValueError("x")) is Action.BACKOFF
-    assert POLICY.wait(ValueError("a bug"), 1, lambda: 0.0) == Wait(15.0)
-    assert POLICY.wait(CloudError("x"), 1, lambda: 0.0) == Wait(15.0)
-    assert POLICY.wait(CloudError("x"), 30, lambda: 1.0) == Wait(1800.0)
+    assert POLICY.wait(ValueError("a bug"), 1, lambda: 0.0) == Wait(5.0)  # min_interval
+    assert POLICY.wait(CloudError("x"), 5, lambda: 0.0) == Wait(24.0)
+    assert POLICY.wait(CloudError("x"), 30, lambda: 1.0) == Wait(300.0)  # max_backoff
     assert POLICY.wait(RateLimited("x", retry_after=86400), 1) == Wait(3600.0, 86400.0)
     assert POLICY.wait(RateLimited("x", retry_after=1), 1) == Wait(5.0)  # min_interval
-    assert POLICY.wait(RateLimited("x"), 2, lambda: 1.0) == Wait(60.0)  # none given: back-off
+    assert POLICY.wait(RateLimited("x"), 4, lambda: 1.0) == Wait(24.0)  # none given: back-off
     assert POLICY.wait(TooManyAttempts("x"), 1) == Wait(1800.0)
     capped = retry_policy(PollingConfig(max_backoff=600, max_retry_after=900))
     assert capped.wait(CloudError("x"), 30, lambda: 1.0) == Wait(600.0)

@@ -17,8 +17,9 @@ from enum import StrEnum
 from grillstats_bridge.config import PollingConfig
 from grillstats_bridge.thermoworks.errors import RetryPolicy, Wait
 
-# The first retry after an error waits this long (then 2x, 4x... up to max_backoff).
-ERROR_BASE_S = 30.0
+# The first retry after a transient error waits about this long (then 2x, 4x... up to
+# max_backoff, never less than min_interval): five 503s in a row cost under two minutes.
+ERROR_BASE_S = 3.0
 
 
 def retry_policy(polling: PollingConfig) -> RetryPolicy:
@@ -26,6 +27,7 @@ def retry_policy(polling: PollingConfig) -> RetryPolicy:
     return RetryPolicy(
         base=ERROR_BASE_S,
         maximum=polling.max_backoff,
+        long=polling.long_backoff,
         floor=polling.min_interval,
         retry_after_cap=polling.max_retry_after,
     )

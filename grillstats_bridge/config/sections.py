@@ -306,7 +306,16 @@ class PollingConfig:
     )
     min_interval: float = setting(5.0, "Polls are never closer than this", minimum=1, duration=True)
     max_backoff: float = setting(
-        1800.0, "Longest wait after repeated errors", minimum=1, duration=True
+        300.0,
+        "Longest wait after repeated transient errors (5xx, timeouts, broken answers)",
+        minimum=1,
+        duration=True,
+    )
+    long_backoff: float = setting(
+        1800.0,
+        "Wait after a refusal that time may lift (too many sign-in attempts, 403, other 4xx)",
+        minimum=1,
+        duration=True,
     )
     max_retry_after: float = setting(
         3600.0,

@@ -176,15 +176,16 @@ class RetryPolicy:
     ``failures`` counts the consecutive failures, this one included. Back-off
     doubles from ``base`` up to ``maximum``, with "equal jitter" (at least half
     the step, so that it always grows, and many accounts failing together do
-    not retry together); a long back-off (too many sign-in attempts, a refused
-    request) waits ``maximum``; a 429 waits what its Retry-After asked, but at
+    not retry together), so that a blip costs seconds of readings, not minutes; a
+    long back-off (too many sign-in attempts, a refused request) waits ``long``; a 429 waits what its Retry-After asked, but at
     most ``retry_after_cap``; nothing waits less than ``floor``. A token problem
     that reaches the caller has already been retried once by the client; a dead
     refresh token with no stored password, or bad credentials, wait for the owner.
     """
 
-    base: float = 30.0
-    maximum: float = 1800.0
+    base: float = 3.0
+    maximum: float = 300.0
+    long: float = 1800.0
     floor: float = 5.0
     retry_after_cap: float = 3600.0
 
@@ -200,7 +201,7 @@ class RetryPolicy:
                 seconds = min(self.retry_after_cap, max(self.floor, float(given)))
                 return Wait(seconds, float(given) if given > self.retry_after_cap else None)
         if action is Action.LONG_BACKOFF:
-            return Wait(max(self.floor, self.maximum))
+            return Wait(max(self.floor, self.long))
         ceiling = min(self.maximum, self.base * 2.0 ** min(max(0, failures - 1), 30))
         jittered = ceiling / 2 + rand() * ceiling / 2
         return Wait(max(self.floor, jittered))
