@@ -176,11 +176,12 @@ class RetryPolicy:
     ``failures`` counts the consecutive failures, this one included. Back-off
     doubles from ``base`` up to ``maximum``, with "equal jitter" (at least half
     the step, so that it always grows, and many accounts failing together do
-    not retry together), so that a blip costs seconds of readings, not minutes; a
-    long back-off (too many sign-in attempts, a refused request) waits ``long``; a 429 waits what its Retry-After asked, but at
-    most ``retry_after_cap``; nothing waits less than ``floor``. A token problem
-    that reaches the caller has already been retried once by the client; a dead
-    refresh token with no stored password, or bad credentials, wait for the owner.
+    not retry together): a blip costs seconds of readings, not minutes. A long
+    back-off (too many sign-in attempts, a refused request) waits ``long``; a
+    429 waits what its Retry-After asked, at most ``retry_after_cap``; nothing
+    waits less than ``floor``. A token problem that reaches the caller has
+    already been retried once by the client; a dead refresh token with no
+    stored password, or bad credentials, wait for the owner.
     """
 
     base: float = 3.0
