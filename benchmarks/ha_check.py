@@ -1,6 +1,7 @@
 """What a real Home Assistant makes of the bridge, run by hand (needs ../shared/tools/ha-check).
 
-    PYTHONPATH=. /work/venv/bin/python benchmarks/ha_check.py [--json report.json]
+    PYTHONPATH=. .venv/bin/python benchmarks/ha_check.py [--json report.json]
+    (with HA 2026.2.3 installed by the tool: HA_IGNORE_PY_CHECK=1 in the environment)
 
 Holds /tmp/ha-check.lock for its whole run (the tool is shared), starts a Mosquitto
 of its own on a free port (so it may restart it) and a fresh Home Assistant on it,

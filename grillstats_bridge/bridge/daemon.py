@@ -44,7 +44,7 @@ from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge import status
 from grillstats_bridge.bridge.health import HealthServer
 from grillstats_bridge.bridge.outbox import Outbox
-from grillstats_bridge.bridge.pipeline import Outcome, Pipeline
+from grillstats_bridge.bridge.pipeline import Outcome, Pipeline, describe
 from grillstats_bridge.bridge.poller import AccountPoller
 from grillstats_bridge.bridge.scheduler import AccountState, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
@@ -475,6 +475,9 @@ class Bridge:
         except CloudError as exc:
             self._poll_failed(key, exc)
             return None
+        except SQLAlchemyError as exc:  # the database, not the cloud: an outage, said as such
+            self._poll_failed(key, exc, f"database unreachable during the poll: {describe(exc)}")
+            return None
         except Exception as exc:  # a bug or an unexpected library error: back off, keep going
             log.exception("poll of account %d failed unexpectedly", key)
             self._poll_failed(key, exc)
@@ -489,20 +492,24 @@ class Bridge:
         self._last_success = now
         return poll
 
-    def _poll_failed(self, key: int, exc: BaseException) -> None:
+    def _poll_failed(self, key: int, exc: BaseException, reason: str | None = None) -> None:
         now = self.clock.now()
-        reason = f"{type(exc).__name__}: {exc}"[:300]
+        cloud = isinstance(exc, CloudError)
+        reason = reason or f"{type(exc).__name__}: {exc}"[:300]
         with self._lock:
             if key not in self.scheduler.accounts:
                 return
             wait = self.scheduler.failed(key, now, exc, reason)
             info = self.accounts.get(key)
-            if info is not None:
+            if info is not None and cloud:
                 info.cloud_errors += 1
                 if wait.seconds is None:
                     info.credentials = CredentialState.NEEDS_REAUTH
-        self.stats.cloud_errors += 1
-        if wait.seconds is None:
+        if cloud:
+            self.stats.cloud_errors += 1
+        if not cloud and isinstance(exc, SQLAlchemyError):
+            log.warning("account %d: %s; next try in %.0f s", key, reason, wait.seconds or 0)
+        elif wait.seconds is None:
             log.error("account %d: %s; waiting for 'account link' to fix it", key, exc)
         elif wait.capped_from is not None:
             log.warning(
@@ -739,6 +746,7 @@ class Bridge:
             buffer=self.buffer,
             pipeline_error=self.pipeline.last_error,
             queued_jobs=self._work.qsize(),
+            rejections=self.pipeline.rejections(),
         )
 
     # ------------------------------------------------------------------ helpers

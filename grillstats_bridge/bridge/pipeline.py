@@ -8,7 +8,14 @@ consumer runs in that transaction, so polls are stored whole or not at all.
 When the database is unreachable the polls' readings wait in a bounded buffer
 and go through the same consumers, oldest first, in the first transaction that
 succeeds; the services put their in-memory state back when a transaction rolls
-back, so a replayed poll counts once. Adding a consumer is a line in
+back, so a replayed poll counts once.
+
+Only a transient failure (the connection lost, a timeout, a lock or serialization
+conflict) is an outage. Anything else - a row the database rejects (a data or
+integrity error), or a bug - is permanent: the batch is tried again poll by poll,
+the polls that still fail are rejected (one error line each, counted in
+``rejected_polls`` / ``rejected_readings`` for ``/health``, which turns
+"degraded"), and the rest is stored. Adding a consumer is a line in
 :meth:`Pipeline._consume` and a field in :class:`Outcome`.
 """
 
@@ -21,7 +28,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from grillstats_bridge.alerts.engine import Firing
@@ -50,7 +63,34 @@ class Outcome:
     firings: list[Firing] = field(default_factory=list)
     database_ok: bool = True
     error: str | None = None
+    rejected: int = 0  # polls (or a replayed buffer) the database refused for good
     seconds: float = 0.0
+
+    def add(self, other: Outcome) -> None:
+        """Fold in the outcome of part of the same batch."""
+        self.stored += other.stored
+        self.replayed += other.replayed
+        self.syncs.update(other.syncs)
+        self.nicknames.update(other.nicknames)
+        self.session_changes += other.session_changes
+        self.firings += other.firings
+
+
+@dataclass(frozen=True, slots=True)
+class Rejections:
+    """What the database refused for good since the start (for ``/health``)."""
+
+    polls: int = 0
+    readings: int = 0
+    last: str | None = None
+    last_at: datetime | None = None
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure that waiting can cure: the connection, a timeout, a lock or a conflict."""
+    if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class Pipeline:
@@ -72,6 +112,10 @@ class Pipeline:
         self.database_ok = True
         self.last_error: str | None = None
         self.failures = 0
+        self.rejected_polls = 0  # refused for good (a data error, a bug): not stored
+        self.rejected_readings = 0
+        self.last_rejection: str | None = None
+        self.last_rejection_at: datetime | None = None
 
     def process(self, polls: Sequence[Poll], now: datetime) -> Outcome:
         """Store polls (after anything buffered); never raises for a database outage."""
@@ -81,12 +125,13 @@ class Pipeline:
         try:
             with self.database.transaction() as db:
                 self._consume(db, polls, replay, now, outcome)
-        except SQLAlchemyError as exc:
-            self.buffer.put_back(replay)
-            for poll in polls:
-                self.buffer.extend(poll.readings)
+        except Exception as exc:
+            if not transient(exc):
+                log.debug("batch refused; trying poll by poll", exc_info=True)
+                return self._one_by_one(polls, replay, now, started)
+            self._buffer(polls, replay)
             outcome.database_ok = False
-            outcome.error = _describe(exc)
+            outcome.error = describe(exc)
             self._failed(outcome.error)
         else:
             if not self.database_ok:
@@ -119,13 +164,76 @@ class Pipeline:
         out.session_changes += self.sessions.process_polls(db, polls, now)
         out.firings += self.alerts.process(db, readings, now)
 
+    def rejections(self) -> Rejections:
+        return Rejections(
+            self.rejected_polls, self.rejected_readings, self.last_rejection, self.last_rejection_at
+        )
+
+    def _buffer(self, polls: Sequence[Poll], replay: Sequence[Reading]) -> None:
+        self.buffer.put_back(replay)
+        for poll in polls:
+            self.buffer.extend(poll.readings)
+
+    def _one_by_one(
+        self, polls: Sequence[Poll], replay: Sequence[Reading], now: datetime, started: float
+    ) -> Outcome:
+        """After a permanent failure: each poll (and the replayed buffer) on its own; what
+        still fails is rejected, the rest stored; a transient failure meanwhile buffers
+        what is left."""
+        outcome = Outcome(polls=polls)
+        parts: list[tuple[Sequence[Poll], Sequence[Reading]]] = [((p,), ()) for p in polls]
+        if replay:
+            parts.insert(0, ((), replay))
+        for index, (part_polls, part_replay) in enumerate(parts):
+            part = Outcome(polls=part_polls)
+            try:
+                with self.database.transaction() as db:
+                    self._consume(db, part_polls, part_replay, now, part)
+            except Exception as exc:
+                if transient(exc):
+                    for rest_polls, rest_replay in parts[index:]:
+                        self._buffer(rest_polls, rest_replay)
+                    outcome.database_ok = False
+                    outcome.error = describe(exc)
+                    self._failed(outcome.error)
+                    break
+                self._reject(part_polls, part_replay, exc, now)
+                outcome.rejected += 1
+                continue
+            outcome.add(part)
+        else:
+            self.database_ok, self.last_error, self.failures = True, None, 0
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def _reject(
+        self, polls: Sequence[Poll], replay: Sequence[Reading], exc: BaseException, now: datetime
+    ) -> None:
+        readings = len(replay) + sum(len(p.readings) for p in polls)
+        what = f"account {polls[0].user_id}'s poll" if polls else f"{len(replay)} buffered readings"
+        reason = describe(exc)
+        self.rejected_polls += 1
+        self.rejected_readings += readings
+        self.last_rejection, self.last_rejection_at = f"{what}: {reason}", now
+        log.error(
+            "the database refused %s (%s): its %d readings are not stored; the rest is",
+            what,
+            reason,
+            readings,
+        )
+        log.debug("refused by the database", exc_info=exc)
+
     def tick(self, now: datetime) -> list[SessionChange]:
         """Between polls: end sessions whose devices went silent."""
         try:
             with self.database.transaction() as db:
                 return self.sessions.tick(db, now)
-        except SQLAlchemyError as exc:
-            self._failed(_describe(exc))
+        except Exception as exc:
+            if transient(exc):
+                self._failed(describe(exc))
+            else:
+                log.error("sessions not checked between polls: %s", describe(exc))
+                log.debug("session tick failed", exc_info=exc)
             return []
 
     def _failed(self, error: str) -> None:
@@ -154,7 +262,7 @@ def _nicknames(db: Session, user_ids: set[int]) -> dict[int, dict[str, str]]:
     return out
 
 
-def _describe(exc: SQLAlchemyError) -> str:
+def describe(exc: BaseException) -> str:
     """One line naming the failure, without the statement or its parameters."""
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip().splitlines()

@@ -26,7 +26,13 @@ from grillstats_bridge.store.accounts import (
     store_tokens,
 )
 from grillstats_bridge.store.db import Database
-from grillstats_bridge.store.devices import SyncResult, probe_marks, sync_poll
+from grillstats_bridge.store.devices import (
+    SERIAL_MAX,
+    SyncResult,
+    fit_device,
+    probe_marks,
+    sync_poll,
+)
 from grillstats_bridge.store.models import ThermoWorksCredentials, User
 from grillstats_bridge.store.secrets import SecretBox
 from grillstats_bridge.thermoworks.client import CloudSnapshot, ThermoworksClient
@@ -78,6 +84,7 @@ class AccountPoller:
         self._link_read: LinkState | None = None  # the row as this poller last read it
         self._last_times: dict[tuple[str, int], datetime] = {}
         self._connected: dict[tuple[str, int], bool] = {}
+        self._refused: set[str] = set()  # serials too long to store (warned once)
         self._restore_readings_state()
 
     def __repr__(self) -> str:
@@ -228,9 +235,28 @@ class AccountPoller:
                 self._last_times[(serial, channel)] = last_time
             self._connected[(serial, channel)] = bool(connected)
 
+    def _fits(self, serial: str) -> bool:
+        """A serial the database can hold; a longer one is refused with one warning."""
+        if len(serial) <= SERIAL_MAX:
+            return True
+        if serial not in self._refused:
+            self._refused.add(serial)
+            log.warning(
+                "account %d: a device serial of %d characters (%r...) is longer than the "
+                "%d the database keeps: that device is ignored",
+                self.user_id,
+                len(serial),
+                serial[:20],
+                SERIAL_MAX,
+            )
+        return False
+
     def _to_poll(self, snapshot: CloudSnapshot) -> Poll:
         readings: list[Reading] = []
-        for device in snapshot.devices:
+        # Fit for the database where the poll enters: a serial too long is refused, text
+        # too long is cut (with one warning each), so no later table refuses the poll.
+        devices = tuple(fit_device(d) for d in snapshot.devices if self._fits(d.serial))
+        for device in devices:
             for probe in device.probes:
                 key = (device.serial, probe.channel)
                 when = probe.last_telemetry_saved or device.last_telemetry_saved or device.last_seen
@@ -265,7 +291,7 @@ class AccountPoller:
         return Poll(
             user_id=self.user_id,
             polled_at=self._clock(),
-            devices=snapshot.devices,
+            devices=devices,
             readings=tuple(readings),
             malformed=snapshot.malformed,
         )

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from grillstats_bridge import __version__
+from grillstats_bridge.bridge.pipeline import Rejections
 from grillstats_bridge.bridge.scheduler import AccountSchedule, AccountState
 from grillstats_bridge.domain import Device
 from grillstats_bridge.ha.entities import AccountStatus, BridgeHealth, BridgeStatus
@@ -79,6 +80,9 @@ def bridge_status(
     )
 
 
+REJECTIONS_DEGRADE_S = 3600.0  # /health stays "degraded" this long after a refused poll
+
+
 def health_report(
     *,
     now: datetime,
@@ -91,6 +95,7 @@ def health_report(
     buffer: ReadingBuffer,
     pipeline_error: str | None,
     queued_jobs: int,
+    rejections: Rejections,
 ) -> tuple[bool, dict[str, Any]]:
     """``GET /health``: healthy when the database answers and the broker is connected."""
     reachable = database.ping()
@@ -112,9 +117,13 @@ def health_report(
     ]
     latencies = sorted(stats.latencies_ms)
     healthy = reachable and mqtt.connected
+    # Rows refused for good within the hour: data is being lost, someone should look.
+    refusing = rejections.last_at is not None and (
+        (now - rejections.last_at).total_seconds() < REJECTIONS_DEGRADE_S
+    )
     body = {
         "status": "ok"
-        if healthy and all(a["state"] == "ok" for a in rows)
+        if healthy and not refusing and all(a["state"] == "ok" for a in rows)
         else ("degraded" if healthy else "unhealthy"),
         "version": __version__,
         "uptime_seconds": round((now - started_at).total_seconds(), 1),
@@ -136,6 +145,10 @@ def health_report(
             "alert_firings": stats.firings,
             "errors": stats.pipeline_errors,
             "queued_jobs": queued_jobs,
+            "rejected_polls": rejections.polls,
+            "rejected_readings": rejections.readings,
+            "last_rejection": rejections.last,
+            "last_rejection_at": rejections.last_at,
             "poll_to_publish_ms_p50": percentile(latencies, 0.5),
             "poll_to_publish_ms_p99": percentile(latencies, 0.99),
         },

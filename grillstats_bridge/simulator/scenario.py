@@ -860,8 +860,9 @@ def _parse_channel(r: _Reader, named: Mapping[str, Curve], device_unit: Unit) ->
 
 def _parse_device(r: _Reader, emails: set[str], named: Mapping[str, Curve]) -> DeviceSpec:
     serial = r.text("serial").strip()
-    if not serial or len(serial) > 50:
-        raise r.fail("serial", "must be 1 to 50 characters")
+    # Up to 200: a cloud may send serials longer than the bridge stores (it refuses them).
+    if not serial or len(serial) > 200:
+        raise r.fail("serial", "must be 1 to 200 characters")
     account = r.text("account")
     if account.lower() not in emails:
         raise r.fail("account", f"no account {account!r} in 'accounts'")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import Enum
 from typing import Any
@@ -161,13 +161,14 @@ PROBE_COLUMNS = (
 
 def device_values(device: domain.Device, now: datetime, *, renamed: bool) -> dict[str, Any]:
     """The ``devices`` columns a sync writes for ``device`` (the nickname only if not renamed)."""
-    values: dict[str, Any] = {"cloud_label": _cut(device.label, 100)}
+    serial = device.serial
+    values: dict[str, Any] = {"cloud_label": _cut(device.label, 100, serial, "label")}
     if not renamed:
-        values["nickname"] = _cut(device.label or device.name, 100)
+        values["nickname"] = _cut(device.label or device.name, 100, serial, "label")
     values.update(
-        model=_cut(device.model, 50),
-        device_type=_cut(device.type, 20),
-        firmware=_cut(device.firmware, 50),
+        model=_cut(device.model, 50, serial, "model"),
+        device_type=_cut(device.type, 20, serial, "type"),
+        firmware=_cut(device.firmware, 50, serial, "firmware"),
         battery=device.battery,
         signal_dbm=device.signal_dbm,
         last_seen=device.last_seen or device.last_telemetry_saved,
@@ -197,10 +198,10 @@ def probe_values(probe: domain.Probe, device: domain.Device) -> dict[str, Any]:
     """The ``probes`` columns a sync writes (the last value and time only while connected)."""
     high, low = probe.alarm_high, probe.alarm_low
     values: dict[str, Any] = {
-        "label": _cut(probe.label, 100),
+        "label": _cut(probe.label, 100, device.serial, f"probe {probe.channel} label"),
         "unit": probe.unit.value,
         "connected": probe.connected,
-        "status": _cut(probe.status, 20),
+        "status": _cut(probe.status, 20, device.serial, f"probe {probe.channel} status"),
     }
     if probe.connected:
         values["last_value"] = probe.value
@@ -219,8 +220,59 @@ def probe_values(probe: domain.Probe, device: domain.Device) -> dict[str, Any]:
     return values
 
 
-def _cut(text: str | None, length: int) -> str | None:
-    return None if text is None else text[:length]
+# The longest serial a device row holds; a longer one is refused, never cut (cut serials
+# of two devices could be one).
+SERIAL_MAX: int = Device.__table__.c.device_id.type.length  # type: ignore[attr-defined]
+_CUT_WARNED: set[tuple[str, str, int]] = set()  # (serial, field, hash of the text) warned of
+
+
+# What the columns hold of a device's and a probe's text (devices.cloud_label, probes.label,
+# grilling_session_probes.label...): cut once, where a poll enters the bridge.
+_DEVICE_TEXT = {"label": 100, "model": 50, "type": 20, "firmware": 50, "status": 20}
+_PROBE_TEXT = {"label": 100, "status": 20}
+
+
+def fit_device(device: domain.Device) -> domain.Device:
+    """The device with its text cut to what the database keeps (one warning per field)."""
+    serial = device.serial
+    changes: dict[str, Any] = {}
+    for name, length in _DEVICE_TEXT.items():
+        text = getattr(device, name)
+        if text is not None and len(text) > length:
+            changes[name] = _cut(text, length, serial, name)
+    probes = device.probes
+    if any(
+        (p.label is not None and len(p.label) > 100)
+        or (p.status is not None and len(p.status) > 20)
+        for p in probes
+    ):
+        fitted = []
+        for p in probes:
+            cut: dict[str, Any] = {
+                name: _cut(getattr(p, name), length, serial, f"probe {p.channel} {name}")
+                for name, length in _PROBE_TEXT.items()
+                if getattr(p, name) is not None and len(getattr(p, name)) > length
+            }
+            fitted.append(replace(p, **cut) if cut else p)
+        changes["probes"] = tuple(fitted)
+    return replace(device, **changes) if changes else device
+
+
+def _cut(text: str | None, length: int, serial: str, what: str) -> str | None:
+    """Cloud text cut to its column's length, with one warning per device, field and text."""
+    if text is None or len(text) <= length:
+        return text
+    key = (serial, what, hash(text))
+    if key not in _CUT_WARNED and len(_CUT_WARNED) < 10_000:
+        _CUT_WARNED.add(key)
+        log.warning(
+            "device %s: %s is %d characters, cut to the %d the database keeps",
+            serial,
+            what,
+            len(text),
+            length,
+        )
+    return text[:length]
 
 
 def json_safe(value: Any) -> Any:

@@ -12,6 +12,7 @@ unknown unit) raises :class:`MalformedDocument`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -183,12 +184,21 @@ def _is_nan(raw: Any) -> bool:
     return isinstance(raw, float) and math.isnan(raw)
 
 
+# C0 and C1 control characters (NUL included): nothing a label needs, and PostgreSQL
+# refuses NUL in text outright.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def as_text(raw: Any) -> str | None:
+    """Cloud text as the bridge keeps it: trimmed, without control characters."""
     if raw is None or isinstance(raw, (Mapping, list)):
         return None
     if isinstance(raw, float) and raw.is_integer():
         raw = int(raw)
-    text = str(raw).strip()
+    text = str(raw)
+    if not text.isprintable():
+        text = _CONTROL.sub("", text)
+    text = text.strip()
     return text or None
 
 
