@@ -13,10 +13,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from grillstats_bridge.accounts.service import link_account
@@ -26,7 +28,14 @@ from grillstats_bridge.config import Config, MqttConfig
 from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.store import migrate, users
 from grillstats_bridge.store.db import Database
-from tests.fixtures.cloud import PITMASTER, PITMASTER_PASSWORD, MakeCloud, assert_no_secret
+from grillstats_bridge.store.models import GrillingSession
+from tests.fixtures.cloud import (
+    PITMASTER,
+    PITMASTER_PASSWORD,
+    SIGNALS,
+    MakeCloud,
+    assert_no_secret,
+)
 from tests.fixtures.mqtt import free_port, retained
 
 REPO = Path(__file__).resolve().parent.parent
@@ -258,3 +267,57 @@ def test_a_slow_account_does_not_hold_up_the_others(
         bridge.request_stop()
         runner.join(15)
     assert bridge.stopped.is_set()
+
+
+def test_kill_9_mid_cook_resumes_the_same_session(
+    tmp_path: Path,
+    config: Config,
+    database: Database,
+    mqtt_config: MqttConfig,
+    make_cloud: MakeCloud,
+    daemons: list[Daemon],
+) -> None:
+    """No goodbye at all (SIGKILL), a restart within sessions.offline_end_after: same cook."""
+    # The cloud's clock is the daemon's (wall) clock, three hours into the brisket cook.
+    cloud = make_cloud(
+        "brisket", speed=1.0, at=3 * 3600, start=datetime.now(UTC) - timedelta(hours=3)
+    )
+    config = dataclasses.replace(config.replace("thermoworks", **cloud.urls()), mqtt=mqtt_config)
+    with database.transaction() as db:
+        users.add_user(db, "cook@example.com", "grill-password", config.security)
+    link_account(database, config, "cook@example.com", PITMASTER_PASSWORD, tw_email=PITMASTER)
+    port = free_port()
+    # start_hold 0: the cook (the pit at 240 °F) is recognised at the first poll
+    sessions = {"start_hold": 0}
+    polling = {"active_interval": 1, "idle_interval": 1, "min_interval": 1}
+    path = write_config(
+        tmp_path / "config.yaml", config, cloud, port, sessions=sessions, polling=polling
+    )
+    health = f"http://127.0.0.1:{port}/health"
+
+    def cooks() -> list[tuple[int, str]]:
+        with database.session() as db:
+            rows = db.execute(
+                sa.select(GrillingSession.id, GrillingSession.status)
+                .where(GrillingSession.device_id == SIGNALS)
+                .order_by(GrillingSession.id)
+            )
+            return [(r.id, r.status) for r in rows]
+
+    def polls() -> int:
+        return int(get_json(health)[1].get("pipeline", {}).get("polls", 0))
+
+    first = Daemon(path)
+    daemons.append(first)
+    wait_until(lambda: [c[1] for c in cooks()] == ["active"], "the cook to be detected")
+    seen = polls()
+    wait_until(lambda: polls() >= seen + 2, "two more polls of the cook")
+    first.proc.send_signal(signal.SIGKILL)
+    assert first.proc.wait(10) == -signal.SIGKILL
+    (cook,) = cooks()
+
+    second = Daemon(path)
+    daemons.append(second)
+    wait_until(lambda: polls() >= 3, "three polls of the restarted daemon")
+    assert cooks() == [cook], "the cook was ended, or a new one started, after the restart"
+    assert "Traceback" not in "\n".join(second.lines)
