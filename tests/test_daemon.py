@@ -338,8 +338,10 @@ def test_an_automatic_session_in_home_assistant(make_rig: MakeRig, subscriber: S
     subscriber.sync()
     started, ended = session_events(subscriber, rig, KETTLE)
     assert (started["event_type"], started["session_id"]) == ("session_started", cook.id)
+    assert started["event_id"] == f"session-{cook.id}-started"
     assert ended == {
         "event_type": "session_ended",
+        "event_id": f"session-{cook.id}-ended",
         "session_id": cook.id,
         "device": KETTLE,
         "name": cook.name,

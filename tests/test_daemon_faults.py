@@ -267,6 +267,30 @@ def test_rate_limit_honours_retry_after(make_rig: MakeRig, database: Database) -
     assert count(database, ReadingRow) == rig.bridge.stats.values
 
 
+def test_an_event_sent_but_not_marked_goes_again_with_its_id(
+    make_rig: MakeRig, subscriber: Subscriber, database: Database
+) -> None:
+    """A crash between the broker's acknowledgement and the database's mark: at least once."""
+    rig = make_rig("brisket", **FAST)
+    add_cook_alerts(rig)
+    rig.run_for(90 * 60)  # the pit alert fires (about 55 min in)
+    settle(rig)
+    subscriber.sync()
+    (sent,) = events(subscriber, rig)
+    assert sent["name"] == "Pit hot" and sent["event_id"] == f"firing-{sent['firing_id']}"
+    assert unpublished(database) == 0
+    # The crash: the mark never reached the database (it was rolled back with the process).
+    with database.transaction() as db:
+        db.execute(sa.update(AlertHistory).values(published_at=None))
+    rig.restart()
+    rig.run_for(60)
+    settle(rig)
+    subscriber.sync()
+    again = events(subscriber, rig)
+    assert [e["event_id"] for e in again] == [sent["event_id"]] * 2  # the same event, twice
+    assert again[1] == sent and unpublished(database) == 0
+
+
 def test_five_503_answers_in_a_row_cost_less_than_two_minutes(
     make_rig: MakeRig, database: Database
 ) -> None:

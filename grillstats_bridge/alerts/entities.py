@@ -96,6 +96,8 @@ def publish_firing(
     """
     payload: dict[str, JsonValue] = {
         "event_type": firing.event.value,
+        # stable across re-sends (delivery is at least once): drop a repeat by this id
+        "event_id": None if firing.id is None else f"firing-{firing.id}",
         "firing_id": firing.id,
         "alert_id": firing.alert_id,
         "name": firing.name,

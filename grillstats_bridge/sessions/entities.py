@@ -92,6 +92,10 @@ def event_payload(
     symbol = Unit(unit).symbol if unit else None
     return {
         "event_type": event_type,
+        # stable across re-sends (delivery is at least once): drop a repeat by this id
+        "event_id": None
+        if session_id is None
+        else f"session-{session_id}-{event_type.removeprefix('session_')}",
         "session_id": session_id,
         "device": serial,
         "name": name,
