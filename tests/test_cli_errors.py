@@ -83,6 +83,8 @@ ARGS: dict[str, list[list[str]]] = {
 WITHOUT_DATABASE = {"config show", "config example", "config genkey", "db history"}
 WITHOUT_CONFIG = {"config example", "config genkey"}
 # Commands that talk to the broker: tried with a working database and no broker.
+# (``run`` is not among them: it waits for the broker by design, storing meanwhile;
+# ``demo`` starts a private broker when none answers.)
 NEEDS_BROKER = {"mqtt cleanup", "check-config"}
 
 MALFORMED = {
@@ -90,6 +92,7 @@ MALFORMED = {
     "unknown-key": "database:\n  pool_sise: 3\n",
     "wrong-type": "mqtt:\n  port: lots\n",
     "not-a-mapping": "- database\n",
+    "duplicate-key": "mqtt:\n  port: 1883\n  port: 1884\n",
 }
 
 
