@@ -388,6 +388,24 @@ def test_debug_adds_the_traceback(
     assert err.splitlines()[-1].startswith(f"{ERROR}cannot use the database postgresql")
 
 
+@pytest.mark.parametrize("level", [None, "DEBUG"])
+def test_a_bug_is_one_line_that_says_how_to_see_more(
+    level: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken() -> str:
+        raise RuntimeError("the key generator broke\nsecond line")
+
+    monkeypatch.setattr("grillstats_bridge.cli.config_cmd.generate_key", broken)
+    argv = [*(["--log-level", level] if level else []), "config", "genkey"]
+    code, _, err = invoke(monkeypatch, capsys, argv)
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        f"{ERROR}unexpected RuntimeError: the key generator broke "
+        "(run with --log-level DEBUG for the traceback)"
+    )
+    assert ("Traceback" in err) == (level == "DEBUG")
+
+
 # ----------------------------------------------------------- the real entry point
 
 
