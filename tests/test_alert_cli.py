@@ -179,7 +179,7 @@ def test_add_argument_errors(
     with pytest.raises(SystemExit) as info:
         main(["--config", cli[1], "alert", "add", PIT, "--device", "SIG1", "--probe", "1", *argv])
     assert info.value.code == 2
-    assert "error: argument" in capsys.readouterr().err
+    assert "error: alert add: argument" in capsys.readouterr().err
 
 
 def test_list_enable_disable_remove(

@@ -219,8 +219,9 @@ def test_check_config_reports_each_part(
         tmp_path / "bad.yaml", config, cloud, free_port(), mqtt={"port": free_port()}
     )
     assert main(["--config", str(bad), "check-config"]) == 1
-    out = capsys.readouterr().out
-    assert "mqtt: FAIL" in out and "1 check(s) failed" in out
+    out, err = capsys.readouterr()
+    assert "mqtt: FAIL" in out
+    assert err.splitlines() == ["grillstats-bridge: error: 1 check(s) failed: mqtt"]
 
 
 def test_a_slow_account_does_not_hold_up_the_others(

@@ -4,6 +4,7 @@ Used by the CLI, the MQTT commands (and the web app), never by the poll path."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -18,8 +19,10 @@ from grillstats_bridge.alerts.engine import (
     check_rule_values,
 )
 from grillstats_bridge.alerts.service import _state_of, rule_from_row
-from grillstats_bridge.domain import Measurement, Unit, utcnow
+from grillstats_bridge.domain import Measurement, Unit, convert_temperature, utcnow
 from grillstats_bridge.errors import UsageError
+from grillstats_bridge.ha.entities import TARGET_MAX, TARGET_MIN
+from grillstats_bridge.store.devices import find_device
 from grillstats_bridge.store.models import (
     AlertHistory,
     AlertStateRow,
@@ -32,7 +35,7 @@ from grillstats_bridge.store.users import get_user
 
 
 def _device_of(session: Session, serial: str) -> Device:
-    device = session.scalar(sa.select(Device).where(Device.device_id == serial.strip()))
+    device = find_device(session, serial)
     if device is None:
         raise UsageError(f"no device with serial {serial.strip()!r}")
     return device
@@ -98,6 +101,7 @@ def add_alert(
     probe_unit = _check_probe(session, device.device_id, probe)
     unit = unit or probe_unit or Unit.FAHRENHEIT
     check_rule_values(kind, unit, target=target, low=low, high=high, threshold=threshold)
+    check_readable(unit, target=target, low=low, high=high)
     alert = TemperatureAlert(
         user_id=user.id,
         device_id=device.device_id,
@@ -114,6 +118,31 @@ def add_alert(
     session.add(alert)
     session.flush()
     return alert
+
+
+def readable_range(unit: Unit) -> tuple[float, float]:
+    """The temperatures a probe reads, in ``unit``: Home Assistant's number range in °F.
+
+    Rounded inward to a tenth, so that the bounds as shown are accepted.
+    """
+    low, high = (
+        convert_temperature(TARGET_MIN, Unit.FAHRENHEIT, unit),
+        convert_temperature(TARGET_MAX, Unit.FAHRENHEIT, unit),
+    )
+    return math.ceil(low * 10) / 10, math.floor(high * 10) / 10
+
+
+def check_readable(
+    unit: Unit, *, target: float | None, low: float | None, high: float | None
+) -> None:
+    """Refuse a temperature no probe reads (it could never fire), naming the allowed range."""
+    lowest, highest = readable_range(unit)
+    for name, value in (("target", target), ("min", low), ("max", high)):
+        if value is not None and not lowest <= value <= highest:
+            raise UsageError(
+                f"{name}: {value:g} {unit.symbol} is outside what a probe reads "
+                f"({lowest:g} to {highest:g} {unit.symbol})"
+            )
 
 
 def _check_applicable(

@@ -2,7 +2,9 @@
 
 Each command group lives in a module of its own with a ``register(subparsers)``
 function; adding a group is one line in :data:`GROUPS`. Exit codes: 0 success,
-1 an operation failed, 2 bad usage or configuration, 130 interrupted.
+1 an operation failed, 2 bad usage or configuration, 130 interrupted. Every
+failure ends in one line on standard error (:func:`describe`); the traceback is
+added only at ``--log-level DEBUG``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from grillstats_bridge import __version__
 from grillstats_bridge.cli import (
@@ -26,7 +31,7 @@ from grillstats_bridge.cli import (
     simulate_cmd,
     user_cmd,
 )
-from grillstats_bridge.cli.common import Context, fail
+from grillstats_bridge.cli.common import EXIT_USAGE, Context, Parser, fail, first_line
 from grillstats_bridge.config import ConfigError
 from grillstats_bridge.errors import GrillstatsError, UsageError
 
@@ -44,12 +49,11 @@ GROUPS = [
 ]
 
 EXIT_FAILURE = 1
-EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="grillstats-bridge",
         description="ThermoWorks cloud to MQTT / Home Assistant bridge.",
     )
@@ -78,12 +82,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         context.setup_logging()
         return int(args.handler(args, context) or 0)
-    except ConfigError as exc:
-        return fail(f"configuration: {exc}", EXIT_USAGE)
-    except UsageError as exc:
-        return fail(str(exc), EXIT_USAGE)
-    except GrillstatsError as exc:
-        return fail(str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -92,6 +90,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout at /dev/null so the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILURE
+    except Exception as exc:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            traceback.print_exception(exc, file=sys.stderr)
+        return fail(*describe(exc, context))
     finally:
         context.close()
         logging.shutdown()
+
+
+def describe(exc: Exception, context: Context) -> tuple[str, int]:
+    """The one line (and the exit code) for a command that failed with ``exc``."""
+    if isinstance(exc, ConfigError):
+        return f"configuration: {exc}", EXIT_USAGE
+    if isinstance(exc, UsageError):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, GrillstatsError):
+        return str(exc), EXIT_FAILURE
+    if isinstance(exc, SQLAlchemyError):
+        # Which database, never its password; the driver's first line says what went wrong.
+        problem = context.database_problem() or f"{type(exc).__name__}: {first_line(exc)}"
+        return f"cannot use the database {context.database_name()}: {problem}", EXIT_FAILURE
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or first_line(exc)}", EXIT_FAILURE
+    # A bug of ours: still one line, and the way to the traceback.
+    return (
+        f"unexpected {type(exc).__name__}: {first_line(exc)} "
+        "(run with --log-level DEBUG for the traceback)",
+        EXIT_FAILURE,
+    )

@@ -12,6 +12,7 @@ from grillstats_bridge.cli.common import (
     Context,
     add_command,
     add_group,
+    fail,
     print_table,
     read_secret,
 )
@@ -76,8 +77,7 @@ def _link(args: argparse.Namespace, ctx: Context) -> int:
     if not args.no_sync:
         for _, result in poll_and_sync(database, ctx.config, [info.user_email]):
             if isinstance(result, CloudError):
-                print(f"devices not fetched yet: {result}")
-                return 1
+                return fail(f"linked, but the devices were not fetched: {result}", 1)
             found = len(result.added) + len(result.updated)
             print(f"found {found} device{'s' if found != 1 else ''}")
     return 0

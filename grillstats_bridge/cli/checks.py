@@ -1,10 +1,14 @@
-"""``check-config``: try everything the daemon needs, one line per part."""
+"""``check-config``: try everything the daemon needs, one line per part; it changes nothing."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from grillstats_bridge.bridge.poller import AccountPoller
 from grillstats_bridge.config import Config
@@ -20,6 +24,19 @@ BROKER_TIMEOUT_S = 5.0
 
 
 def run_checks(config: Config) -> Iterator[Check]:
+    missing = _missing_sqlite_file(config.database.url)
+    if missing is not None:
+        # Connecting would create it (and an empty database is no check of anything).
+        yield (
+            "database",
+            False,
+            (
+                f"{safe_url(config.database.url)}: no such file "
+                "(created by 'grillstats-bridge db upgrade' or 'run --migrate')"
+            ),
+        )
+        yield _broker(config)
+        return
     database = Database(config.database)
     try:
         db_check = _database(database)
@@ -29,6 +46,18 @@ def run_checks(config: Config) -> Iterator[Check]:
             yield from _accounts(database, config)
     finally:
         database.dispose()
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file the URL names when it does not exist yet."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
 
 
 def _database(database: Database) -> Check:
@@ -50,14 +79,30 @@ def _broker(config: Config) -> Check:
         client = MqttClient(mqtt, status_topic=None, client_id=f"{mqtt.effective_client_id}-check")
     except GrillstatsError as exc:
         return "mqtt", False, str(exc)
-    client.start()
-    try:
-        ok = client.wait_ready(BROKER_TIMEOUT_S)
-        detail = client.health().last_error or "no answer"
-    finally:
-        client.stop(timeout=1.0)
+    with _reported_here("grillstats_bridge.mqtt"):
+        client.start()
+        try:
+            ok = client.wait_ready(BROKER_TIMEOUT_S)
+            detail = client.health().last_error or "no answer"
+        finally:
+            client.stop(timeout=1.0)
     where = f"{mqtt.host}:{mqtt.port}{' (TLS)' if mqtt.tls else ''}"
     return "mqtt", ok, where if ok else f"{where}: {detail}"
+
+
+@contextmanager
+def _reported_here(logger_name: str) -> Iterator[None]:
+    """The check's own line says what failed: no reconnect warnings from the client as well."""
+    logger = logging.getLogger(logger_name)
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        yield
+        return
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def _accounts(database: Database, config: Config) -> Iterator[Check]:

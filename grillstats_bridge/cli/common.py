@@ -8,14 +8,28 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from grillstats_bridge.cli.logsetup import log_to
 from grillstats_bridge.config import Config, load_config
 from grillstats_bridge.errors import GrillstatsError, UsageError
-from grillstats_bridge.store.db import Database, safe_url
+from grillstats_bridge.store.db import Database, safe_url, sqlite_file_problem
 
 Handler = Callable[[argparse.Namespace, "Context"], int | None]
+
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """Odd arguments end in one line, like every other error, not argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.partition(" ")[2]
+        self.exit(
+            EXIT_USAGE,
+            f"grillstats-bridge: error: {command + ': ' if command else ''}{message} "
+            f"(see '{self.prog} --help')\n",
+        )
 
 
 def fail(message: str, code: int) -> int:
@@ -45,17 +59,21 @@ class Context:
             from grillstats_bridge.store import revisions
 
             self._database = Database(self.config.database)
-            try:
-                if require_head:
-                    revisions.require_head(self._database)
-            except GrillstatsError:
-                raise
-            except Exception as exc:  # driver errors: say which database, never the password
-                raise GrillstatsError(
-                    f"cannot use the database {safe_url(self.config.database.url)}: "
-                    f"{type(exc).__name__}: {_first_line(exc)}"
-                ) from None
+            if require_head:
+                revisions.require_head(self._database)
         return self._database
+
+    def database_name(self) -> str:
+        """The configured database's URL without its password, for error lines."""
+        if self._database is not None:
+            return safe_url(self._database.url)
+        if self._config is not None:
+            return safe_url(self._config.database.url)
+        return "(not configured)"
+
+    def database_problem(self) -> str | None:
+        """What is wrong with a SQLite file's directory, when that is why it cannot be opened."""
+        return None if self._config is None else sqlite_file_problem(self._config.database.url)
 
     def setup_logging(self) -> None:
         level = getattr(self.args, "log_level", None)
@@ -76,7 +94,8 @@ class Context:
             self._database = None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a driver error's own, not SQLAlchemy's)."""
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 

@@ -53,14 +53,14 @@ def run_demo(
 ) -> int:
     from grillstats_bridge.bridge.daemon import Bridge
 
+    # The usual search (so GRILLSTATS_MQTT_HOST and a config.yaml's broker apply); the
+    # database, key, cloud and health port are the demo's own whatever it says.
+    base = load_config(config_path)
     folder = Path(data_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     if view:
         # The live view owns the terminal: the log goes to a file beside the database.
         log_to(logging.FileHandler(folder / "demo.log", encoding="utf-8"))
-    # The usual search (so GRILLSTATS_MQTT_HOST and a config.yaml's broker apply); the
-    # database, key, cloud and health port are the demo's own whatever it says.
-    base = load_config(config_path)
     # The cook starts now, so that "last seen" and session times read naturally in HA.
     simulator = CloudSimulator(scenario, speed=speed, start=utcnow())
     with simulator as sim, _broker(base) as (host, port, note):

@@ -111,12 +111,16 @@ def _check(args: argparse.Namespace, ctx: Context) -> int:
 
     config = ctx.config  # a bad configuration already stops here, with exit 2
     print(f"configuration: OK ({config.source or 'built-in defaults'})")
-    problems = 0
+    failed = []
     for name, ok, detail in run_checks(config):
-        problems += not ok
+        if not ok:
+            failed.append(name)
         print(f"{name}: {'OK' if ok else 'FAIL'} {detail}".rstrip())
-    print("all checks passed" if not problems else f"{problems} check(s) failed")
-    return 1 if problems else 0
+    if failed:
+        sys.stdout.flush()  # the report first, then the one error line
+        raise GrillstatsError(f"{len(failed)} check(s) failed: {', '.join(failed)}")
+    print("all checks passed")
+    return 0
 
 
 def _demo(args: argparse.Namespace, ctx: Context) -> int:

@@ -23,6 +23,7 @@ from grillstats_bridge.sessions.service import (
     list_sessions,
     probe_statistics,
 )
+from grillstats_bridge.store.devices import device_serial
 from grillstats_bridge.store.models import GrillingSession
 
 TIME_FORMAT = "%Y-%m-%d %H:%M"
@@ -81,7 +82,8 @@ def _service(ctx: Context) -> SessionService:
 
 def _start(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.database().transaction() as db:
-        change = _service(ctx).start(db, args.serial, utcnow(), args.name)[-1]
+        serial = device_serial(db, args.serial)
+        change = _service(ctx).start(db, serial, utcnow(), args.name)[-1]
     s = change.session
     if change.kind is ChangeKind.STARTED:
         print(f"started session {s.session_id} on {s.serial}: {s.name}")
@@ -126,7 +128,7 @@ def _list(args: argparse.Namespace, ctx: Context) -> int:
         found = list_sessions(
             db,
             user_email=args.user_email,
-            serial=args.device,
+            serial=device_serial(db, args.device) if args.device is not None else None,
             statuses=statuses,
             limit=args.limit,
         )

@@ -73,7 +73,7 @@ class DatabaseConfig:
 
     url: str = setting(
         "sqlite:///grillstats.db",
-        "SQLAlchemy URL: sqlite:///FILE or postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB",
+        "SQLAlchemy URL: sqlite:///FILE or postgresql://USER:PASSWORD@HOST:PORT/DB (psycopg2)",
         secret=True,
         file_variant=True,
     )
@@ -116,7 +116,7 @@ class DatabaseConfig:
     def validate(self) -> None:
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", self.url):
             raise ConfigError(
-                "database.url: must start with sqlite:// or postgresql+psycopg2:// "
+                "database.url: must start with sqlite:// or postgresql:// "
                 "(other databases are not supported)"
             )
 

@@ -9,6 +9,7 @@ gives the seed's pool metrics for ``/health`` and ``db pool-test``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,13 +57,42 @@ def safe_url(url: str | URL) -> str:
         return "<unparseable database URL>"
 
 
+def driver_url(url: URL) -> URL:
+    """``postgresql://`` means psycopg2, the driver we ship; an explicit driver is kept as given.
+
+    SQLAlchemy 2 reads a bare ``postgresql://`` as psycopg 3, which is not installed.
+    """
+    if url.drivername == "postgresql":
+        return url.set(drivername="postgresql+psycopg2")
+    return url
+
+
+def sqlite_file_problem(url: str | URL) -> str | None:
+    """Why a SQLite file cannot be opened, when its directory is the reason (SQLite only says
+    "unable to open database file")."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    folder = os.path.dirname(os.path.abspath(parsed.database))
+    if not os.path.exists(folder):
+        return f"the directory {folder} does not exist"
+    if not os.path.isdir(folder):
+        return f"{folder} is not a directory"
+    if not os.access(folder, os.W_OK) and not os.path.exists(parsed.database):
+        return f"the directory {folder} is not writable"
+    return None
+
+
 class Database:
     """One engine and its pool; the only way the bridge talks to its database."""
 
     def __init__(self, config: DatabaseConfig) -> None:
         self.config = config
         try:
-            url = make_url(config.url)
+            url = driver_url(make_url(config.url))
         except ArgumentError:
             raise DatabaseError("database.url: not a valid SQLAlchemy URL") from None
         self.url = url

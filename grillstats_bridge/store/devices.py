@@ -306,12 +306,34 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def find_device(session: Session, serial: str) -> Device | None:
+    """The device a user means by ``serial``: spaces around it and letter case do not matter.
+
+    Serials are kept as the cloud spells them (``10:06:1C:6F:47:70``); a user types
+    ``10:06:1c:6f:47:70`` as well. The one place every command looks a serial up.
+    """
+    wanted = serial.strip()
+    rows = list(
+        session.scalars(sa.select(Device).where(sa.func.lower(Device.device_id) == wanted.lower()))
+    )
+    exact = [row for row in rows if row.device_id == wanted]
+    if exact:
+        return exact[0]
+    return rows[0] if len(rows) == 1 else None
+
+
+def device_serial(session: Session, serial: str) -> str:
+    """The stored spelling of ``serial`` (see :func:`find_device`); as given, stripped, if none."""
+    row = find_device(session, serial)
+    return row.device_id if row is not None else serial.strip()
+
+
 def rename_device(database: Database, serial: str, name: str | None) -> Device:
     """Give a device a name of its own; None or empty: follow the cloud's label again."""
     with database.transaction() as session:
-        row = session.scalar(sa.select(Device).where(Device.device_id == serial))
+        row = find_device(session, serial)
         if row is None:
-            raise UsageError(f"no device with serial {serial!r}")
+            raise UsageError(f"no device with serial {serial.strip()!r}")
         if name and name.strip():
             if len(name.strip()) > 100:
                 raise UsageError("name: at most 100 characters")

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from grillstats_bridge.errors import UsageError
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import Base
 from grillstats_bridge.store.revisions import (
@@ -50,15 +51,26 @@ def _bound(database: Database, stdout: Any = None) -> Iterator[AlembicConfig]:
 def upgrade(database: Database, revision: str = "head") -> None:
     from alembic import command
 
-    with _bound(database) as cfg:
+    with _revision_errors(revision), _bound(database) as cfg:
         command.upgrade(cfg, revision)
 
 
 def downgrade(database: Database, revision: str) -> None:
     from alembic import command
 
-    with _bound(database) as cfg:
+    with _revision_errors(revision), _bound(database) as cfg:
         command.downgrade(cfg, revision)
+
+
+@contextmanager
+def _revision_errors(revision: str) -> Iterator[None]:
+    """Alembic's CommandError is about the revision asked for (unknown id, not a valid target)."""
+    from alembic.util import CommandError
+
+    try:
+        yield
+    except CommandError as exc:
+        raise UsageError(f"revision {revision!r}: {exc}") from None
 
 
 def history(database: Database, stdout: Any) -> None:
