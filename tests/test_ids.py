@@ -11,13 +11,20 @@ entities. Regenerate only on purpose (GRILLSTATS_UPDATE_GOLDEN=1).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
 from grillstats_bridge.domain import Device, Fan, Measurement, Probe, Unit
 from grillstats_bridge.ha.entities import TABLE, CurrentSession, DeviceView, ProbeAlerts
+from grillstats_bridge.ha.ids import device_id, sanitize
 from grillstats_bridge.ha.naming import Naming
 from grillstats_bridge.ha.payloads import device_publication
 from grillstats_bridge.simulator.scenario import list_scenarios, load_scenario
@@ -105,3 +112,50 @@ def test_todays_ids_of_the_test_fleet_are_kept() -> None:
     assert lines == GOLDEN.read_text(encoding="utf-8").splitlines()
     serials = {d.serial for _, d in fleet()}
     assert len(serials) >= 10  # the sample devices and the scenarios' devices, all of them
+
+
+# ---------------------------------------------------------------------------- the rule
+
+SERIAL_TEXT = st.text(alphabet=st.sampled_from("Aa0:_-./ é²\x00"), max_size=12) | st.text(
+    max_size=12
+)
+
+
+@pytest.mark.parametrize(
+    ("serial", "expected"),
+    [
+        ("10:06:1C:6F:47:70", "10_06_1C_6F_47_70"),
+        ("M100081209", "M100081209"),
+        ("B0:B2:1C:00:00:01", "B0_B2_1C_00_00_01"),
+        ("abc-def", "abc-def"),
+    ],
+)
+def test_real_serials_keep_their_id(serial: str, expected: str) -> None:
+    assert device_id(serial) == expected == sanitize(serial)
+
+
+def test_serials_that_sanitize_alike_get_different_ids() -> None:
+    """The collision of the issue: the second user's serial gets a hash suffix."""
+    mac, lookalike = "AA:BB:CC:DD:EE:01", "AA_BB_CC_DD_EE_01"
+    assert sanitize(mac) == sanitize(lookalike)  # what ids were
+    assert device_id(mac) == "AA_BB_CC_DD_EE_01"
+    assert (
+        device_id(lookalike)
+        == "AA_BB_CC_DD_EE_01__" + sha256(b"AA_BB_CC_DD_EE_01").hexdigest()[:10]
+    )
+    # The suffixed id cannot be reached by a kept serial either.
+    suffixed = device_id(lookalike)
+    assert device_id(suffixed.replace("_", ":")) != suffixed
+    for odd in ("a::b", ":a", "a:", "", "a b", "a/b", "a+b", "a#b", "²", "ä"):
+        assert "__" in device_id(odd), odd
+
+
+@given(SERIAL_TEXT, SERIAL_TEXT)
+def test_two_serials_never_share_an_id(a: str, b: str) -> None:
+    assume(a != b)
+    assert device_id(a) != device_id(b)
+
+
+@given(SERIAL_TEXT)
+def test_an_id_is_a_safe_topic_level(serial: str) -> None:
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", device_id(serial))

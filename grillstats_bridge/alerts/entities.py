@@ -51,7 +51,7 @@ from grillstats_bridge.ha.entities import (
     JsonValue,
     ProbeAlerts,
 )
-from grillstats_bridge.ha.ids import sanitize
+from grillstats_bridge.ha.ids import device_id
 from grillstats_bridge.ha.payloads import dumps
 from grillstats_bridge.ha.publisher import Publisher
 from grillstats_bridge.mqtt.messages import Delivery, DeliveryStatus, InboundMessage
@@ -325,13 +325,13 @@ def _in_unit(value: Measurement, unit: Unit) -> float:
 
 
 def _probe_unit(session: Session, sid: str, channel: int) -> tuple[str, Unit]:
-    """The serial behind a sanitised one, and the probe's unit (what the number shows)."""
+    """The serial behind a topic's device id, and the probe's unit (what the number shows)."""
     found = session.execute(
         sa.select(Device.device_id, ProbeRow.unit)
         .join(ProbeRow, ProbeRow.device_id == Device.id)
         .where(ProbeRow.channel == channel)
     ).all()
-    matches = [(serial, unit) for serial, unit in found if sanitize(serial) == sid]
+    matches = [(serial, unit) for serial, unit in found if device_id(serial) == sid]
     if not matches:
         raise UsageError(f"no device {sid} with a probe {channel}")
     if len(matches) > 1:

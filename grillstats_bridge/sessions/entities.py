@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from grillstats_bridge.domain import Unit, clean_float
 from grillstats_bridge.errors import UsageError
 from grillstats_bridge.ha.entities import CurrentSession, JsonValue
-from grillstats_bridge.ha.ids import sanitize
+from grillstats_bridge.ha.ids import device_id
 from grillstats_bridge.ha.publisher import Publisher
 from grillstats_bridge.mqtt.messages import Delivery, InboundMessage
 from grillstats_bridge.sessions.model import (
@@ -287,7 +287,7 @@ class SessionMqtt:
         self.changed(changes)
 
     def _command_serial(self, message: InboundMessage, what: str) -> str | None:
-        """The device a button belongs to (its topic names the sanitised serial), or None."""
+        """The device a button belongs to (its topic names the device id), or None."""
         if message.retain or not message.payload:
             # A retained press would start or end a session at every restart; an empty
             # payload is someone clearing such a retained message.
@@ -297,7 +297,8 @@ class SessionMqtt:
         sid = levels[-4] if len(levels) >= 4 else ""
         try:
             with self.database.session() as db:
-                serials = [s for s in db.scalars(sa.select(Device.device_id)) if sanitize(s) == sid]
+                found = db.scalars(sa.select(Device.device_id))
+                serials = [s for s in found if device_id(s) == sid]
         except SQLAlchemyError as exc:
             log.error("%s: database %s", what, type(exc).__name__)
             return None
