@@ -5,15 +5,17 @@ command handlers themselves are fuzzed with Hypothesis."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from grillstats_bridge.bridge import daemon
 from grillstats_bridge.mqtt.client import MAX_INBOUND_BYTES
 from grillstats_bridge.mqtt.messages import InboundMessage
 from tests.fixtures.bridge import MakeRig, Rig
-from tests.fixtures.mqtt import Subscriber
+from tests.fixtures.mqtt import WAIT, Subscriber
 from tests.test_alert_mqtt import FAST, SID, probe_topic, send, target_alerts, until
 from tests.test_commands import PAYLOAD, ROOT, TOPIC
 
@@ -102,3 +104,29 @@ def test_the_command_handlers_never_raise(make_rig: MakeRig) -> None:
 
     fuzz()
     assert rig.bridge.stats.pipeline_errors == 0
+
+
+def test_commands_waiting_for_the_pipeline_are_bounded(
+    make_rig: MakeRig,
+    subscriber: Subscriber,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A flood while the pipeline is busy: a bounded number wait, the rest are dropped."""
+    monkeypatch.setattr(daemon, "MAX_PENDING_COMMANDS", 5)
+    monkeypatch.setattr(daemon, "COMMAND_WAIT_S", 0.01)
+    rig = make_rig("brisket", **FAST)
+    rig.run_for(10)
+    subscriber.wait_for_message(probe_topic(rig, 2))
+    target = f"{probe_topic(rig, 2)}/target/set"
+    caplog.set_level(logging.INFO)
+    for value in range(201, 211):  # the pipeline runs nothing meanwhile (no step)
+        send(rig, target, str(value).encode())
+    deadline = time.monotonic() + WAIT
+    while len(dropped := [r for r in caplog.records if "dropped" in r.getMessage()]) < 5:
+        assert time.monotonic() < deadline, "the flood was not dropped"
+        time.sleep(0.01)  # the broker is still delivering: nothing to wait on
+    until(rig, lambda: [a[1] for a in target_alerts(rig, 2)] == [205.0], "the first five")
+    assert len(dropped) == 5 and "the pipeline is busy" in dropped[0].getMessage()
+    send(rig, target, b"222")  # room again
+    until(rig, lambda: [a[1] for a in target_alerts(rig, 2)] == [222.0], "a command after it")
