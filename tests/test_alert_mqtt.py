@@ -20,7 +20,7 @@ import sqlalchemy as sa
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from grillstats_bridge.alerts.entities import alert_views, parse_target
+from grillstats_bridge.alerts.entities import alert_views
 from grillstats_bridge.cli import main
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.domain import Measurement, Unit
@@ -239,29 +239,6 @@ def test_probe_state_carries_the_target_in_the_probe_unit() -> None:
     assert "target" not in humidity and "alert_active" not in humidity
 
 
-@pytest.mark.parametrize(
-    ("payload", "value"),
-    [
-        (b"203", 203.0),
-        (b" 62.5 ", 62.5),
-        (b"-18", -18.0),
-        (b"0", None),
-        (b"0.0", None),
-        (b"", None),
-        (b"None", None),
-        (b"null", None),
-    ],
-)
-def test_parse_target(payload: bytes, value: float | None) -> None:
-    assert parse_target(payload) == value
-
-
-@pytest.mark.parametrize("payload", [b"hot", b"nan", b"inf", b"1e9", b"-500", b"\xff\xfe"])
-def test_parse_target_refuses(payload: bytes) -> None:
-    with pytest.raises(ValueError):
-        parse_target(payload)
-
-
 def test_the_publisher_republishes_only_probes_whose_alerts_changed(
     mqtt_config: MqttConfig, ordered_subscriber: Subscriber
 ) -> None:
@@ -396,7 +373,10 @@ def test_the_target_number_sets_changes_and_clears_the_alert(
     send(rig, command, b"very hot")
     send(rig, f"{probe_topic(rig, 9)}/target/set", b"200")  # a probe the device lacks
     until(rig, lambda: len(warnings(caplog)) == 2, "two warnings")
-    assert "ignored the target b'very hot' for probe 2" in warnings(caplog)[0]
+    assert (
+        "ignored the target for probe 2 of 10_06_1C_6F_47_70: not a number: 'very hot'"
+        in (warnings(caplog)[0])
+    )
     assert "no device 10_06_1C_6F_47_70 with a probe 9" in warnings(caplog)[1]
     assert target_alerts(rig, 2) == [(alert_id, 205.5, "F", True)]
     assert rig.bridge.stats.pipeline_errors == 0

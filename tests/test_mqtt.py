@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from grillstats_bridge.config import ConfigError, MqttConfig
-from grillstats_bridge.mqtt.client import MqttClient
+from grillstats_bridge.mqtt.client import MAX_INBOUND_BYTES, MqttClient
 from grillstats_bridge.mqtt.messages import DeliveryStatus, InboundMessage, Message, MqttError
 from grillstats_bridge.mqtt.retained import read_retained
 from tests.fixtures.mqtt import (
@@ -89,7 +89,7 @@ def test_online_retained_on_connect_offline_on_clean_stop(
 CHILD = """
 import sys, time
 from grillstats_bridge.config import MqttConfig
-from grillstats_bridge.mqtt.client import MqttClient
+from grillstats_bridge.mqtt.client import MAX_INBOUND_BYTES, MqttClient
 config = MqttConfig(host=sys.argv[1], port=int(sys.argv[2]), instance_id=sys.argv[3],
                     base_topic=sys.argv[4])
 client = MqttClient(config, status_topic=sys.argv[5])
@@ -329,6 +329,48 @@ def test_subscriptions_come_back_after_reconnect_and_handler_errors_are_containe
     assert client.wait_ready(WAIT)
     send_and_wait("after reconnect")
     assert client.health().handler_errors == 1
+
+
+def test_the_inbound_queue_is_bounded_in_bytes(
+    mqtt_config: MqttConfig,
+    subscriber: Subscriber,
+    make_client: Callable[..., MqttClient],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stuck handler and big messages: what waits stays under the byte limit, one warning."""
+    command = f"{mqtt_config.base_topic}/{mqtt_config.instance_id}/cmd"
+    seen: list[int] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def handler(message: InboundMessage) -> None:
+        entered.set()
+        release.wait(WAIT)
+        seen.append(len(message.payload))
+
+    client = make_client(mqtt_config)
+    client.subscribe(command, handler)
+    started(client)
+    assert client.flush(WAIT)
+    deadline = time.monotonic() + WAIT
+    while not entered.is_set():  # the subscription is renewed after CONNACK: retry until it takes
+        assert time.monotonic() < deadline, "the handler never ran"
+        subscriber._client.publish(command, b"first", qos=1).wait_for_publish(WAIT)
+        entered.wait(0.2)
+    big = MAX_INBOUND_BYTES // 3  # three of them, with their topics, do not fit
+    with caplog.at_level(logging.WARNING, logger="grillstats_bridge.mqtt.client"):
+        for _ in range(5):
+            subscriber._client.publish(command, b"x" * big, qos=1).wait_for_publish(WAIT)
+        subscriber._client.publish(command, b"y" * (5 * MAX_INBOUND_BYTES), qos=1)
+        subscriber.sync()
+        while client.health().inbound_dropped < 4:
+            assert time.monotonic() < deadline + WAIT, client.health()
+            time.sleep(0.01)  # the broker is still delivering: nothing to wait on
+    release.set()
+    client.stop(timeout=2)
+    assert client.health().inbound_dropped == 4  # 3 big ones and the huge one
+    assert seen.count(big) == 2  # what fitted, in order, once the handler was free
+    full = [r.getMessage() for r in caplog.records if "inbound queue full" in r.getMessage()]
+    assert len(full) == 1 and len(full[0]) < 300  # one line, no payload in it
 
 
 def test_reconnect_back_off_doubles_up_to_the_cap(

@@ -24,7 +24,6 @@ current and applies the numbers' commands; it runs on the daemon's pipeline thre
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Collection, Mapping
 
 import sqlalchemy as sa
@@ -42,16 +41,9 @@ from grillstats_bridge.alerts.rules import (
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.domain import Measurement, Unit
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.ha.entities import (
-    COMMANDS,
-    RANGE_HIGH,
-    TARGET,
-    TARGET_MAX,
-    TARGET_MIN,
-    JsonValue,
-    ProbeAlerts,
-)
-from grillstats_bridge.ha.ids import sanitize
+from grillstats_bridge.ha.commands import CommandError, parse_payload, parse_topic, shown
+from grillstats_bridge.ha.entities import COMMANDS, RANGE_HIGH, TARGET, JsonValue, ProbeAlerts
+from grillstats_bridge.ha.ids import device_id
 from grillstats_bridge.ha.payloads import dumps
 from grillstats_bridge.ha.publisher import Publisher
 from grillstats_bridge.mqtt.messages import Delivery, DeliveryStatus, InboundMessage
@@ -60,7 +52,6 @@ from grillstats_bridge.store.models import Device, ProbeRow
 
 log = logging.getLogger(__name__)
 
-CLEAR_WORDS = ("", "none", "null")  # besides 0: what removes the target alert
 Range = tuple[Measurement | None, Measurement | None]  # (low, high); None: not set
 
 
@@ -120,19 +111,6 @@ def publish_firing(
     return delivery
 
 
-def parse_target(payload: bytes) -> float | None:
-    """A number entity's command: the target, or None to remove it; ValueError if neither."""
-    text = payload.decode("utf-8").strip()  # UnicodeDecodeError is a ValueError
-    if text.lower() in CLEAR_WORDS:
-        return None
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("not a finite number")
-    if value != 0 and not TARGET_MIN <= value <= TARGET_MAX:
-        raise ValueError(f"outside {TARGET_MIN:g} to {TARGET_MAX:g}")
-    return None if value == 0 else value
-
-
 class AlertControl:
     """Publishes each probe's target, range and alert-active state; applies the numbers.
 
@@ -167,15 +145,17 @@ class AlertControl:
 
     def handle(self, message: InboundMessage) -> None:
         """One command from a probe's number: set, change or remove its target or range alert."""
-        where = self._command_of(message.topic)
+        try:
+            where = parse_topic(self.root, message.topic)
+        except CommandError as exc:
+            log.warning("alerts: ignored a command: %s", exc)
+            return
         if where is None:
-            log.warning("alerts: ignored a command on unexpected topic %s", message.topic)
-            return
-        sid, channel, key = where
-        if key not in COMMANDS:
             # The filter's wildcard also matches other modules' probe commands: not ours.
-            log.debug("alerts: not an alert command: %s", message.topic)
+            log.debug("alerts: not an alert command: %s", shown(message.topic))
             return
+        sid, channel, key = where.sid, where.channel, where.key
+        assert channel is not None  # a probe's topic
         what = COMMANDS[key]
         if message.retain:
             # A retained command would be applied again at every reconnect, undoing later edits.
@@ -189,14 +169,13 @@ class AlertControl:
             )
             return
         try:
-            value = parse_target(message.payload)
-        except ValueError as exc:
+            value = parse_payload(where, message.payload).value
+        except CommandError as exc:
             alert = "target" if key == TARGET else "range alert"
             log.warning(
-                "alerts: ignored the %s %r for probe %d of %s: %s "
+                "alerts: ignored the %s for probe %d of %s: %s "
                 "(send a temperature, or 0 or nothing to remove the %s)",
                 what,
-                message.payload[:40],
                 channel,
                 sid,
                 exc,
@@ -308,18 +287,6 @@ class AlertControl:
             del self.pending[probe]  # a range alert came from elsewhere: it wins
         return {**self.pending, **ranges}
 
-    def _command_of(self, topic: str) -> tuple[str, int, str] | None:
-        """``<root>/device/<sid>/probe/<channel>/<key>/set`` -> (sid, channel, key)."""
-        prefix = f"{self.root}/"
-        if not topic.startswith(prefix):
-            return None
-        levels = topic[len(prefix) :].split("/")
-        if len(levels) != 6 or levels[0] != "device" or levels[2] != "probe":
-            return None
-        if not levels[3].isdigit() or levels[5] != "set":
-            return None
-        return levels[1], int(levels[3]), levels[4]
-
 
 def _in_unit(value: Measurement, unit: Unit) -> float:
     """A range side in the probe's unit: converted as its number shows it (0.1 steps)."""
@@ -327,13 +294,13 @@ def _in_unit(value: Measurement, unit: Unit) -> float:
 
 
 def _probe_unit(session: Session, sid: str, channel: int) -> tuple[str, Unit]:
-    """The serial behind a sanitised one, and the probe's unit (what the number shows)."""
+    """The serial behind a topic's device id, and the probe's unit (what the number shows)."""
     found = session.execute(
         sa.select(Device.device_id, ProbeRow.unit)
         .join(ProbeRow, ProbeRow.device_id == Device.id)
         .where(ProbeRow.channel == channel)
     ).all()
-    matches = [(serial, unit) for serial, unit in found if sanitize(serial) == sid]
+    matches = [(serial, unit) for serial, unit in found if device_id(serial) == sid]
     if not matches:
         raise UsageError(f"no device {sid} with a probe {channel}")
     if len(matches) > 1:

@@ -78,6 +78,10 @@ MAX_POLLS_PER_TRANSACTION = 50
 # Jobs waiting for the pipeline thread beyond which no new poll starts: when the database
 # or the CPU cannot keep up, accounts wait (due) instead of stale polls piling up in memory.
 MAX_POLL_BACKLOG = 2 * MAX_POLLS_PER_TRANSACTION
+# MQTT commands waiting for the pipeline thread: beyond this the MQTT client's dispatcher
+# waits, so its bounded inbound queue fills and drops instead of this one growing.
+MAX_PENDING_COMMANDS = 100
+COMMAND_WAIT_S = 1.0  # at most this long; then the command is dropped (the pipeline is stuck)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,7 @@ class Bridge:
         self.notifier = notifier or Notifier()
         self._http = http
         self._rng = rng or random.Random()
+        self._commands = threading.BoundedSemaphore(MAX_PENDING_COMMANDS)
         self.box = SecretBox.from_config(config.security)
         self.scheduler = Scheduler(config.polling, self._rng)
         self.buffer = ReadingBuffer(config.storage.buffer_size)
@@ -341,7 +346,21 @@ class Bridge:
         session and alert services and the database like the pipeline does, and
         what it raises is logged, not fatal.
         """
-        self.mqtt.subscribe(topic_filter, lambda message: self.submit(lambda: handler(message)))
+
+        def queue_command(message: InboundMessage) -> None:
+            if not self._commands.acquire(timeout=COMMAND_WAIT_S):
+                log.warning("MQTT command on %r dropped: the pipeline is busy", message.topic[:80])
+                return
+
+            def run() -> None:
+                try:
+                    handler(message)
+                finally:
+                    self._commands.release()
+
+            self.submit(run)
+
+        self.mqtt.subscribe(topic_filter, queue_command)
 
     # ------------------------------------------------------------------ the schedule
 

@@ -8,9 +8,10 @@ linked account, a ThermoWorks device, a probe. Later features add rows (or a sco
 of their own, e.g. per alert) and get topics, unique ids, device, availability and
 origin for free.
 
-Ids and topics derive from stable ids only: the instance id, the serial (sanitised
-to ``[A-Za-z0-9_-]``), the channel number, the account's user id — never a display
-name, so renaming a probe renames the entity instead of making a new one.
+Ids and topics derive from stable ids only: the instance id, the serial (as
+``ha.ids.device_id`` writes it: ``[A-Za-z0-9_-]``, never the same for two serials),
+the channel number, the account's user id — never a display name, so renaming a
+probe renames the entity instead of making a new one.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from grillstats_bridge.domain import (
     clean_float,
     convert_temperature,
 )
-from grillstats_bridge.ha.ids import sanitize
+from grillstats_bridge.ha.ids import device_id
 
 JsonValue = Any  # what json.dumps accepts; kept loose so rows stay one-liners
 
@@ -214,7 +215,7 @@ class DeviceView:
 
     @property
     def sid(self) -> str:
-        return sanitize(self.device.serial)
+        return device_id(self.device.serial)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,9 +1,10 @@
 """Where each subject's entities live: object ids, topics, unique ids, the HA device and
 availability (:class:`Naming`, :class:`Target`). Pure.
 
-Ids and topics derive from stable ids only: the instance id, the serial (sanitised
-to ``[A-Za-z0-9_-]``), the channel number, the account's user id — never a display
-name, so renaming a probe renames the entity instead of making a new one.
+Ids and topics derive from stable ids only: the instance id, the serial (as
+``ha.ids.device_id`` writes it: ``[A-Za-z0-9_-]``, never the same for two serials),
+the channel number, the account's user id — never a display name, so renaming a
+probe renames the entity instead of making a new one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from grillstats_bridge.ha.entities import (
     ProbeView,
     model_name,
 )
-from grillstats_bridge.ha.ids import sanitize
+from grillstats_bridge.ha.ids import device_id, sanitize
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +78,7 @@ class Naming:
         return f"{self.instance_id}_bridge"
 
     def device_root(self, serial: str) -> str:
-        return f"{self.root}/device/{sanitize(serial)}"
+        return f"{self.root}/device/{device_id(serial)}"
 
     def availability_topic(self, serial: str) -> str:
         return f"{self.device_root(serial)}/availability"

@@ -44,6 +44,7 @@ from grillstats_bridge.ha.entities import (
     ProbeAlerts,
     Table,
 )
+from grillstats_bridge.ha.ids import device_id
 from grillstats_bridge.ha.naming import Naming
 from grillstats_bridge.ha.payloads import (
     ConfigMemo,
@@ -140,6 +141,10 @@ class Publisher:
         self._lock = threading.RLock()
         self._bridge: BridgeStatus | None = None
         self._accounts: dict[int, dict[str, tuple[Device, str | None]]] = {}
+        # device id -> the (user id, serial) publishing under it; a second one is refused
+        self._claims: dict[str, tuple[int, str]] = {}
+        # (user id, serial) -> a device refused for a taken id (said once), until it is free
+        self._waiting: dict[tuple[int, str], tuple[Device, str | None]] = {}
         self._sessions: dict[str, CurrentSession] = {}  # serial -> its running session
         self._alerts: dict[str, tuple[ProbeAlerts, ...]] = {}  # serial -> its probes' alerts
         self._configs: dict[str, str] = {}  # config topic -> payload last published
@@ -270,8 +275,63 @@ class Publisher:
             if self._bridge is None:
                 # Devices name the bridge as their via_device: HA must know it first.
                 self.publish_bridge_state(BridgeStatus(status=BridgeHealth.STARTING))
-            self._accounts[user_id] = {d.serial: (d, nicknames.get(d.serial)) for d in devices}
-            self._publish_account(user_id, now or self._clock())
+            self._accounts[user_id], heirs = self._claim(user_id, devices, nicknames)
+            when = now or self._clock()
+            for heir in sorted(heirs):  # first: they take the topics this account drops
+                self._publish_account(heir, when)
+            self._publish_account(user_id, when)
+
+    def _claim(
+        self, user_id: int, devices: Sequence[Device], nicknames: Mapping[str, str]
+    ) -> tuple[dict[str, tuple[Device, str | None]], set[int]]:
+        """The devices of an account that may publish (none under another device's id),
+        and the accounts that take over an id this one gave up.
+
+        Ids never coincide for two serials (``ha.ids``), but one serial can be in two
+        accounts: the device published first keeps its id until its account drops it,
+        and the other waits, refused with one warning, so their states never alternate.
+        """
+        mine: dict[str, tuple[Device, str | None]] = {}
+        refused: dict[tuple[int, str], tuple[Device, str | None]] = {}
+        for device in devices:
+            sid, me = device_id(device.serial), (user_id, device.serial)
+            owner = self._claims.setdefault(sid, me)
+            if owner == me:
+                mine[device.serial] = (device, nicknames.get(device.serial))
+                continue
+            if me not in self._waiting:
+                log.warning(
+                    "MQTT: device %s of account %d not published: its id %s is "
+                    "already used by device %s of account %d",
+                    device.serial,
+                    user_id,
+                    sid,
+                    owner[1],
+                    owner[0],
+                )
+            refused[me] = (device, nicknames.get(device.serial))
+        self._waiting = {k: v for k, v in self._waiting.items() if k[0] != user_id}
+        heirs = self._release(user_id, keep=mine)
+        self._waiting.update(refused)
+        return mine, heirs
+
+    def _release(self, user_id: int, keep: Collection[str] = ()) -> set[int]:
+        """Give up the ids of an account's devices that it no longer publishes; a device
+        waiting for one of them takes it. The accounts that took one."""
+        heirs: set[int] = set()
+        for serial in self._accounts.get(user_id, {}):
+            sid = device_id(serial)
+            if serial in keep or self._claims.get(sid) != (user_id, serial):
+                continue
+            del self._claims[sid]
+            heir = next((w for w in self._waiting if device_id(w[1]) == sid), None)
+            if heir is not None:
+                self._claims[sid] = heir
+                self._accounts.setdefault(heir[0], {})[heir[1]] = self._waiting.pop(heir)
+                heirs.add(heir[0])
+                heir_user, heir_serial = heir
+                log.info("MQTT: device %s of account %d published now", heir_serial, heir_user)
+        return heirs
 
     def refresh(self, now: datetime | None = None) -> None:
         """Re-judge every known device's availability (call it when a poll did not come)."""
@@ -283,6 +343,9 @@ class Publisher:
     def forget_account(self, user_id: int) -> None:
         """An account was unlinked: remove its devices from HA and from the broker."""
         with self._lock:
+            self._waiting = {k: v for k, v in self._waiting.items() if k[0] != user_id}
+            for heir in sorted(self._release(user_id)):
+                self._publish_account(heir, self._clock())
             self._accounts.pop(user_id, None)
             self._built.pop(user_id, None)
             self._reconcile(account_owner(user_id), [])

@@ -78,8 +78,11 @@ from grillstats_bridge.mqtt.messages import (
 
 log = logging.getLogger(__name__)
 
-# Incoming messages waiting for their handlers; beyond this they are dropped (and counted).
+# Incoming messages waiting for their handlers, at most so many and so many bytes (topics
+# and payloads); beyond that they are dropped (and counted): a flood, or one huge message,
+# cannot take the bridge's memory.
 MAX_INBOUND = 1000
+MAX_INBOUND_BYTES = 1024 * 1024
 # Messages handed to paho per pass of the I/O loop, so reads and pings never wait long.
 BATCH = 500
 # Longest sleep of the I/O loop: paho's keep-alive is checked at least this often.
@@ -128,6 +131,8 @@ class MqttClient:
         self._hooks: list[ConnectHook] = []
         self._subscriptions: dict[str, tuple[int, Handler]] = {}
         self._inbound: collections.deque[InboundMessage] = collections.deque()
+        self._inbound_bytes = 0
+        self._inbound_full = False  # dropping: said once, until the queue has room again
         self._stop_event = threading.Event()  # interrupts the back-off wait on stop
         # The I/O thread sleeps in select(); a byte on this pair wakes it for new work.
         self._wake_r: socket.socket | None = None
@@ -643,16 +648,28 @@ class MqttClient:
             item.event.delivery._set(DeliveryStatus.DELIVERED)
 
     def _received(self, message: InboundMessage) -> None:
+        size = _size(message)
         with self._cond:
-            if len(self._inbound) >= MAX_INBOUND:
+            held, held_bytes = len(self._inbound), self._inbound_bytes
+            if held >= MAX_INBOUND or held_bytes + size > MAX_INBOUND_BYTES:
                 self._inbound_dropped += 1
-                dropped = True
+                first, self._inbound_full = not self._inbound_full, True
             else:
                 self._inbound.append(message)
-                dropped = False
+                self._inbound_bytes += size
+                first = False
+                if self._inbound_full and held < MAX_INBOUND // 2:
+                    self._inbound_full = False
                 self._cond.notify_all()
-        if dropped:
-            log.warning("MQTT inbound queue full: dropped a message on %s", message.topic)
+        if first:
+            log.warning(
+                "MQTT inbound queue full (%d messages, %d bytes waiting): dropped a message "
+                "of %d bytes on %r (and more, unlogged, until there is room)",
+                held,
+                held_bytes,
+                size,
+                message.topic[:80],
+            )
 
     def _note_error(self, text: str) -> None:
         with self._lock:
@@ -667,6 +684,7 @@ class MqttClient:
                 if not self._inbound:
                     return
                 message = self._inbound.popleft()
+                self._inbound_bytes -= _size(message)
                 handlers = [
                     handler
                     for topic, (_, handler) in self._subscriptions.items()
@@ -678,4 +696,9 @@ class MqttClient:
                 except Exception:
                     with self._lock:
                         self._handler_errors += 1
-                    log.exception("MQTT handler for %s failed", message.topic)
+                    log.exception("MQTT handler for %r failed", message.topic[:80])
+
+
+def _size(message: InboundMessage) -> int:
+    """What an inbound message counts against the queue's bytes: its topic and payload."""
+    return len(message.topic) + len(message.payload)

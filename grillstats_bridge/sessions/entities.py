@@ -18,11 +18,9 @@ this module feeds them and serves them, on the daemon's pipeline thread:
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,8 +28,9 @@ from sqlalchemy.orm import Session
 
 from grillstats_bridge.domain import Unit, clean_float
 from grillstats_bridge.errors import UsageError
+from grillstats_bridge.ha.commands import CommandError, parse_command, shown
 from grillstats_bridge.ha.entities import CurrentSession, JsonValue
-from grillstats_bridge.ha.ids import sanitize
+from grillstats_bridge.ha.ids import device_id
 from grillstats_bridge.ha.publisher import Publisher
 from grillstats_bridge.mqtt.messages import Delivery, InboundMessage
 from grillstats_bridge.sessions.model import (
@@ -244,9 +243,9 @@ class SessionMqtt:
 
     def start_pressed(self, message: InboundMessage) -> None:
         """ "Start session": a manual session (an automatic one running becomes manual)."""
-        if (serial := self._command_serial(message, "Start session")) is None:
+        if (found := self._command_serial(message, "Start session")) is None:
             return
-        name = _name_in(message.payload)
+        serial, name = found
         try:
             with self.database.transaction() as db:
                 changes = self.service.start(db, serial, self.clock(), name)
@@ -267,8 +266,9 @@ class SessionMqtt:
 
     def end_pressed(self, message: InboundMessage) -> None:
         """ "End session": ends the device's active session (automatic or manual) now."""
-        if (serial := self._command_serial(message, "End session")) is None:
+        if (found := self._command_serial(message, "End session")) is None:
             return
+        serial = found[0]
         try:
             with self.database.transaction() as db:
                 session_id = db.scalar(
@@ -290,18 +290,28 @@ class SessionMqtt:
         log.info("session %d ended from MQTT on %s", session_id, serial)
         self.changed(changes)
 
-    def _command_serial(self, message: InboundMessage, what: str) -> str | None:
-        """The device a button belongs to (its topic names the sanitised serial), or None."""
+    def _command_serial(self, message: InboundMessage, what: str) -> tuple[str, str | None] | None:
+        """The device a button belongs to (its topic names the device id) and the session
+        name the press carries, or None."""
         if message.retain or not message.payload:
             # A retained press would start or end a session at every restart; an empty
             # payload is someone clearing such a retained message.
-            log.warning("%s: retained or empty message on %s ignored", what, message.topic)
+            log.warning("%s: retained or empty message on %s ignored", what, shown(message.topic))
             return None
-        levels = message.topic.split("/")
-        sid = levels[-4] if len(levels) >= 4 else ""
+        root = self.publisher.naming.root
+        try:
+            command = parse_command(root, message.topic, message.payload)
+        except CommandError as exc:
+            log.warning("%s: ignored a press: %s", what, exc)
+            return None
+        if command is None or command.topic.channel is not None:
+            log.warning("%s: ignored a press on %s", what, shown(message.topic))
+            return None
+        sid = command.topic.sid
         try:
             with self.database.session() as db:
-                serials = [s for s in db.scalars(sa.select(Device.device_id)) if sanitize(s) == sid]
+                found = db.scalars(sa.select(Device.device_id))
+                serials = [s for s in found if device_id(s) == sid]
         except SQLAlchemyError as exc:
             log.error("%s: database %s", what, type(exc).__name__)
             return None
@@ -313,14 +323,4 @@ class SessionMqtt:
                 "no such device" if not serials else "ambiguous device",
             )
             return None
-        return serials[0]
-
-
-def _name_in(payload: bytes) -> str | None:
-    """A session name, when the press carries JSON ``{"name": ...}`` (HA's own press does not)."""
-    try:
-        data: Any = json.loads(payload)
-    except ValueError:
-        return None
-    name = data.get("name") if isinstance(data, Mapping) else None
-    return name if isinstance(name, str) and name.strip() else None
+        return serials[0], command.name
