@@ -29,7 +29,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
-from grillstats_bridge.thermoworks.client import CloudSession, channel_names, devices_query
+from grillstats_bridge.thermoworks.client import channel_names, devices_query
+from grillstats_bridge.thermoworks.transport import CloudSession
 
 if TYPE_CHECKING:  # the bridge's process only serves answers: no simulator in its memory
     from grillstats_bridge.simulator.scenario import Scenario

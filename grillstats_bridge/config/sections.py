@@ -191,6 +191,17 @@ class ThermoworksConfig:
         minimum=0.1,
         duration=True,
     )
+    request_deadline: float = setting(
+        60.0,
+        "Seconds a whole cloud request may take, answer included, however slowly it arrives",
+        minimum=0.1,
+        duration=True,
+    )
+    max_response_bytes: int = setting(
+        8 * 1024 * 1024,
+        "Largest cloud answer read, in bytes; a larger one is refused while it is read",
+        minimum=64 * 1024,
+    )
     refresh_margin: float = setting(
         300.0,
         "Refresh the id token when less than this remains (at most half its life; tokens live 1 h)",
