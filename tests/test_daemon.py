@@ -420,3 +420,18 @@ def test_buttons_start_and_end_a_manual_session(
     assert rig.bridge.mqtt.wait_ready(WAIT)
     run_until(rig, lambda: logged(caplog, "retained or empty message"), "the retained press")
     assert len(sessions_of(rig, SIGNALS)) == 1
+
+
+@pytest.mark.parametrize("show", [False, True])
+def test_health_names_no_account_unless_asked(make_rig: MakeRig, show: bool) -> None:
+    rig = make_rig("brisket", http={"show_accounts": show})
+    rig.run_for(10)
+    _, report = rig.bridge.health_report()
+    assert len(report["accounts"]) == 1
+    text = json.dumps(report, default=str)
+    (label,) = [a.label for a in rig.bridge.accounts.values()]  # the user's name
+    if show:
+        assert report["accounts"][0]["label"] == label
+    else:
+        assert "label" not in report["accounts"][0]
+        assert label not in text and USER not in text

@@ -739,6 +739,7 @@ class Bridge:
             buffer=self.buffer,
             pipeline_error=self.pipeline.last_error,
             queued_jobs=self._work.qsize(),
+            show_accounts=self.config.http.show_accounts,
         )
 
     # ------------------------------------------------------------------ helpers

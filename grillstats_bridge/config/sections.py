@@ -357,6 +357,9 @@ class HttpConfig:
     enabled: bool = setting(True, "Serve the health endpoint")
     host: str = setting("127.0.0.1", "Address to listen on")
     port: int = setting(8099, "Port to listen on (0: any free port)", minimum=0, maximum=65535)
+    show_accounts: bool = setting(
+        False, "List each account's label (a user's name or e-mail address) in /health"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
