@@ -22,7 +22,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
-from grillstats_bridge.config import DatabaseConfig
+from grillstats_bridge.config import DatabaseConfig, redact_url
 from grillstats_bridge.errors import GrillstatsError
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,10 @@ class PoolStatus:
 
 
 def safe_url(url: str | URL) -> str:
-    """The URL with its password hidden, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable database URL>"
+    """The URL with every password hidden (``config.redact_url``), for messages and logs."""
+    if isinstance(url, URL):
+        url = url.render_as_string(hide_password=False)
+    return redact_url(url)
 
 
 class Database:
