@@ -9,6 +9,7 @@ gives the seed's pool metrics for ``/health`` and ``db pool-test``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -172,10 +173,27 @@ def _create_engine(url: URL, config: DatabaseConfig) -> Engine:
         connect_args["timeout"] = config.sqlite_busy_timeout_ms / 1000
         if not memory:
             kwargs["poolclass"] = QueuePool
+            if not url.query.get("uri"):
+                _create_owner_only(url.database or "")
     engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
     if url.get_backend_name() == "sqlite":
         _install_sqlite_pragmas(engine, config, memory)
     return engine
+
+
+def _create_owner_only(path: str) -> None:
+    """Create the SQLite file, if it is new, readable by its owner only whatever the umask
+    (SQLite gives its -wal and -shm files the database file's mode)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # a missing folder or no permission: SQLite says so when it connects
+    try:
+        os.fchmod(fd, 0o600)  # an odd umask (0o200) must not leave it unwritable
+    finally:
+        os.close(fd)
 
 
 def _install_sqlite_pragmas(engine: Engine, config: DatabaseConfig, memory: bool) -> None:
