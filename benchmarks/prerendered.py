@@ -221,6 +221,7 @@ class PrerenderedAdapter(HTTPAdapter):
             {"Content-Type": "application/json; charset=UTF-8", "Content-Length": str(len(data))}
         )
         response._content = data
+        response._content_consumed = True  # read whole already: iter_content slices it
         response.encoding = "utf-8"
         response.url = request.url or ""
         response.request = request
