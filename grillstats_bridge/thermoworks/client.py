@@ -213,7 +213,8 @@ class ThermoworksClient:
         self.timeout = timeout
         self.deadline = deadline
         self.max_response_bytes = max_response_bytes
-        # A sign-in holds the lock for at most two requests (a refresh, then a sign-in).
+        # A holder of the sign-in lock makes two requests at most (a refresh, then a
+        # sign-in), then stores the tokens: the second is for that.
         self.auth_wait = 2 * deadline + 1 if auth_wait is None else auth_wait
         self.refresh_margin = refresh_margin
         self._tokens = tokens
