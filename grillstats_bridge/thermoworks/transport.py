@@ -86,7 +86,8 @@ class _Watchdog:
                     target=self._run, name="cloud-deadline", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0][2] is watch:  # wake the thread only for an earlier deadline
+                self._cond.notify()
 
     def attach(self, watch: _Watch, connection: HTTPConnection) -> None:
         with self._cond:
@@ -98,6 +99,10 @@ class _Watchdog:
         with self._cond:
             watch.done = True
             watch.connection = None
+            # Requests mostly end in the order they began: drop them here, so the
+            # thread wakes only when a deadline really passes.
+            while self._heap and self._heap[0][2].done:
+                heapq.heappop(self._heap)
 
     def _run(self) -> None:
         with self._cond:
