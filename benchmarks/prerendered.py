@@ -29,7 +29,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
-from grillstats_bridge.thermoworks.client import CloudSession, channel_names, devices_query
+from grillstats_bridge.thermoworks.client import channel_names, devices_query
+from grillstats_bridge.thermoworks.transport import CloudSession
 
 if TYPE_CHECKING:  # the bridge's process only serves answers: no simulator in its memory
     from grillstats_bridge.simulator.scenario import Scenario
@@ -220,6 +221,7 @@ class PrerenderedAdapter(HTTPAdapter):
             {"Content-Type": "application/json; charset=UTF-8", "Content-Length": str(len(data))}
         )
         response._content = data
+        response._content_consumed = True  # type: ignore[attr-defined]  # read whole already
         response.encoding = "utf-8"
         response.url = request.url or ""
         response.request = request

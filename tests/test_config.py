@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from grillstats_bridge import config as cfg
 from grillstats_bridge.config import ConfigError, load_config
+from grillstats_bridge.store.db import safe_url
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -171,6 +173,30 @@ def test_redacted_hides_secrets() -> None:
     shown = yaml.safe_dump(cfg.redacted(c))
     assert "hunter22" not in shown and "pa55word" not in shown
     assert "grill:***@db" in shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg2://grill:hunter22@db:5432/grill", "grill:***@db:5432/grill"),
+        ("postgresql://grill:hun@ter22@db/grill", "postgresql://grill:***@db/grill"),
+        ("postgresql://grill:hunter22@@db/grill", "postgresql://grill:***@db/grill"),
+        ("postgresql://grill:hun/ter?22@db/grill", "postgresql://grill:***@db/grill"),
+        ("postgresql://grill@db/grill?password=hunter22", "grill@db/grill?password=***"),
+        ("postgresql://db/g?sslmode=require&PassWord=hunter22", "?sslmode=require&PassWord=***"),
+        ("postgresql://db/g?sslpassword=hunter22", "postgresql://db/g?sslpassword=***"),
+        ("postgresql://grill@db/grill?x=a@b", "postgresql://grill@db/grill?x=a@b"),
+        ("sqlite:///data/grillstats.db", "sqlite:///data/grillstats.db"),
+        ("not a URL: hunter22", "<unparseable URL>"),
+    ],
+)
+def test_every_url_form_is_redacted(url: str, shown: str) -> None:
+    """One function hides the password for config show, the start-up log and /health."""
+    redacted = cfg.redacted(cfg.Config().replace("database", url=url))["database"]["url"]
+    assert "hunter" not in redacted and "ter22" not in redacted and shown in redacted
+    assert safe_url(url) == redacted
+    if "://" in url and " " not in url:
+        assert "hunter" not in safe_url(make_url(url))  # the URL object /health renders
 
 
 def test_example_file_documents_every_key_with_its_default() -> None:

@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from grillstats_bridge.alerts.rules import add_alert
+from grillstats_bridge.config import DatabaseConfig
 from grillstats_bridge.ha.ids import sanitize
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import (
@@ -422,3 +424,38 @@ def test_buttons_start_and_end_a_manual_session(
     assert rig.bridge.mqtt.wait_ready(WAIT)
     run_until(rig, lambda: logged(caplog, "retained or empty message"), "the retained press")
     assert len(sessions_of(rig, SIGNALS)) == 1
+
+
+@pytest.mark.parametrize("show", [False, True])
+def test_health_names_no_account_unless_asked(make_rig: MakeRig, show: bool) -> None:
+    rig = make_rig("brisket", http={"show_accounts": show})
+    rig.run_for(10)
+    _, report = rig.bridge.health_report()
+    assert len(report["accounts"]) == 1
+    text = json.dumps(report, default=str)
+    (label,) = [a.label for a in rig.bridge.accounts.values()]  # the user's name
+    if show:
+        assert report["accounts"][0]["label"] == label
+    else:
+        assert "label" not in report["accounts"][0]
+        assert label not in text and USER not in text
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_password_in_the_url_query_shows_nowhere(
+    make_rig: MakeRig, pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # PostgreSQL here trusts local connections, so the password is sent and ignored.
+    url = make_url(pg_url).update_query_dict({"password": "hunter2-in-query"})
+    database = Database(DatabaseConfig(url=url.render_as_string(hide_password=False)))
+    caplog.set_level(logging.DEBUG)
+    try:
+        rig = make_rig("brisket", database_override=database)
+        _, report = rig.bridge.health_report()
+    finally:
+        database.dispose()
+    assert "?password=***" in report["database"]["url"]
+    assert "hunter2" not in json.dumps(report, default=str)
+    started = [r.getMessage() for r in caplog.records if " started: database " in r.getMessage()]
+    assert started and "?password=***" in started[0]
+    assert "hunter2" not in caplog.text

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -11,8 +14,10 @@ from sqlalchemy.exc import IntegrityError
 
 from grillstats_bridge.config import DatabaseConfig
 from grillstats_bridge.store import db as dbmod
+from grillstats_bridge.store import migrate
 from grillstats_bridge.store.db import Database, db_transaction, safe_url
 from grillstats_bridge.store.models import Device, GrillingSession, ThermoWorksCredentials, User
+from grillstats_bridge.store.secrets import load_key_file
 
 
 def make_user(email: str = "a@example.com") -> User:
@@ -217,3 +222,29 @@ def test_checkout_and_checkin_logged_at_debug(
 def test_safe_url_hides_password() -> None:
     assert safe_url("postgresql+psycopg2://u:hunter2@h/db") == "postgresql+psycopg2://u:***@h/db"
     assert "hunter2" not in safe_url("postgresql://u:hunter2@h/db")
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which files are created world-readable by default."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_files_the_bridge_creates_are_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "grillstats.db"
+    database = Database(DatabaseConfig(url=f"sqlite:///{path}"))
+    try:
+        migrate.upgrade(database)
+        with database.transaction() as db:
+            db.execute(sa.text("SELECT 1"))
+        created = [path, path.with_name("grillstats.db-wal"), path.with_name("grillstats.db-shm")]
+        modes = {p.name: oct(p.stat().st_mode & 0o777) for p in created if p.exists()}
+    finally:
+        database.dispose()
+    assert modes == {p.name: "0o600" for p in created}  # the database and its journal
+    key = tmp_path / "grillstats.key"
+    load_key_file(key)
+    assert oct(key.stat().st_mode & 0o777) == "0o600"

@@ -17,9 +17,10 @@ from grillstats_bridge.domain import Reading, Unit
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.devices import json_safe
 from grillstats_bridge.store.readings import readings_between, write_readings
-from grillstats_bridge.thermoworks.client import CloudSession, Endpoints, ThermoworksClient
+from grillstats_bridge.thermoworks.client import Endpoints, ThermoworksClient
 from grillstats_bridge.thermoworks.errors import MalformedDocument
 from grillstats_bridge.thermoworks.firestore import decode_fields, decode_value
+from grillstats_bridge.thermoworks.transport import CloudSession
 
 ODD_AND_PLAIN: dict[str, Any] = {
     "s": {"stringValue": "Pit"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import threading
 import urllib.error
@@ -59,6 +60,49 @@ def test_health_endpoint_codes() -> None:
         code, _ = get(server.url.replace("/health", "/nope"))
         assert code == 404
     finally:
+        server.stop()
+
+
+def test_health_drops_idle_connections() -> None:
+    server = HealthServer("127.0.0.1", 0, lambda: (True, {"status": "ok"}), idle_timeout=0.3)
+    server.start()
+    idle = socket.create_connection(server.address, timeout=30)
+    try:
+        # a client that never sends its request: the server hangs up on it
+        assert idle.recv(1024) == b""
+        assert get(server.url) == (200, {"status": "ok"})
+    finally:
+        idle.close()
+        server.stop()
+
+
+def read_all(sock: socket.socket) -> bytes:
+    answer = b""
+    while chunk := sock.recv(4096):
+        answer += chunk
+    return answer
+
+
+def test_health_caps_its_threads() -> None:
+    server = HealthServer("127.0.0.1", 0, lambda: (True, {"status": "ok"}), max_connections=3)
+    server.start()
+    clients = [socket.create_connection(server.address, timeout=30) for _ in range(8)]
+    try:
+        # past the cap, a connection is answered 503 and closed at once; three are held
+        held = list(clients)
+        while len(held) > 3:
+            answered, _, _ = select.select(held, [], [], 10)
+            assert answered, "the server kept a thread for every connection"
+            for sock in answered:
+                assert read_all(sock).startswith(b"HTTP/1.0 503")
+                held.remove(sock)
+        assert server.connections == 3
+        for sock in held:  # the held ones are served
+            sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+            assert read_all(sock).startswith(b"HTTP/1.0 200")
+    finally:
+        for sock in clients:
+            sock.close()
         server.stop()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import bcrypt
@@ -168,3 +169,33 @@ def test_secret_box_round_trip_and_key_file(tmp_path: object, config: Config) ->
     assert rotated.decrypt(token) == "refresh-token-value"
     with pytest.raises(secrets.SecretError, match="not a valid key"):
         secrets.SecretBox.from_config(config.security.__class__(encryption_key="short"))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+def test_parallel_wrong_passwords_lock_after_exactly_the_limit(
+    database: Database, config: Config, alice: User
+) -> None:
+    attempts = 40
+    start = threading.Barrier(attempts)
+    reasons: list[LoginRefusal] = []
+    guard = threading.Lock()
+
+    def attempt() -> None:
+        start.wait()
+        with pytest.raises(AuthenticationError) as info:
+            users.authenticate(database, "alice@example.com", "wrong", config.security)
+        with guard:
+            reasons.append(info.value.reason)
+
+    threads = [threading.Thread(target=attempt) for _ in range(attempts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(reasons) == attempts
+    limit = config.security.max_failed_logins
+    # each attempt read the count the one before it wrote: exactly `limit` wrong, the rest locked
+    assert reasons.count(LoginRefusal.INVALID) == limit
+    assert reasons.count(LoginRefusal.LOCKED) == attempts - limit
+    user = stored(database)
+    assert user.is_locked and user.failed_login_attempts == attempts  # every check counted

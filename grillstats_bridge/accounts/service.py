@@ -58,10 +58,12 @@ def endpoints_for(config: ThermoworksConfig, provider: str | None = None) -> End
 def cloud_client(
     config: ThermoworksConfig, *, provider: str | None = None, **options: Any
 ) -> ThermoworksClient:
-    """A client for one account, with the configured endpoints, timeout and refresh margin."""
+    """A client for one account, with the configured endpoints, limits and refresh margin."""
     return ThermoworksClient(
         endpoints_for(config, provider),
         timeout=config.timeout,
+        deadline=config.request_deadline,
+        max_response_bytes=config.max_response_bytes,
         refresh_margin=config.refresh_margin,
         **options,
     )

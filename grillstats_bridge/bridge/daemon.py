@@ -766,6 +766,7 @@ class Bridge:
             pipeline_error=self.pipeline.last_error,
             queued_jobs=self._work.qsize(),
             rejections=self.pipeline.rejections(),
+            show_accounts=self.config.http.show_accounts,
         )
 
     # ------------------------------------------------------------------ helpers

@@ -96,14 +96,23 @@ def health_report(
     pipeline_error: str | None,
     queued_jobs: int,
     rejections: Rejections,
+    show_accounts: bool = False,
 ) -> tuple[bool, dict[str, Any]]:
-    """``GET /health``: healthy when the database answers and the broker is connected."""
+    """``GET /health``: healthy when the database answers and the broker is connected.
+
+    Accounts are listed by user id; their labels (a name or an e-mail address) only
+    when ``show_accounts`` (``http.show_accounts``) asks for them.
+    """
     reachable = database.ping()
     pool = database.pool_status()
     rows = [
         {
             "user_id": a.key,
-            "label": accounts[a.key].label if a.key in accounts else None,
+            **(
+                {"label": accounts[a.key].label if a.key in accounts else None}
+                if show_accounts
+                else {}
+            ),
             "state": a.state.value,
             "credentials": accounts[a.key].credentials if a.key in accounts else None,
             "mode": "active" if a.active else "idle",

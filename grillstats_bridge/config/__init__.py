@@ -7,7 +7,7 @@ default and help text); ``loader`` reads the file, the environment and the
 """
 
 from grillstats_bridge.config.example import example_yaml
-from grillstats_bridge.config.loader import find_config_file, load_config, redacted
+from grillstats_bridge.config.loader import find_config_file, load_config, redact_url, redacted
 from grillstats_bridge.config.sections import (
     CONFIG_ENV,
     ENV_PREFIX,
@@ -48,6 +48,7 @@ __all__ = [
     "example_yaml",
     "find_config_file",
     "load_config",
+    "redact_url",
     "redacted",
     "setting",
 ]

@@ -1,6 +1,6 @@
 """Reading the configuration: YAML file < ``GRILLSTATS_<SECTION>_<KEY>`` (and the seed's
 ``SQLALCHEMY_*`` names) < command-line options, ``*_file`` secrets, coercion and
-validation into one frozen :class:`Config`; ``redacted`` for showing it."""
+validation into one frozen :class:`Config`; ``redacted`` and ``redact_url`` for showing it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import yaml
 
@@ -302,11 +303,41 @@ def redacted(config: Config) -> dict[str, dict[str, Any]]:
         for fld in dataclasses.fields(section):
             value = getattr(section, fld.name)
             if fld.metadata.get("secret") and value:
-                value = _redact_url(value) if fld.name == "url" else "***"
+                value = redact_url(value) if fld.name == "url" else "***"
             values[fld.name] = value
         out[name] = values
     return out
 
 
-def _redact_url(url: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+# The URL grammar SQLAlchemy's make_url reads (a password may hold "/" and "?"), with
+# the user info, host and port as one authority: its user info ends at its last "@",
+# so that a password holding an unescaped "@" is hidden whole.
+_URL = re.compile(
+    r"""(?P<scheme>[\w+]+://)
+    (?P<authority>(?:[^:/]*(?::[^@]*)?@)?(?:\[[^/?]+\]|[^/:?]+)?(?::[^/?]*)?)
+    (?P<path>/[^?]*)?
+    (?:\?(?P<query>.*))?""",
+    re.X | re.S,
+)
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token", re.I)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password hidden, in the user info (``@`` in it or not) and in any
+    query parameter that holds one (``?password=``, ``sslpassword``...): the one function
+    behind ``config show``, the start-up log, ``/health`` and every message."""
+    match = _URL.fullmatch(url)
+    if match is None:
+        return "<unparseable URL>"
+    authority = match["authority"]
+    userinfo, at, hostport = authority.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{match['scheme']}{user}{':***' if colon else ''}{at}{hostport}{match['path'] or ''}"
+    if match["query"] is not None:
+        parameters = []
+        for parameter in match["query"].split("&"):
+            key, equals, _ = parameter.partition("=")
+            secret = equals and _SECRET_PARAMETER.search(unquote(key))
+            parameters.append(f"{key}=***" if secret else parameter)
+        shown += "?" + "&".join(parameters)
+    return shown

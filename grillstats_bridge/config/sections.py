@@ -191,6 +191,17 @@ class ThermoworksConfig:
         minimum=0.1,
         duration=True,
     )
+    request_deadline: float = setting(
+        60.0,
+        "Seconds a whole cloud request may take, answer included, however slowly it arrives",
+        minimum=0.1,
+        duration=True,
+    )
+    max_response_bytes: int = setting(
+        8 * 1024 * 1024,
+        "Largest cloud answer read, in bytes; a larger one is refused while it is read",
+        minimum=64 * 1024,
+    )
     refresh_margin: float = setting(
         300.0,
         "Refresh the id token when less than this remains (at most half its life; tokens live 1 h)",
@@ -355,6 +366,9 @@ class HttpConfig:
     enabled: bool = setting(True, "Serve the health endpoint")
     host: str = setting("127.0.0.1", "Address to listen on")
     port: int = setting(8099, "Port to listen on (0: any free port)", minimum=0, maximum=65535)
+    show_accounts: bool = setting(
+        False, "List each account's label (a user's name or e-mail address) in /health"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,7 +23,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
-from grillstats_bridge.config import DatabaseConfig
+from grillstats_bridge.config import DatabaseConfig, redact_url
 from grillstats_bridge.errors import GrillstatsError
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,10 @@ class PoolStatus:
 
 
 def safe_url(url: str | URL) -> str:
-    """The URL with its password hidden, for messages and logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable database URL>"
+    """The URL with every password hidden (``config.redact_url``), for messages and logs."""
+    if isinstance(url, URL):
+        url = url.render_as_string(hide_password=False)
+    return redact_url(url)
 
 
 def driver_url(url: URL) -> URL:
@@ -203,10 +202,27 @@ def _create_engine(url: URL, config: DatabaseConfig) -> Engine:
         connect_args["timeout"] = config.sqlite_busy_timeout_ms / 1000
         if not memory:
             kwargs["poolclass"] = QueuePool
+            if not url.query.get("uri"):
+                _create_owner_only(url.database or "")
     engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
     if url.get_backend_name() == "sqlite":
         _install_sqlite_pragmas(engine, config, memory)
     return engine
+
+
+def _create_owner_only(path: str) -> None:
+    """Create the SQLite file, if it is new, readable by its owner only whatever the umask
+    (SQLite gives its -wal and -shm files the database file's mode)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # a missing folder or no permission: SQLite says so when it connects
+    try:
+        os.fchmod(fd, 0o600)  # an odd umask (0o200) must not leave it unwritable
+    finally:
+        os.close(fd)
 
 
 def _install_sqlite_pragmas(engine: Engine, config: DatabaseConfig, memory: bool) -> None:

@@ -43,9 +43,12 @@ def normalize_email(email: str) -> str:
     return cleaned
 
 
-def find_user(session: Session, email: str) -> User | None:
+def find_user(session: Session, email: str, *, for_update: bool = False) -> User | None:
+    """The user of ``email`` (any case); ``for_update`` locks the row until the transaction
+    ends (PostgreSQL; SQLite's writers are serialised by BEGIN IMMEDIATE already)."""
     key = email.strip().lower()
-    return session.scalar(sa.select(User).where(sa.func.lower(User.email) == key))
+    query = sa.select(User).where(sa.func.lower(User.email) == key)
+    return session.scalar(query.with_for_update() if for_update else query)
 
 
 def get_user(session: Session, email: str) -> User:
@@ -112,13 +115,15 @@ def authenticate(
     user for ``lockout_minutes`` (or until ``user unlock``); a locked or disabled user is
     refused even with the right password; success resets the count. An unknown email
     costs the same bcrypt time as a known one. The outcome is committed before a
-    refusal is raised, so that a failure always counts.
+    refusal is raised, so that a failure always counts. The user's row is locked from
+    the read to the commit: parallel attempts are checked one after the other, so none
+    reads a stale count (40 parallel wrong passwords: 5 refused as wrong, then locked).
     """
     now = now or utcnow()
     policy = LockoutPolicy.from_config(config)
     refusal: LoginRefusal | None = None
     with database.transaction() as session:
-        user = find_user(session, email)
+        user = find_user(session, email, for_update=True)
         if user is None:
             spend_bcrypt_time(config.bcrypt_rounds)
             refusal = LoginRefusal.INVALID

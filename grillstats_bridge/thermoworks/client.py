@@ -20,11 +20,12 @@ import json as jsonlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 
@@ -32,7 +33,6 @@ from grillstats_bridge.domain import Device, Probe, Tokens, utcnow
 from grillstats_bridge.thermoworks.errors import (
     AccountDisabled,
     CloudError,
-    CloudTimeout,
     EndpointError,
     InvalidCredentials,
     MalformedDocument,
@@ -42,6 +42,7 @@ from grillstats_bridge.thermoworks.errors import (
     RateLimited,
     RefreshTokenInvalid,
     RequestRefused,
+    SignInBusy,
     TokenExpired,
     TooManyAttempts,
     Unavailable,
@@ -60,6 +61,12 @@ from grillstats_bridge.thermoworks.providers import (
     IDENTITYTOOLKIT_URL,
     PROVIDERS,
     SECURETOKEN_URL,
+)
+from grillstats_bridge.thermoworks.transport import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    CloudSession,
+    fetch,
 )
 
 log = logging.getLogger(__name__)
@@ -182,56 +189,6 @@ def channel_names(root: str, devices: Sequence[tuple[str, Iterable[int]]]) -> li
     return [f"{root}/devices/{serial}/channels/{n}" for serial, numbers in devices for n in numbers]
 
 
-class _HeadersOnly(requests.auth.AuthBase):
-    """Authentication is the Authorization header each call sets; nothing else applies."""
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        return request
-
-
-class CloudSession(requests.Session):
-    """A requests session that reads the environment's proxy and CA settings once per host.
-
-    requests reads them (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``...) for
-    every request: a third of a poll's client time. The daemon's environment does not
-    change while it runs, so the answer for a host is kept.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # Without a session auth, requests looks for ~/.netrc at every request (a stat
-        # call) and would let an entry there replace our bearer token.
-        self.auth = _HeadersOnly()
-        self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self._environment_lock = threading.Lock()
-
-    def merge_environment_settings(  # type: ignore[override]
-        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
-        parts = urlsplit(url)
-        key = (
-            parts.scheme,
-            parts.netloc,
-            tuple(sorted((proxies or {}).items())),
-            stream,
-            verify,
-            cert,
-            tuple(sorted(self.proxies.items())),
-            self.verify,
-            self.cert,
-            self.trust_env,
-        )
-        with self._environment_lock:
-            known: Any = self._environment.get(key)
-        if known is None:
-            known = super().merge_environment_settings(url, proxies, stream, verify, cert)
-            with self._environment_lock:
-                if len(self._environment) > 64:  # hosts are few; never grow without bound
-                    self._environment.clear()
-                self._environment[key] = known
-        return {k: dict(v) if isinstance(v, dict) else v for k, v in known.items()}
-
-
 class ThermoworksClient:
     """One ThermoWorks account's session with the cloud; safe to share between threads."""
 
@@ -240,6 +197,9 @@ class ThermoworksClient:
         endpoints: Endpoints,
         *,
         timeout: float = 15.0,
+        deadline: float = DEFAULT_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        auth_wait: float | None = None,
         refresh_margin: float = 300.0,
         email: str | None = None,
         tokens: Tokens | None = None,
@@ -251,6 +211,11 @@ class ThermoworksClient:
         self.endpoints = endpoints
         self.email = email
         self.timeout = timeout
+        self.deadline = deadline
+        self.max_response_bytes = max_response_bytes
+        # A holder of the sign-in lock makes two requests at most (a refresh, then a
+        # sign-in), then stores the tokens: the second is for that.
+        self.auth_wait = 2 * deadline + 1 if auth_wait is None else auth_wait
         self.refresh_margin = refresh_margin
         self._tokens = tokens
         self._password = password
@@ -281,11 +246,25 @@ class ThermoworksClient:
 
     # ------------------------------------------------------------------ authentication
 
+    @contextmanager
+    def _authenticating(self) -> Iterator[None]:
+        """The sign-in lock, waited for at most ``auth_wait``: a hung sign-in never holds
+        the account for ever (and every request under it has its deadline)."""
+        if not self._auth_lock.acquire(timeout=self.auth_wait):
+            raise SignInBusy(
+                "ThermoWorks sign-in: another sign-in or refresh of this account "
+                f"has not finished within {self.auth_wait:g} s"
+            )
+        try:
+            yield
+        finally:
+            self._auth_lock.release()
+
     def sign_in(self, password: str) -> Tokens:
         """Sign in with email and password; a refusal is never retried here."""
         if not self.email:
             raise InvalidCredentials("ThermoWorks sign-in: no email address given")
-        with self._auth_lock:
+        with self._authenticating():
             return self._sign_in_locked(password)
 
     def _sign_in_locked(self, password: str) -> Tokens:
@@ -311,7 +290,7 @@ class ThermoworksClient:
 
     def refresh(self) -> Tokens:
         """Exchange the refresh token for a new id token (re-signing in if it is dead)."""
-        with self._auth_lock:
+        with self._authenticating():
             return self._refresh_locked()
 
     def _refresh_locked(self) -> Tokens:
@@ -377,7 +356,7 @@ class ThermoworksClient:
 
     def _id_token(self) -> str:
         """A usable id token: refreshed ahead of expiry, by one thread only."""
-        with self._auth_lock:
+        with self._authenticating():
             tokens = self._tokens
             if tokens is None:
                 tokens = self._reauthenticate(RefreshTokenInvalid("not signed in to ThermoWorks"))
@@ -394,7 +373,7 @@ class ThermoworksClient:
 
     def _refresh_after_401(self, refused: str) -> None:
         """Refresh once after a 401, unless another thread already replaced that token."""
-        with self._auth_lock:
+        with self._authenticating():
             if self._tokens is not None and self._tokens.id_token != refused:
                 return
             self._refresh_locked()
@@ -635,44 +614,36 @@ class ThermoworksClient:
         headers: Mapping[str, str] | None = None,
         bearer: str | None = None,
     ) -> Any:
-        """One request with a timeout; any failure becomes a CloudError that holds no secret."""
+        """One request within the timeout, deadline and size cap; a failure is a CloudError."""
         all_headers = {"Referer": self.endpoints.referer, **(headers or {})}
         if bearer is not None:
             all_headers["Authorization"] = f"Bearer {bearer}"
         if params is None and endpoint not in ("lookup",):
             params = {"key": self.endpoints.api_key}
-        host = urlsplit(url).netloc
         started = time.monotonic()
         with self._state_lock:
             self.requests_made += 1
-        try:
-            response = self._http.request(
-                method,
-                url,
-                params=params,
-                json=json,
-                headers=all_headers,
-                timeout=(self.timeout, self.timeout),
-            )
-        except requests.Timeout:
-            raise CloudTimeout(
-                f"ThermoWorks {endpoint}: no answer from {host} within {self.timeout:g} s"
-            ) from None
-        except requests.RequestException as exc:
-            raise Unavailable(
-                f"ThermoWorks {endpoint}: cannot reach {host} ({type(exc).__name__})"
-            ) from None
+        answer = fetch(
+            self._http,
+            endpoint,
+            method,
+            url,
+            params=params,
+            json=json,
+            headers=all_headers,
+            timeout=self.timeout,
+            deadline=self.deadline,
+            max_bytes=self.max_response_bytes,
+        )
         elapsed = (time.monotonic() - started) * 1000
-        log.debug("%s %s -> %d (%.0f ms)", method, endpoint, response.status_code, elapsed)
-        if response.status_code >= 400:
-            raise error_from_response(
-                endpoint, response.status_code, response.headers, response.content
-            )
+        log.debug("%s %s -> %d (%.0f ms)", method, endpoint, answer.status, elapsed)
+        if answer.status >= 400:
+            raise error_from_response(endpoint, answer.status, answer.headers, answer.content)
         try:
-            return response.json()
+            return jsonlib.loads(answer.content)
         except ValueError:
             raise MalformedResponse(
-                f"ThermoWorks {endpoint}: the answer is not JSON ({len(response.content)} bytes)"
+                f"ThermoWorks {endpoint}: the answer is not JSON ({len(answer.content)} bytes)"
             ) from None
 
 

@@ -115,6 +115,22 @@ class CloudTimeout(Unavailable):
     """No answer within the configured timeout."""
 
 
+class DeadlineExceeded(CloudTimeout):
+    """A request did not finish within its total deadline (a server that sends slowly)."""
+
+
+class RedirectRefused(CloudError):
+    """The cloud answered with a redirect: none is followed (it could re-send a password)."""
+
+
+class ResponseTooLarge(CloudError):
+    """An answer passed the size cap; it was refused before being read to its end."""
+
+
+class SignInBusy(CloudError):
+    """Another thread's sign-in or refresh of the account did not finish in time."""
+
+
 class MalformedResponse(CloudError):
     """A whole answer could not be read (not JSON, or not the expected shape)."""
 
@@ -139,6 +155,10 @@ _ACTIONS: dict[type[CloudError], Action] = {
     NotFound: Action.BACKOFF,
     RateLimited: Action.RETRY_AFTER,
     CloudTimeout: Action.BACKOFF,
+    DeadlineExceeded: Action.BACKOFF,
+    RedirectRefused: Action.BACKOFF,
+    ResponseTooLarge: Action.BACKOFF,
+    SignInBusy: Action.BACKOFF,
     Unavailable: Action.BACKOFF,
     MalformedResponse: Action.BACKOFF,
     MalformedDocument: Action.SKIP,
