@@ -7,8 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from grillstats_bridge.bridge.poller import AccountPoller
 from grillstats_bridge.config import Config
@@ -16,7 +15,7 @@ from grillstats_bridge.errors import GrillstatsError
 from grillstats_bridge.mqtt.client import MqttClient
 from grillstats_bridge.store import revisions
 from grillstats_bridge.store.accounts import link_states
-from grillstats_bridge.store.db import Database, safe_url
+from grillstats_bridge.store.db import Database, safe_url, sqlite_file
 from grillstats_bridge.store.secrets import SecretBox
 
 Check = tuple[str, bool, str]
@@ -50,14 +49,10 @@ def run_checks(config: Config) -> Iterator[Check]:
 
 def _missing_sqlite_file(url: str) -> Path | None:
     """The SQLite file the URL names when it does not exist yet."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
+    database = sqlite_file(url)
+    if database is None or Path(database).exists():
         return None
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    path = Path(parsed.database)
-    return None if path.exists() else path
+    return Path(database)
 
 
 def _database(database: Database) -> Check:

@@ -66,21 +66,29 @@ def driver_url(url: URL) -> URL:
     return url
 
 
-def sqlite_file_problem(url: str | URL) -> str | None:
-    """Why a SQLite file cannot be opened, when its directory is the reason (SQLite only says
-    "unable to open database file")."""
+def sqlite_file(url: str | URL) -> str | None:
+    """The file a SQLite URL names (None: another database, in memory, or not a URL)."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         return None
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
-    folder = os.path.dirname(os.path.abspath(parsed.database))
+    return parsed.database
+
+
+def sqlite_file_problem(url: str | URL) -> str | None:
+    """Why a SQLite file cannot be opened, when its directory is the reason (SQLite only says
+    "unable to open database file")."""
+    database = sqlite_file(url)
+    if database is None:
+        return None
+    folder = os.path.dirname(os.path.abspath(database))
     if not os.path.exists(folder):
         return f"the directory {folder} does not exist"
     if not os.path.isdir(folder):
         return f"{folder} is not a directory"
-    if not os.access(folder, os.W_OK) and not os.path.exists(parsed.database):
+    if not os.access(folder, os.W_OK) and not os.path.exists(database):
         return f"the directory {folder} is not writable"
     return None
 
