@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import io
-import logging
 import os
 import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +21,6 @@ from tests.fixtures.cloud import PITMASTER, PITMASTER_PASSWORD, SIGNALS, assert_
 
 USER = "pat@example.com"
 
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """main() points the root logger at the captured stderr; put the handlers back after."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture

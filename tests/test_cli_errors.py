@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import logging
 import shutil
 import socket
 import subprocess
@@ -114,15 +113,6 @@ CASES = [
     for args in ARGS.get(name, [[]])
 ]
 
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """main() points the root logger at the captured stderr; put the handlers back after."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -423,17 +422,7 @@ def test_two_instances_side_by_side(
 # ---------------------------------------------------------------------------- cleanup
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """The CLI points the root logger at the (captured) stderr; put it back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
-
-@pytest.mark.usefixtures("restore_logging")
 def test_cleanup_removes_everything_this_instance_published(
     mqtt_broker: Broker,
     mqtt_config: MqttConfig,
@@ -487,7 +476,6 @@ def test_cleanup_removes_everything_this_instance_published(
     assert store.load() == []
 
 
-@pytest.mark.usefixtures("restore_logging")
 def test_cleanup_clears_more_than_the_broker_sends_at_once(
     tmp_path: Path,
     instance_id: str,
