@@ -307,3 +307,12 @@ def _probe_unit(session: Session, sid: str, channel: int) -> tuple[str, Unit]:
         raise UsageError(f"several devices are written {sid} in topics")
     serial, unit = matches[0]
     return serial, Unit.parse(unit)
+
+
+def describe_firing(firing: Firing) -> str:
+    """A firing in one line, for the log."""
+    what = firing.name or firing.kind
+    return (
+        f"{firing.time:%H:%M:%S} {what} {firing.serial} probe {firing.channel}: "
+        f"{firing.event} at {firing.value:.1f} {firing.unit.symbol}"
+    )
