@@ -28,6 +28,7 @@ the polls that still fail are rejected (one error line each, counted in
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -130,6 +131,7 @@ class Pipeline:
         self.last_rejection_at: datetime | None = None
         # (user id, serial) -> the user who owns it: polled by one account, another's
         self.claimed: dict[tuple[int, str], int] = {}
+        self._claims_lock = threading.Lock()  # forget_account comes from another thread
 
     def process(self, polls: Sequence[Poll], now: datetime) -> Outcome:
         """Store polls (after anything buffered); never raises for a database outage."""
@@ -186,26 +188,31 @@ class Pipeline:
 
     def _note_claims(self, syncs: dict[int, SyncResult]) -> None:
         """After a commit: warn once of each device an account polls but does not own."""
-        for user_id, result in syncs.items():
-            for serial in [s for (u, s) in self.claimed if u == user_id]:
-                if serial not in result.claimed_by:
-                    del self.claimed[(user_id, serial)]
-            for serial, owner in result.claimed_by.items():
-                if self.claimed.get((user_id, serial)) != owner:
-                    log.warning(
-                        "device %s polled by the account of user %d is registered to user %d: "
-                        "its readings are not stored for user %d (a resold device: "
-                        "'grillstats-bridge devices transfer')",
-                        serial,
-                        user_id,
-                        owner,
-                        user_id,
-                    )
-                self.claimed[(user_id, serial)] = owner
+        with self._claims_lock:
+            for user_id, result in syncs.items():
+                self._note_account(user_id, result)
+
+    def _note_account(self, user_id: int, result: SyncResult) -> None:
+        for serial in [s for (u, s) in self.claimed if u == user_id]:
+            if serial not in result.claimed_by:
+                del self.claimed[(user_id, serial)]
+        for serial, owner in result.claimed_by.items():
+            if self.claimed.get((user_id, serial)) != owner:
+                log.warning(
+                    "device %s polled by the account of user %d is registered to user %d: "
+                    "its readings are not stored for user %d (a resold device: "
+                    "'grillstats-bridge devices transfer')",
+                    serial,
+                    user_id,
+                    owner,
+                    user_id,
+                )
+            self.claimed[(user_id, serial)] = owner
 
     def forget_account(self, user_id: int) -> None:
         """An account is no longer polled: its claims are no longer reported."""
-        self.claimed = {k: v for k, v in self.claimed.items() if k[0] != user_id}
+        with self._claims_lock:
+            self.claimed = {k: v for k, v in self.claimed.items() if k[0] != user_id}
 
     def rejections(self) -> Rejections:
         return Rejections(
