@@ -66,6 +66,7 @@ ARGS: dict[str, list[list[str]]] = {
     "devices sync": [[]],
     "devices list": [[]],
     "devices rename": [["AA:BB", "Smoker"]],
+    "devices transfer": [["AA:BB", "--to", "cook@example.com"]],
     "simulate": [["--port", BUSY_PORT]],
     "session start": [["AA:BB"]],
     "session end": [["1"]],

@@ -123,7 +123,7 @@ class Bridge:
         self._http = http
         self._rng = rng or random.Random()
         self._commands = threading.BoundedSemaphore(MAX_PENDING_COMMANDS)
-        self.box = SecretBox.from_config(config.security)
+        self.box = SecretBox.from_config(config.security, database=self.database)
         self.scheduler = Scheduler(config.polling, self._rng)
         self.buffer: ReadingBuffer[OwnedReading] = ReadingBuffer(config.storage.buffer_size)
         self.sessions = SessionService(config.sessions)

@@ -137,11 +137,11 @@ class SecurityConfig:
         "Key for ThermoWorks tokens and passwords at rest (Fernet, urlsafe base64); "
         "empty: use key_file",
         secret=True,
-        file_variant=False,
     )
     key_file: str = setting(
         "grillstats.key",
-        "File holding the encryption key, created (mode 0600) on first use when absent; "
+        "File holding the encryption key, created (mode 0600) on first use when absent and "
+        "no secret is stored yet (a relative path: $CREDENTIALS_DIRECTORY first); "
         "losing it means linking every account again",
     )
 
