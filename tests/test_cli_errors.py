@@ -75,6 +75,7 @@ ARGS: dict[str, list[list[str]]] = {
     "session list": [[]],
     "session export": [["1"]],
     "mqtt cleanup": [[], ["--broker-only"]],
+    "mqtt acl": [[]],
     "run": [[], ["--migrate"]],
     "check-config": [[]],
     "demo": [["--data-dir", READ_ONLY_DIR, "--no-view"]],
