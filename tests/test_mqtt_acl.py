@@ -35,7 +35,7 @@ from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import Device as DeviceRow
 from grillstats_bridge.store.models import GrillingSession, ProbeRow, TemperatureAlert
 from grillstats_bridge.store.users import add_user
-from tests.fixtures.bridge import USER, MakeRig, Rig
+from tests.fixtures.bridge import MakeRig, Rig
 from tests.fixtures.cloud import SIGNALS
 from tests.fixtures.mqtt import WAIT, PrivateBroker, close_paho, make_mqtt_config
 from tests.test_daemon import FAST
@@ -196,6 +196,7 @@ def generated_acl(rig: Rig, mqtt: MqttConfig, tmp_path: Path, capsys: Any) -> st
             "base_topic": mqtt.base_topic,
             "discovery_prefix": mqtt.discovery_prefix,
             "username": mqtt.username,
+            "password": mqtt.password,
         },
     }
     path.write_text(yaml.safe_dump(config))
@@ -275,7 +276,22 @@ def test_a_login_changes_only_its_own_users_alerts_and_sessions(
         finally:
             pat.close()
             sam.close()
+        rig.bridge.shutdown()
+        # 'mqtt cleanup' finds the per-user configs on the broker too (node <instance>_u<id>)
+        assert (
+            main(["--config", str(tmp_path / "config.yaml"), "mqtt", "cleanup", "--broker-only"])
+            == 0
+        )
+        bridge = Login(broker, "bridge", "bridge-secret")
+        try:
+            marker = f"{mqtt.base_topic}/{mqtt.instance_id}/test-marker"
+            bridge.subscribe(f"{mqtt.discovery_prefix}/#", f"{mqtt.base_topic}/#")
+            # the broker handles the subscriptions (sending what it retains) before this
+            bridge.publish(marker, b"x")
+            bridge.wait_for(marker)
+            assert [t for t, _ in bridge.messages] == [marker]
+        finally:
+            bridge.close()
     finally:
         rig.bridge.shutdown()
         broker.stop()
-    assert USER != B_EMAIL

@@ -4,6 +4,7 @@ Mosquitto ACL for the bridge's users."""
 from __future__ import annotations
 
 import argparse
+import re
 import uuid
 from typing import Any
 
@@ -149,13 +150,26 @@ def _scan(ctx: Context, client_id: str) -> RetainedScan:
     """What the broker holds under this instance's own topics."""
     config = ctx.config.mqtt
     naming = naming_for(config)
-    return read_retained(
+    prefix = config.discovery_prefix
+    # Per-user discovery configs have node ids <instance>_u<user id>: no filter names
+    # them all, so every config is read and this instance's are kept.
+    node = "+" if config.per_user_topics else config.instance_id
+    scan = read_retained(
         config,
-        [f"{naming.root}/#", f"{config.discovery_prefix}/+/{config.instance_id}/+/config"],
+        [f"{naming.root}/#", f"{prefix}/+/{node}/+/config"],
         marker_topic=f"{naming.root}/cleanup-marker/{uuid.uuid4().hex}",
         client_id=client_id,
         timeout=TIMEOUT,
     )
+    if not config.per_user_topics:
+        return scan
+    ours = re.compile(rf"{re.escape(prefix)}/[^/]+/{re.escape(config.instance_id)}(_u[0-9]+)?/")
+    kept = {
+        topic: payload
+        for topic, payload in scan.messages.items()
+        if topic.startswith(f"{naming.root}/") or ours.match(topic)
+    }
+    return RetainedScan(kept, scan.complete)
 
 
 def _clear(ctx: Context, topics: list[str], client_id: str) -> None:
