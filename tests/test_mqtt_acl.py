@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from grillstats_bridge.cli import main
-from grillstats_bridge.config import MqttConfig
+from grillstats_bridge.config import ConfigError, MqttConfig, load_config
 from grillstats_bridge.domain import Device
 from grillstats_bridge.ha.acl import mosquitto_acl
 from grillstats_bridge.ha.entities import DeviceView
@@ -46,8 +47,6 @@ T0_NAMING = Naming(instance_id="grillstats")
 
 
 def test_per_user_topics_move_the_topics_and_keep_every_id() -> None:
-    from datetime import UTC, datetime
-
     now = datetime(2026, 6, 1, tzinfo=UTC)
     view = DeviceView.of(Device(serial=SIGNALS, label="Smoker", last_seen=now), now, None)
     shared = device_publication(T0_NAMING, view)
@@ -295,3 +294,11 @@ def test_a_login_changes_only_its_own_users_alerts_and_sessions(
     finally:
         rig.bridge.shutdown()
         broker.stop()
+
+
+@pytest.mark.parametrize("pattern", ["grill", "{nope}", "grill {user_id}"])
+def test_a_login_pattern_needs_a_placeholder_and_no_spaces(tmp_path: Path, pattern: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"mqtt": {"acl_login": pattern}}))
+    with pytest.raises(ConfigError, match=r"^mqtt.acl_login: a login pattern with \{user_id\}"):
+        load_config(path, environ={})
