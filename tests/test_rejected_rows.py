@@ -106,7 +106,7 @@ def test_a_poll_the_database_refuses_is_rejected_alone(
         readings=readings(1),
     )
     good = Poll(user_id=rig.user_id, polled_at=now, devices=(signals,), readings=readings(2))
-    rig.bridge.buffer.extend(readings(3))  # readings left over from an outage
+    rig.bridge.buffer.extend((rig.user_id, r) for r in readings(3))  # left by an outage
     with caplog.at_level(logging.ERROR, logger="grillstats_bridge.bridge.pipeline"):
         outcome = rig.bridge.pipeline.process([bad, good], now)
     assert outcome.database_ok and outcome.rejected == 1

@@ -194,7 +194,7 @@ def test_prune_in_batches(database: Database) -> None:
 
 
 def test_buffer_is_bounded_and_keeps_order() -> None:
-    buffer = ReadingBuffer(capacity=100)
+    buffer: ReadingBuffer[Reading] = ReadingBuffer(capacity=100)
     buffer.extend(readings("A", 150))
     assert len(buffer) == 100 and buffer.dropped == 50
     taken = buffer.take()

@@ -89,7 +89,7 @@ def link_account(
         user = get_user(db, user_email)
         user_id, default_email = user.id, user.email
     email = normalize_email(tw_email) if tw_email else default_email
-    box = SecretBox.from_config(config.security)
+    box = SecretBox.from_config(config.security, database=database)
     client = cloud_client(
         config.thermoworks, provider=provider, email=email, clock=clock, session=session
     )

@@ -101,12 +101,13 @@ def publish_firing(
         "time": firing.time.isoformat(),
     }
     text = dumps(payload)
-    topic = publisher.naming.device_event_topic(firing.serial)
+    naming = publisher.device_naming(firing.serial, firing.user_id)
+    topic = naming.device_event_topic(firing.serial)
     delivery = publisher.client.publish_event(topic, text, on_done=on_done)
     if delivery.status is not DeliveryStatus.REJECTED:
         # Not when refused: the outbox sends the firing again, and the triggers with it.
         publisher.client.publish_event(
-            publisher.naming.probe_event_topic(firing.serial, firing.channel), text
+            naming.probe_event_topic(firing.serial, firing.channel), text
         )
     return delivery
 
@@ -125,13 +126,13 @@ class AlertControl:
         self.database = database
         self.alerts = alerts
         self.publisher = publisher
-        self.root = publisher.naming.root
+        self.naming = publisher.naming
         self.pending: dict[tuple[str, int], Range] = {}  # (serial, channel) -> a side set alone
 
     @property
     def command_filter(self) -> str:
         """Every probe number's command topic (target, range low, range high)."""
-        return f"{self.root}/device/+/probe/+/+/set"
+        return self.naming.command_filter("probe/+/+/set")
 
     def refresh(self) -> None:
         """Publish what the alert engine holds (alerts changed from the CLI included)."""
@@ -146,8 +147,9 @@ class AlertControl:
     def handle(self, message: InboundMessage) -> None:
         """One command from a probe's number: set, change or remove its target or range alert."""
         try:
-            where = parse_topic(self.root, message.topic)
-        except CommandError as exc:
+            owner, root = self.naming.command_root(message.topic)  # owner: per-user topics
+            where = parse_topic(root, message.topic)
+        except ValueError as exc:  # CommandError among them
             log.warning("alerts: ignored a command: %s", exc)
             return
         if where is None:
@@ -184,7 +186,7 @@ class AlertControl:
             return
         try:
             with self.database.transaction() as session:
-                serial, unit = _probe_unit(session, sid, channel)
+                serial, unit = _probe_unit(session, sid, channel, owner)
                 if key == TARGET:
                     done = self._set_target(session, serial, channel, value, unit)
                     pending = self.pending.get((serial, channel))
@@ -293,17 +295,34 @@ def _in_unit(value: Measurement, unit: Unit) -> float:
     return value.value if value.unit is unit else round(value.to(unit).value, 1)
 
 
-def _probe_unit(session: Session, sid: str, channel: int) -> tuple[str, Unit]:
-    """The serial behind a topic's device id, and the probe's unit (what the number shows)."""
+def _probe_unit(
+    session: Session, sid: str, channel: int, owner: int | None = None
+) -> tuple[str, Unit]:
+    """The serial behind a topic's device id, and the probe's unit (what the number shows).
+
+    ``owner``: the user whose topics the command came on (per-user topics): the
+    device must be theirs, whatever their login may publish on.
+    """
     found = session.execute(
-        sa.select(Device.device_id, ProbeRow.unit)
+        sa.select(Device.device_id, ProbeRow.unit, Device.user_id)
         .join(ProbeRow, ProbeRow.device_id == Device.id)
         .where(ProbeRow.channel == channel)
     ).all()
-    matches = [(serial, unit) for serial, unit in found if device_id(serial) == sid]
+    matches = [(serial, unit, user) for serial, unit, user in found if device_id(serial) == sid]
     if not matches:
         raise UsageError(f"no device {sid} with a probe {channel}")
     if len(matches) > 1:
         raise UsageError(f"several devices are written {sid} in topics")
-    serial, unit = matches[0]
+    serial, unit, user = matches[0]
+    if owner is not None and user != owner:
+        raise UsageError(f"device {sid} is not user {owner}'s")
     return serial, Unit.parse(unit)
+
+
+def describe_firing(firing: Firing) -> str:
+    """A firing in one line, for the log."""
+    what = firing.name or firing.kind
+    return (
+        f"{firing.time:%H:%M:%S} {what} {firing.serial} probe {firing.channel}: "
+        f"{firing.event} at {firing.value:.1f} {firing.unit.symbol}"
+    )

@@ -40,6 +40,7 @@ from grillstats_bridge.domain import FiringEvent, Measurement, Reading, Unit, ut
 from grillstats_bridge.store.models import (
     AlertHistory,
     AlertStateRow,
+    Device,
     ReadingRow,
     TemperatureAlert,
 )
@@ -237,7 +238,8 @@ class AlertService:
     def _read_rules(self, session: Session) -> list[AlertRule]:
         rows = session.scalars(
             sa.select(TemperatureAlert)
-            .where(TemperatureAlert.is_active.is_not(False))
+            .join(Device, _OWNED)
+            .where(_ACTIVE)
             .order_by(TemperatureAlert.id)
         )
         rules = []
@@ -327,8 +329,21 @@ def _delete_orphan_states(session: Session) -> None:
     )
 
 
+# The alerts judged: active, on a device their user owns, while it is active. A device
+# row belongs to one user: the alerts of its previous owner (a device transferred) are
+# not judged on the new owner's readings, and neither are the alerts of a user whose
+# account was unlinked (unlinking deactivates the devices). Join Device ON this.
+_OWNED = sa.and_(
+    Device.device_id == TemperatureAlert.device_id,
+    Device.user_id == TemperatureAlert.user_id,
+    Device.is_active.is_not(False),
+)
+_ACTIVE = TemperatureAlert.is_active.is_not(False)
+
+
 def _signature(session: Session) -> tuple[Any, ...]:
-    """Changes whenever an alert is added, removed or edited (from any process)."""
+    """Changes whenever an alert is added, removed or edited (from any process), and
+    whenever the alerts judged change because a device changed owner or was deactivated."""
     row = session.execute(
         sa.select(
             sa.func.count(TemperatureAlert.id),
@@ -336,7 +351,12 @@ def _signature(session: Session) -> tuple[Any, ...]:
             sa.func.max(TemperatureAlert.updated_at),
         )
     ).one()
-    return tuple(row)
+    judged = session.execute(
+        sa.select(sa.func.count(TemperatureAlert.id), sa.func.sum(TemperatureAlert.id))
+        .join(Device, _OWNED)
+        .where(_ACTIVE)
+    ).one()
+    return (*row, *judged)
 
 
 def _prime(

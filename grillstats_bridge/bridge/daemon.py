@@ -39,12 +39,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from grillstats_bridge import __version__
 from grillstats_bridge.alerts.engine import Firing
-from grillstats_bridge.alerts.entities import AlertControl, publish_firing
+from grillstats_bridge.alerts.entities import AlertControl, describe_firing, publish_firing
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge import status
 from grillstats_bridge.bridge.health import HealthServer
 from grillstats_bridge.bridge.outbox import Outbox
-from grillstats_bridge.bridge.pipeline import Outcome, Pipeline, describe
+from grillstats_bridge.bridge.owners import Owners
+from grillstats_bridge.bridge.pipeline import Outcome, OwnedReading, Pipeline, describe
 from grillstats_bridge.bridge.poller import AccountPoller
 from grillstats_bridge.bridge.scheduler import AccountState, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
@@ -90,6 +91,7 @@ class PollJob:
 
     poll: Poll
     received: float
+    published: frozenset[str] = frozenset()  # the serials published for its account
 
 
 class _Missing:
@@ -121,9 +123,9 @@ class Bridge:
         self._http = http
         self._rng = rng or random.Random()
         self._commands = threading.BoundedSemaphore(MAX_PENDING_COMMANDS)
-        self.box = SecretBox.from_config(config.security)
+        self.box = SecretBox.from_config(config.security, database=self.database)
         self.scheduler = Scheduler(config.polling, self._rng)
-        self.buffer = ReadingBuffer(config.storage.buffer_size)
+        self.buffer: ReadingBuffer[OwnedReading] = ReadingBuffer(config.storage.buffer_size)
         self.sessions = SessionService(config.sessions)
         self.alerts = AlertService(config.alerts)
         self.pipeline = Pipeline(
@@ -193,6 +195,7 @@ class Bridge:
         self._next_prune = self.clock.now()
         self._last_success: datetime | None = None
         self._nicknames: dict[int, dict[str, str]] = {}
+        self.owners = Owners()  # a poll publishes only the devices its account owns
         self._manual_clock = getattr(self.clock, "speed", 1.0) == 0
         self._busy_since: float | None = None  # monotonic start of the pipeline's current job
         self.stopped = threading.Event()
@@ -205,6 +208,7 @@ class Bridge:
         self._threaded = threads
         with self.database.transaction() as db:
             self.sessions.load(db, self.clock.now())
+            self.owners.load(db)
         self.session_mqtt.changed([])  # the sessions that run on: their state from the start
         self._refresh_accounts(self.clock.now())
         self.mqtt.start()
@@ -441,6 +445,7 @@ class Bridge:
                 self.scheduler.remove(user_id)
                 self.accounts.pop(user_id, None)
                 self.publisher.forget_account(user_id)
+                self.pipeline.forget_account(user_id)
 
     def _labels(self, user_ids: list[int]) -> dict[int, str]:
         if not user_ids:
@@ -470,17 +475,18 @@ class Bridge:
         database at all): poll-to-publish stays short however busy the pipeline is.
         """
         received = time.perf_counter()
+        devices = self.owners.own(poll.user_id, poll.devices)
         try:
             self.publisher.publish_devices(
                 poll.user_id,
-                poll.devices,
+                devices,
                 now=self.clock.now(),
                 nicknames=self._nicknames.get(poll.user_id, {}),
             )
         except Exception:  # never lose the poll over a publishing bug
             log.exception("publishing the states of account %d failed", poll.user_id)
         self.stats.latencies_ms.append((time.perf_counter() - received) * 1000)
-        return PollJob(poll, received)
+        return PollJob(poll, received, frozenset(d.serial for d in devices))
 
     def _poll_account(self, key: int) -> Poll | None:
         """One cloud poll; reschedules the account whatever happens."""
@@ -609,15 +615,15 @@ class Bridge:
         now = self.clock.now()
         polls = [job.poll for job in jobs]  # published by _publish_poll
         outcome = self.pipeline.process(polls, now)
+        self.owners.note(outcome.syncs)  # empty unless committed
         active_serials = {s.serial for s in self.sessions.tracker.active_sessions()}
-        for poll in polls:
-            if outcome.database_ok and outcome.nicknames.get(
-                poll.user_id, {}
-            ) != self._nicknames.get(poll.user_id, {}):
-                self._nicknames[poll.user_id] = outcome.nicknames.get(poll.user_id, {})
-                self.publisher.publish_devices(
-                    poll.user_id, poll.devices, now=now, nicknames=self._nicknames[poll.user_id]
-                )
+        for job in jobs:
+            poll, names = job.poll, outcome.nicknames.get(job.poll.user_id, {})
+            mine = self.owners.own(poll.user_id, poll.devices)
+            moved = {d.serial for d in mine} != job.published  # a device changed owner
+            if outcome.database_ok and (moved or names != self._nicknames.get(poll.user_id, {})):
+                self._nicknames[poll.user_id] = names
+                self.publisher.publish_devices(poll.user_id, mine, now=now, nicknames=names)
             self.stats.polls += 1
             self.stats.readings += len(poll.readings)
             self.stats.values += sum(r.value is not None for r in poll.readings)
@@ -652,7 +658,7 @@ class Bridge:
         if outcome.firings:
             self.stats.firings += len(outcome.firings)
             for firing in outcome.firings:
-                text = _describe_firing(firing)
+                text = describe_firing(firing)
                 self.stats.recent_firings.append(text)
                 log.info("alert fired: %s", text)
             self.alert_outbox.dirty = True
@@ -785,11 +791,3 @@ class Bridge:
         if busy_since is not None and time.monotonic() - busy_since > limit:
             return f"the pipeline has been stuck in one job for {limit:.0f} s"
         return None
-
-
-def _describe_firing(firing: Firing) -> str:
-    what = firing.name or firing.kind
-    return (
-        f"{firing.time:%H:%M:%S} {what} {firing.serial} probe {firing.channel}: "
-        f"{firing.event} at {firing.value:.1f} {firing.unit.symbol}"
-    )

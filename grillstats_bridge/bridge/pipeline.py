@@ -2,6 +2,12 @@
 
     polls -> sync devices and probes -> store new readings -> session tracker -> alert engine
 
+A poll stores and evaluates only the devices its account owns (a device row belongs
+to one user): the devices the sync reports as registered to another user are
+dropped from the poll, with one warning per device while it stays so, and counted
+for ``/health`` (``claimed_devices``). Buffered readings keep the account they came
+from and are checked the same way when they are replayed.
+
 The daemon hands over every poll that finished since the last transaction (one
 or many accounts'), so a busy bridge pays one transaction for many polls. Each
 consumer runs in that transaction, so polls are stored whole or not at all.
@@ -22,9 +28,10 @@ the polls that still fail are rejected (one error line each, counted in
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -49,12 +56,16 @@ from grillstats_bridge.store.readings import ReadingBuffer, write_readings
 
 log = logging.getLogger(__name__)
 
+# A buffered reading with the account whose poll brought it.
+OwnedReading = tuple[int, Reading]
+
 
 @dataclass
 class Outcome:
     """What the database part of some polls did (and what is left to publish)."""
 
-    polls: Sequence[Poll]
+    polls: Sequence[Poll]  # as polled; what was stored is ``owned``
+    owned: list[Poll] = field(default_factory=list)  # each poll with only its own devices
     stored: int = 0  # readings offered to the readings table
     replayed: int = 0  # buffered readings written first
     syncs: dict[int, SyncResult] = field(default_factory=dict)  # by user id
@@ -70,6 +81,7 @@ class Outcome:
         """Fold in the outcome of part of the same batch."""
         self.stored += other.stored
         self.replayed += other.replayed
+        self.owned += other.owned
         self.syncs.update(other.syncs)
         self.nicknames.update(other.nicknames)
         self.session_changes += other.session_changes
@@ -84,6 +96,7 @@ class Rejections:
     readings: int = 0
     last: str | None = None
     last_at: datetime | None = None
+    claimed: int = 0  # devices polled by an account while another user owns them
 
 
 def transient(exc: BaseException) -> bool:
@@ -102,7 +115,7 @@ class Pipeline:
         *,
         sessions: SessionService,
         alerts: AlertService,
-        buffer: ReadingBuffer,
+        buffer: ReadingBuffer[OwnedReading],
     ) -> None:
         self.database = database
         self.sessions = sessions
@@ -116,6 +129,9 @@ class Pipeline:
         self.rejected_readings = 0
         self.last_rejection: str | None = None
         self.last_rejection_at: datetime | None = None
+        # (user id, serial) -> the user who owns it: polled by one account, another's
+        self.claimed: dict[tuple[int, str], int] = {}
+        self._claims_lock = threading.Lock()  # forget_account comes from another thread
 
     def process(self, polls: Sequence[Poll], now: datetime) -> Outcome:
         """Store polls (after anything buffered); never raises for a database outage."""
@@ -132,11 +148,13 @@ class Pipeline:
             self._buffer(polls, replay)
             outcome.database_ok = False
             outcome.error = describe(exc)
+            outcome.syncs, outcome.owned = {}, []  # rolled back: nothing was synced
             self._failed(outcome.error)
         else:
             if not self.database_ok:
                 log.warning("database reachable again: %d buffered readings written", len(replay))
             self.database_ok, self.last_error, self.failures = True, None, 0
+            self._note_claims(outcome.syncs)
         outcome.seconds = time.perf_counter() - started
         return outcome
 
@@ -144,44 +162,84 @@ class Pipeline:
         self,
         db: Session,
         polls: Sequence[Poll],
-        replay: Sequence[Reading],
+        replay: Sequence[OwnedReading],
         now: datetime,
         out: Outcome,
     ) -> None:
-        if replay:
-            out.replayed = write_readings(db, replay)
-            out.session_changes += self.sessions.process(db, replay, now=now)
-            out.firings += self.alerts.process(db, replay, now)
         items = [
             SyncItem(poll.user_id, poll.devices, poll.polled_at, complete=poll.malformed == 0)
             for poll in polls
         ]
+        owned: list[Poll] = []
         for poll, result in zip(polls, self.devices.sync_many(db, items), strict=True):
             out.syncs[poll.user_id] = result
+            owned.append(_owned_part(poll, result))
+        out.owned = owned
+        if replay:  # older than the polls: first (the devices are synced, so owners known)
+            mine = _owned_readings(db, replay)
+            out.replayed = write_readings(db, mine)
+            out.session_changes += self.sessions.process(db, mine, now=now)
+            out.firings += self.alerts.process(db, mine, now)
         out.nicknames = _nicknames(db, {p.user_id for p in polls})
-        readings = [r for poll in polls for r in poll.readings]
+        readings = [r for poll in owned for r in poll.readings]
         out.stored = write_readings(db, readings)
-        out.session_changes += self.sessions.process_polls(db, polls, now)
+        out.session_changes += self.sessions.process_polls(db, owned, now)
         out.firings += self.alerts.process(db, readings, now)
+
+    def _note_claims(self, syncs: dict[int, SyncResult]) -> None:
+        """After a commit: warn once of each device an account polls but does not own."""
+        with self._claims_lock:
+            for user_id, result in syncs.items():
+                self._note_account(user_id, result)
+
+    def _note_account(self, user_id: int, result: SyncResult) -> None:
+        for serial in [s for (u, s) in self.claimed if u == user_id]:
+            if serial not in result.claimed_by:
+                del self.claimed[(user_id, serial)]
+        for serial, owner in result.claimed_by.items():
+            if self.claimed.get((user_id, serial)) != owner:
+                log.warning(
+                    "device %s polled by the account of user %d is registered to user %d: "
+                    "its readings are not stored for user %d (a resold device: "
+                    "'grillstats-bridge devices transfer')",
+                    serial,
+                    user_id,
+                    owner,
+                    user_id,
+                )
+            self.claimed[(user_id, serial)] = owner
+
+    def forget_account(self, user_id: int) -> None:
+        """An account is no longer polled: its claims are no longer reported."""
+        with self._claims_lock:
+            self.claimed = {k: v for k, v in self.claimed.items() if k[0] != user_id}
 
     def rejections(self) -> Rejections:
         return Rejections(
-            self.rejected_polls, self.rejected_readings, self.last_rejection, self.last_rejection_at
+            self.rejected_polls,
+            self.rejected_readings,
+            self.last_rejection,
+            self.last_rejection_at,
+            claimed=len(self.claimed),
         )
 
-    def _buffer(self, polls: Sequence[Poll], replay: Sequence[Reading]) -> None:
+    def _buffer(self, polls: Sequence[Poll], replay: Sequence[OwnedReading]) -> None:
         self.buffer.put_back(replay)
         for poll in polls:
-            self.buffer.extend(poll.readings)
+            self.buffer.extend((poll.user_id, r) for r in poll.readings)
 
     def _one_by_one(
-        self, polls: Sequence[Poll], replay: Sequence[Reading], now: datetime, started: float
+        self,
+        polls: Sequence[Poll],
+        replay: Sequence[OwnedReading],
+        now: datetime,
+        started: float,
     ) -> Outcome:
         """After a permanent failure: each poll (and the replayed buffer) on its own; what
         still fails is rejected, the rest stored; a transient failure meanwhile buffers
         what is left."""
         outcome = Outcome(polls=polls)
-        parts: list[tuple[Sequence[Poll], Sequence[Reading]]] = [((p,), ()) for p in polls]
+        parts: list[tuple[Sequence[Poll], Sequence[OwnedReading]]] = [((p,), ()) for p in polls]
         if replay:
             parts.insert(0, ((), replay))
         for index, (part_polls, part_replay) in enumerate(parts):
@@ -201,13 +259,18 @@ class Pipeline:
                 outcome.rejected += 1
                 continue
             outcome.add(part)
+            self._note_claims(part.syncs)
         else:
             self.database_ok, self.last_error, self.failures = True, None, 0
         outcome.seconds = time.perf_counter() - started
         return outcome
 
     def _reject(
-        self, polls: Sequence[Poll], replay: Sequence[Reading], exc: BaseException, now: datetime
+        self,
+        polls: Sequence[Poll],
+        replay: Sequence[OwnedReading],
+        exc: BaseException,
+        now: datetime,
     ) -> None:
         readings = len(replay) + sum(len(p.readings) for p in polls)
         what = f"account {polls[0].user_id}'s poll" if polls else f"{len(replay)} buffered readings"
@@ -246,6 +309,26 @@ class Pipeline:
                 self.buffer.capacity,
             )
         self.database_ok, self.last_error = False, error
+
+
+def _owned_part(poll: Poll, result: SyncResult) -> Poll:
+    """The poll with only the devices (and their readings) its account owns."""
+    if not result.claimed_by:
+        return poll
+    foreign = result.claimed_by
+    return replace(
+        poll,
+        devices=tuple(d for d in poll.devices if d.serial not in foreign),
+        readings=tuple(r for r in poll.readings if r.serial not in foreign),
+    )
+
+
+def _owned_readings(db: Session, replay: Sequence[OwnedReading]) -> list[Reading]:
+    """Buffered readings whose device belongs to the account that polled them."""
+    serials = sorted({r.serial for _, r in replay})
+    query = sa.select(Device.device_id, Device.user_id).where(Device.device_id.in_(serials))
+    owners = {serial: user_id for serial, user_id in db.execute(query)}
+    return [r for user_id, r in replay if owners.get(r.serial) == user_id]
 
 
 def _nicknames(db: Session, user_ids: set[int]) -> dict[int, dict[str, str]]:

@@ -76,7 +76,7 @@ class AccountPoller:
         self.user_id = user_id
         self._clock = clock
         self._http = session
-        self._box = box or SecretBox.from_config(config.security)
+        self._box = box or SecretBox.from_config(config.security, database=database)
         self._client: ThermoworksClient | None = None
         self._linked_token: str | None = None  # the encrypted refresh token the client came from
         self._unsaved_tokens: Tokens | None = None  # refreshed while the database was away
@@ -310,7 +310,7 @@ def poll_and_sync(
             query = query.where(sa.func.lower(User.email).in_(keys))
         users = db.execute(query.order_by(User.id)).all()
     out: list[tuple[str, SyncResult | CloudError]] = []
-    box = SecretBox.from_config(config.security)
+    box = SecretBox.from_config(config.security, database=database)
     for user_id, email in users:
         poller = AccountPoller(database, config, user_id, box=box)
         try:

@@ -92,7 +92,7 @@ def health_report(
     accounts: Mapping[int, AccountInfo],
     scheduled: Iterable[AccountSchedule],
     stats: Stats,
-    buffer: ReadingBuffer,
+    buffer: ReadingBuffer[Any],
     pipeline_error: str | None,
     queued_jobs: int,
     rejections: Rejections,
@@ -156,6 +156,7 @@ def health_report(
             "queued_jobs": queued_jobs,
             "rejected_polls": rejections.polls,
             "rejected_readings": rejections.readings,
+            "claimed_devices": rejections.claimed,  # polled, but another user's: not stored
             "last_rejection": rejections.last,
             "last_rejection_at": rejections.last_at,
             "poll_to_publish_ms_p50": percentile(latencies, 0.5),

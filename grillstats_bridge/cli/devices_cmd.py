@@ -1,4 +1,5 @@
-"""``devices``: fetch a linked account's devices, list them with their probes, rename one."""
+"""``devices``: fetch a linked account's devices, list them with their probes, rename one,
+give one (resold) to another user."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from sqlalchemy.orm import selectinload
 
 from grillstats_bridge.bridge.poller import poll_and_sync
 from grillstats_bridge.cli.common import Context, add_command, add_group, print_table
-from grillstats_bridge.domain import Unit
-from grillstats_bridge.store.devices import rename_device
-from grillstats_bridge.store.models import Device, User
+from grillstats_bridge.domain import Unit, utcnow
+from grillstats_bridge.sessions.model import SessionStatus
+from grillstats_bridge.sessions.service import SessionService
+from grillstats_bridge.store.devices import find_device, rename_device, transfer_device
+from grillstats_bridge.store.models import Device, GrillingSession, User
 from grillstats_bridge.store.users import get_user
 from grillstats_bridge.thermoworks.errors import CloudError, action_for
 
@@ -34,6 +37,15 @@ def register(sub: Any) -> None:
     )
     p.add_argument("serial", metavar="SERIAL")
     p.add_argument("name", metavar="NAME")
+    p = add_command(
+        devices,
+        "transfer",
+        _transfer,
+        "give a device (resold) to another user: its new readings are theirs, "
+        "the old owner's readings, sessions and alerts stay the old owner's",
+    )
+    p.add_argument("serial", metavar="SERIAL")
+    p.add_argument("--to", required=True, metavar="USER_EMAIL", help="the new owner")
 
 
 def _sync(args: argparse.Namespace, ctx: Context) -> int:
@@ -146,4 +158,26 @@ def _rename(args: argparse.Namespace, ctx: Context) -> int:
         print(f"{row.device_id} is now called {row.nickname!r}")
     else:
         print(f"{row.device_id} follows the cloud's label again ({row.nickname!r})")
+    return 0
+
+
+def _transfer(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.database().transaction() as db:
+        new_owner = get_user(db, args.to)
+        row = find_device(db, args.serial)
+        running = None
+        if row is not None and row.user_id != new_owner.id:
+            # The old owner's cook ends here, theirs; the new owner's readings start anew.
+            running = db.scalar(
+                sa.select(GrillingSession.id).where(
+                    GrillingSession.device_id == row.device_id,
+                    GrillingSession.status == SessionStatus.ACTIVE,
+                )
+            )
+            if running is not None:
+                SessionService(ctx.config.sessions).end(db, running, utcnow())
+        device, previous = transfer_device(db, args.serial, new_owner.id)
+        old_email = db.scalar(sa.select(User.email).where(User.id == previous))
+    ended = f"; session {running} ended" if running is not None else ""
+    print(f"{device.device_id} now belongs to {new_owner.email} (was {old_email}){ended}")
     return 0

@@ -1,16 +1,22 @@
-"""``mqtt``: remove everything this bridge instance published to the broker."""
+"""``mqtt``: remove everything this bridge instance published to the broker; print a
+Mosquitto ACL for the bridge's users."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import uuid
 from typing import Any
 
+import sqlalchemy as sa
+
 from grillstats_bridge.cli.common import Context, add_command, add_group
 from grillstats_bridge.errors import GrillstatsError, UsageError
+from grillstats_bridge.ha.acl import mosquitto_acl
 from grillstats_bridge.ha.publisher import naming_for
 from grillstats_bridge.mqtt.client import MqttClient
 from grillstats_bridge.mqtt.retained import RetainedScan, read_retained
+from grillstats_bridge.store.models import User
 from grillstats_bridge.store.publications import PublicationStore
 
 TIMEOUT = 15.0
@@ -37,6 +43,42 @@ def register(sub: Any) -> None:
         action="store_true",
         help="do not use the database (e.g. it is gone); clear what the broker holds",
     )
+    add_command(
+        mqtt,
+        "acl",
+        _acl,
+        "print a Mosquitto ACL file: each user's login gets only their own devices",
+        description="Print an ACL file for Mosquitto (acl_file) that gives the bridge's "
+        "login (mqtt.username) its topics and discovery, and each enabled user's login "
+        "(mqtt.acl_login) only their own devices' states and commands. Needs "
+        "mqtt.per_user_topics: true. Generate it again after adding users.",
+    )
+
+
+def _acl(args: argparse.Namespace, ctx: Context) -> int:
+    config = ctx.config.mqtt
+    if not config.per_user_topics:
+        raise UsageError(
+            "mqtt acl: set mqtt.per_user_topics: true first (without it every user's "
+            "devices share one topic tree, which no ACL can split)"
+        )
+    if not config.username:
+        raise UsageError("mqtt acl: set mqtt.username, the bridge's own login on the broker")
+    with ctx.database().session() as db:
+        rows = db.execute(
+            sa.select(User.id, User.email).where(User.is_active.is_not(False)).order_by(User.id)
+        ).all()
+    users = [(user_id, email) for user_id, email in rows]
+    print(
+        mosquitto_acl(
+            naming_for(config),
+            bridge_login=config.username,
+            users=users,
+            login_pattern=config.acl_login,
+        ),
+        end="",
+    )
+    return 0
 
 
 # A broker may send only part of a large retained list at once (see read_retained);
@@ -108,13 +150,26 @@ def _scan(ctx: Context, client_id: str) -> RetainedScan:
     """What the broker holds under this instance's own topics."""
     config = ctx.config.mqtt
     naming = naming_for(config)
-    return read_retained(
+    prefix = config.discovery_prefix
+    # Per-user discovery configs have node ids <instance>_u<user id>: no filter names
+    # them all, so every config is read and this instance's are kept.
+    node = "+" if config.per_user_topics else config.instance_id
+    scan = read_retained(
         config,
-        [f"{naming.root}/#", f"{config.discovery_prefix}/+/{config.instance_id}/+/config"],
+        [f"{naming.root}/#", f"{prefix}/+/{node}/+/config"],
         marker_topic=f"{naming.root}/cleanup-marker/{uuid.uuid4().hex}",
         client_id=client_id,
         timeout=TIMEOUT,
     )
+    if not config.per_user_topics:
+        return scan
+    ours = re.compile(rf"{re.escape(prefix)}/[^/]+/{re.escape(config.instance_id)}(_u[0-9]+)?/")
+    kept = {
+        topic: payload
+        for topic, payload in scan.messages.items()
+        if topic.startswith(f"{naming.root}/") or ours.match(topic)
+    }
+    return RetainedScan(kept, scan.complete)
 
 
 def _clear(ctx: Context, topics: list[str], client_id: str) -> None:

@@ -137,11 +137,11 @@ class SecurityConfig:
         "Key for ThermoWorks tokens and passwords at rest (Fernet, urlsafe base64); "
         "empty: use key_file",
         secret=True,
-        file_variant=False,
     )
     key_file: str = setting(
         "grillstats.key",
-        "File holding the encryption key, created (mode 0600) on first use when absent; "
+        "File holding the encryption key, created (mode 0600) on first use when absent and "
+        "no secret is stored yet (a relative path: $CREDENTIALS_DIRECTORY first); "
         "losing it means linking every account again",
     )
 
@@ -244,6 +244,16 @@ class MqttConfig:
         "_ and -); two bridges on one broker need different ids",
     )
     discovery: bool = setting(True, "Publish Home Assistant discovery configs")
+    per_user_topics: bool = setting(
+        False,
+        "Put each user's devices under <base_topic>/<instance_id>/user/<user id>/ (and their "
+        "discovery configs under node id <instance_id>_u<user id>), so that a broker ACL "
+        "('mqtt acl') gives each user's login their own devices only",
+    )
+    acl_login: str = setting(
+        "grill-{user_id}",
+        "The broker login of each bridge user in 'mqtt acl' ({user_id}, {email})",
+    )
     ha_birth_delay: float = setting(
         5.0,
         "On Home Assistant's birth message, republish after a random delay of up to this",
@@ -296,6 +306,15 @@ class MqttConfig:
                 raise ConfigError("mqtt.tls_insecure: set mqtt.tls: true to use TLS")
         if self.tls_keyfile and not self.tls_certfile:
             raise ConfigError("mqtt.tls_keyfile: needs mqtt.tls_certfile")
+        try:
+            login = self.acl_login.format(user_id=1, email="cook@example.com")
+        except (KeyError, IndexError, ValueError):
+            login = ""
+        if not login.strip() or login == self.acl_login or any(c in login for c in " \t\n#"):
+            raise ConfigError(
+                "mqtt.acl_login: a login pattern with {user_id} or {email} and no spaces, "
+                f"got {self.acl_login!r}"
+            )
         if self.reconnect_min_delay > self.reconnect_max_delay:
             raise ConfigError("mqtt.reconnect_min_delay: must not exceed mqtt.reconnect_max_delay")
 

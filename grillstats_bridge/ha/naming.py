@@ -9,8 +9,9 @@ probe renames the entity instead of making a new one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from grillstats_bridge.ha.entities import (
     MANUFACTURER,
@@ -50,11 +51,18 @@ class Naming:
     ``<base>/<instance>/status`` online/offline; ``.../bridge`` and
     ``.../account/<user id>`` the bridge's states; ``.../device/<serial>`` a device's
     state, ``.../availability``, ``.../session`` and ``.../probe/<channel>`` under it.
+
+    With ``per_user_topics`` a user's devices live under ``.../user/<user id>/device/...``
+    and their discovery configs under the node id ``<instance>_u<user id>``, so a broker
+    ACL can give each user's login their own topics (``ha.acl``); ``for_user`` gives
+    the naming of one user's devices. Unique ids and object ids are the same either way.
     """
 
     instance_id: str
     base_topic: str = "grillstats"
     discovery_prefix: str = "homeassistant"
+    per_user_topics: bool = False
+    user_id: int | None = None  # whose devices this naming places (per_user_topics)
 
     def __post_init__(self) -> None:
         if sanitize(self.instance_id) != self.instance_id:
@@ -63,6 +71,43 @@ class Naming:
     @property
     def root(self) -> str:
         return f"{self.base_topic}/{self.instance_id}"
+
+    def for_user(self, user_id: int | None) -> Naming:
+        """The naming of one user's devices (itself, unless ``per_user_topics``)."""
+        if not self.per_user_topics or user_id == self.user_id:
+            return self
+        return replace(self, user_id=user_id)
+
+    @property
+    def devices_root(self) -> str:
+        """Where the devices' topics start: the root, or the user's part of it."""
+        if self.per_user_topics and self.user_id is not None:
+            return f"{self.root}/user/{self.user_id}"
+        return self.root
+
+    @property
+    def node_id(self) -> str:
+        """The discovery node id: the instance, or the user's part of it."""
+        if self.per_user_topics and self.user_id is not None:
+            return f"{self.instance_id}_u{self.user_id}"
+        return self.instance_id
+
+    def command_filter(self, suffix: str) -> str:
+        """A subscription to one command of every device (of every user): ``suffix`` after
+        the device id, e.g. ``session/start/set``."""
+        users = "user/+/" if self.per_user_topics else ""
+        return f"{self.root}/{users}device/+/{suffix}"
+
+    def command_root(self, topic: str) -> tuple[int | None, str]:
+        """Whose device a command topic names (None: no per-user topics), and the root
+        that ``ha.commands.parse_topic`` reads it under. ValueError: not a user's topic."""
+        if not self.per_user_topics:
+            return None, self.root
+        prefix = f"{self.root}/user/"
+        user = topic[len(prefix) :].split("/", 1)[0] if topic.startswith(prefix) else ""
+        if not _USER_ID.fullmatch(user):
+            raise ValueError(f"not a user's command topic: {topic[:80]!r}")
+        return int(user), f"{prefix}{user}"
 
     @property
     def status_topic(self) -> str:
@@ -78,7 +123,7 @@ class Naming:
         return f"{self.instance_id}_bridge"
 
     def device_root(self, serial: str) -> str:
-        return f"{self.root}/device/{device_id(serial)}"
+        return f"{self.devices_root}/device/{device_id(serial)}"
 
     def availability_topic(self, serial: str) -> str:
         return f"{self.device_root(serial)}/availability"
@@ -102,7 +147,7 @@ class Naming:
         return f"{self.probe_topic(serial, channel)}/event"
 
     def config_topic(self, component: Component | str, object_id: str) -> str:
-        return f"{self.discovery_prefix}/{component}/{self.instance_id}/{object_id}/config"
+        return f"{self.discovery_prefix}/{component}/{self.node_id}/{object_id}/config"
 
     def unique_id(self, object_id: str) -> str:
         return f"{self.instance_id}_{object_id}"
@@ -174,3 +219,6 @@ class Naming:
             availability=device_target.availability,
             bridge_availability=device_target.bridge_availability,
         )
+
+
+_USER_ID = re.compile(r"[1-9][0-9]{0,9}")

@@ -73,6 +73,7 @@ def naming_for(config: MqttConfig) -> Naming:
         instance_id=config.instance_id,
         base_topic=config.base_topic,
         discovery_prefix=config.discovery_prefix,
+        per_user_topics=config.per_user_topics,
     )
 
 
@@ -206,8 +207,17 @@ class Publisher:
         on_done: Callable[[Delivery], None] | None = None,
     ) -> Delivery:
         """One session event (``event_type`` first) on its device's session event topic."""
-        topic = self.naming.session_event_topic(serial)
+        topic = self.device_naming(serial).session_event_topic(serial)
         return self.client.publish_event(topic, dumps(dict(payload)), on_done=on_done)
+
+    def device_naming(self, serial: str, user_id: int | None = None) -> Naming:
+        """Where a device's topics are: under its owner (``user_id``, else the account that
+        publishes it) with ``mqtt.per_user_topics``, else where everyone's are."""
+        if user_id is None and self.naming.per_user_topics:
+            with self._lock:
+                claim = self._claims.get(device_id(serial))
+            user_id = claim[0] if claim is not None else None
+        return self.naming.for_user(user_id)
 
     def publish_sessions(self, sessions: Mapping[str, CurrentSession]) -> None:
         """Every running session (by serial); the devices whose session changed republish it."""
@@ -236,7 +246,7 @@ class Publisher:
                 return False
             _, view, pub = known
             fresh = replace(view, session=self._sessions.get(serial))
-            state = session_state(self.naming, fresh, self.table)
+            state = session_state(self.naming.for_user(user_id), fresh, self.table)
             if state is None or config_inputs(fresh) != config_inputs(view):
                 return False
             if not any(s.topic == state.topic for s in pub.states):
@@ -393,6 +403,7 @@ class Publisher:
 
     def _publish_account(self, user_id: int, now: datetime) -> None:
         devices = self._accounts.get(user_id, {})
+        naming = self.naming.for_user(user_id)
         reconciled = user_id in self._built
         built = self._built.get(user_id, {})
         fresh: dict[str, tuple[Device, DeviceView, Publication]] = {}
@@ -403,7 +414,7 @@ class Publisher:
             if known is not None and known[0] is device and known[1] == view:
                 fresh[serial] = known  # the same device (a refresh): nothing to rebuild
             else:
-                pub = device_publication(self.naming, view, self.table, self._memo)
+                pub = device_publication(naming, view, self.table, self._memo)
                 fresh[serial] = (device, view, pub)
                 rebuilt = True
         self._built[user_id] = fresh
@@ -528,10 +539,10 @@ class Publisher:
         pubs: list[Publication] = []
         if self._bridge is not None:
             pubs.append(bridge_publication(self.naming, self._bridge, self.table, self._memo))
-        for devices in self._accounts.values():
+        for user_id, devices in self._accounts.items():
             pubs += [
                 device_publication(
-                    self.naming,
+                    self.naming.for_user(user_id),
                     self._view(serial, device, nickname, now),
                     self.table,
                     self._memo,

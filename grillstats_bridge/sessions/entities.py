@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from grillstats_bridge.domain import Unit, clean_float
 from grillstats_bridge.errors import UsageError
-from grillstats_bridge.ha.commands import CommandError, parse_command, shown
+from grillstats_bridge.ha.commands import parse_command, shown
 from grillstats_bridge.ha.entities import CurrentSession, JsonValue
 from grillstats_bridge.ha.ids import device_id
 from grillstats_bridge.ha.publisher import Publisher
@@ -203,9 +203,9 @@ class SessionMqtt:
 
     def subscribe(self, on_command: OnCommand) -> None:
         """Listen to every device's buttons (one wildcard subscription each)."""
-        root = self.publisher.naming.root
-        on_command(f"{root}/device/+/session/start/set", self.start_pressed)
-        on_command(f"{root}/device/+/session/end/set", self.end_pressed)
+        naming = self.publisher.naming
+        on_command(naming.command_filter("session/start/set"), self.start_pressed)
+        on_command(naming.command_filter("session/end/set"), self.end_pressed)
 
     # ------------------------------------------------------------------ state and events
 
@@ -298,10 +298,10 @@ class SessionMqtt:
             # payload is someone clearing such a retained message.
             log.warning("%s: retained or empty message on %s ignored", what, shown(message.topic))
             return None
-        root = self.publisher.naming.root
         try:
+            owner, root = self.publisher.naming.command_root(message.topic)  # per-user topics
             command = parse_command(root, message.topic, message.payload)
-        except CommandError as exc:
+        except ValueError as exc:  # CommandError among them
             log.warning("%s: ignored a press: %s", what, exc)
             return None
         if command is None or command.topic.channel is not None:
@@ -310,8 +310,9 @@ class SessionMqtt:
         sid = command.topic.sid
         try:
             with self.database.session() as db:
-                found = db.scalars(sa.select(Device.device_id))
-                serials = [s for s in found if device_id(s) == sid]
+                found = db.execute(sa.select(Device.device_id, Device.user_id)).all()
+                serials = [s for s, user in found if device_id(s) == sid]
+                theirs = [s for s, user in found if device_id(s) == sid and user == owner]
         except SQLAlchemyError as exc:
             log.error("%s: database %s", what, type(exc).__name__)
             return None
@@ -322,5 +323,9 @@ class SessionMqtt:
                 message.topic,
                 "no such device" if not serials else "ambiguous device",
             )
+            return None
+        if owner is not None and not theirs:
+            # The broker let this login publish under the user's topics, not on this device.
+            log.warning("%s on %s: device %s is not user %d's", what, message.topic, sid, owner)
             return None
         return serials[0], command.name

@@ -55,6 +55,11 @@ class SyncResult:
     updated: list[str] = field(default_factory=list)
     deactivated: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # serials another user already has
+    claimed_by: dict[str, int] = field(default_factory=dict)  # conflict serial -> its owner
+
+    def owned(self) -> set[str]:
+        """The serials of the poll that the account owns: what it may store and evaluate."""
+        return {*self.added, *self.updated}
 
 
 def sync_poll(database: Database, poll: Poll) -> SyncResult:
@@ -92,14 +97,16 @@ def sync_devices(
     }
     for device in devices:
         if device.serial in others:
-            # devices.device_id is unique (the seed's rule): one device, one owner.
-            log.warning(
-                "device %s is already registered to user %d; not adding it to user %d",
+            # devices.device_id is unique (the seed's rule): one device, one owner. The
+            # pipeline warns once per device (and counts it for /health); here, every poll.
+            log.debug(
+                "device %s is registered to user %d; not adding it to user %d",
                 device.serial,
                 others[device.serial],
                 user_id,
             )
             result.conflicts.append(device.serial)
+            result.claimed_by[device.serial] = others[device.serial]
             continue
         row = rows.get(device.serial)
         if row is None:
@@ -343,6 +350,28 @@ def rename_device(database: Database, serial: str, name: str | None) -> Device:
             row.nickname = row.cloud_label or row.device_id
             row.renamed_by_user = False
         return row
+
+
+def transfer_device(session: Session, serial: str, new_owner: int) -> tuple[Device, int]:
+    """Give a device (resold) to another user; returns the row and its previous owner.
+
+    The old owner's history stays theirs: the readings stay under the serial, and
+    their sessions and alerts keep their ``user_id`` (the alerts are no longer
+    evaluated: a rule is judged only on a device its user owns). The user's own
+    name for the device is theirs too: the device follows the cloud's label again.
+    The caller ends a running session first (``sessions``; the store knows none).
+    """
+    row = find_device(session, serial)
+    if row is None:
+        raise UsageError(f"no device with serial {serial.strip()!r}")
+    previous = row.user_id
+    if previous == new_owner:
+        raise UsageError(f"device {row.device_id} already belongs to that user")
+    row.user_id = new_owner
+    row.nickname = row.cloud_label or row.device_id
+    row.renamed_by_user = False
+    session.flush()
+    return row, previous
 
 
 def probe_marks(database: Database, user_id: int) -> list[tuple[str, int, datetime | None, bool]]:

@@ -7,6 +7,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -16,6 +17,8 @@ from grillstats_bridge.store.models import ReadingRow
 from grillstats_bridge.store.sql import upsert
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 PRUNE_BATCH = 10_000
 _READINGS: sa.Table = ReadingRow.__table__  # type: ignore[assignment]
@@ -78,12 +81,15 @@ def readings_between(
     return session.scalars(query.order_by(ReadingRow.time)).all()
 
 
-class ReadingBuffer:
-    """Readings waiting for the database to come back: bounded, oldest dropped first (counted)."""
+class ReadingBuffer(Generic[T]):
+    """Readings waiting for the database to come back: bounded, oldest dropped first (counted).
+
+    ``T``: what is kept of a reading (the daemon keeps the account it came from with it).
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._items: deque[Reading] = deque()
+        self._items: deque[T] = deque()
         self._lock = threading.Lock()
         self.dropped = 0
 
@@ -91,7 +97,7 @@ class ReadingBuffer:
         with self._lock:
             return len(self._items)
 
-    def extend(self, readings: Iterable[Reading]) -> None:
+    def extend(self, readings: Iterable[T]) -> None:
         with self._lock:
             for reading in readings:
                 if len(self._items) >= self.capacity:
@@ -105,14 +111,14 @@ class ReadingBuffer:
                         )
                 self._items.append(reading)
 
-    def take(self) -> list[Reading]:
+    def take(self) -> list[T]:
         """Everything buffered, oldest first; the buffer is then empty."""
         with self._lock:
             items = list(self._items)
             self._items.clear()
             return items
 
-    def put_back(self, readings: Sequence[Reading]) -> None:
+    def put_back(self, readings: Sequence[T]) -> None:
         """Return readings that could not be written, ahead of newer ones."""
         with self._lock:
             newer = list(self._items)

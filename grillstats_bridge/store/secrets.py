@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
 import bcrypt
+import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from sqlalchemy.exc import SQLAlchemyError
 
 from grillstats_bridge.config import SecurityConfig
 from grillstats_bridge.errors import GrillstatsError, UsageError
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import ThermoWorksCredentials
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +114,10 @@ class SecretBox:
     """Encrypts and decrypts short secrets (tokens, passwords) with Fernet.
 
     The key comes from ``security.encryption_key`` (one key, or several separated by
-    commas: the first encrypts, all decrypt, for rotation) or else from
-    ``security.key_file``, created with mode 0600 on first use.
+    commas: the first encrypts, all decrypt, for rotation; ``encryption_key_file``
+    reads it from a file, a systemd credential for one) or else from
+    ``security.key_file``, created with mode 0600 on first use. A relative
+    ``key_file`` is looked up in systemd's ``$CREDENTIALS_DIRECTORY`` first.
     """
 
     def __init__(self, keys: list[bytes]) -> None:
@@ -123,10 +130,28 @@ class SecretBox:
             ) from None
 
     @classmethod
-    def from_config(cls, config: SecurityConfig, *, create: bool = True) -> SecretBox:
+    def from_config(
+        cls,
+        config: SecurityConfig,
+        *,
+        create: bool = True,
+        database: Database | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> SecretBox:
+        """The box of the configured key. A missing key file is created only when
+        ``database`` (if given) holds no secret yet: a new key could not read them."""
         if config.encryption_key.strip():
             return cls([k.strip().encode() for k in config.encryption_key.split(",") if k.strip()])
-        return cls([load_key_file(Path(config.key_file), create=create)])
+        path = key_path(config, os.environ if environ is None else environ)
+        if create and database is not None and not path.exists():
+            stored = stored_secrets(database)
+            if stored:
+                raise SecretError(
+                    f"security.key_file: {path} does not exist, but {stored} linked "
+                    "account(s) hold secrets encrypted with a key: restore that key file "
+                    "(or set security.encryption_key); a new key could not read them"
+                )
+        return cls([load_key_file(path, create=create)])
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode("utf-8")).decode("ascii")
@@ -139,6 +164,29 @@ class SecretBox:
                 "a stored secret cannot be decrypted with the configured key "
                 "(was the key file lost or changed?); link the account again"
             ) from None
+
+
+def key_path(config: SecurityConfig, environ: Mapping[str, str]) -> Path:
+    """``security.key_file``; a relative one in ``$CREDENTIALS_DIRECTORY`` when it is there."""
+    path = Path(config.key_file).expanduser()
+    creds = environ.get("CREDENTIALS_DIRECTORY")
+    if not path.is_absolute() and creds and (Path(creds) / path).is_file():
+        return Path(creds) / path
+    return path
+
+
+def stored_secrets(database: Database) -> int:
+    """How many linked accounts hold an encrypted secret (0 when it cannot be told)."""
+    c = ThermoWorksCredentials
+    held = sa.or_(
+        c.access_token.is_not(None), c.refresh_token.is_not(None), c.stored_password.is_not(None)
+    )
+    try:
+        with database.session() as db:
+            return int(db.scalar(sa.select(sa.func.count(c.id)).where(held)) or 0)
+    except SQLAlchemyError:  # no schema yet (a new database), or unreachable: nothing known
+        log.debug("stored secrets not counted", exc_info=True)
+        return 0
 
 
 def generate_key() -> str:
