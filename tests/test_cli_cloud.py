@@ -22,7 +22,6 @@ from tests.fixtures.cloud import PITMASTER, PITMASTER_PASSWORD, SIGNALS, assert_
 USER = "pat@example.com"
 
 
-
 @pytest.fixture
 def config_file(config: Config, cloud: CloudSimulator, tmp_path: Path) -> Path:
     path = tmp_path / "config.yaml"

@@ -116,7 +116,6 @@ CASES = [
 ]
 
 
-
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     """A port something else already listens on."""

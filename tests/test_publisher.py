@@ -422,7 +422,6 @@ def test_two_instances_side_by_side(
 # ---------------------------------------------------------------------------- cleanup
 
 
-
 def test_cleanup_removes_everything_this_instance_published(
     mqtt_broker: Broker,
     mqtt_config: MqttConfig,
