@@ -46,12 +46,12 @@ from grillstats_bridge.bridge.health import HealthServer
 from grillstats_bridge.bridge.outbox import Outbox
 from grillstats_bridge.bridge.pipeline import Outcome, Pipeline, describe
 from grillstats_bridge.bridge.poller import AccountPoller
-from grillstats_bridge.bridge.scheduler import AccountState, Scheduler
+from grillstats_bridge.bridge.scheduler import AccountState, Activity, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.bridge.status import AccountInfo, Stats
 from grillstats_bridge.clock import Clock, RealClock
 from grillstats_bridge.config import Config
-from grillstats_bridge.domain import Poll, Unit, convert_temperature
+from grillstats_bridge.domain import Poll
 from grillstats_bridge.ha.entities import TABLE, BridgeStatus
 from grillstats_bridge.ha.publisher import Publisher, naming_for
 from grillstats_bridge.mqtt.client import MqttClient
@@ -62,6 +62,7 @@ from grillstats_bridge.sessions.service import SessionService
 from grillstats_bridge.store import revisions
 from grillstats_bridge.store.accounts import CredentialState, link_states
 from grillstats_bridge.store.db import Database, safe_url
+from grillstats_bridge.store.journal import Journal, journal_path
 from grillstats_bridge.store.models import User
 from grillstats_bridge.store.publications import PublicationStore
 from grillstats_bridge.store.readings import ReadingBuffer, prune_readings, retention_cutoff
@@ -127,7 +128,11 @@ class Bridge:
         self.sessions = SessionService(config.sessions)
         self.alerts = AlertService(config.alerts)
         self.pipeline = Pipeline(
-            self.database, sessions=self.sessions, alerts=self.alerts, buffer=self.buffer
+            self.database,
+            sessions=self.sessions,
+            alerts=self.alerts,
+            buffer=self.buffer,
+            journal=Journal(journal_path(config.security)),
         )
         self.mqtt = MqttClient(
             config.mqtt,
@@ -187,7 +192,7 @@ class Bridge:
         self._threads: list[threading.Thread] = []
         self._threaded = False
         self._active: dict[int, bool] = {}
-        self._last_values: dict[tuple[str, int], float] = {}
+        self._activity = Activity()
         self._next_accounts_refresh = self.clock.now()
         self._next_housekeeping = self.clock.now()
         self._next_prune = self.clock.now()
@@ -195,6 +200,7 @@ class Bridge:
         self._nicknames: dict[int, dict[str, str]] = {}
         self._manual_clock = getattr(self.clock, "speed", 1.0) == 0
         self._busy_since: float | None = None  # monotonic start of the pipeline's current job
+        self.lost = 0  # buffered readings the stop could not keep (run exits non-zero)
         self.stopped = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -208,6 +214,9 @@ class Bridge:
         self.session_mqtt.changed([])  # the sessions that run on: their state from the start
         self._refresh_accounts(self.clock.now())
         self.mqtt.start()
+        replay = self.pipeline.replay_journal(self.clock.now())  # before any new poll
+        if replay is not None:
+            self._after_commit(replay)
         if self.config.http.enabled:
             self.health_server = HealthServer(
                 self.config.http.host, self.config.http.port, self.health_report
@@ -270,6 +279,7 @@ class Bridge:
             thread.join(max(0.1, deadline - time.monotonic()))
         if not self._threaded:
             self._drain_work()
+        self.lost = self.pipeline.persist()  # what waits for the database: to the journal
         self.publisher.save_records()  # the pipeline thread has stopped: this is the last save
         self.publisher.close()
         self.mqtt.stop(timeout=max(1.0, deadline - time.monotonic()))
@@ -622,7 +632,8 @@ class Bridge:
             self.stats.readings += len(poll.readings)
             self.stats.values += sum(r.value is not None for r in poll.readings)
             cooking = any(d.serial in active_serials for d in poll.devices)
-            self._note_activity(poll, cooking or self._is_active(poll), now)
+            active = cooking or self._activity.active(poll, self.config.polling)
+            self._note_activity(poll, active, now)
         self._after_commit(outcome)
         self._publish_bridge()
         self.publisher.save_records()
@@ -670,23 +681,6 @@ class Bridge:
         self._drain_outboxes()
         if outcome.database_ok:
             self.alert_control.refresh()  # targets and alert-active states, for HA
-
-    def _is_active(self, poll: Poll) -> bool:
-        """A cook is going on: a probe is hot, or moving fast."""
-        hot_f = self.config.polling.hot_temperature
-        step_f = self.config.polling.change_threshold
-        active = False
-        for device in poll.devices:
-            for probe in device.probes:
-                if not probe.connected or probe.value is None or not probe.unit.is_temperature:
-                    continue
-                key = (device.serial, probe.channel)
-                value_f = convert_temperature(probe.value, probe.unit, Unit.FAHRENHEIT)
-                previous = self._last_values.get(key)
-                self._last_values[key] = value_f
-                if value_f >= hot_f or (previous is not None and abs(value_f - previous) >= step_f):
-                    active = True
-        return active
 
     def _on_mqtt_connect(self) -> list[Any]:
         """After every (re)connect: waiting firings and session events go out again, in order."""

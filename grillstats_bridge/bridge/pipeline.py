@@ -15,7 +15,9 @@ conflict) is an outage. Anything else - a row the database rejects (a data or
 integrity error), or a bug - is permanent: the batch is tried again poll by poll,
 the polls that still fail are rejected (one error line each, counted in
 ``rejected_polls`` / ``rejected_readings`` for ``/health``, which turns
-"degraded"), and the rest is stored. Adding a consumer is a line in
+"degraded"), and the rest is stored. At a stop the buffer goes to the outage journal
+(:mod:`store.journal`), and the next start replays it through the same consumers
+before any new poll (:meth:`Pipeline.replay_journal`). Adding a consumer is a line in
 :meth:`Pipeline._consume` and a field in :class:`Outcome`.
 """
 
@@ -44,6 +46,7 @@ from grillstats_bridge.sessions.model import SessionChange
 from grillstats_bridge.sessions.service import SessionService
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.devices import DeviceSync, SyncItem, SyncResult
+from grillstats_bridge.store.journal import Journal, JournalError
 from grillstats_bridge.store.models import Device
 from grillstats_bridge.store.readings import ReadingBuffer, write_readings
 
@@ -103,8 +106,14 @@ class Pipeline:
         sessions: SessionService,
         alerts: AlertService,
         buffer: ReadingBuffer,
+        journal: Journal | None = None,
     ) -> None:
         self.database = database
+        self.journal = journal
+        self.journal_pending = False  # replayed into the buffer, not yet written
+        self.journal_error: str | None = None
+        self.journal_saved = 0  # readings saved at this stop
+        self.journal_replayed = 0  # readings replayed at this start
         self.sessions = sessions
         self.alerts = alerts
         self.buffer = buffer
@@ -136,7 +145,7 @@ class Pipeline:
         else:
             if not self.database_ok:
                 log.warning("database reachable again: %d buffered readings written", len(replay))
-            self.database_ok, self.last_error, self.failures = True, None, 0
+            self._recovered()
         outcome.seconds = time.perf_counter() - started
         return outcome
 
@@ -202,7 +211,7 @@ class Pipeline:
                 continue
             outcome.add(part)
         else:
-            self.database_ok, self.last_error, self.failures = True, None, 0
+            self._recovered()
         outcome.seconds = time.perf_counter() - started
         return outcome
 
@@ -222,6 +231,76 @@ class Pipeline:
             readings,
         )
         log.debug("refused by the database", exc_info=exc)
+
+    def _recovered(self) -> None:
+        """A transaction went through: nothing buffered is waiting for the database."""
+        self.database_ok, self.last_error, self.failures = True, None, 0
+        if self.journal_pending and self.journal is not None and not len(self.buffer):
+            self.journal_pending = False
+            try:
+                self.journal.clear()
+            except JournalError as exc:  # replayed again at the next start: harmless
+                log.warning("journal: %s; its readings are stored", exc)
+
+    def persist(self) -> int:
+        """At a stop: the buffer goes to the journal; returns the readings lost (0 if none)."""
+        readings = self.buffer.take()
+        if not readings:
+            return 0
+        if self.journal is None:
+            log.error("%d buffered readings lost: no journal to keep them in", len(readings))
+            return len(readings)
+        try:
+            self.journal.save(readings)
+        except JournalError as exc:
+            self.journal_error = str(exc)
+            log.error("%d buffered readings lost: the journal %s", len(readings), exc)
+            return len(readings)
+        self.journal_saved = len(readings)
+        log.warning(
+            "database unreachable at the stop: %d buffered readings saved to %s, "
+            "written at the next start",
+            len(readings),
+            self.journal.path,
+        )
+        return 0
+
+    def replay_journal(self, now: datetime) -> Outcome | None:
+        """At a start, before any poll: what the last stop saved goes through the consumers."""
+        if self.journal is None:
+            return None
+        try:
+            readings = self.journal.load()
+        except JournalError as exc:
+            self.journal_error = str(exc)
+            log.error("journal: %s; its readings are not replayed", exc)
+            return None
+        if self.journal.skipped:
+            log.error(
+                "journal: %d unreadable line(s) in %s skipped",
+                self.journal.skipped,
+                self.journal.path,
+            )
+        if not readings:
+            self.journal_pending = self.journal.exists()
+            self._recovered()  # an empty (or unreadable) file: nothing to keep it for
+            return None
+        self.journal_pending = True
+        self.buffer.put_back(readings)
+        outcome = self.process([], now)
+        self.journal_replayed = len(readings)
+        if outcome.database_ok:
+            log.info(
+                "journal: %d readings saved at the last stop replayed (%d alert firing(s))",
+                len(readings),
+                len(outcome.firings),
+            )
+        else:
+            log.warning(
+                "journal: %d readings saved at the last stop wait for the database",
+                len(readings),
+            )
+        return outcome
 
     def tick(self, now: datetime) -> list[SessionChange]:
         """Between polls: end sessions whose devices went silent."""

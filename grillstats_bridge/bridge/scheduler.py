@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from grillstats_bridge.config import PollingConfig
+from grillstats_bridge.domain import Poll, Unit, convert_temperature
 from grillstats_bridge.thermoworks.errors import RetryPolicy, Wait
 
 # The first retry after a transient error waits about this long (then 2x, 4x... up to
@@ -116,3 +117,26 @@ class Scheduler:
         a.state = AccountState.BACKING_OFF
         a.next_poll = now + timedelta(seconds=wait.seconds)
         return wait
+
+
+class Activity:
+    """Whether a poll shows a cook going on: a probe is hot, or moving fast."""
+
+    def __init__(self) -> None:
+        self._last_f: dict[tuple[str, int], float] = {}  # (serial, channel) -> last value, in F
+
+    def active(self, poll: Poll, polling: PollingConfig) -> bool:
+        active = False
+        for device in poll.devices:
+            for probe in device.probes:
+                if not probe.connected or probe.value is None or not probe.unit.is_temperature:
+                    continue
+                key = (device.serial, probe.channel)
+                value_f = convert_temperature(probe.value, probe.unit, Unit.FAHRENHEIT)
+                previous = self._last_f.get(key)
+                self._last_f[key] = value_f
+                if value_f >= polling.hot_temperature or (
+                    previous is not None and abs(value_f - previous) >= polling.change_threshold
+                ):
+                    active = True
+        return active

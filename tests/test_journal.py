@@ -1,0 +1,148 @@
+"""Nothing is dropped at a stop: the outage buffer goes to the journal and comes back."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from grillstats_bridge.bridge.daemon import Bridge
+from grillstats_bridge.domain import Reading, Unit
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.journal import Journal, JournalError, journal_path
+from grillstats_bridge.store.models import AlertHistory, ReadingRow
+from tests.fixtures.bridge import MakeRig
+from tests.fixtures.mqtt import Subscriber, TcpProxy
+from tests.test_daemon import add_cook_alerts, count, events
+from tests.test_daemon_faults import pg_proxy, pg_proxy_rig, settle, unpublished
+
+__all__ = ["pg_proxy"]  # the fixture, used by name
+
+T0 = datetime(2026, 7, 4, 12, 0, tzinfo=UTC)
+
+
+def reading(n: int, value: float | None = 200.5) -> Reading:
+    return Reading(
+        serial="S-1",
+        channel=1 + n % 2,
+        time=T0.replace(minute=n),
+        value=value,
+        unit=Unit.FAHRENHEIT,
+    )
+
+
+def test_journal_round_trip_is_owner_only(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.jsonl")
+    assert journal.load() == [] and not journal.exists()
+    saved = [reading(n) for n in range(5)] + [reading(7, None)]
+    old = os.umask(0o022)
+    try:
+        journal.save(saved)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(journal.path.stat().st_mode) == 0o600
+    assert journal.load() == saved
+    journal.save(saved[:2])  # replaced whole, not appended
+    assert journal.load() == saved[:2]
+    journal.clear()
+    assert not journal.exists()
+
+
+def test_unreadable_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.save([reading(1), reading(2)])
+    with journal.path.open("a", encoding="utf-8") as fh:
+        fh.write('{"serial": "S-1", "channel": 1}\nnot json\n')
+    assert journal.load() == [reading(1), reading(2)]
+    assert journal.skipped == 2
+
+
+def test_a_journal_that_cannot_be_written_says_why(tmp_path: Path) -> None:
+    (tmp_path / "j.jsonl").mkdir()  # even root cannot replace a directory with a file
+    with pytest.raises(JournalError, match=r"cannot write .*j\.jsonl"):
+        Journal(tmp_path / "j.jsonl").save([reading(1)])
+
+
+# A SQLite file does not go away: the outage is a PostgreSQL server cut off behind a proxy.
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_stop_during_an_outage_loses_nothing(
+    make_rig: MakeRig,
+    pg_url: str,
+    pg_proxy: TcpProxy,
+    subscriber: Subscriber,
+    database: Database,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    rig, db = pg_proxy_rig(make_rig, pg_url, pg_proxy)
+    try:
+        add_cook_alerts(rig)
+        rig.run_for(30 * 60)
+        pg_proxy.cut()
+        rig.run_for(40 * 60)  # the pit alert's moment passes while the database is away
+        assert not rig.bridge.pipeline.database_ok
+        buffered = len(rig.bridge.buffer)
+        assert buffered > 100
+        polled = rig.bridge.stats.values
+        assert count(database, ReadingRow) < polled
+        assert count(database, AlertHistory) == 0
+
+        rig.bridge.shutdown()  # what SIGTERM does
+        assert rig.bridge.lost == 0
+        path = journal_path(rig.config.security)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert len(Journal(path).load()) == buffered
+        assert f"{buffered} buffered readings saved to {path}" in caplog.text
+
+        pg_proxy.restore()
+        subscriber.sync()
+        subscriber.clear()
+        rig.bridge = Bridge(rig.config, clock=rig.cloud.clock, database=db)
+        rig.bridge.start(threads=False)  # the replay runs here, before any poll
+        assert count(database, ReadingRow) == polled  # every reading polled is stored
+        assert count(database, AlertHistory) == 1  # and the firing they cause is there
+        assert f"journal: {buffered} readings saved at the last stop replayed (1 alert" in (
+            caplog.text
+        )
+        assert not path.exists()
+        assert rig.bridge.mqtt.wait_ready(10)
+        rig.bridge.step()
+        settle(rig)
+        subscriber.wait_for(lambda ms: len(events(subscriber, rig)) >= 1, what="the firing")
+        assert [e["name"] for e in events(subscriber, rig)] == ["Pit hot"]
+        assert unpublished(database) == 0
+        rig.bridge.shutdown()
+        rig.bridge = Bridge(rig.config, clock=rig.cloud.clock, database=db)
+        rig.bridge.start(threads=False)  # nothing replayed twice
+        assert count(database, AlertHistory) == 1
+    finally:
+        rig.bridge.shutdown()
+        db.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_journal_that_cannot_be_written_is_an_error_with_the_count(
+    make_rig: MakeRig,
+    pg_url: str,
+    pg_proxy: TcpProxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rig, db = pg_proxy_rig(make_rig, pg_url, pg_proxy)
+    try:
+        rig.run_for(10 * 60)
+        pg_proxy.cut()
+        rig.run_for(10 * 60)
+        buffered = len(rig.bridge.buffer)
+        assert buffered > 0
+        journal_path(rig.config.security).mkdir()
+        rig.bridge.shutdown()
+        assert rig.bridge.lost == buffered  # `run` exits 1 on this
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert any(m.startswith(f"{buffered} buffered readings lost: the journal ") for m in errors)
+    finally:
+        rig.bridge.shutdown()
+        db.dispose()
