@@ -54,6 +54,7 @@ from grillstats_bridge.config import Config
 from grillstats_bridge.domain import Poll
 from grillstats_bridge.ha.entities import TABLE, BridgeStatus
 from grillstats_bridge.ha.publisher import Publisher, naming_for
+from grillstats_bridge.mqtt.claim import InstanceClaim
 from grillstats_bridge.mqtt.client import MqttClient
 from grillstats_bridge.mqtt.messages import InboundMessage
 from grillstats_bridge.sessions.entities import EndedEvent, SessionMqtt, mark_ended_published
@@ -159,6 +160,14 @@ class Bridge:
             mark=self.alerts.mark_published,
         )
         self.on_command(self.alert_control.command_filter, self.alert_control.handle)
+        naming = naming_for(config.mqtt)
+        self.instance = InstanceClaim(
+            self.mqtt,
+            config.mqtt,
+            root=naming.root,
+            status_topic=naming.status_topic,
+            started=self.clock.now().isoformat(timespec="seconds"),
+        )
         self.mqtt.add_connect_hook(self._on_mqtt_connect)
         self.session_mqtt = SessionMqtt(
             database=self.database,
@@ -208,6 +217,7 @@ class Bridge:
     def start(self, *, threads: bool = True) -> None:
         """Check the database, connect the broker, start the workers (or not, for tests)."""
         revisions.require_head(self.database)
+        self.instance.check()  # before connecting: two bridges on one client id fight
         self._threaded = threads
         with self.database.transaction() as db:
             self.sessions.load(db, self.clock.now())
@@ -683,10 +693,10 @@ class Bridge:
             self.alert_control.refresh()  # targets and alert-active states, for HA
 
     def _on_mqtt_connect(self) -> list[Any]:
-        """After every (re)connect: waiting firings and session events go out again, in order."""
+        """After every (re)connect: our claim; waiting firings and session events, in order."""
         self.alert_outbox.on_connect()
         self.session_outbox.on_connect()
-        return []
+        return list(self.instance.messages())
 
     def _session_ended(self) -> None:
         """A session ended (a poll, housekeeping or a button): its event goes out now."""
