@@ -84,6 +84,7 @@ MAX_POLL_BACKLOG = 2 * MAX_POLLS_PER_TRANSACTION
 # waits, so its bounded inbound queue fills and drops instead of this one growing.
 MAX_PENDING_COMMANDS = 100
 COMMAND_WAIT_S = 1.0  # at most this long; then the command is dropped (the pipeline is stuck)
+STUCK_S = 120.0  # /health says the pipeline is failing when one job has run this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,12 +238,14 @@ class Bridge:
                 self._spawn(f"poll-{n}", self._poll_worker)
             self._spawn("pipeline", self._pipeline_worker)
         self._publish_bridge()
+        server = self.health_server
         log.info(
-            "bridge %s started: database %s, broker %s:%d, %d linked account(s)",
+            "bridge %s started: database %s, broker %s:%d, health %s, %d linked account(s)",
             __version__,
             safe_url(self.database.url),
             self.config.mqtt.host,
             self.config.mqtt.port,
+            server.url if server is not None else "off (http.enabled: false)",
             len(self.pollers),
         )
 
@@ -313,19 +316,11 @@ class Bridge:
             with self._lock:
                 self.scheduler.polling = config.polling
             applied.append("polling")
+        live = ("logging", "polling", "source")  # applied above; where it was read from
         needs_restart = [
-            name
-            for name in (
-                "database",
-                "security",
-                "thermoworks",
-                "mqtt",
-                "storage",
-                "http",
-                "alerts",
-                "sessions",
-            )
-            if getattr(config, name) != getattr(self.config, name)
+            f.name
+            for f in dataclasses.fields(config)
+            if f.name not in live and getattr(config, f.name) != getattr(self.config, f.name)
         ]
         self.config = dataclasses.replace(
             self.config, logging=config.logging, polling=config.polling
@@ -509,6 +504,7 @@ class Bridge:
         started = self.clock.now()
         if poller is None:
             return None
+        requests = poller.requests_made()
         try:
             poll = poller.poll()
         except CloudError as exc:
@@ -521,6 +517,8 @@ class Bridge:
             log.exception("poll of account %d failed unexpectedly", key)
             self._poll_failed(key, exc)
             return None
+        finally:
+            self.stats.note_requests(self.clock.now(), poller.requests_made() - requests)
         now = self.clock.now()
         with self._lock:
             if key in self.scheduler.accounts:
@@ -673,7 +671,7 @@ class Bridge:
         if outcome.firings:
             self.stats.firings += len(outcome.firings)
             for firing in outcome.firings:
-                text = _describe_firing(firing)
+                text = status.describe_firing(firing)
                 self.stats.recent_firings.append(text)
                 log.info("alert fired: %s", text)
             self.alert_outbox.dirty = True
@@ -751,6 +749,8 @@ class Bridge:
             database_ok=self.pipeline.database_ok,
             last_poll=self._last_success,
             cloud_errors=self.stats.cloud_errors,
+            cloud_requests_hour=self.stats.requests_last_hour(self.clock.now()),
+            rejected_readings=self.pipeline.rejected_readings,
         )
 
     def health_report(self) -> tuple[bool, dict[str, Any]]:
@@ -771,6 +771,9 @@ class Bridge:
             queued_jobs=self._work.qsize(),
             rejections=self.pipeline.rejections(),
             show_accounts=self.config.http.show_accounts,
+            last_progress=self.pipeline.last_progress,
+            stuck=self._stuck(limit=STUCK_S),
+            journal=self.pipeline.journal_info(),
         )
 
     # ------------------------------------------------------------------ helpers
@@ -789,11 +792,3 @@ class Bridge:
         if busy_since is not None and time.monotonic() - busy_since > limit:
             return f"the pipeline has been stuck in one job for {limit:.0f} s"
         return None
-
-
-def _describe_firing(firing: Firing) -> str:
-    what = firing.name or firing.kind
-    return (
-        f"{firing.time:%H:%M:%S} {what} {firing.serial} probe {firing.channel}: "
-        f"{firing.event} at {firing.value:.1f} {firing.unit.symbol}"
-    )

@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.exc import (
@@ -89,6 +90,17 @@ class Rejections:
     last_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class JournalInfo:
+    """The outage journal, for ``/health``."""
+
+    path: Path
+    error: str | None  # it could not be written or read
+    saved: int  # readings saved at this stop
+    replayed: int  # readings replayed at this start
+    pending: bool  # replayed readings still waiting for the database
+
+
 def transient(exc: BaseException) -> bool:
     """A failure that waiting can cure: the connection, a timeout, a lock or a conflict."""
     if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)):
@@ -114,6 +126,7 @@ class Pipeline:
         self.journal_error: str | None = None
         self.journal_saved = 0  # readings saved at this stop
         self.journal_replayed = 0  # readings replayed at this start
+        self.last_progress: datetime | None = None  # the last transaction that went through
         self.sessions = sessions
         self.alerts = alerts
         self.buffer = buffer
@@ -145,7 +158,7 @@ class Pipeline:
         else:
             if not self.database_ok:
                 log.warning("database reachable again: %d buffered readings written", len(replay))
-            self._recovered()
+            self._recovered(now)
         outcome.seconds = time.perf_counter() - started
         return outcome
 
@@ -211,7 +224,7 @@ class Pipeline:
                 continue
             outcome.add(part)
         else:
-            self._recovered()
+            self._recovered(now)
         outcome.seconds = time.perf_counter() - started
         return outcome
 
@@ -232,9 +245,10 @@ class Pipeline:
         )
         log.debug("refused by the database", exc_info=exc)
 
-    def _recovered(self) -> None:
+    def _recovered(self, now: datetime) -> None:
         """A transaction went through: nothing buffered is waiting for the database."""
         self.database_ok, self.last_error, self.failures = True, None, 0
+        self.last_progress = now
         if self.journal_pending and self.journal is not None and not len(self.buffer):
             self.journal_pending = False
             try:
@@ -265,6 +279,17 @@ class Pipeline:
         )
         return 0
 
+    def journal_info(self) -> JournalInfo | None:
+        if self.journal is None:
+            return None
+        return JournalInfo(
+            self.journal.path,
+            self.journal_error,
+            self.journal_saved,
+            self.journal_replayed,
+            self.journal_pending,
+        )
+
     def replay_journal(self, now: datetime) -> Outcome | None:
         """At a start, before any poll: what the last stop saved goes through the consumers."""
         if self.journal is None:
@@ -283,7 +308,7 @@ class Pipeline:
             )
         if not readings:
             self.journal_pending = self.journal.exists()
-            self._recovered()  # an empty (or unreadable) file: nothing to keep it for
+            self._recovered(now)  # an empty (or unreadable) file: nothing to keep it for
             return None
         self.journal_pending = True
         self.buffer.put_back(readings)

@@ -51,6 +51,7 @@ class AccountSchedule:
     last_success: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
+    retry_after: bool = False  # waiting because the cloud said how long (Retry-After)
 
 
 class Scheduler:
@@ -100,6 +101,7 @@ class Scheduler:
         a = self.accounts[key]
         a.running = False
         a.state, a.failures, a.active, a.last_success = AccountState.OK, 0, active, now
+        a.retry_after = False
         # Keep the cadence from the poll's start, but never closer than min_interval to now.
         nxt = started + timedelta(seconds=self.interval(active))
         a.next_poll = max(nxt, now + timedelta(seconds=self.polling.min_interval))
@@ -111,6 +113,7 @@ class Scheduler:
         a.failures += 1
         a.last_error, a.last_error_at = reason, now
         wait = self.policy.wait(error, a.failures, self._rng.random)
+        a.retry_after = getattr(error, "retry_after", None) is not None
         if wait.seconds is None:
             a.state = AccountState.PARKED
             return wait
