@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import signal
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from grillstats_bridge.bridge.daemon import Bridge
+from grillstats_bridge.config import Config
 from grillstats_bridge.domain import Reading, Unit
+from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.journal import Journal, JournalError, journal_path
 from grillstats_bridge.store.models import AlertHistory, ReadingRow
 from tests.fixtures.bridge import MakeRig
-from tests.fixtures.mqtt import Subscriber, TcpProxy
+from tests.fixtures.mqtt import Subscriber, TcpProxy, free_port
 from tests.test_daemon import add_cook_alerts, count, events
 from tests.test_daemon_faults import pg_proxy, pg_proxy_rig, settle, unpublished
+from tests.test_daemon_process import Daemon, daemons, get_json, linked, wait_until, write_config
 
-__all__ = ["pg_proxy"]  # the fixture, used by name
+__all__ = ["daemons", "linked", "pg_proxy"]  # fixtures, used by name
 
 T0 = datetime(2026, 7, 4, 12, 0, tzinfo=UTC)
 
@@ -146,3 +152,71 @@ def test_a_journal_that_cannot_be_written_is_an_error_with_the_count(
     finally:
         rig.bridge.shutdown()
         db.dispose()
+
+
+def proxied_daemon_config(
+    tmp_path: Path, linked: tuple[Config, CloudSimulator], pg_url: str, proxy: TcpProxy
+) -> tuple[Path, int]:
+    config, cloud = linked
+    url = sa.engine.make_url(pg_url).set(host=proxy.host, port=proxy.port)
+    port = free_port()
+    database = {"url": url.render_as_string(hide_password=False), "pool_timeout": 2}
+    return write_config(tmp_path / "config.yaml", config, cloud, port, database=database), port
+
+
+def buffer_during_an_outage(daemon: Daemon, port: int, proxy: TcpProxy) -> None:
+    health = f"http://127.0.0.1:{port}/health"
+    wait_until(lambda: get_json(health)[1].get("pipeline", {}).get("polls", 0) >= 1, "a poll")
+    proxy.cut()
+    wait_until(
+        lambda: get_json(health)[1].get("database", {}).get("buffered_readings", 0) > 0,
+        "readings buffered during the outage",
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_sigterm_during_an_outage_saves_them_and_the_next_start_replays_them(
+    tmp_path: Path,
+    linked: tuple[Config, CloudSimulator],
+    daemons: list[Daemon],
+    pg_url: str,
+    pg_proxy: TcpProxy,
+) -> None:
+    path, port = proxied_daemon_config(tmp_path, linked, pg_url, pg_proxy)
+    first = Daemon(path)
+    daemons.append(first)
+    buffer_during_an_outage(first, port, pg_proxy)
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(30) == 0
+    saved = re.search(r"(\d+) buffered readings saved to", first.wait_for_line("readings saved"))
+    assert saved is not None and int(saved.group(1)) > 0
+    journal = journal_path(linked[0].security)
+    assert len(Journal(journal).load()) == int(saved.group(1))
+
+    pg_proxy.restore()
+    second = Daemon(path)
+    daemons.append(second)
+    second.wait_for_line(f"journal: {saved.group(1)} readings saved at the last stop replayed")
+    wait_until(lambda: not journal.exists(), "the journal removed once stored")
+    assert "Traceback" not in "\n".join(first.lines + second.lines)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_run_exits_1_when_the_journal_cannot_be_written(
+    tmp_path: Path,
+    linked: tuple[Config, CloudSimulator],
+    daemons: list[Daemon],
+    pg_url: str,
+    pg_proxy: TcpProxy,
+) -> None:
+    path, port = proxied_daemon_config(tmp_path, linked, pg_url, pg_proxy)
+    daemon = Daemon(path)
+    daemons.append(daemon)
+    buffer_during_an_outage(daemon, port, pg_proxy)
+    journal_path(linked[0].security).mkdir()  # cannot be replaced by a file
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(30) == 1
+    line = daemon.wait_for_line("buffered readings lost: the journal")
+    assert re.search(r"ERROR .*\d+ buffered readings lost: the journal cannot write ", line), line
+    assert "Traceback" not in "\n".join(daemon.lines)
