@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import stat
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 
 from grillstats_bridge.bridge.daemon import Bridge
 from grillstats_bridge.config import Config
-from grillstats_bridge.domain import Reading, Unit
+from grillstats_bridge.domain import Poll, Reading, Unit
 from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.journal import Journal, JournalError, journal_path
@@ -220,3 +221,34 @@ def test_run_exits_1_when_the_journal_cannot_be_written(
     line = daemon.wait_for_line("buffered readings lost: the journal")
     assert re.search(r"ERROR .*\d+ buffered readings lost: the journal cannot write ", line), line
     assert "Traceback" not in "\n".join(daemon.lines)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_stop_while_a_write_hangs_keeps_what_that_write_holds(
+    make_rig: MakeRig, pg_url: str, pg_proxy: TcpProxy, database: Database
+) -> None:
+    """A database host that stops answering (no refusal, no reset): the transaction that
+    took the buffer hangs when the stop comes, so the buffer alone would be empty."""
+    rig, db = pg_proxy_rig(make_rig, pg_url, pg_proxy)
+    pipeline = rig.bridge.pipeline
+    try:
+        rig.run_for(10 * 60)
+        buffered = [reading(n) for n in range(3)]
+        pipeline.buffer.extend(buffered)
+        polled = Poll(
+            user_id=rig.user_id, polled_at=rig.now, devices=(), readings=(reading(9),), malformed=1
+        )
+        pg_proxy.hold_replies()
+        writer = threading.Thread(target=pipeline.process, args=([polled], rig.now), daemon=True)
+        writer.start()
+        while pipeline.buffer and writer.is_alive():  # until the transaction took the buffer
+            writer.join(0.01)
+        assert len(pipeline.buffer) == 0 and writer.is_alive()
+        queued = [reading(10)]
+        assert pipeline.persist(queued, in_flight=True) == 0
+        saved = Journal(journal_path(rig.config.security)).load()
+        assert saved == [*buffered, reading(9), *queued]
+    finally:
+        pg_proxy.restore()
+        rig.bridge.shutdown()
+        db.dispose()

@@ -60,11 +60,10 @@ from grillstats_bridge.mqtt.messages import InboundMessage
 from grillstats_bridge.sessions.entities import EndedEvent, SessionMqtt, mark_ended_published
 from grillstats_bridge.sessions.model import ChangeKind
 from grillstats_bridge.sessions.service import SessionService
-from grillstats_bridge.store import revisions
+from grillstats_bridge.store import revisions, users
 from grillstats_bridge.store.accounts import CredentialState, link_states
 from grillstats_bridge.store.db import Database, safe_url
 from grillstats_bridge.store.journal import Journal, journal_path
-from grillstats_bridge.store.models import User
 from grillstats_bridge.store.publications import PublicationStore
 from grillstats_bridge.store.readings import ReadingBuffer, prune_readings, retention_cutoff
 from grillstats_bridge.store.secrets import SecretBox
@@ -85,6 +84,7 @@ MAX_POLL_BACKLOG = 2 * MAX_POLLS_PER_TRANSACTION
 MAX_PENDING_COMMANDS = 100
 COMMAND_WAIT_S = 1.0  # at most this long; then the command is dropped (the pipeline is stuck)
 STUCK_S = 120.0  # /health says the pipeline is failing when one job has run this long
+PIPELINE_GRACE_S = 12.0  # at a stop, beyond the timeout: a PostgreSQL connect takes 10 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,11 +288,14 @@ class Bridge:
         for _ in range(self.config.polling.workers):
             self._jobs.put(None)
         self._work.put(None)
-        for thread in self._threads:
-            thread.join(max(0.1, deadline - time.monotonic()))
+        for thread in self._threads:  # a database write in flight gets longer to finish
+            grace = PIPELINE_GRACE_S if thread.name == "pipeline" else 0.0
+            thread.join(max(0.1, deadline + grace - time.monotonic()))
         if not self._threaded:
             self._drain_work()
-        self.lost = self.pipeline.persist()  # what waits for the database: to the journal
+        stuck = any(t.name == "pipeline" and t.is_alive() for t in self._threads)
+        queued = [r for w in self._take_all() if isinstance(w, PollJob) for r in w.poll.readings]
+        self.lost = self.pipeline.persist(queued, in_flight=stuck)  # to the journal
         self.publisher.save_records()  # the pipeline thread has stopped: this is the last save
         self.publisher.close()
         self.mqtt.stop(timeout=max(1.0, deadline - time.monotonic()))
@@ -419,7 +422,7 @@ class Bridge:
         """Add newly linked accounts, drop unlinked ones, unpark relinked ones."""
         try:
             states = link_states(self.database)
-            labels = self._labels(list(states))
+            labels = users.labels(self.database, list(states))
         except SQLAlchemyError as exc:
             log.debug("accounts not refreshed: %s", type(exc).__name__)
             return
@@ -456,15 +459,6 @@ class Bridge:
                 self.scheduler.remove(user_id)
                 self.accounts.pop(user_id, None)
                 self.publisher.forget_account(user_id)
-
-    def _labels(self, user_ids: list[int]) -> dict[int, str]:
-        if not user_ids:
-            return {}
-        with self.database.session() as db:
-            rows = db.execute(
-                sa.select(User.id, User.name, User.email).where(User.id.in_(user_ids))
-            )
-            return {uid: name or email for uid, name, email in rows}
 
     # ------------------------------------------------------------------ polling (workers)
 
@@ -598,6 +592,13 @@ class Bridge:
             return self._work.get(block=block)
         except queue.Empty:
             return _MISSING
+
+    def _take_all(self) -> list[Work]:
+        """What the pipeline thread has not taken (it is stuck); nothing when it has stopped."""
+        work: list[Work] = []
+        while not isinstance(item := self._take(block=False), _Missing):
+            work.append(item)
+        return work
 
     def _drain_work(self) -> None:
         while True:

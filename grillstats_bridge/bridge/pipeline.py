@@ -127,6 +127,7 @@ class Pipeline:
         self.journal_saved = 0  # readings saved at this stop
         self.journal_replayed = 0  # readings replayed at this start
         self.last_progress: datetime | None = None  # the last transaction that went through
+        self._in_flight: list[Reading] = []  # taken from the buffer by a transaction running
         self.sessions = sessions
         self.alerts = alerts
         self.buffer = buffer
@@ -141,9 +142,16 @@ class Pipeline:
 
     def process(self, polls: Sequence[Poll], now: datetime) -> Outcome:
         """Store polls (after anything buffered); never raises for a database outage."""
+        try:
+            return self._process(polls, now)
+        finally:
+            self._in_flight = []
+
+    def _process(self, polls: Sequence[Poll], now: datetime) -> Outcome:
         outcome = Outcome(polls=polls)
         started = time.perf_counter()
         replay = self.buffer.take()
+        self._in_flight = [*replay, *(r for poll in polls for r in poll.readings)]
         try:
             with self.database.transaction() as db:
                 self._consume(db, polls, replay, now, outcome)
@@ -256,9 +264,15 @@ class Pipeline:
             except JournalError as exc:  # replayed again at the next start: harmless
                 log.warning("journal: %s; its readings are stored", exc)
 
-    def persist(self) -> int:
-        """At a stop: the buffer goes to the journal; returns the readings lost (0 if none)."""
-        readings = self.buffer.take()
+    def persist(self, queued: Sequence[Reading] = (), *, in_flight: bool = False) -> int:
+        """At a stop: the buffer goes to the journal; returns the readings lost (0 if none).
+
+        With ``in_flight`` (a transaction still waits for the database at the stop: it
+        took the buffer) its readings go too, ahead of the buffer, and ``queued`` (polls
+        it never took) after it. Should that transaction still commit before the process
+        ends, the replay writes its readings once more: the readings table ignores them.
+        """
+        readings = [*(self._in_flight if in_flight else ()), *self.buffer.take(), *queued]
         if not readings:
             return 0
         if self.journal is None:
