@@ -65,7 +65,7 @@ def unit_settings(path: Path) -> dict[str, list[str]]:
 
 @pytest.fixture
 def scratch(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
-    """A copy of the source tree, an empty root with the host's account files, the env."""
+    """A copy of the source tree, an empty root with a fresh system's account files, the env."""
     tree = tmp_path / "src"
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -79,9 +79,14 @@ def scratch(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
             shutil.copy2(REPO / name, tree / name)
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
-    for name in ("passwd", "group", "shadow", "gshadow"):
-        if Path("/etc", name).exists():
-            shutil.copy2(Path("/etc", name), root / "etc" / name)
+    accounts = {  # a fresh system's, for useradd --prefix (not the host's: no hashes copied)
+        "passwd": "root:x:0:0:root:/root:/bin/sh\n",
+        "group": "root:x:0:\n",
+        "shadow": "root:*:20000:0:99999:7:::\n",
+        "gshadow": "root:*::\n",
+    }
+    for name, text in accounts.items():
+        (root / "etc" / name).write_text(text)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     runuser = bin_dir / "runuser"
