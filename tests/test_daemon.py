@@ -223,7 +223,10 @@ def test_dead_credentials_park_the_account_until_it_is_linked_again(make_rig: Ma
     assert healthy  # the bridge works; one account needs its owner
     assert report["status"] == "degraded" and report["accounts"][0]["credentials"] == "needs_reauth"
     assert report["accounts"][0]["next_poll"] is None
+    assert report["accounts"][0]["health"] == "failing"
+    assert "credentials refused" in report["accounts"][0]["reason"]
     assert rig.bridge.bridge_status().accounts[0].reauth_needed
+    assert rig.bridge.bridge_status().accounts_failing == 1
 
     link_account(
         rig.database, rig.config, USER, PITMASTER_PASSWORD, tw_email=PITMASTER, clock=rig.cloud.now

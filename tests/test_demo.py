@@ -11,8 +11,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from grillstats_bridge.cli.demo import DEMO_BASE_TOPIC, demo_instance_id
 from grillstats_bridge.config import MqttConfig
-from tests.fixtures.mqtt import Subscriber, free_port
+from tests.fixtures.mqtt import Subscriber, free_port, retained
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,9 +63,20 @@ def test_demo_runs_the_whole_bridge_and_stops_cleanly(
     assert code == 0, out
     assert "demo: simulator 'brisket'" in out and "demo stopped cleanly" in out
     assert "Traceback" not in out
-    # It published the simulated devices, and left its data where it said.
+    # It published the simulated devices under its own instance id and base topic, never
+    # the installation's (the environment names those), and cleared them when it stopped.
     subscriber.sync()
-    assert any(m.topic.endswith("/config") for m in subscriber.snapshot())
+    demo_id = demo_instance_id((tmp_path / "grillstats-demo").resolve())
+    prefix = mqtt_config.discovery_prefix
+    configs = {m.topic for m in subscriber.snapshot() if m.topic.endswith("/config") and m.payload}
+    assert configs and all(t.split("/")[2] == demo_id for t in configs)
+    assert not [
+        m for m in subscriber.snapshot() if m.topic.startswith(f"{mqtt_config.base_topic}/")
+    ]
+    assert "demo: cleared the " in out
+    host, port = mqtt_config.host, mqtt_config.port
+    assert retained(host, port, f"{prefix}/#") == {}
+    assert retained(host, port, f"{DEMO_BASE_TOPIC}/{demo_id}/#") == {}
     db = tmp_path / "grillstats-demo" / "demo.db"
     engine = sa.create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:

@@ -20,13 +20,14 @@ import yaml
 from grillstats_bridge.accounts.service import link_account
 from grillstats_bridge.alerts.rules import add_alert
 from grillstats_bridge.alerts.service import AlertService
-from grillstats_bridge.bridge.pipeline import OwnedReading, Pipeline
+from grillstats_bridge.bridge.pipeline import Pipeline
 from grillstats_bridge.cli import main
 from grillstats_bridge.config import AlertsConfig, Config, SessionsConfig
 from grillstats_bridge.domain import Device, Poll, Probe, Reading, Unit
 from grillstats_bridge.sessions.service import SessionService
 from grillstats_bridge.store.accounts import unlink_account
 from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.journal import OwnedReading
 from grillstats_bridge.store.models import (
     AlertHistory,
     GrillingSession,

@@ -45,25 +45,26 @@ from grillstats_bridge.bridge import status
 from grillstats_bridge.bridge.health import HealthServer
 from grillstats_bridge.bridge.outbox import Outbox
 from grillstats_bridge.bridge.owners import Owners
-from grillstats_bridge.bridge.pipeline import Outcome, OwnedReading, Pipeline, describe
+from grillstats_bridge.bridge.pipeline import Outcome, Pipeline, describe
 from grillstats_bridge.bridge.poller import AccountPoller
-from grillstats_bridge.bridge.scheduler import AccountState, Scheduler
+from grillstats_bridge.bridge.scheduler import AccountState, Activity, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.bridge.status import AccountInfo, Stats
 from grillstats_bridge.clock import Clock, RealClock
 from grillstats_bridge.config import Config
-from grillstats_bridge.domain import Poll, Unit, convert_temperature
+from grillstats_bridge.domain import Poll
 from grillstats_bridge.ha.entities import TABLE, BridgeStatus
 from grillstats_bridge.ha.publisher import Publisher, naming_for
+from grillstats_bridge.mqtt.claim import InstanceClaim
 from grillstats_bridge.mqtt.client import MqttClient
 from grillstats_bridge.mqtt.messages import InboundMessage
 from grillstats_bridge.sessions.entities import EndedEvent, SessionMqtt, mark_ended_published
 from grillstats_bridge.sessions.model import ChangeKind
 from grillstats_bridge.sessions.service import SessionService
-from grillstats_bridge.store import revisions
+from grillstats_bridge.store import revisions, users
 from grillstats_bridge.store.accounts import CredentialState, link_states
 from grillstats_bridge.store.db import Database, safe_url
-from grillstats_bridge.store.models import User
+from grillstats_bridge.store.journal import Journal, OwnedReading, journal_path
 from grillstats_bridge.store.publications import PublicationStore
 from grillstats_bridge.store.readings import ReadingBuffer, prune_readings, retention_cutoff
 from grillstats_bridge.store.secrets import SecretBox
@@ -83,6 +84,8 @@ MAX_POLL_BACKLOG = 2 * MAX_POLLS_PER_TRANSACTION
 # waits, so its bounded inbound queue fills and drops instead of this one growing.
 MAX_PENDING_COMMANDS = 100
 COMMAND_WAIT_S = 1.0  # at most this long; then the command is dropped (the pipeline is stuck)
+STUCK_S = 120.0  # /health says the pipeline is failing when one job has run this long
+PIPELINE_GRACE_S = 12.0  # at a stop, beyond the timeout: a PostgreSQL connect takes 10 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +132,11 @@ class Bridge:
         self.sessions = SessionService(config.sessions)
         self.alerts = AlertService(config.alerts)
         self.pipeline = Pipeline(
-            self.database, sessions=self.sessions, alerts=self.alerts, buffer=self.buffer
+            self.database,
+            sessions=self.sessions,
+            alerts=self.alerts,
+            buffer=self.buffer,
+            journal=Journal(journal_path(config.security)),
         )
         self.mqtt = MqttClient(
             config.mqtt,
@@ -156,6 +163,14 @@ class Bridge:
             mark=self.alerts.mark_published,
         )
         self.on_command(self.alert_control.command_filter, self.alert_control.handle)
+        naming = naming_for(config.mqtt)
+        self.instance = InstanceClaim(
+            self.mqtt,
+            config.mqtt,
+            root=naming.root,
+            status_topic=naming.status_topic,
+            started=self.clock.now().isoformat(timespec="seconds"),
+        )
         self.mqtt.add_connect_hook(self._on_mqtt_connect)
         self.session_mqtt = SessionMqtt(
             database=self.database,
@@ -189,7 +204,7 @@ class Bridge:
         self._threads: list[threading.Thread] = []
         self._threaded = False
         self._active: dict[int, bool] = {}
-        self._last_values: dict[tuple[str, int], float] = {}
+        self._activity = Activity()
         self._next_accounts_refresh = self.clock.now()
         self._next_housekeeping = self.clock.now()
         self._next_prune = self.clock.now()
@@ -198,6 +213,7 @@ class Bridge:
         self.owners = Owners()  # a poll publishes only the devices its account owns
         self._manual_clock = getattr(self.clock, "speed", 1.0) == 0
         self._busy_since: float | None = None  # monotonic start of the pipeline's current job
+        self.lost = 0  # buffered readings the stop could not keep (run exits non-zero)
         self.stopped = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -205,6 +221,7 @@ class Bridge:
     def start(self, *, threads: bool = True) -> None:
         """Check the database, connect the broker, start the workers (or not, for tests)."""
         revisions.require_head(self.database)
+        self.instance.check()  # before connecting: two bridges on one client id fight
         self._threaded = threads
         with self.database.transaction() as db:
             self.sessions.load(db, self.clock.now())
@@ -212,6 +229,9 @@ class Bridge:
         self.session_mqtt.changed([])  # the sessions that run on: their state from the start
         self._refresh_accounts(self.clock.now())
         self.mqtt.start()
+        replay = self.pipeline.replay_journal(self.clock.now())  # before any new poll
+        if replay is not None:
+            self._after_commit(replay)
         if self.config.http.enabled:
             self.health_server = HealthServer(
                 self.config.http.host, self.config.http.port, self.health_report
@@ -222,12 +242,14 @@ class Bridge:
                 self._spawn(f"poll-{n}", self._poll_worker)
             self._spawn("pipeline", self._pipeline_worker)
         self._publish_bridge()
+        server = self.health_server
         log.info(
-            "bridge %s started: database %s, broker %s:%d, %d linked account(s)",
+            "bridge %s started: database %s, broker %s:%d, health %s, %d linked account(s)",
             __version__,
             safe_url(self.database.url),
             self.config.mqtt.host,
             self.config.mqtt.port,
+            server.url if server is not None else "off (http.enabled: false)",
             len(self.pollers),
         )
 
@@ -270,10 +292,19 @@ class Bridge:
         for _ in range(self.config.polling.workers):
             self._jobs.put(None)
         self._work.put(None)
-        for thread in self._threads:
-            thread.join(max(0.1, deadline - time.monotonic()))
+        for thread in self._threads:  # a database write in flight gets longer to finish
+            grace = PIPELINE_GRACE_S if thread.name == "pipeline" else 0.0
+            thread.join(max(0.1, deadline + grace - time.monotonic()))
         if not self._threaded:
             self._drain_work()
+        stuck = any(t.name == "pipeline" and t.is_alive() for t in self._threads)
+        queued = [
+            (w.poll.user_id, r)
+            for w in self._take_all()
+            if isinstance(w, PollJob)
+            for r in w.poll.readings
+        ]
+        self.lost = self.pipeline.persist(queued, in_flight=stuck)  # to the journal
         self.publisher.save_records()  # the pipeline thread has stopped: this is the last save
         self.publisher.close()
         self.mqtt.stop(timeout=max(1.0, deadline - time.monotonic()))
@@ -297,19 +328,11 @@ class Bridge:
             with self._lock:
                 self.scheduler.polling = config.polling
             applied.append("polling")
+        live = ("logging", "polling", "source")  # applied above; where it was read from
         needs_restart = [
-            name
-            for name in (
-                "database",
-                "security",
-                "thermoworks",
-                "mqtt",
-                "storage",
-                "http",
-                "alerts",
-                "sessions",
-            )
-            if getattr(config, name) != getattr(self.config, name)
+            f.name
+            for f in dataclasses.fields(config)
+            if f.name not in live and getattr(config, f.name) != getattr(self.config, f.name)
         ]
         self.config = dataclasses.replace(
             self.config, logging=config.logging, polling=config.polling
@@ -408,7 +431,7 @@ class Bridge:
         """Add newly linked accounts, drop unlinked ones, unpark relinked ones."""
         try:
             states = link_states(self.database)
-            labels = self._labels(list(states))
+            labels = users.labels(self.database, list(states))
         except SQLAlchemyError as exc:
             log.debug("accounts not refreshed: %s", type(exc).__name__)
             return
@@ -446,15 +469,6 @@ class Bridge:
                 self.accounts.pop(user_id, None)
                 self.publisher.forget_account(user_id)
                 self.pipeline.forget_account(user_id)
-
-    def _labels(self, user_ids: list[int]) -> dict[int, str]:
-        if not user_ids:
-            return {}
-        with self.database.session() as db:
-            rows = db.execute(
-                sa.select(User.id, User.name, User.email).where(User.id.in_(user_ids))
-            )
-            return {uid: name or email for uid, name, email in rows}
 
     # ------------------------------------------------------------------ polling (workers)
 
@@ -495,6 +509,7 @@ class Bridge:
         started = self.clock.now()
         if poller is None:
             return None
+        requests = poller.requests_made()
         try:
             poll = poller.poll()
         except CloudError as exc:
@@ -507,6 +522,8 @@ class Bridge:
             log.exception("poll of account %d failed unexpectedly", key)
             self._poll_failed(key, exc)
             return None
+        finally:
+            self.stats.note_requests(self.clock.now(), poller.requests_made() - requests)
         now = self.clock.now()
         with self._lock:
             if key in self.scheduler.accounts:
@@ -587,6 +604,13 @@ class Bridge:
         except queue.Empty:
             return _MISSING
 
+    def _take_all(self) -> list[Work]:
+        """What the pipeline thread has not taken (it is stuck); nothing when it has stopped."""
+        work: list[Work] = []
+        while not isinstance(item := self._take(block=False), _Missing):
+            work.append(item)
+        return work
+
     def _drain_work(self) -> None:
         while True:
             work = self._take(block=False)
@@ -628,7 +652,8 @@ class Bridge:
             self.stats.readings += len(poll.readings)
             self.stats.values += sum(r.value is not None for r in poll.readings)
             cooking = any(d.serial in active_serials for d in poll.devices)
-            self._note_activity(poll, cooking or self._is_active(poll), now)
+            active = cooking or self._activity.active(poll, self.config.polling)
+            self._note_activity(poll, active, now)
         self._after_commit(outcome)
         self._publish_bridge()
         self.publisher.save_records()
@@ -677,28 +702,11 @@ class Bridge:
         if outcome.database_ok:
             self.alert_control.refresh()  # targets and alert-active states, for HA
 
-    def _is_active(self, poll: Poll) -> bool:
-        """A cook is going on: a probe is hot, or moving fast."""
-        hot_f = self.config.polling.hot_temperature
-        step_f = self.config.polling.change_threshold
-        active = False
-        for device in poll.devices:
-            for probe in device.probes:
-                if not probe.connected or probe.value is None or not probe.unit.is_temperature:
-                    continue
-                key = (device.serial, probe.channel)
-                value_f = convert_temperature(probe.value, probe.unit, Unit.FAHRENHEIT)
-                previous = self._last_values.get(key)
-                self._last_values[key] = value_f
-                if value_f >= hot_f or (previous is not None and abs(value_f - previous) >= step_f):
-                    active = True
-        return active
-
     def _on_mqtt_connect(self) -> list[Any]:
-        """After every (re)connect: waiting firings and session events go out again, in order."""
+        """After every (re)connect: our claim; waiting firings and session events, in order."""
         self.alert_outbox.on_connect()
         self.session_outbox.on_connect()
-        return []
+        return list(self.instance.messages())
 
     def _session_ended(self) -> None:
         """A session ended (a poll, housekeeping or a button): its event goes out now."""
@@ -753,6 +761,8 @@ class Bridge:
             database_ok=self.pipeline.database_ok,
             last_poll=self._last_success,
             cloud_errors=self.stats.cloud_errors,
+            cloud_requests_hour=self.stats.requests_last_hour(self.clock.now()),
+            rejected_readings=self.pipeline.rejected_readings,
         )
 
     def health_report(self) -> tuple[bool, dict[str, Any]]:
@@ -773,6 +783,9 @@ class Bridge:
             queued_jobs=self._work.qsize(),
             rejections=self.pipeline.rejections(),
             show_accounts=self.config.http.show_accounts,
+            last_progress=self.pipeline.last_progress,
+            stuck=self._stuck(limit=STUCK_S),
+            journal=self.pipeline.journal_info(),
         )
 
     # ------------------------------------------------------------------ helpers

@@ -21,7 +21,9 @@ conflict) is an outage. Anything else - a row the database rejects (a data or
 integrity error), or a bug - is permanent: the batch is tried again poll by poll,
 the polls that still fail are rejected (one error line each, counted in
 ``rejected_polls`` / ``rejected_readings`` for ``/health``, which turns
-"degraded"), and the rest is stored. Adding a consumer is a line in
+"degraded"), and the rest is stored. At a stop the buffer goes to the outage journal
+(:mod:`store.journal`), and the next start replays it through the same consumers
+before any new poll (:meth:`Pipeline.replay_journal`). Adding a consumer is a line in
 :meth:`Pipeline._consume` and a field in :class:`Outcome`.
 """
 
@@ -33,6 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.exc import (
@@ -51,13 +54,13 @@ from grillstats_bridge.sessions.model import SessionChange
 from grillstats_bridge.sessions.service import SessionService
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.devices import DeviceSync, SyncItem, SyncResult
+from grillstats_bridge.store.journal import Journal, JournalError, OwnedReading
 from grillstats_bridge.store.models import Device
 from grillstats_bridge.store.readings import ReadingBuffer, write_readings
 
 log = logging.getLogger(__name__)
 
 # A buffered reading with the account whose poll brought it.
-OwnedReading = tuple[int, Reading]
 
 
 @dataclass
@@ -99,6 +102,17 @@ class Rejections:
     claimed: int = 0  # devices polled by an account while another user owns them
 
 
+@dataclass(frozen=True, slots=True)
+class JournalInfo:
+    """The outage journal, for ``/health``."""
+
+    path: Path
+    error: str | None  # it could not be written or read
+    saved: int  # readings saved at this stop
+    replayed: int  # readings replayed at this start
+    pending: bool  # replayed readings still waiting for the database
+
+
 def transient(exc: BaseException) -> bool:
     """A failure that waiting can cure: the connection, a timeout, a lock or a conflict."""
     if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)):
@@ -116,8 +130,16 @@ class Pipeline:
         sessions: SessionService,
         alerts: AlertService,
         buffer: ReadingBuffer[OwnedReading],
+        journal: Journal | None = None,
     ) -> None:
         self.database = database
+        self.journal = journal
+        self.journal_pending = False  # replayed into the buffer, not yet written
+        self.journal_error: str | None = None
+        self.journal_saved = 0  # readings saved at this stop
+        self.journal_replayed = 0  # readings replayed at this start
+        self.last_progress: datetime | None = None  # the last transaction that went through
+        self._in_flight: list[OwnedReading] = []  # taken from the buffer by a transaction running
         self.sessions = sessions
         self.alerts = alerts
         self.buffer = buffer
@@ -135,9 +157,16 @@ class Pipeline:
 
     def process(self, polls: Sequence[Poll], now: datetime) -> Outcome:
         """Store polls (after anything buffered); never raises for a database outage."""
+        try:
+            return self._process(polls, now)
+        finally:
+            self._in_flight = []
+
+    def _process(self, polls: Sequence[Poll], now: datetime) -> Outcome:
         outcome = Outcome(polls=polls)
         started = time.perf_counter()
         replay = self.buffer.take()
+        self._in_flight = [*replay, *((p.user_id, r) for p in polls for r in p.readings)]
         try:
             with self.database.transaction() as db:
                 self._consume(db, polls, replay, now, outcome)
@@ -153,7 +182,7 @@ class Pipeline:
         else:
             if not self.database_ok:
                 log.warning("database reachable again: %d buffered readings written", len(replay))
-            self.database_ok, self.last_error, self.failures = True, None, 0
+            self._recovered(now)
             self._note_claims(outcome.syncs)
         outcome.seconds = time.perf_counter() - started
         return outcome
@@ -261,7 +290,7 @@ class Pipeline:
             outcome.add(part)
             self._note_claims(part.syncs)
         else:
-            self.database_ok, self.last_error, self.failures = True, None, 0
+            self._recovered(now)
         outcome.seconds = time.perf_counter() - started
         return outcome
 
@@ -285,6 +314,94 @@ class Pipeline:
             readings,
         )
         log.debug("refused by the database", exc_info=exc)
+
+    def _recovered(self, now: datetime) -> None:
+        """A transaction went through: nothing buffered is waiting for the database."""
+        self.database_ok, self.last_error, self.failures = True, None, 0
+        self.last_progress = now
+        if self.journal_pending and self.journal is not None and not len(self.buffer):
+            self.journal_pending = False
+            try:
+                self.journal.clear()
+            except JournalError as exc:  # replayed again at the next start: harmless
+                log.warning("journal: %s; its readings are stored", exc)
+
+    def persist(self, queued: Sequence[OwnedReading] = (), *, in_flight: bool = False) -> int:
+        """At a stop: the buffer goes to the journal; returns the readings lost (0 if none).
+
+        With ``in_flight`` (a transaction still waits for the database at the stop: it
+        took the buffer) its readings go too, ahead of the buffer, and ``queued`` (polls
+        it never took) after it. Should that transaction still commit before the process
+        ends, the replay writes its readings once more: the readings table ignores them.
+        """
+        readings = [*(self._in_flight if in_flight else ()), *self.buffer.take(), *queued]
+        if not readings:
+            return 0
+        if self.journal is None:
+            log.error("%d buffered readings lost: no journal to keep them in", len(readings))
+            return len(readings)
+        try:
+            self.journal.save(readings)
+        except JournalError as exc:
+            self.journal_error = str(exc)
+            log.error("%d buffered readings lost: the journal %s", len(readings), exc)
+            return len(readings)
+        self.journal_saved = len(readings)
+        log.warning(
+            "database unreachable at the stop: %d buffered readings saved to %s, "
+            "written at the next start",
+            len(readings),
+            self.journal.path,
+        )
+        return 0
+
+    def journal_info(self) -> JournalInfo | None:
+        if self.journal is None:
+            return None
+        return JournalInfo(
+            self.journal.path,
+            self.journal_error,
+            self.journal_saved,
+            self.journal_replayed,
+            self.journal_pending,
+        )
+
+    def replay_journal(self, now: datetime) -> Outcome | None:
+        """At a start, before any poll: what the last stop saved goes through the consumers."""
+        if self.journal is None:
+            return None
+        try:
+            readings = self.journal.load()
+        except JournalError as exc:
+            self.journal_error = str(exc)
+            log.error("journal: %s; its readings are not replayed", exc)
+            return None
+        if self.journal.skipped:
+            log.error(
+                "journal: %d unreadable line(s) in %s skipped",
+                self.journal.skipped,
+                self.journal.path,
+            )
+        if not readings:
+            self.journal_pending = self.journal.exists()
+            self._recovered(now)  # an empty (or unreadable) file: nothing to keep it for
+            return None
+        self.journal_pending = True
+        self.buffer.put_back(readings)
+        outcome = self.process([], now)
+        self.journal_replayed = len(readings)
+        if outcome.database_ok:
+            log.info(
+                "journal: %d readings saved at the last stop replayed (%d alert firing(s))",
+                len(readings),
+                len(outcome.firings),
+            )
+        else:
+            log.warning(
+                "journal: %d readings saved at the last stop wait for the database",
+                len(readings),
+            )
+        return outcome
 
     def tick(self, now: datetime) -> list[SessionChange]:
         """Between polls: end sessions whose devices went silent."""

@@ -78,6 +78,7 @@ class AccountPoller:
         self._http = session
         self._box = box or SecretBox.from_config(config.security, database=database)
         self._client: ThermoworksClient | None = None
+        self._retired_requests = 0  # requests of clients closed since
         self._linked_token: str | None = None  # the encrypted refresh token the client came from
         self._unsaved_tokens: Tokens | None = None  # refreshed while the database was away
         self._link_noted: LinkState | None = None  # the daemon's last look at the link's row
@@ -94,8 +95,13 @@ class AccountPoller:
     def client(self) -> ThermoworksClient | None:
         return self._client
 
+    def requests_made(self) -> int:
+        """Cloud requests of this account since the bridge started (every client's)."""
+        return self._retired_requests + (self._client.requests_made if self._client else 0)
+
     def close(self) -> None:
         if self._client is not None:
+            self._retired_requests += self._client.requests_made
             self._client.close()
             self._client = None
 

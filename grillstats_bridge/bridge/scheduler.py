@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from grillstats_bridge.config import PollingConfig
+from grillstats_bridge.domain import Poll, Unit, convert_temperature
 from grillstats_bridge.thermoworks.errors import RetryPolicy, Wait
 
 # The first retry after a transient error waits about this long (then 2x, 4x... up to
@@ -50,6 +51,7 @@ class AccountSchedule:
     last_success: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
+    retry_after: bool = False  # waiting because the cloud said how long (Retry-After)
 
 
 class Scheduler:
@@ -99,6 +101,7 @@ class Scheduler:
         a = self.accounts[key]
         a.running = False
         a.state, a.failures, a.active, a.last_success = AccountState.OK, 0, active, now
+        a.retry_after = False
         # Keep the cadence from the poll's start, but never closer than min_interval to now.
         nxt = started + timedelta(seconds=self.interval(active))
         a.next_poll = max(nxt, now + timedelta(seconds=self.polling.min_interval))
@@ -110,9 +113,33 @@ class Scheduler:
         a.failures += 1
         a.last_error, a.last_error_at = reason, now
         wait = self.policy.wait(error, a.failures, self._rng.random)
+        a.retry_after = getattr(error, "retry_after", None) is not None
         if wait.seconds is None:
             a.state = AccountState.PARKED
             return wait
         a.state = AccountState.BACKING_OFF
         a.next_poll = now + timedelta(seconds=wait.seconds)
         return wait
+
+
+class Activity:
+    """Whether a poll shows a cook going on: a probe is hot, or moving fast."""
+
+    def __init__(self) -> None:
+        self._last_f: dict[tuple[str, int], float] = {}  # (serial, channel) -> last value, in F
+
+    def active(self, poll: Poll, polling: PollingConfig) -> bool:
+        active = False
+        for device in poll.devices:
+            for probe in device.probes:
+                if not probe.connected or probe.value is None or not probe.unit.is_temperature:
+                    continue
+                key = (device.serial, probe.channel)
+                value_f = convert_temperature(probe.value, probe.unit, Unit.FAHRENHEIT)
+                previous = self._last_f.get(key)
+                self._last_f[key] = value_f
+                if value_f >= polling.hot_temperature or (
+                    previous is not None and abs(value_f - previous) >= polling.change_threshold
+                ):
+                    active = True
+        return active

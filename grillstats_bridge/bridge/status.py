@@ -2,6 +2,9 @@
 
 Built from snapshots the daemon takes under its lock, so nothing here touches a thread's
 state; it must never include a secret (the database URL is shown with its password hidden).
+Each part of ``/health`` (database, mqtt, every account, pipeline, journal) says its
+``health`` - "ok", "degraded" (working, with trouble) or "failing" (not working) - and
+a ``reason`` in words when it is not "ok".
 """
 
 from __future__ import annotations
@@ -9,11 +12,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from grillstats_bridge import __version__
-from grillstats_bridge.bridge.pipeline import Rejections
+from grillstats_bridge.bridge.pipeline import JournalInfo, Rejections
 from grillstats_bridge.bridge.scheduler import AccountSchedule, AccountState
 from grillstats_bridge.domain import Device
 from grillstats_bridge.ha.entities import AccountStatus, BridgeHealth, BridgeStatus
@@ -46,6 +49,19 @@ class Stats:
     pipeline_errors: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     recent_firings: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    cloud_requests: deque[tuple[datetime, int]] = field(default_factory=deque)  # the last hour
+
+    def note_requests(self, now: datetime, count: int) -> None:
+        """Cloud requests made by a poll (for "cloud requests in the last hour")."""
+        if count:
+            self.cloud_requests.append((now, count))
+        hour_ago = now - timedelta(hours=1)
+        while self.cloud_requests and self.cloud_requests[0][0] <= hour_ago:
+            self.cloud_requests.popleft()
+
+    def requests_last_hour(self, now: datetime) -> int:
+        hour_ago = now - timedelta(hours=1)
+        return sum(n for at, n in self.cloud_requests if at > hour_ago)
 
 
 def bridge_status(
@@ -55,6 +71,8 @@ def bridge_status(
     database_ok: bool,
     last_poll: datetime | None,
     cloud_errors: int,
+    cloud_requests_hour: int = 0,
+    rejected_readings: int = 0,
 ) -> BridgeStatus:
     """The bridge's state for its HA device: degraded while the database or an account
     fails, error when every account fails."""
@@ -76,8 +94,81 @@ def bridge_status(
     else:
         health = BridgeHealth.OK
     return BridgeStatus(
-        status=health, last_poll=last_poll, cloud_errors=cloud_errors, accounts=statuses
+        status=health,
+        last_poll=last_poll,
+        cloud_errors=cloud_errors,
+        accounts=statuses,
+        accounts_failing=len(failing),
+        cloud_requests_hour=cloud_requests_hour,
+        rejected_readings=rejected_readings,
     )
+
+
+OK, DEGRADED, FAILING = "ok", "degraded", "failing"
+
+
+def _part(health: str, reason: str | None = None) -> dict[str, Any]:
+    return {"health": health, "reason": None if health == OK else reason}
+
+
+def account_health(a: AccountSchedule, credentials: str | None) -> dict[str, Any]:
+    """One account: signed in, backing off until T, parked by Retry-After until T, refused."""
+    if a.state is AccountState.PARKED or credentials not in (None, CredentialState.OK):
+        return _part(
+            FAILING,
+            f"credentials refused ({a.last_error or credentials}): run 'account link' again",
+        )
+    if a.state is AccountState.BACKING_OFF:
+        until = a.next_poll.isoformat(timespec="seconds")
+        if a.retry_after:
+            return _part(DEGRADED, f"parked by the cloud's Retry-After until {until}")
+        return _part(
+            DEGRADED, f"backing off until {until} after {a.failures} failure(s): {a.last_error}"
+        )
+    return _part(OK)
+
+
+def database_health(
+    reachable: bool, buffered: int, dropped: int, error: str | None
+) -> dict[str, Any]:
+    if not reachable:
+        return _part(
+            FAILING, f"unreachable ({error or 'no answer'}): {buffered} readings wait in memory"
+        )
+    if dropped:
+        return _part(DEGRADED, f"{dropped} buffered readings dropped since the start (buffer full)")
+    if buffered:
+        return _part(DEGRADED, f"{buffered} buffered readings not yet written back")
+    return _part(OK)
+
+
+def mqtt_health(mqtt: MqttHealth) -> dict[str, Any]:
+    if not mqtt.connected:
+        return _part(FAILING, f"not connected to {mqtt.broker}: {mqtt.last_error or mqtt.state}")
+    if mqtt.states_dropped or mqtt.events_rejected:
+        return _part(
+            DEGRADED,
+            f"{mqtt.states_dropped} states dropped and {mqtt.events_rejected} events refused "
+            "since the start (the queue was full while the broker was slow or away)",
+        )
+    return _part(OK)
+
+
+def journal_health(journal: JournalInfo | None) -> dict[str, Any]:
+    if journal is None:
+        return {"path": None, **_part(OK)}
+    if journal.error is not None:
+        part = _part(FAILING, journal.error)
+    elif journal.pending:
+        part = _part(DEGRADED, f"{journal.replayed} replayed readings wait for the database")
+    else:
+        part = _part(OK)
+    return {
+        "path": str(journal.path),
+        **part,
+        "saved_readings": journal.saved,
+        "replayed_readings": journal.replayed,
+    }
 
 
 REJECTIONS_DEGRADE_S = 3600.0  # /health stays "degraded" this long after a refused poll
@@ -97,6 +188,9 @@ def health_report(
     queued_jobs: int,
     rejections: Rejections,
     show_accounts: bool = False,
+    last_progress: datetime | None = None,
+    stuck: str | None = None,
+    journal: JournalInfo | None = None,
 ) -> tuple[bool, dict[str, Any]]:
     """``GET /health``: healthy when the database answers and the broker is connected.
 
@@ -121,6 +215,7 @@ def health_report(
             "last_error_at": a.last_error_at,
             "consecutive_failures": a.failures,
             "next_poll": None if a.state is AccountState.PARKED else a.next_poll,
+            **account_health(a, accounts[a.key].credentials if a.key in accounts else None),
         }
         for a in sorted(scheduled, key=lambda a: a.key)
     ]
@@ -130,9 +225,22 @@ def health_report(
     refusing = rejections.last_at is not None and (
         (now - rejections.last_at).total_seconds() < REJECTIONS_DEGRADE_S
     )
+    if stuck is not None:
+        pipeline = _part(FAILING, stuck)
+    elif refusing:
+        pipeline = _part(
+            DEGRADED,
+            f"{rejections.readings} readings refused by the database; last: {rejections.last}",
+        )
+    else:
+        pipeline = _part(OK)
+    journal_part = journal_health(journal)
     body = {
         "status": "ok"
-        if healthy and not refusing and all(a["state"] == "ok" for a in rows)
+        if healthy
+        and not refusing
+        and all(a["state"] == "ok" for a in rows)
+        and journal_part["health"] == OK
         else ("degraded" if healthy else "unhealthy"),
         "version": __version__,
         "uptime_seconds": round((now - started_at).total_seconds(), 1),
@@ -145,8 +253,9 @@ def health_report(
             "buffered_readings": len(buffer),
             "dropped_readings": buffer.dropped,
             "last_error": pipeline_error,
+            **database_health(reachable, len(buffer), buffer.dropped, pipeline_error),
         },
-        "mqtt": mqtt.as_dict(),
+        "mqtt": {**mqtt.as_dict(), **mqtt_health(mqtt)},
         "accounts": rows,
         "pipeline": {
             "polls": stats.polls,
@@ -161,7 +270,10 @@ def health_report(
             "last_rejection_at": rejections.last_at,
             "poll_to_publish_ms_p50": percentile(latencies, 0.5),
             "poll_to_publish_ms_p99": percentile(latencies, 0.99),
+            "last_progress": last_progress,
+            **pipeline,
         },
+        "journal": journal_part,
     }
     return healthy, body
 

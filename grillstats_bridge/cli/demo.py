@@ -5,10 +5,16 @@ database and its key in a demo folder, creates a demo user linked to the
 simulated ThermoWorks account, adds two alerts, connects to the broker on
 localhost:1883 — or, when none answers there and Mosquitto is installed, starts
 a private one on a free port — runs the daemon and draws a live view until Ctrl-C.
+
+It never touches a real installation: its own database and key in the demo folder,
+its own instance id (``demo-`` and a hash of the folder, so two demo folders do not
+fight either) and base topic (``grillstats-demo``), and when it stops it clears every
+retained message it published, so Home Assistant forgets the demo devices.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -32,14 +38,17 @@ from grillstats_bridge.cli.liveview import CLEAR, ViewState, render
 from grillstats_bridge.cli.logsetup import log_to
 from grillstats_bridge.config import Config, load_config
 from grillstats_bridge.domain import utcnow
+from grillstats_bridge.errors import GrillstatsError
 from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.store import migrate, users
 from grillstats_bridge.store.accounts import account_info
 from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.publications import PublicationStore
 
 log = logging.getLogger(__name__)
 
 DEMO_USER = "demo@grillstats.local"
+DEMO_BASE_TOPIC = "grillstats-demo"
 VIEW_EVERY_S = 0.5
 
 
@@ -67,7 +76,14 @@ def run_demo(
         config = (
             base.replace("database", url=f"sqlite:///{folder / 'demo.db'}")
             .replace("security", key_file=str(folder / "demo.key"))
-            .replace("mqtt", host=host, port=port)
+            .replace(
+                "mqtt",
+                host=host,
+                port=port,
+                instance_id=demo_instance_id(folder),
+                base_topic=DEMO_BASE_TOPIC,
+                client_id="",
+            )
             .replace("http", port=0)
             .replace("thermoworks", **sim.urls())
         )
@@ -98,9 +114,29 @@ def run_demo(
         finally:
             bridge.request_stop()
             runner.join(15)
+            _clear_retained(config, database, broker=note)
             database.dispose()
         print("demo stopped cleanly")
     return 0
+
+
+def demo_instance_id(folder: Path) -> str:
+    """The demo's own instance id: one per demo folder, never a real installation's."""
+    return f"demo-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
+
+
+def _clear_retained(config: Config, database: Database, *, broker: str) -> None:
+    """What the demo retained goes away with it (as ``mqtt cleanup`` would do it)."""
+    from grillstats_bridge.cli.mqtt_cmd import clear_instance
+
+    if broker.startswith("no broker"):
+        return
+    try:
+        cleared = clear_instance(config.mqtt, PublicationStore(database, config.mqtt.instance_id))
+    except GrillstatsError as exc:
+        print(f"demo: retained messages not cleared ({exc}); 'mqtt cleanup' clears them")
+        return
+    print(f"demo: cleared the {cleared} retained messages it published")
 
 
 def _prepare(database: Database, config: Config, sim: CloudSimulator) -> None:

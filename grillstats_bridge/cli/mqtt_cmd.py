@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from grillstats_bridge.cli.common import Context, add_command, add_group
+from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.errors import GrillstatsError, UsageError
 from grillstats_bridge.ha.acl import mosquitto_acl
 from grillstats_bridge.ha.publisher import naming_for
@@ -92,7 +93,7 @@ def _cleanup(args: argparse.Namespace, ctx: Context) -> int:
     store = None if args.broker_only else PublicationStore(ctx.database(), config.instance_id)
     remembered = {topic: kind for topic, _, kind in store.load()} if store is not None else {}
     helper_id = f"{config.effective_client_id}-cleanup"
-    scan = _scan(ctx, helper_id)
+    scan = _scan(config, helper_id)
     held = scan.messages
     online = held.get(naming.status_topic) == b"online"
     if online and not args.force and not args.dry_run:
@@ -123,32 +124,47 @@ def _cleanup(args: argparse.Namespace, ctx: Context) -> int:
             print(f"  {where:<9} {topic}")
         print("dry run: nothing cleared")
         return 0
-    cleared = set(topics)
-    if topics:
-        _clear(ctx, topics, helper_id)
-    for _ in range(MAX_PASSES):
-        if scan.complete and not set(scan.messages) - set(topics):
-            break
-        scan = _scan(ctx, helper_id)
-        left = sorted(set(scan.messages))
-        if not left and scan.complete:
-            break
-        _clear(ctx, left, helper_id)
-        cleared.update(left)
-        topics = left
-    else:
-        raise GrillstatsError(
-            f"the broker still holds retained topics of instance {config.instance_id!r} "
-            f"after {MAX_PASSES} passes"
-        )
+    cleared = _clear_all(config, topics, scan, helper_id)
     forgotten = store.forget_all() if store is not None else 0
     print(f"cleared {len(cleared)} retained topics; forgot {forgotten} database rows")
     return 0
 
 
-def _scan(ctx: Context, client_id: str) -> RetainedScan:
+def clear_instance(config: MqttConfig, store: PublicationStore) -> int:
+    """Clear every retained topic of the instance, as ``mqtt cleanup`` does; returns the count."""
+    helper_id = f"{config.effective_client_id}-cleanup"
+    scan = _scan(config, helper_id)
+    topics = sorted({topic for topic, _, _ in store.load()} | set(scan.messages))
+    cleared = _clear_all(config, topics, scan, helper_id)
+    store.forget_all()
+    return len(cleared)
+
+
+def _clear_all(
+    config: MqttConfig, topics: list[str], scan: RetainedScan, helper_id: str
+) -> set[str]:
+    """Clear ``topics``, then scan again and clear what is left until nothing is."""
+    cleared = set(topics)
+    if topics:
+        _clear(config, topics, helper_id)
+    for _ in range(MAX_PASSES):
+        if scan.complete and not set(scan.messages) - set(topics):
+            return cleared
+        scan = _scan(config, helper_id)
+        left = sorted(set(scan.messages))
+        if not left and scan.complete:
+            return cleared
+        _clear(config, left, helper_id)
+        cleared.update(left)
+        topics = left
+    raise GrillstatsError(
+        f"the broker still holds retained topics of instance {config.instance_id!r} "
+        f"after {MAX_PASSES} passes"
+    )
+
+
+def _scan(config: MqttConfig, client_id: str) -> RetainedScan:
     """What the broker holds under this instance's own topics."""
-    config = ctx.config.mqtt
     naming = naming_for(config)
     prefix = config.discovery_prefix
     # Per-user discovery configs have node ids <instance>_u<user id>: no filter names
@@ -172,8 +188,8 @@ def _scan(ctx: Context, client_id: str) -> RetainedScan:
     return RetainedScan(kept, scan.complete)
 
 
-def _clear(ctx: Context, topics: list[str], client_id: str) -> None:
-    client = MqttClient(ctx.config.mqtt, status_topic=None, client_id=client_id)
+def _clear(config: MqttConfig, topics: list[str], client_id: str) -> None:
+    client = MqttClient(config, status_topic=None, client_id=client_id)
     client.start()
     try:
         if not client.wait_ready(TIMEOUT):

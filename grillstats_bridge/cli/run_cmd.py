@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         bridge.shutdown()
         raise GrillstatsError(f"cannot start: {exc.strerror or exc}") from None
     bridge.run()
-    return 0
+    return 1 if bridge.lost else 0  # the error line naming the count is logged already
 
 
 def install_signal_handlers(bridge: Any, ctx: Context) -> None:

@@ -160,6 +160,9 @@ class BridgeStatus:
     last_poll: datetime | None = None  # the last successful poll of any account
     cloud_errors: int = 0  # failed cloud requests since the bridge started
     accounts: tuple[AccountStatus, ...] = ()
+    accounts_failing: int = 0  # backing off, parked, or their credentials refused
+    cloud_requests_hour: int = 0  # requests to the cloud in the last hour
+    rejected_readings: int = 0  # readings the database refused for good since the start
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -329,6 +332,33 @@ BRIDGE: Scope[BridgeStatus] = Scope(
             state_class="total_increasing",
             entity_category=DIAGNOSTIC,
             icon="mdi:cloud-alert",
+        ),
+        EntityDescription(
+            key="accounts_failing",
+            component=Component.SENSOR,
+            name="Accounts failing",
+            value_fn=lambda b: b.accounts_failing,
+            state_class=MEASUREMENT,
+            entity_category=DIAGNOSTIC,
+            icon="mdi:account-alert",
+        ),
+        EntityDescription(
+            key="cloud_requests_hour",
+            component=Component.SENSOR,
+            name="Cloud requests in the last hour",
+            value_fn=lambda b: b.cloud_requests_hour,
+            state_class=MEASUREMENT,
+            entity_category=DIAGNOSTIC,
+            icon="mdi:cloud-sync",
+        ),
+        EntityDescription(
+            key="rejected_readings",
+            component=Component.SENSOR,
+            name="Rejected rows",
+            value_fn=lambda b: b.rejected_readings,
+            state_class="total_increasing",
+            entity_category=DIAGNOSTIC,
+            icon="mdi:database-alert",
         ),
         EntityDescription(
             key="version",

@@ -154,3 +154,12 @@ def _check(user: User, password: str, policy: LockoutPolicy, now: datetime) -> L
         return LoginRefusal.INVALID
     user.failed_login_attempts = 0
     return None
+
+
+def labels(database: Database, user_ids: Sequence[int]) -> dict[int, str]:
+    """What to call each user: their name, else their e-mail address."""
+    if not user_ids:
+        return {}
+    with database.session() as db:
+        rows = db.execute(sa.select(User.id, User.name, User.email).where(User.id.in_(user_ids)))
+        return {uid: name or email for uid, name, email in rows}
