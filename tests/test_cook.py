@@ -19,7 +19,7 @@ from grillstats_bridge.cook.model import (
     Rules,
 )
 from grillstats_bridge.cook.predictor import fit_line, predict
-from grillstats_bridge.cook.tracker import CookTracker, pit_channel
+from grillstats_bridge.cook.tracker import CookTracker, device_pit
 from grillstats_bridge.domain import Device, Measurement, Probe, Reading, Unit
 
 T0 = datetime(2026, 11, 28, 11, 0, tzinfo=UTC)
@@ -334,8 +334,8 @@ def test_pit_channel_is_a_probe_without_target_labelled_like_a_pit() -> None:
         ),
     )
     targets = {(SERIAL, 2): Measurement(203.0, Unit.FAHRENHEIT)}
-    assert pit_channel(device, targets) == 1
-    assert pit_channel(device, {**targets, (SERIAL, 1): targets[(SERIAL, 2)]}) is None
+    assert device_pit(device, targets) == 1
+    assert device_pit(device, {**targets, (SERIAL, 1): targets[(SERIAL, 2)]}) is None
 
 
 # ---------------------------------------------------------------- configuration

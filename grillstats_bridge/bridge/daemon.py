@@ -51,6 +51,7 @@ from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.bridge.status import AccountInfo, Stats
 from grillstats_bridge.clock import Clock, RealClock
 from grillstats_bridge.config import Config
+from grillstats_bridge.cook.service import CookService
 from grillstats_bridge.domain import Poll, Unit, convert_temperature
 from grillstats_bridge.ha.entities import TABLE, BridgeStatus
 from grillstats_bridge.ha.publisher import Publisher, naming_for
@@ -127,7 +128,11 @@ class Bridge:
         self.sessions = SessionService(config.sessions)
         self.alerts = AlertService(config.alerts)
         self.pipeline = Pipeline(
-            self.database, sessions=self.sessions, alerts=self.alerts, buffer=self.buffer
+            self.database,
+            sessions=self.sessions,
+            alerts=self.alerts,
+            buffer=self.buffer,
+            cook=CookService(config.cook),
         )
         self.mqtt = MqttClient(
             config.mqtt,

@@ -1,6 +1,7 @@
 """What happens to polls in the database: one transaction, every consumer in order.
 
     polls -> sync devices and probes -> store new readings -> session tracker -> alert engine
+          -> cook tracker (the alerts' targets)
 
 The daemon hands over every poll that finished since the last transaction (one
 or many accounts'), so a busy bridge pays one transaction for many polls. Each
@@ -39,6 +40,9 @@ from sqlalchemy.orm import Session
 
 from grillstats_bridge.alerts.engine import Firing
 from grillstats_bridge.alerts.service import AlertService
+from grillstats_bridge.config import CookConfig
+from grillstats_bridge.cook.model import CookStep
+from grillstats_bridge.cook.service import CookService
 from grillstats_bridge.domain import Poll, Reading
 from grillstats_bridge.sessions.model import SessionChange
 from grillstats_bridge.sessions.service import SessionService
@@ -61,6 +65,7 @@ class Outcome:
     nicknames: dict[int, dict[str, str]] = field(default_factory=dict)  # user -> serial -> name
     session_changes: list[SessionChange] = field(default_factory=list)
     firings: list[Firing] = field(default_factory=list)
+    cook: list[CookStep] = field(default_factory=list)
     database_ok: bool = True
     error: str | None = None
     rejected: int = 0  # polls (or a replayed buffer) the database refused for good
@@ -74,6 +79,7 @@ class Outcome:
         self.nicknames.update(other.nicknames)
         self.session_changes += other.session_changes
         self.firings += other.firings
+        self.cook += other.cook
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +109,12 @@ class Pipeline:
         sessions: SessionService,
         alerts: AlertService,
         buffer: ReadingBuffer,
+        cook: CookService | None = None,
     ) -> None:
         self.database = database
         self.sessions = sessions
         self.alerts = alerts
+        self.cook = cook or CookService(CookConfig())
         self.buffer = buffer
         self.devices = DeviceSync()  # sync_devices, writing only what changed
         self.database_ok = True
@@ -163,6 +171,9 @@ class Pipeline:
         out.stored = write_readings(db, readings)
         out.session_changes += self.sessions.process_polls(db, polls, now)
         out.firings += self.alerts.process(db, readings, now)
+        devices = [d for poll in polls for d in poll.devices]
+        batch = [*replay, *readings]
+        out.cook.append(self.cook.process(db, batch, devices, self.alerts.targets(), now))
 
     def rejections(self) -> Rejections:
         return Rejections(

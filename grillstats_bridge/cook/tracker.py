@@ -10,6 +10,7 @@ reading and peak, and the stall; the service rebuilds it from stored readings.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -35,15 +36,21 @@ from grillstats_bridge.domain import Device, Measurement, Reading
 _PIT_LABEL = re.compile(r"pit|grate|grid|ambient|air|smoker|chamber|oven|dome", re.IGNORECASE)
 
 
-def pit_channel(device: Device, targets: Mapping[ProbeKey, Measurement]) -> int | None:
-    """The device's pit probe: a probe without a target labelled like one (pit, grate,
+def pit_channel(
+    serial: str, labels: Mapping[int, str | None], targets: Mapping[ProbeKey, Measurement]
+) -> int | None:
+    """The device's pit probe: a channel without a target labelled like one (pit, grate,
     ambient...), else None (the estimate then extrapolates the meat's own rate)."""
-    for probe in device.probes:
-        if (device.serial, probe.channel) in targets or not probe.unit.is_temperature:
-            continue
-        if probe.label and _PIT_LABEL.search(probe.label):
-            return probe.channel
+    for channel, label in sorted(labels.items()):
+        if (serial, channel) not in targets and label and _PIT_LABEL.search(label):
+            return channel
     return None
+
+
+def device_pit(device: Device, targets: Mapping[ProbeKey, Measurement]) -> int | None:
+    """:func:`pit_channel` of a device as the cloud reports it."""
+    labels = {p.channel: p.label for p in device.probes if p.unit.is_temperature}
+    return pit_channel(device.serial, labels, targets)
 
 
 @dataclass
@@ -125,6 +132,23 @@ class CookTracker:
             dropped=tuple(dropped),
             devices=devices,
         )
+
+    def checkpoint(self, serials: Iterable[str]) -> dict[ProbeKey, _Probe | None]:
+        """What :meth:`restore` needs to put these devices' probes back as they are now."""
+        wanted = set(serials)
+        saved: dict[ProbeKey, _Probe | None] = {
+            key: copy.deepcopy(probe) for key, probe in self._probes.items() if key[0] in wanted
+        }
+        return saved
+
+    def restore(self, saved: Mapping[ProbeKey, _Probe | None], serials: Iterable[str]) -> None:
+        """Put these devices' probes back as :meth:`checkpoint` saw them."""
+        wanted = set(serials)
+        for key in [k for k in self._probes if k[0] in wanted and k not in saved]:
+            del self._probes[key]
+        for key, probe in saved.items():
+            if probe is not None:
+                self._probes[key] = probe
 
     def forget(self, serial: str) -> None:
         for key in [k for k in self._probes if k[0] == serial]:
