@@ -39,7 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from grillstats_bridge import __version__
 from grillstats_bridge.alerts.engine import Firing
-from grillstats_bridge.alerts.entities import AlertControl, publish_firing
+from grillstats_bridge.alerts.entities import AlertControl, describe_firing, publish_firing
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge import status
 from grillstats_bridge.bridge.health import HealthServer
@@ -51,6 +51,7 @@ from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.bridge.status import AccountInfo, Stats
 from grillstats_bridge.clock import Clock, RealClock
 from grillstats_bridge.config import Config
+from grillstats_bridge.cook.entities import publish_cook
 from grillstats_bridge.cook.service import CookService
 from grillstats_bridge.domain import Poll, Unit, convert_temperature
 from grillstats_bridge.ha.entities import TABLE, BridgeStatus
@@ -657,7 +658,7 @@ class Bridge:
         if outcome.firings:
             self.stats.firings += len(outcome.firings)
             for firing in outcome.firings:
-                text = _describe_firing(firing)
+                text = describe_firing(firing)
                 self.stats.recent_firings.append(text)
                 log.info("alert fired: %s", text)
             self.alert_outbox.dirty = True
@@ -672,6 +673,7 @@ class Bridge:
                     snap.session_type,
                 )
         self.session_mqtt.changed(outcome.session_changes)
+        publish_cook(self.publisher, self.pipeline.cook, outcome.cook)
         self._drain_outboxes()
         if outcome.database_ok:
             self.alert_control.refresh()  # targets and alert-active states, for HA
@@ -790,11 +792,3 @@ class Bridge:
         if busy_since is not None and time.monotonic() - busy_since > limit:
             return f"the pipeline has been stuck in one job for {limit:.0f} s"
         return None
-
-
-def _describe_firing(firing: Firing) -> str:
-    what = firing.name or firing.kind
-    return (
-        f"{firing.time:%H:%M:%S} {what} {firing.serial} probe {firing.channel}: "
-        f"{firing.event} at {firing.value:.1f} {firing.unit.symbol}"
-    )
