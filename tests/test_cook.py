@@ -127,7 +127,7 @@ def test_a_pit_below_the_target_falls_back_to_the_rate() -> None:
 
 def test_noise_widens_the_band() -> None:
     clean = samples(lambda t: 100.0 + 20.0 * t / H, 0, H)
-    noisy = [(t, v + 1.5 * math.sin(t * 1.7)) for t, v in clean]
+    noisy = [(t, v + 6.0 * math.sin(t * 1.7)) for t, v in clean]
     narrow = predict(clean, 160.0, H, RULES)
     wide = predict(noisy, 160.0, H, RULES)
     assert narrow.low is not None and narrow.high is not None
@@ -156,6 +156,27 @@ def test_inside_a_stall_the_estimate_says_so_and_widens() -> None:
     assert prediction.low == pytest.approx(fastest)
     assert prediction.high is not None and prediction.seconds is not None
     assert prediction.high > prediction.seconds + H
+
+
+def test_a_stall_ahead_adds_its_expected_length_on_a_low_pit_only() -> None:
+    meat = samples(lambda t: newton(t, pit=250.0), 0, 2 * H)
+    low_pit = samples(lambda t: 250.0, 0, 2 * H)
+    plain = predict(meat, 203.0, 2 * H, RULES, pit=low_pit)
+    ahead = predict(meat, 203.0, 2 * H, RULES, pit=low_pit, stall_ahead=True)
+    assert plain.seconds is not None and ahead.seconds is not None
+    assert ahead.seconds == pytest.approx(plain.seconds + RULES.stall_expected)
+    assert ahead.low == plain.low  # the stall may not come
+    hot_pit = samples(lambda t: 350.0, 0, 2 * H)
+    hot = predict(meat, 203.0, 2 * H, RULES, pit=hot_pit, stall_ahead=True)
+    assert hot == predict(meat, 203.0, 2 * H, RULES, pit=hot_pit)  # hot and fast: no stall
+
+
+def test_after_a_stall_only_the_climb_is_fitted() -> None:
+    meat = samples(lambda t: 160.0 + max(t - H, 0.0) * 12.0 / H, 0, H + 20 * MIN)
+    whole = predict(meat, 200.0, H + 20 * MIN, RULES)
+    climb = predict(meat, 200.0, H + 20 * MIN, RULES, since=H)
+    assert climb.rate == pytest.approx(12.0, rel=0.02)
+    assert whole.rate is not None and whole.rate < 10.0
 
 
 def test_a_reached_target_is_done() -> None:

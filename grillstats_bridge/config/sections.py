@@ -536,6 +536,10 @@ class CookConfig:
         minimum=0,
         duration=True,
     )
+    stall_pit_max: float = setting(
+        300.0,
+        "A probe below the stall with a target above it expects one, on a pit at most this hot",
+    )
     almost_ready: float = setting(
         5.0, "A probe is almost ready within this many degrees of its target", minimum=0
     )

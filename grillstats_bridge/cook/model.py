@@ -61,6 +61,7 @@ class Rules:
     stall_low: float = 140.0
     stall_high: float = 180.0
     stall_expected: float = 10800.0
+    stall_pit_max: float = 300.0
     almost_ready: float = 5.0
     rest_drop: float = 2.0
     cold_rise: float = 10.0
@@ -77,6 +78,7 @@ class Rules:
             stall_low=config.stall_low,
             stall_high=config.stall_high,
             stall_expected=config.stall_expected,
+            stall_pit_max=config.stall_pit_max,
             almost_ready=config.almost_ready,
             rest_drop=config.rest_drop,
             cold_rise=config.cold_rise,

@@ -19,15 +19,17 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from grillstats_bridge.cook.model import Method, Rules, Sample
 
 MIN_SAMPLES = 4
 PIT_MARGIN = 5.0  # degrees the pit must stay above the target and the meat for Newton
 MIN_RATE = 0.5 / 3600.0  # degrees per second: slower than this gives no estimate
-MIN_BAND = 60.0  # seconds either side of the estimate, at least...
-BAND_SHARE = 0.05  # ...and this share of the time left
+MIN_BAND = 300.0  # seconds either side of the estimate, at least...
+BAND_SHARE = 0.15  # ...and this share of the time left before it...
+BAND_SHARE_LATE = 0.35  # ...and this share after it: meat slows near the end more than
+# Newton's law says (its surface dries and cools), so estimates err early more than late
 STALL_LEFT_SHARE = 0.25  # a stall past its expected length still has this share left
 POST_STALL_PACE = 0.7  # after a stall meat climbs at about this share of its earlier rate
 
@@ -93,9 +95,16 @@ def predict(
     pit: Sequence[Sample] = (),
     stall_start: float | None = None,
     rate_before_stall: float | None = None,
+    since: float | None = None,
+    stall_ahead: bool = False,
 ) -> Prediction:
-    """Predict from the readings (oldest first, ``now`` is the latest time) of one probe."""
-    window = [(t, v) for t, v in meat if now - rules.window <= t <= now]
+    """Predict from the readings (oldest first, ``now`` is the latest time) of one probe.
+
+    ``since``: fit nothing older (a stall ended then: the climb after it is another
+    curve). ``stall_ahead``: the probe has a stall to go through before its target.
+    """
+    start = now - rules.window if since is None else max(now - rules.window, since)
+    window = [(t, v) for t, v in meat if start <= t <= now]
     if len(window) < MIN_SAMPLES or now - window[0][0] < rules.min_span:
         return Prediction(Method.NONE)
     current = statistics.median(v for t, v in window if t >= now - 300.0)
@@ -104,11 +113,28 @@ def predict(
     if stall_start is not None:
         return _through_stall(current, target, now - stall_start, rules, rate_before_stall)
     pit_level = _pit_level(pit, now, rules)
+    prediction = None
     if pit_level is not None and pit_level > max(target, current) + PIT_MARGIN:
-        newton = _newton(window, target, now, pit_level)
-        if newton is not None:
-            return newton
-    return _linear(window, target, now)
+        prediction = _newton(window, target, now, pit_level)
+    if prediction is None:
+        prediction = _linear(window, target, now)
+    if stall_ahead and (pit_level is None or pit_level <= rules.stall_pit_max):
+        return _before_stall(prediction, rules)
+    return prediction
+
+
+def _before_stall(prediction: Prediction, rules: Rules) -> Prediction:
+    """A climb with a stall still ahead: the stall's expected length added, the band from
+    "no stall at all" to "half as long again"."""
+    if prediction.seconds is None or prediction.low is None or prediction.high is None:
+        return prediction
+    stall = rules.stall_expected
+    return replace(
+        prediction,
+        seconds=prediction.seconds + stall,
+        low=prediction.low,
+        high=prediction.high + 1.5 * stall,
+    )
 
 
 def _pit_level(pit: Sequence[Sample], now: float, rules: Rules) -> float | None:
@@ -130,8 +156,8 @@ def _newton(window: Sequence[Sample], target: float, now: float, pit: float) -> 
     if k <= 0 or k < 2 * line.se_b:
         return None
     fitted = pit - math.exp(line.a)  # the temperature now, on the fitted curve
-    if fitted >= target:
-        return Prediction(Method.DONE, 0.0, 0.0, 0.0, k * (pit - fitted) * 3600.0, fitted)
+    if fitted >= target:  # the readings say it is not there yet: the fit overshoots
+        fitted = statistics.median(v for _, v in window[-MIN_SAMPLES:])
     gap = math.log((pit - fitted) / (pit - target))
     seconds = gap / k
     candidates = [gap / (k + 2 * line.se_b)]
@@ -155,8 +181,8 @@ def _linear(window: Sequence[Sample], target: float, now: float) -> Prediction:
         rate = None if line is None else line.b * 3600.0
         return Prediction(Method.NONE, rate=rate, value=None if line is None else line.a)
     fitted, rate = line.a, line.b
-    if fitted >= target:
-        return Prediction(Method.DONE, 0.0, 0.0, 0.0, rate * 3600.0, fitted)
+    if fitted >= target:  # the readings say it is not there yet: the fit overshoots
+        fitted = statistics.median(v for _, v in window[-MIN_SAMPLES:])
     seconds = (target - fitted) / rate
     candidates = [(target - fitted) / (rate + 2 * line.se_b)]
     if rate - 2 * line.se_b > MIN_RATE:
@@ -190,7 +216,6 @@ def _halves(window: Sequence[Sample]) -> list[Sequence[Sample]]:
 
 
 def _band(seconds: float, candidates: Sequence[float]) -> tuple[float, float]:
-    margin = max(MIN_BAND, BAND_SHARE * seconds)
-    low = min([seconds - margin, *candidates])
-    high = max([seconds + margin, *candidates])
+    low = min([seconds - max(MIN_BAND, BAND_SHARE * seconds), *candidates])
+    high = max([seconds + max(MIN_BAND, BAND_SHARE_LATE * seconds), *candidates])
     return max(low, 0.0), high

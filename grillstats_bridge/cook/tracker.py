@@ -64,6 +64,7 @@ class _Probe:
     unplugged_at: float | None = None
     stall: Stall = field(default_factory=Stall)
     rate_before_stall: float | None = None  # degrees per second
+    stall_ended: float | None = None  # when its last stall ended: the climb is fitted after it
     ready_sent: bool = False
     estimated: bool = False  # an estimate was given: a dropped target must be cleared
 
@@ -185,6 +186,7 @@ class CookTracker:
         probe.first = probe.peak = None
         probe.stall = Stall()
         probe.rate_before_stall = None
+        probe.stall_ended = None
         probe.ready_sent = False
 
     def _estimate(
@@ -216,6 +218,7 @@ class CookTracker:
             events.append(self._event(CookEventKind.STALL_STARTED, key, at, samples, start))
         elif before.stalled and not probe.stall.stalled:
             start = before.start or now
+            probe.stall_ended = now
             events.append(
                 self._event(CookEventKind.STALL_ENDED, key, at, samples, start, now - start)
             )
@@ -228,6 +231,13 @@ class CookTracker:
                 pit=list(pit.samples) if pit is not None else (),
                 stall_start=probe.stall.start,
                 rate_before_stall=probe.rate_before_stall,
+                since=probe.stall_ended,
+                stall_ahead=(
+                    probe.stall_ended is None
+                    and target > rules.stall_high
+                    and value is not None
+                    and value < rules.stall_low
+                ),
             )
             if probe.plugged
             else Prediction(Method.NONE)
