@@ -10,7 +10,7 @@ reading and peak, and the stall; the service rebuilds it from stored readings.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -138,7 +138,9 @@ class CookTracker:
         """What :meth:`restore` needs to put these devices' probes back as they are now."""
         wanted = set(serials)
         saved: dict[ProbeKey, _Probe | None] = {
-            key: copy.deepcopy(probe) for key, probe in self._probes.items() if key[0] in wanted
+            key: dataclasses.replace(probe, samples=deque(probe.samples))  # the rest is immutable
+            for key, probe in self._probes.items()
+            if key[0] in wanted
         }
         return saved
 
