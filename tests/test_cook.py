@@ -366,3 +366,27 @@ def test_the_cook_section_has_its_defaults_and_rejects_a_reversed_band() -> None
     assert Rules.from_config(Config().cook) == Rules()
     with pytest.raises(ConfigError, match=r"cook\.stall_low"):
         CookConfig(stall_low=190.0).validate()
+
+
+def test_readings_every_15_s_give_the_estimate_of_one_a_minute_and_a_replay_changes_nothing() -> (
+    None
+):
+    targets = {(SERIAL, 2): Measurement(160.0, Unit.FAHRENHEIT)}
+
+    def last(tracker: CookTracker, every: int, replay: bool = False) -> object:
+        step = None
+        for t in range(0, int(H) + 1, every):
+            batch = [reading(t, 100.0 + 20.0 * t / H)]
+            now = T0 + timedelta(seconds=t)
+            step = tracker.step(CookBatch(now=now, readings=batch, targets=targets))
+            if replay:  # the same poll again (a rolled-back batch retried)
+                step = tracker.step(CookBatch(now=now, readings=batch, targets=targets))
+        assert step is not None
+        (estimate,) = step.estimates
+        return estimate.done_at
+
+    once = last(CookTracker(RULES), 60)
+    fast = last(CookTracker(RULES), 15)
+    assert isinstance(once, datetime) and isinstance(fast, datetime)
+    assert abs((fast - once).total_seconds()) < 60
+    assert last(CookTracker(RULES), 15, replay=True) == fast
