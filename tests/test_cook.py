@@ -111,6 +111,21 @@ def test_newton_recovers_the_done_time_of_a_newton_curve() -> None:
     assert prediction.low <= actual <= prediction.high
 
 
+def test_meat_heading_below_the_pit_is_fitted_to_its_own_level() -> None:
+    k = 1 / H
+    now = 40 * MIN
+    meat = samples(lambda t: newton(t, pit=215.0, start=100.0, k=k), 0, now)
+    pit = samples(lambda t: 250.0, 0, now)
+    actual = math.log((215.0 - 100.0) / (215.0 - 200.0)) / k - now
+    prediction = predict(meat, 200.0, now, RULES, pit=pit)
+    assert prediction.method is Method.NEWTON and prediction.seconds is not None
+    assert prediction.seconds == pytest.approx(actual, rel=0.15)
+    toward_pit = math.log((250.0 - meat[-1][1]) / 50.0) / (
+        k * (215 - meat[-1][1]) / (250 - meat[-1][1])
+    )
+    assert abs(prediction.seconds - actual) < abs(toward_pit - actual) / 2
+
+
 def test_without_a_pit_the_rate_is_extrapolated() -> None:
     meat = samples(lambda t: 100.0 + 20.0 * t / H, 0, H)
     prediction = predict(meat, 160.0, H, RULES)

@@ -4,14 +4,17 @@ Meat heats toward the pit like a body in an oven: Newton's law of heating,
 ``T(t) = Tpit - (Tpit - T0) e^(-k t)``, so ``ln(Tpit - T)`` falls on a straight line of
 slope ``-k``. Over a sliding window the fit is a least-squares line through those
 logarithms, refitted once without the readings more than three robust deviations off
-(a lid opening, a noisy reading). Without a pit, or when the fit is poor (``k`` not
-positive or less than twice its standard error, the target not below the pit), the
-recent rate is extrapolated instead. The band comes from the fit's own uncertainty
-(``k`` or the rate plus or minus two standard errors) and from the spread between the
-window's halves fitted alone. Inside a stall the estimate is the stall's expected
-remaining length plus the climb at 70 % of the rate seen before it (wet meat that has
-dried its surface climbs slower); the band reaches from "the stall ends now and the old
-pace resumes" to "it lasts half as long again and the climb takes twice as long". See docs/cook.md.
+(a lid opening, a noisy reading); ``Tpit`` is the pit's median, or a lower level where
+that fits the window's bend better (the meat's wet surface cools it). Without a pit,
+or when the fit is poor (``k`` not positive or less than twice its standard error, the
+target not below the pit), the recent rate is extrapolated instead. The band comes
+from the fit's own uncertainty (``k`` or the rate plus or minus two standard errors)
+and from the spread between the window's halves fitted alone. Inside a stall the
+estimate is the stall's expected remaining length plus the climb at 70 % of the rate
+seen before it (wet meat that has dried its surface climbs slower); the band reaches
+from "the stall ends now and the old pace resumes" to "it lasts half as long again and
+the climb takes twice as long". Before a stall its expected length is added. See
+docs/cook.md.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ MIN_BAND = 300.0  # seconds either side of the estimate, at least...
 BAND_SHARE = 0.15  # ...and this share of the time left before it...
 BAND_SHARE_LATE = 0.35  # ...and this share after it: meat slows near the end more than
 # Newton's law says (its surface dries and cools), so estimates err early more than late
+ASYMPTOTE_GAIN = 0.9  # a lower asymptote must fit this much better than the one above it
 STALL_LEFT_SHARE = 0.25  # a stall past its expected length still has this share left
 POST_STALL_PACE = 0.7  # after a stall meat climbs at about this share of its earlier rate
 
@@ -114,11 +118,14 @@ def predict(
         return _through_stall(current, target, now - stall_start, rules, rate_before_stall)
     pit_level = _pit_level(pit, now, rules)
     prediction = None
+    ahead = stall_ahead and (pit_level is None or pit_level <= rules.stall_pit_max)
     if pit_level is not None and pit_level > max(target, current) + PIT_MARGIN:
-        prediction = _newton(window, target, now, pit_level)
+        # Before a stall the curve bends toward the stall, not toward an asymptote.
+        level = pit_level if ahead else _asymptote(window, target, now, pit_level)
+        prediction = _newton(window, target, now, level)
     if prediction is None:
         prediction = _linear(window, target, now)
-    if stall_ahead and (pit_level is None or pit_level <= rules.stall_pit_max):
+    if ahead:
         return _before_stall(prediction, rules)
     return prediction
 
@@ -141,6 +148,29 @@ def _pit_level(pit: Sequence[Sample], now: float, rules: Rules) -> float | None:
     """The pit's median over the window: lid openings and fan cycles do not move it."""
     values = [v for t, v in pit if now - rules.window <= t <= now]
     return statistics.median(values) if len(values) >= MIN_SAMPLES else None
+
+
+def _asymptote(window: Sequence[Sample], target: float, now: float, pit: float) -> float:
+    """The temperature the meat heads for: the pit, or lower where the window's curve bends
+    more than heating toward the pit would (a wet surface cools: the meat slows sooner).
+    Of the pit and a few levels between it and the target, the one whose Newton fit leaves
+    the smallest squared residual in degrees."""
+    xs = [t - now for t, _ in window]
+    best, best_sse = pit, math.inf
+    for share in (1.0, 0.7, 0.5, 0.35, 0.25, 0.15):
+        level = target + PIT_MARGIN + share * (pit - target - PIT_MARGIN)
+        if any(v >= level - 1.0 for _, v in window):
+            continue
+        line = _lsq(xs, [math.log(level - v) for _, v in window])
+        if line is None:
+            continue
+        sse = sum(
+            (v - (level - math.exp(line.a + line.b * x))) ** 2
+            for x, (_, v) in zip(xs, window, strict=True)
+        )
+        if sse < best_sse * ASYMPTOTE_GAIN:
+            best, best_sse = level, sse
+    return best
 
 
 def _newton(window: Sequence[Sample], target: float, now: float, pit: float) -> Prediction | None:
