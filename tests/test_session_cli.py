@@ -183,6 +183,7 @@ def test_show_and_export_a_detected_cook(cli: Cli, devices: None, database: Data
     start = data["session"]["start"]
     assert data["readings"][0]["time"] == start
     assert data["session"]["duration_s"] > H
+    assert data["session"]["stall_seconds"] == 1800.0 and data["session"]["stall_end"]
 
 
 def test_a_session_started_by_hand_during_a_cook_becomes_manual(
