@@ -18,7 +18,9 @@ runs the bridge's real MQTT client and publisher with the test devices
 4. broker restart (no persistence: every retained message lost): the bridge
    reconnects, republishes, and HA shows everything again;
 5. alerts: targets and alert-active states show on the numbers and binary
-   sensors, every device trigger is listed, and two firings published the way the
+   sensors, a probe's cook estimate on its done-at (timestamp), time-to-target
+   (duration), progress, stalled and cook-state entities, every device trigger
+   (the alerts' and the cook's) is listed, and two firings published the way the
    daemon does fire exactly their two device triggers (``run_ha_check.sh watch``)
    and are recorded, with their attributes, by the device's *Alerts* event entity;
 6. cooking sessions, with the real daemon (the simulator's hot-and-fast cook, a
@@ -61,6 +63,7 @@ from grillstats_bridge.alerts.engine import AlertKind, Firing
 from grillstats_bridge.alerts.entities import alert_views, publish_firing
 from grillstats_bridge.config import MqttConfig, ThermoworksConfig
 from grillstats_bridge.domain import Device, FiringEvent, Measurement, Unit, utcnow
+from grillstats_bridge.ha.cook_entities import COOK_EVENT_TYPES, ProbeCook
 from grillstats_bridge.ha.entities import (
     EVENT_TYPES,
     TABLE,
@@ -83,6 +86,7 @@ INSTANCE = "hacheck"
 CONNECTION_LOST = "Error returned from MQTT server: The connection was lost"
 ALERT_TABLE = TABLE
 Alerts = dict[str, tuple[ProbeAlerts, ...]]
+Cook = dict[str, tuple[ProbeCook, ...]]
 
 
 class Check:
@@ -157,7 +161,11 @@ def snapshot(env: dict[str, str], wait_ids: list[str]) -> dict[str, Any]:
 
 
 def expected_states(
-    naming: Any, bridge: BridgeStatus, devices: Any, alerts: Alerts | None = None
+    naming: Any,
+    bridge: BridgeStatus,
+    devices: Any,
+    alerts: Alerts | None = None,
+    cook: Cook | None = None,
 ) -> dict[str, Any]:
     """unique id -> what HA should show, from the very payloads the bridge publishes.
 
@@ -165,9 +173,12 @@ def expected_states(
     """
     now = utcnow()
     alerts = alerts or {}
+    cook = cook or {}
     pubs = [bridge_publication(naming, bridge, ALERT_TABLE)] + [
         device_publication(
-            naming, DeviceView.of(d, now, alerts=alerts.get(d.serial, ())), ALERT_TABLE
+            naming,
+            DeviceView.of(d, now, alerts=alerts.get(d.serial, ()), cook=cook.get(d.serial, ())),
+            ALERT_TABLE,
         )
         for d in devices
     ]
@@ -363,7 +374,27 @@ def alerts_phase(
         {(SIGNALS, 1), (SIGNALS, 2)},
     )
     publisher.publish_alerts(alerts)
-    want = expected_states(naming, bridge, devices, alerts)
+    now = utcnow().replace(microsecond=0)
+    cook = {  # a stalled brisket: every cook entity with a value (the °C probe's: unknown)
+        SIGNALS: (
+            ProbeCook(
+                channel=1,
+                state="stalled",
+                done_at=now + dt.timedelta(hours=3),
+                low=now + dt.timedelta(hours=2),
+                high=now + dt.timedelta(hours=5),
+                minutes_left=180.0,
+                minutes_low=120.0,
+                minutes_high=300.0,
+                progress=72.5,
+                stalled=True,
+                method="stall",
+                stall_started=now - dt.timedelta(minutes=50),
+            ),
+        )
+    }
+    publisher.publish_cook(cook)
+    want = expected_states(naming, bridge, devices, alerts, cook)
     ha = wait_for(env, sorted(want), want, timeout=60)
     # HA's log still holds phase 4's lost connection (its own client, not our payloads).
     compare(check, ha, want, "alerts: targets and alert active", allow_connection_loss=True)
@@ -379,10 +410,12 @@ def alerts_phase(
     ours = {d["id"]: d for d in ha["devices"] if INSTANCE in json.dumps(d["identifiers"])}
     listed = [t for dev in ours for t in ha["device_triggers"].get(dev, [])]
     temperature_probes = sum(1 for d in devices for p in d.probes if p.unit.is_temperature)
+    targets = sum(1 for probes in alerts.values() for a in probes if a.target is not None)
     check.ok(
-        len(listed) == len(EVENT_TYPES) * temperature_probes,
+        len(listed) == len(EVENT_TYPES) * temperature_probes + len(COOK_EVENT_TYPES) * targets,
         f"alerts: HA lists {len(listed)} device triggers, "
-        f"{len(EVENT_TYPES)} x {temperature_probes} temperature probes expected",
+        f"{len(EVENT_TYPES)} x {temperature_probes} temperature probes "
+        f"+ {len(COOK_EVENT_TYPES)} x {targets} targets expected",
     )
     signals_id = next(i for i, d in ours.items() if d.get("serial_number") == SIGNALS)
 

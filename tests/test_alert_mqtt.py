@@ -82,7 +82,10 @@ def test_the_event_entity_per_device() -> None:
         "unique_id": f"home_{SID}_alerts",
         "state_topic": f"grillstats/home/device/{SID}/event",
         "icon": "mdi:bell-ring",
-        "event_types": ["target_reached", "too_high", "too_low", "rising", "falling"],
+        "event_types": [
+            *("target_reached", "too_high", "too_low", "rising", "falling"),
+            *("stall_started", "stall_ended", "ready"),  # the cook's (ha.cook_entities)
+        ],
         "availability": [{"topic": "grillstats/home/status"}],
         "availability_mode": "all",
         "device": DEVICE,
@@ -269,10 +272,19 @@ def test_the_publisher_republishes_only_probes_whose_alerts_changed(
         alerts = alert_views({(SAMPLE_SIGNALS, 1): Measurement(203, Unit.FAHRENHEIT)}, set())
         publisher.publish_alerts(alerts)
         publisher.publish_alerts(alerts)  # unchanged: nothing more
-        assert published_since_marker("2") == [(brisket, 203)]
+        added = published_since_marker("2")
+        device = brisket.rsplit("/probe/", 1)[0]  # its state gains the device's cook state
+        assert [m for m in added if "/config" not in m[0]] == [(device, None), (brisket, 203)]
+        assert {t.rsplit("/", 2)[1].split("_p1_")[-1] for t, _ in added if "/config" in t} == {
+            *("done_at", "time_to_target", "progress", "stalled", "cook_state"),
+            *("on_stall_started", "on_stall_ended", "on_ready"),
+            "10_06_1C_6F_47_70_cook_state",  # the device's
+        }  # a target brings the probe's cook entities
         publisher.publish_alerts({})
         publisher.refresh(NOW)
-        assert published_since_marker("3") == [(brisket, None)]
+        removed = published_since_marker("3")
+        assert [m for m in removed if "/config" not in m[0]] == [(device, None), (brisket, None)]
+        assert len(removed) == len(added)  # and takes them away
     finally:
         publisher.close()
         client.stop(timeout=2)
@@ -420,6 +432,10 @@ def test_a_target_set_from_home_assistant_fires_on_both_topics(
     device_topic = state_topic.rsplit("/probe/", 1)[0] + "/event"
     device_events = [m for m in subscriber.snapshot() if m.topic == device_topic]
     probe_events = [m for m in subscriber.snapshot() if m.topic == f"{state_topic}/event"]
+    cook = [m for m in device_events + probe_events if m.json()["event_type"] == "ready"]
+    assert len(cook) == 2  # the cook's "ready" too, on both topics (tests/test_cook_mqtt.py)
+    device_events = [m for m in device_events if m not in cook]
+    probe_events = [m for m in probe_events if m not in cook]
     assert len(device_events) == 1 and len(probe_events) == 1
     event = device_events[0].json()
     assert probe_events[0].payload == device_events[0].payload

@@ -15,9 +15,11 @@ import pytest
 import yaml
 
 from grillstats_bridge import __version__
+from grillstats_bridge.alerts.entities import alert_views
 from grillstats_bridge.cli import main
 from grillstats_bridge.config import MqttConfig
-from grillstats_bridge.domain import Poll
+from grillstats_bridge.domain import Measurement, Poll, Unit
+from grillstats_bridge.ha.cook_entities import ProbeCook
 from grillstats_bridge.ha.entities import (
     DEVICE,
     PROBE,
@@ -49,6 +51,20 @@ from tests.sample_devices import GATEWAY, SIGNALS, sample_devices
 pytestmark = pytest.mark.mqtt
 
 NOW = datetime(2026, 11, 27, 18, 30, tzinfo=UTC)
+COOKING = ProbeCook(
+    channel=1,
+    state="stalled",
+    done_at=NOW + timedelta(hours=3),
+    low=NOW + timedelta(hours=2),
+    high=NOW + timedelta(hours=5),
+    minutes_left=180.0,
+    minutes_low=120.0,
+    minutes_high=300.0,
+    progress=72.5,
+    stalled=True,
+    method="stall",
+    stall_started=NOW - timedelta(minutes=50),
+)
 GOLDEN = Path(__file__).parent / "golden" / "publish_cycle.txt"
 BRIDGE = BridgeStatus(
     status=BridgeHealth.OK,
@@ -96,9 +112,14 @@ def make_bridge() -> Iterator[Callable[..., Bridge]]:
         bridge.client.stop(timeout=2)
 
 
-def publish_all(bridge: Bridge, *, step: int = 0) -> None:
-    """The bridge and the sample account, with the records saved (the daemon's pipeline's job)."""
+def publish_all(bridge: Bridge, *, step: int = 0, cook: bool = False) -> None:
+    """The bridge and the sample account, with the records saved (the daemon's pipeline's job);
+    with ``cook``, a target on the Signals' first probe and its cook estimate too."""
     bridge.publisher.publish_bridge_state(BRIDGE)
+    if cook:
+        target = {(SIGNALS, 1): Measurement(203.0, Unit.FAHRENHEIT)}
+        bridge.publisher.publish_alerts(alert_views(target, set()))
+        bridge.publisher.publish_cook({SIGNALS: (COOKING,)})
     bridge.publisher.publish_devices(1, sample_devices(NOW, step=step), now=NOW)
     assert bridge.publisher.save_records()
 
@@ -160,7 +181,7 @@ def test_publish_cycle_golden(
     config, then every state. Regenerate with GRILLSTATS_UPDATE_GOLDEN=1 and review the diff.
     """
     bridge = make_bridge(mqtt_config, start=False)
-    publish_all(bridge)  # before the connection: the connect flush carries it all, in order
+    publish_all(bridge, cook=True)  # before the connection: the connect flush carries it all
     bridge.client.start()
     assert bridge.client.wait_ready(WAIT) and bridge.client.flush(WAIT)
     expected = len(bridge.expected_topics())

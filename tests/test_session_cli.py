@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from grillstats_bridge.cli import main
 from grillstats_bridge.config import Config
 from grillstats_bridge.sessions.service import SessionService
 from grillstats_bridge.store.db import Database
-from grillstats_bridge.store.models import Device, User
+from grillstats_bridge.store.models import Device, GrillingSession, User
 from grillstats_bridge.store.readings import write_readings
 from tests.session_curves import CURVES, H, Simulation
 
@@ -80,6 +81,7 @@ def test_start_list_show_end(cli: Cli, devices: None) -> None:
     assert code == 0
     assert "name:        Ribs for the team" in out and "status:      active" in out
     assert "no probe readings yet" in out
+    assert "stall (UTC): -\n" in out
 
     code, out, _ = cli("session", "end", "1")
     assert code == 0 and out.startswith("ended session 1 on SIG-1: Ribs for the team (0 min")
@@ -144,6 +146,15 @@ def test_show_and_export_a_detected_cook(cli: Cli, devices: None, database: Data
     assert code == 0
     assert "type:        auto" in out and "status:      completed (cooled)" in out
     assert "length:      1 h 5" in out
+    assert "stall (UTC): -\n" in out  # a hot and fast cook: none
+    with database.transaction() as db:  # as the cook service stores one (tests/test_cook_service)
+        row = db.get(GrillingSession, 1)
+        assert row is not None
+        row.stall_start = row.start_time + timedelta(minutes=20)
+        row.stall_end = row.start_time + timedelta(minutes=50)
+        row.stall_seconds = 1800.0
+    _, shown, _ = cli("session", "show", "1")
+    assert "stall (UTC): " in shown and "(30 min)\n" in shown
     table = out.split("\n\n", 1)[1].splitlines()
     assert table[0].split() == [
         "PROBE",
@@ -172,6 +183,7 @@ def test_show_and_export_a_detected_cook(cli: Cli, devices: None, database: Data
     start = data["session"]["start"]
     assert data["readings"][0]["time"] == start
     assert data["session"]["duration_s"] > H
+    assert data["session"]["stall_seconds"] == 1800.0 and data["session"]["stall_end"]
 
 
 def test_a_session_started_by_hand_during_a_cook_becomes_manual(

@@ -77,6 +77,15 @@ def alert_views(
     return {serial: tuple(probes) for serial, probes in out.items()}
 
 
+def describe_firing(firing: Firing) -> str:
+    """One line for the log and the bridge's recent firings."""
+    what = firing.name or firing.kind
+    return (
+        f"{firing.time:%H:%M:%S} {what} {firing.serial} probe {firing.channel}: "
+        f"{firing.event} at {firing.value:.1f} {firing.unit.symbol}"
+    )
+
+
 def publish_firing(
     publisher: Publisher, firing: Firing, *, on_done: Callable[[Delivery], None] | None = None
 ) -> Delivery:
@@ -317,12 +326,3 @@ def _probe_unit(
     if owner is not None and user != owner:
         raise UsageError(f"device {sid} is not user {owner}'s")
     return serial, Unit.parse(unit)
-
-
-def describe_firing(firing: Firing) -> str:
-    """A firing in one line, for the log."""
-    what = firing.name or firing.kind
-    return (
-        f"{firing.time:%H:%M:%S} {what} {firing.serial} probe {firing.channel}: "
-        f"{firing.event} at {firing.value:.1f} {firing.unit.symbol}"
-    )

@@ -52,6 +52,8 @@ from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.bridge.status import AccountInfo, Stats
 from grillstats_bridge.clock import Clock, RealClock
 from grillstats_bridge.config import Config
+from grillstats_bridge.cook.entities import publish_cook
+from grillstats_bridge.cook.service import CookService
 from grillstats_bridge.domain import Poll
 from grillstats_bridge.ha.entities import TABLE, BridgeStatus
 from grillstats_bridge.ha.publisher import Publisher, naming_for
@@ -137,6 +139,7 @@ class Bridge:
             alerts=self.alerts,
             buffer=self.buffer,
             journal=Journal(journal_path(config.security)),
+            cook=CookService(config.cook),
         )
         self.mqtt = MqttClient(
             config.mqtt,
@@ -698,6 +701,7 @@ class Bridge:
                     snap.session_type,
                 )
         self.session_mqtt.changed(outcome.session_changes)
+        publish_cook(self.publisher, self.pipeline.cook, outcome.cook)
         self._drain_outboxes()
         if outcome.database_ok:
             self.alert_control.refresh()  # targets and alert-active states, for HA

@@ -1,6 +1,7 @@
 """What happens to polls in the database: one transaction, every consumer in order.
 
     polls -> sync devices and probes -> store new readings -> session tracker -> alert engine
+          -> cook tracker (the alerts' targets)
 
 A poll stores and evaluates only the devices its account owns (a device row belongs
 to one user): the devices the sync reports as registered to another user are
@@ -49,6 +50,9 @@ from sqlalchemy.orm import Session
 
 from grillstats_bridge.alerts.engine import Firing
 from grillstats_bridge.alerts.service import AlertService
+from grillstats_bridge.config import CookConfig
+from grillstats_bridge.cook.model import CookStep
+from grillstats_bridge.cook.service import CookService
 from grillstats_bridge.domain import Poll, Reading
 from grillstats_bridge.sessions.model import SessionChange
 from grillstats_bridge.sessions.service import SessionService
@@ -75,6 +79,7 @@ class Outcome:
     nicknames: dict[int, dict[str, str]] = field(default_factory=dict)  # user -> serial -> name
     session_changes: list[SessionChange] = field(default_factory=list)
     firings: list[Firing] = field(default_factory=list)
+    cook: list[CookStep] = field(default_factory=list)
     database_ok: bool = True
     error: str | None = None
     rejected: int = 0  # polls (or a replayed buffer) the database refused for good
@@ -89,6 +94,7 @@ class Outcome:
         self.nicknames.update(other.nicknames)
         self.session_changes += other.session_changes
         self.firings += other.firings
+        self.cook += other.cook
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +137,7 @@ class Pipeline:
         alerts: AlertService,
         buffer: ReadingBuffer[OwnedReading],
         journal: Journal | None = None,
+        cook: CookService | None = None,
     ) -> None:
         self.database = database
         self.journal = journal
@@ -142,6 +149,7 @@ class Pipeline:
         self._in_flight: list[OwnedReading] = []  # taken from the buffer by a transaction running
         self.sessions = sessions
         self.alerts = alerts
+        self.cook = cook or CookService(CookConfig())
         self.buffer = buffer
         self.devices = DeviceSync()  # sync_devices, writing only what changed
         self.database_ok = True
@@ -204,6 +212,7 @@ class Pipeline:
             out.syncs[poll.user_id] = result
             owned.append(_owned_part(poll, result))
         out.owned = owned
+        mine: list[Reading] = []
         if replay:  # older than the polls: first (the devices are synced, so owners known)
             mine = _owned_readings(db, replay)
             out.replayed = write_readings(db, mine)
@@ -214,6 +223,9 @@ class Pipeline:
         out.stored = write_readings(db, readings)
         out.session_changes += self.sessions.process_polls(db, owned, now)
         out.firings += self.alerts.process(db, readings, now)
+        devices = [d for poll in owned for d in poll.devices]
+        batch = [*mine, *readings]
+        out.cook.append(self.cook.process(db, batch, devices, self.alerts.targets(), now))
 
     def _note_claims(self, syncs: dict[int, SyncResult]) -> None:
         """After a commit: warn once of each device an account polls but does not own."""

@@ -188,6 +188,7 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
             ("minimum", _temp(s.min_temperature, unit)),
             ("maximum", _temp(s.max_temperature, unit)),
             ("average", _temp(s.avg_temperature, unit) + " (time-weighted, all probes)"),
+            ("stall (UTC)", _stall(s, now)),
         ]
         probe_rows = [
             (
@@ -220,6 +221,18 @@ def _export(args: argparse.Namespace, ctx: Context) -> int:
         count = export_session(db, args.id, args.format, sys.stdout, utcnow())
     print(f"session {args.id}: {count} readings exported", file=sys.stderr)
     return 0
+
+
+def _stall(s: GrillingSession, now: datetime) -> str:
+    """The session's first stall (docs/cook.md): when, and how long."""
+    if s.stall_start is None:
+        return "-"
+    if s.stall_end is not None:
+        length = s.stall_end - s.stall_start
+        return f"{_time(s.stall_start)} - {_time(s.stall_end)} ({format_duration(length)})"
+    if s.end_time is None:
+        return f"{_time(s.stall_start)} - (stalled {format_duration(now - s.stall_start)} so far)"
+    return f"{_time(s.stall_start)} - (its end not seen)"
 
 
 def _duration(s: GrillingSession, now: datetime) -> timedelta:

@@ -524,6 +524,65 @@ class SessionsConfig:
             ) from None
 
 
+@dataclass(frozen=True, kw_only=True)
+class CookConfig:
+    """Cook predictions: when a probe reaches its target, stalls, cook states (docs/cook.md)."""
+
+    temperature_unit: Literal["F", "C"] = setting(
+        "F", "Unit of every temperature below: F or C (change the numbers with it)"
+    )
+    window: float = setting(
+        2700.0,
+        "Sliding window of readings the done-time estimate is fitted over",
+        minimum=600,
+        duration=True,
+    )
+    min_span: float = setting(
+        600.0,
+        "Readings must span this long before a probe gets an estimate",
+        minimum=60,
+        duration=True,
+    )
+    stall_rise: float = setting(
+        2.0, "A probe is stalled while it rises at most this many degrees...", minimum=0
+    )
+    stall_time: float = setting(1800.0, "...over at least this long...", minimum=300, duration=True)
+    stall_low: float = setting(140.0, "...between this temperature...")
+    stall_high: float = setting(180.0, "...and this one")
+    stall_expected: float = setting(
+        10800.0,
+        "How long a stall is assumed to last when estimating through it",
+        minimum=0,
+        duration=True,
+    )
+    stall_pit_max: float = setting(
+        300.0,
+        "A probe below the stall with a target above it expects one, on a pit at most this hot",
+    )
+    almost_ready: float = setting(
+        5.0, "A probe is almost ready within this many degrees of its target", minimum=0
+    )
+    rest_drop: float = setting(
+        2.0,
+        "A probe that reached its target is resting once it falls this far below its peak",
+        minimum=0,
+    )
+    cold_rise: float = setting(
+        10.0,
+        "A probe is still cold until it is this far above its first reading of the cook",
+        minimum=0,
+    )
+    preheat_rate: float = setting(
+        30.0, "A pit rising at least this many degrees per hour is preheating", minimum=0
+    )
+
+    def validate(self) -> None:
+        if self.stall_low >= self.stall_high:
+            raise ConfigError("cook.stall_low: must be below cook.stall_high")
+        if self.min_span > self.window:
+            raise ConfigError("cook.min_span: must not be longer than cook.window")
+
+
 class ConfigSection(typing.Protocol):
     """What the loader needs of a section: a dataclass, optionally with ``validate()``."""
 
@@ -544,6 +603,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    cook: CookConfig = field(default_factory=CookConfig)
     source: str | None = field(default=None, compare=False)  # the file it came from, if any
 
     def replace(self, section: str, **values: Any) -> Config:

@@ -16,12 +16,10 @@ probe renames the entity instead of making a new one.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
 
 from grillstats_bridge import __version__
 from grillstats_bridge.domain import (
@@ -34,100 +32,24 @@ from grillstats_bridge.domain import (
     clean_float,
     convert_temperature,
 )
+from grillstats_bridge.ha.cook_entities import (
+    COOK_EVENT_TYPES,
+    DEVICE_COOK_STATE,
+    PROBE_COOK,
+    ProbeCook,
+)
 from grillstats_bridge.ha.ids import device_id
-
-JsonValue = Any  # what json.dumps accepts; kept loose so rows stay one-liners
+from grillstats_bridge.ha.rows import C as C
+from grillstats_bridge.ha.rows import Component as Component
+from grillstats_bridge.ha.rows import EntityDescription as EntityDescription
+from grillstats_bridge.ha.rows import JsonValue as JsonValue
+from grillstats_bridge.ha.rows import Scope as Scope
+from grillstats_bridge.ha.rows import Source as Source
 
 ONLINE = "online"
 OFFLINE = "offline"
 ORIGIN = {"name": "Grill Stats Bridge", "sw_version": __version__}
 MANUFACTURER = "ThermoWorks"
-_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-class Component(StrEnum):
-    """HA entity platforms (the second level of a discovery topic)."""
-
-    SENSOR = "sensor"
-    BINARY_SENSOR = "binary_sensor"
-    EVENT = "event"
-    BUTTON = "button"
-    NUMBER = "number"
-    SWITCH = "switch"
-    DEVICE_AUTOMATION = "device_automation"
-
-
-class Source(StrEnum):
-    """Which of its subject's topics an entity reads."""
-
-    STATE = "state"  # a key of the subject's JSON state (value_template)
-    EVENT = "event"  # the subject's event topic (event entities, device triggers)
-    NONE = "none"  # nothing (a button only sends)
-
-
-C = TypeVar("C")
-
-
-def _always(ctx: Any) -> bool:
-    return True
-
-
-@dataclass(frozen=True, kw_only=True)
-class EntityDescription(Generic[C]):
-    """One kind of entity: how to describe it to HA and how to compute its value.
-
-    ``key`` is stable: it ends the unique id and the config topic, and names the
-    value in the state JSON. ``value_fn`` gives that value (``None`` -> JSON null ->
-    *unknown* in HA, never 0). ``attributes_fn`` adds the keys named in ``attributes``
-    to the state JSON, and HA shows them as the entity's attributes (the keys are
-    declared so that the discovery payload never depends on values). ``exists_fn``
-    says whether a subject has this entity at all (a fan only on a gateway with a fan).
-    A device trigger has no name in HA: ``name`` gives its ``subtype``.
-    """
-
-    key: str
-    component: Component
-    name: str | Callable[[C], str] | None = None
-    value_fn: Callable[[C], JsonValue] | None = None
-    exists_fn: Callable[[C], bool] = _always
-    device_class: str | None = None
-    state_class: str | None = None
-    unit: str | Callable[[C], str | None] | None = None
-    entity_category: str | None = None
-    icon: str | None = None
-    options: tuple[str, ...] = ()
-    precision: int | None = None
-    attributes: tuple[str, ...] = ()
-    attributes_fn: Callable[[C], Mapping[str, JsonValue]] | None = None
-    source: Source = Source.STATE
-    command: bool = False  # HA sends to <subject topic>/<key>/set
-    device_availability: bool = True  # False: only the bridge's (stays visible when offline)
-    extra: Mapping[str, JsonValue] = field(default_factory=dict)  # further discovery keys
-
-    def __post_init__(self) -> None:
-        if not _KEY.match(self.key):
-            raise ValueError(f"entity key {self.key!r}: lower case letters, digits and _")
-        if bool(self.attributes) != (self.attributes_fn is not None):
-            raise ValueError(f"entity {self.key!r}: give both attributes and attributes_fn")
-
-    def name_for(self, ctx: C) -> str | None:
-        return self.name(ctx) if callable(self.name) else self.name
-
-    def unit_for(self, ctx: C) -> str | None:
-        return self.unit(ctx) if callable(self.unit) else self.unit
-
-
-@dataclass(frozen=True, kw_only=True)
-class Scope(Generic[C]):
-    """The entities of one kind of subject, plus plain fields its state JSON also carries."""
-
-    name: str
-    entities: tuple[EntityDescription[C], ...]
-    extras_fn: Callable[[C], Mapping[str, JsonValue]] | None = None  # for MQTT consumers
-
-    def with_entities(self, *more: EntityDescription[C]) -> Scope[C]:
-        """This scope with more rows (how later features extend the table)."""
-        return Scope(name=self.name, entities=self.entities + more, extras_fn=self.extras_fn)
 
 
 # --------------------------------------------------------------------------- subjects
@@ -201,6 +123,7 @@ class DeviceView:
     online: bool
     session: CurrentSession | None = None
     alerts: tuple[ProbeAlerts, ...] = ()  # only probes with a target or an active alert
+    cook: tuple[ProbeCook, ...] = ()  # only probes with a target and an estimate
 
     @classmethod
     def of(
@@ -210,11 +133,14 @@ class DeviceView:
         nickname: str | None = None,
         session: CurrentSession | None = None,
         alerts: tuple[ProbeAlerts, ...] = (),
+        cook: tuple[ProbeCook, ...] = (),
     ) -> DeviceView:
         """Name: the user's nickname, else the cloud label, else model and serial."""
         name = nickname or device.label or f"{model_name(device)} {device.serial}"
         online = device.is_online(now)
-        return cls(device=device, name=name, online=online, session=session, alerts=alerts)
+        return cls(
+            device=device, name=name, online=online, session=session, alerts=alerts, cook=cook
+        )
 
     @property
     def sid(self) -> str:
@@ -236,6 +162,10 @@ class ProbeView:
         return next(
             (a for a in self.device.alerts if a.channel == channel), ProbeAlerts(channel=channel)
         )
+
+    @property
+    def cook(self) -> ProbeCook | None:
+        return next((c for c in self.device.cook if c.channel == self.probe.channel), None)
 
 
 _MODELS = {
@@ -682,7 +612,7 @@ ALERTS_EVENT: EntityDescription[DeviceView] = EntityDescription(
     source=Source.EVENT,
     icon="mdi:bell-ring",
     device_availability=False,  # a firing replayed after the device went offline still shows
-    extra={"event_types": list(EVENT_TYPES)},
+    extra={"event_types": [*EVENT_TYPES, *COOK_EVENT_TYPES]},  # cook: ha.cook_entities
 )
 
 
@@ -736,9 +666,9 @@ def _trigger(event: FiringEvent) -> EntityDescription[ProbeView]:
 PROBE_TRIGGERS = tuple(_trigger(event) for event in FiringEvent)
 
 
-DEVICE_WITH_ALERTS = DEVICE.with_entities(ALERTS_EVENT)
+DEVICE_WITH_ALERTS = DEVICE.with_entities(ALERTS_EVENT, DEVICE_COOK_STATE)
 PROBE_WITH_ALERTS = PROBE.with_entities(
-    PROBE_TARGET, PROBE_RANGE_LOW, PROBE_RANGE_HIGH, ALERT_ACTIVE, *PROBE_TRIGGERS
+    PROBE_TARGET, PROBE_RANGE_LOW, PROBE_RANGE_HIGH, ALERT_ACTIVE, *PROBE_TRIGGERS, *PROBE_COOK
 )
 
 

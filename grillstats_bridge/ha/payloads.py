@@ -254,6 +254,7 @@ def config_inputs(view: DeviceView) -> tuple[Any, ...]:
         d.fan is not None,
         probes,
         _session_unit(view),
+        tuple(a.channel for a in view.alerts if a.target is not None),  # the cook rows
     )
 
 

@@ -34,6 +34,7 @@ from typing import NamedTuple, Protocol
 
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.domain import Device, utcnow
+from grillstats_bridge.ha.cook_entities import ProbeCook
 from grillstats_bridge.ha.entities import (
     TABLE,
     BridgeHealth,
@@ -148,6 +149,7 @@ class Publisher:
         self._waiting: dict[tuple[int, str], tuple[Device, str | None]] = {}
         self._sessions: dict[str, CurrentSession] = {}  # serial -> its running session
         self._alerts: dict[str, tuple[ProbeAlerts, ...]] = {}  # serial -> its probes' alerts
+        self._cook: dict[str, tuple[ProbeCook, ...]] = {}  # serial -> its probes' estimates
         self._configs: dict[str, str] = {}  # config topic -> payload last published
         self._states: dict[str, str] = {}  # state topic -> payload last published
         self._records: dict[str, Record] = {}  # every retained topic ever published
@@ -194,6 +196,19 @@ class Publisher:
             if not changed:
                 return
             self._alerts = fresh
+            now = self._clock()
+            for user_id, devices in self._accounts.items():
+                if not changed.isdisjoint(devices):
+                    self._publish_account(user_id, now)
+
+    def publish_cook(self, cook: Mapping[str, tuple[ProbeCook, ...]]) -> None:
+        """Every probe's cook estimate (serial -> probes); the devices that changed republish."""
+        with self._lock:
+            fresh = {serial: probes for serial, probes in cook.items() if probes}
+            changed = _changed_keys(self._cook, fresh)
+            if not changed:
+                return
+            self._cook = fresh
             now = self._clock()
             for user_id, devices in self._accounts.items():
                 if not changed.isdisjoint(devices):
@@ -399,6 +414,7 @@ class Publisher:
             nickname,
             session=self._sessions.get(serial),
             alerts=self._alerts.get(serial, ()),
+            cook=self._cook.get(serial, ()),
         )
 
     def _publish_account(self, user_id: int, now: datetime) -> None:

@@ -597,6 +597,10 @@ def summary(session: GrillingSession, now: datetime) -> dict[str, Any]:
         "max_temperature": session.max_temperature,
         "avg_temperature": session.avg_temperature,
         "end_reason": session.end_reason,
+        # its first stall, from the cook tracker (docs/cook.md)
+        "stall_start": session.stall_start.isoformat() if session.stall_start else None,
+        "stall_end": session.stall_end.isoformat() if session.stall_end else None,
+        "stall_seconds": session.stall_seconds,
     }
 
 

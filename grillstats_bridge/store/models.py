@@ -215,6 +215,10 @@ class GrillingSession(Base):
     # 0007_session_events: when the broker acknowledged the session's "ended" event.
     # Empty on an ended session: the event waits (the outbox, like alert_history's).
     end_published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # 0008_cook: the session's (first probe's longest) stall, from the cook tracker.
+    stall_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stall_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stall_seconds: Mapped[float | None] = mapped_column(sa.Float)
 
     user: Mapped[User] = relationship(back_populates="sessions")
 

@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from grillstats_bridge.domain import Reading
+from grillstats_bridge.domain import Reading, Unit
 from grillstats_bridge.store.models import ReadingRow
 from grillstats_bridge.store.sql import upsert
 
@@ -79,6 +79,26 @@ def readings_between(
     if end is not None:
         query = query.where(ReadingRow.time < end)
     return session.scalars(query.order_by(ReadingRow.time)).all()
+
+
+def channel_readings(
+    session: Session, serial: str, channels: Iterable[int], start: datetime, end: datetime
+) -> list[Reading]:
+    """Some channels' stored readings of one device in [start, end], oldest first."""
+    rows = session.execute(
+        sa.select(ReadingRow.probe, ReadingRow.time, ReadingRow.value, ReadingRow.unit)
+        .where(
+            ReadingRow.device_id == serial,
+            ReadingRow.probe.in_(sorted(set(channels))),
+            ReadingRow.time >= start,
+            ReadingRow.time <= end,
+        )
+        .order_by(ReadingRow.time)
+    )
+    return [
+        Reading(serial=serial, channel=probe, time=time, value=value, unit=Unit(unit))
+        for probe, time, value, unit in rows
+    ]
 
 
 class ReadingBuffer(Generic[T]):

@@ -1,0 +1,157 @@
+"""The values of the cook feature: states, estimates, events and the rules (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from grillstats_bridge.config import CookConfig
+from grillstats_bridge.domain import Measurement, Reading, Unit
+
+Sample = tuple[float, float]  # (POSIX seconds, degrees in the rules' unit)
+ProbeKey = tuple[str, int]  # (serial, channel)
+
+
+class CookState(StrEnum):
+    """Where a probe with a target is in its cook, least advanced first."""
+
+    IDLE = "idle"
+    PREHEATING = "preheating"
+    COOKING = "cooking"
+    STALLED = "stalled"
+    ALMOST_READY = "almost_ready"
+    READY = "ready"
+    RESTING = "resting"
+
+    @property
+    def rank(self) -> int:
+        return list(CookState).index(self)
+
+
+COOK_STATES = tuple(s.value for s in CookState)
+
+
+class Method(StrEnum):
+    """How an estimate was made."""
+
+    NEWTON = "newton"  # Newton's law of heating toward the pit
+    LINEAR = "linear"  # the recent rate, extrapolated
+    STALL = "stall"  # through a stall: its expected length, then the rate before it
+    DONE = "done"  # the target is reached
+    NONE = "none"  # not enough to go on
+
+
+class CookEventKind(StrEnum):
+    STALL_STARTED = "stall_started"
+    STALL_ENDED = "stall_ended"
+    READY = "ready"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Rules:
+    """The cook settings, in one unit, as plain numbers (seconds and degrees)."""
+
+    unit: Unit = Unit.FAHRENHEIT
+    window: float = 2700.0
+    min_span: float = 600.0
+    stall_rise: float = 2.0
+    stall_time: float = 1800.0
+    stall_low: float = 140.0
+    stall_high: float = 180.0
+    stall_expected: float = 10800.0
+    stall_pit_max: float = 300.0
+    almost_ready: float = 5.0
+    rest_drop: float = 2.0
+    cold_rise: float = 10.0
+    preheat_rate: float = 30.0  # degrees per hour
+
+    @classmethod
+    def from_config(cls, config: CookConfig) -> Rules:
+        return cls(
+            unit=Unit(config.temperature_unit),
+            window=config.window,
+            min_span=config.min_span,
+            stall_rise=config.stall_rise,
+            stall_time=config.stall_time,
+            stall_low=config.stall_low,
+            stall_high=config.stall_high,
+            stall_expected=config.stall_expected,
+            stall_pit_max=config.stall_pit_max,
+            almost_ready=config.almost_ready,
+            rest_drop=config.rest_drop,
+            cold_rise=config.cold_rise,
+            preheat_rate=config.preheat_rate,
+        )
+
+    @property
+    def history(self) -> float:
+        """How far back a probe's readings are kept: a stall and the climb before it."""
+        return self.window + self.stall_time + 300.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Estimate:
+    """One probe's prediction after a batch (times aware UTC; temperatures in ``unit``)."""
+
+    serial: str
+    channel: int
+    at: datetime
+    target: float
+    unit: Unit
+    state: CookState
+    value: float | None
+    progress: float | None  # percent, from the cook's first reading to the target
+    method: Method
+    done_at: datetime | None
+    low: datetime | None  # the earliest likely done time
+    high: datetime | None  # the latest likely done time
+    rate: float | None  # degrees per hour now
+    stalled: bool
+    stall_started: datetime | None = None
+
+    @property
+    def key(self) -> ProbeKey:
+        return (self.serial, self.channel)
+
+    @property
+    def minutes_left(self) -> float | None:
+        if self.done_at is None:
+            return None
+        return max((self.done_at - self.at).total_seconds() / 60.0, 0.0)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CookEvent:
+    """A stall started or ended, or a probe reached its target."""
+
+    kind: CookEventKind
+    serial: str
+    channel: int
+    at: datetime
+    value: float
+    unit: Unit
+    stall_start: datetime | None = None
+    stall_seconds: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CookBatch:
+    """What one pass of the tracker takes: readings, every probe's target, the pits."""
+
+    now: datetime
+    readings: Sequence[Reading] = ()
+    targets: Mapping[ProbeKey, Measurement] = field(default_factory=dict)
+    pits: Mapping[str, int] = field(default_factory=dict)  # serial -> its pit channel
+    replay: bool = False  # rebuilding from stored readings: no events
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CookStep:
+    """What one pass produced: estimates of the probes it touched, events, device states."""
+
+    estimates: tuple[Estimate, ...] = ()
+    events: tuple[CookEvent, ...] = ()
+    dropped: tuple[ProbeKey, ...] = ()  # probes whose target went away
+    devices: Mapping[str, CookState] = field(default_factory=dict)

@@ -1,0 +1,220 @@
+"""Cook predictions over the database: the tracker fed by every batch, stalls on sessions.
+
+The daemon's pipeline calls :meth:`CookService.process` once per transaction with the
+batch's readings, the devices it polled and every probe's target (the alert service's
+``targets()``): the tracker takes them in one step and the stall events it returns are
+written on the device's active session (its first stall: start, end and length). The
+first call rebuilds the tracker from stored readings: for a device cooking, from the
+start of its session (at most ``RESTORE_MAX`` back), else the last ``Rules.history``;
+a stall found there that the session does not know yet is written on it. If the
+transaction rolls back, the tracker's probes of the batch's devices are put back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from grillstats_bridge.config import CookConfig
+from grillstats_bridge.cook.model import (
+    CookBatch,
+    CookEvent,
+    CookEventKind,
+    CookStep,
+    Estimate,
+    ProbeKey,
+    Rules,
+)
+from grillstats_bridge.cook.tracker import CookTracker, device_pit, pit_channel
+from grillstats_bridge.domain import Device, Measurement, Reading, Unit
+from grillstats_bridge.sessions.model import SessionStatus
+from grillstats_bridge.store.models import Device as DeviceRow
+from grillstats_bridge.store.models import GrillingSession, ProbeRow
+from grillstats_bridge.store.readings import channel_readings
+from grillstats_bridge.store.sql import rollback_hook
+
+log = logging.getLogger(__name__)
+
+RESTORE_MAX = timedelta(hours=24)  # readings replayed after a restart, at most
+REPLAY_STEP = 60.0  # seconds of stored readings the tracker takes per step when rebuilding
+_UNDO = "grillstats.cook.undo"
+_SESSIONS: sa.Table = GrillingSession.__table__  # type: ignore[assignment]
+
+
+class CookService:
+    """The cook tracker bound to the database."""
+
+    def __init__(self, config: CookConfig) -> None:
+        self.rules = Rules.from_config(config)
+        self.tracker = CookTracker(self.rules)
+        self.loaded = False
+        self.pits: dict[str, int] = {}  # serial -> pit channel
+        self.last: dict[ProbeKey, Estimate] = {}  # the latest estimate of every probe
+
+    def process(
+        self,
+        db: Session,
+        readings: Sequence[Reading],
+        devices: Iterable[Device],
+        targets: Mapping[ProbeKey, Measurement],
+        now: datetime,
+    ) -> CookStep:
+        """One batch through the tracker; stall events written on the sessions."""
+        devices = list(devices)
+        if not self.loaded:
+            self.load(db, targets, now)
+        for device in devices:
+            pit = device_pit(device, targets)
+            if pit is None:
+                self.pits.pop(device.serial, None)
+            else:
+                self.pits[device.serial] = pit
+        serials = {r.serial for r in readings} | {d.serial for d in devices}
+        undo = rollback_hook(db, (_UNDO, id(self)), lambda: _Undo(self))
+        undo.save(serials)
+        step = self.tracker.step(
+            CookBatch(now=now, readings=readings, targets=targets, pits=dict(self.pits))
+        )
+        self._store(db, step.events)
+        self._remember(step)
+        return step
+
+    def load(self, db: Session, targets: Mapping[ProbeKey, Measurement], now: datetime) -> None:
+        """Rebuild the tracker from the stored readings of the probes with a target."""
+        self.tracker = CookTracker(self.rules)
+        self.loaded = True
+        serials = sorted({serial for serial, _ in targets})
+        if not serials:
+            return
+        self.pits = _stored_pits(db, serials, targets)
+        since = {s: now - timedelta(seconds=self.rules.history) for s in serials}
+        for serial, started in _active_sessions(db, serials).items():
+            since[serial] = min(since[serial], max(started, now - RESTORE_MAX))
+        readings: list[Reading] = []
+        for serial in serials:
+            channels = {c for s, c in targets if s == serial}
+            if serial in self.pits:
+                channels.add(self.pits[serial])
+            readings += channel_readings(db, serial, channels, since[serial], now)
+        step = CookStep()
+        for when, part in _buckets(readings):  # in time, so stalls are dated as they happened
+            step = self.tracker.step(
+                CookBatch(now=when, readings=part, targets=targets, pits=self.pits, replay=True)
+            )
+        self._remember(step)
+        self._catch_up(db, step, now)
+        log.info(
+            "cook: %d probe(s) rebuilt from %d stored readings", len(step.estimates), len(readings)
+        )
+
+    # ------------------------------------------------------------------ sessions
+
+    def _store(self, db: Session, events: Sequence[CookEvent]) -> None:
+        """A device's first stall on its active session: start, then end and length."""
+        for event in events:
+            active = (_SESSIONS.c.device_id == event.serial) & (
+                _SESSIONS.c.status == SessionStatus.ACTIVE
+            )
+            if event.kind is CookEventKind.STALL_STARTED:
+                db.execute(
+                    sa.update(_SESSIONS)
+                    .where(active, _SESSIONS.c.stall_start.is_(None))
+                    .values(stall_start=event.stall_start)
+                )
+            elif event.kind is CookEventKind.STALL_ENDED and event.stall_start is not None:
+                db.execute(
+                    sa.update(_SESSIONS)
+                    .where(
+                        active,
+                        _SESSIONS.c.stall_start == event.stall_start,
+                        _SESSIONS.c.stall_end.is_(None),
+                    )
+                    .values(stall_end=event.at, stall_seconds=event.stall_seconds)
+                )
+
+    def _catch_up(self, db: Session, step: CookStep, now: datetime) -> None:
+        """A stall that started while the bridge was down goes on the session too."""
+        events = [
+            CookEvent(
+                kind=CookEventKind.STALL_STARTED,
+                serial=e.serial,
+                channel=e.channel,
+                at=now,
+                value=e.value or 0.0,
+                unit=e.unit,
+                stall_start=e.stall_started,
+            )
+            for e in step.estimates
+            if e.stall_started is not None
+        ]
+        self._store(db, events)
+
+    def _remember(self, step: CookStep) -> None:
+        for estimate in step.estimates:
+            self.last[estimate.key] = estimate
+        for key in step.dropped:
+            self.last.pop(key, None)
+
+
+@dataclass
+class _Undo:
+    """How to put the tracker back if the transaction rolls back."""
+
+    service: CookService
+    saved: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, serials: Iterable[str]) -> None:
+        fresh = [s for s in serials if s not in self.saved]
+        if fresh:
+            self.saved.update({s: self.service.tracker.checkpoint([s]) for s in fresh})
+
+    def rolled_back(self) -> None:
+        for serial, probes in self.saved.items():
+            self.service.tracker.restore(probes, [serial])
+        log.debug("cook: transaction rolled back; %d device(s) put back", len(self.saved))
+
+
+def _stored_pits(
+    db: Session, serials: Sequence[str], targets: Mapping[ProbeKey, Measurement]
+) -> dict[str, int]:
+    rows = db.execute(
+        sa.select(DeviceRow.device_id, ProbeRow.channel, ProbeRow.label)
+        .join(ProbeRow, ProbeRow.device_id == DeviceRow.id)
+        .where(DeviceRow.device_id.in_(serials), ProbeRow.unit != Unit.HUMIDITY.value)
+    )
+    labels: dict[str, dict[int, str | None]] = {}
+    for serial, channel, label in rows:
+        labels.setdefault(serial, {})[channel] = label
+    out: dict[str, int] = {}
+    for serial, channels in labels.items():
+        pit = pit_channel(serial, channels, targets)
+        if pit is not None:
+            out[serial] = pit
+    return out
+
+
+def _active_sessions(db: Session, serials: Sequence[str]) -> dict[str, datetime]:
+    rows = db.execute(
+        sa.select(_SESSIONS.c.device_id, _SESSIONS.c.start_time).where(
+            _SESSIONS.c.device_id.in_(serials), _SESSIONS.c.status == SessionStatus.ACTIVE
+        )
+    )
+    return {serial: start for serial, start in rows}
+
+
+def _buckets(readings: Sequence[Reading]) -> list[tuple[datetime, list[Reading]]]:
+    """Readings in steps of ``REPLAY_STEP`` seconds, each dated by its last reading."""
+    out: list[tuple[datetime, list[Reading]]] = []
+    for reading in sorted(readings, key=lambda r: r.time):
+        if out and (reading.time - out[-1][1][0].time).total_seconds() < REPLAY_STEP:
+            out[-1][1].append(reading)
+            out[-1] = (reading.time, out[-1][1])
+        else:
+            out.append((reading.time, [reading]))
+    return out

@@ -1,0 +1,173 @@
+"""The cook service on SQLite and PostgreSQL, through the pipeline: targets from the alerts,
+stalls stored on the session, a restart rebuilt from stored readings, rollbacks."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from grillstats_bridge.alerts.service import AlertService
+from grillstats_bridge.bridge.pipeline import Pipeline
+from grillstats_bridge.config import AlertsConfig, CookConfig, SessionsConfig
+from grillstats_bridge.cook.model import CookEventKind, CookState, CookStep, Method
+from grillstats_bridge.cook.service import CookService
+from grillstats_bridge.domain import Device, Measurement, Poll, Probe, Reading, Unit
+from grillstats_bridge.sessions.service import SessionService
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import GrillingSession, TemperatureAlert, User
+from grillstats_bridge.store.readings import ReadingBuffer, write_readings
+from tests.test_cook import MIN, T0, H, brisket
+
+SERIAL = "10:06:1C:6F:47:70"
+
+
+@pytest.fixture
+def owner(database: Database) -> int:
+    """A user with a target alert of 203 °F on channel 2."""
+    with database.transaction() as db:
+        user = User(email="cook@example.com", password_hash="x")
+        db.add(user)
+        db.flush()
+        db.add(
+            TemperatureAlert(
+                user_id=user.id,
+                device_id=SERIAL,
+                probe_id="2",
+                alert_type="target",
+                target_temperature=203.0,
+                temperature_unit="F",
+            )
+        )
+        return user.id
+
+
+def pipeline(database: Database, cook: CookService | None = None) -> Pipeline:
+    return Pipeline(
+        database,
+        sessions=SessionService(SessionsConfig()),
+        alerts=AlertService(AlertsConfig()),
+        buffer=ReadingBuffer(1000),
+        cook=cook or CookService(CookConfig()),
+    )
+
+
+def poll(owner: int, t: float) -> Poll:
+    when = T0 + timedelta(seconds=t)
+    meat, pit = brisket(t), 250.0
+    probes = (
+        Probe(serial=SERIAL, channel=1, label="Pit", value=pit, last_telemetry_saved=when),
+        Probe(serial=SERIAL, channel=2, label="Brisket", value=meat, last_telemetry_saved=when),
+    )
+    device = Device(
+        serial=SERIAL, type="signals", last_seen=when, last_telemetry_saved=when, probes=probes
+    )
+    readings = tuple(
+        Reading(serial=SERIAL, channel=p.channel, time=when, value=p.value, unit=Unit.FAHRENHEIT)
+        for p in probes
+    )
+    return Poll(user_id=owner, polled_at=when, devices=(device,), readings=readings)
+
+
+def cook(
+    pipe: Pipeline, owner: int, start: float, end: float, every: float = 2 * MIN
+) -> list[CookStep]:
+    steps: list[CookStep] = []
+    t = start
+    while t <= end:
+        outcome = pipe.process([poll(owner, t)], T0 + timedelta(seconds=t))
+        assert outcome.database_ok and outcome.rejected == 0
+        steps += outcome.cook
+        t += every
+    return steps
+
+
+def session_stall(database: Database) -> tuple[datetime | None, datetime | None, float | None]:
+    with database.transaction() as db:
+        row = db.execute(
+            sa.select(
+                GrillingSession.stall_start,
+                GrillingSession.stall_end,
+                GrillingSession.stall_seconds,
+            )
+        ).one()
+        return row.stall_start, row.stall_end, row.stall_seconds
+
+
+def test_targets_come_from_the_alerts_and_the_stall_lands_on_the_session(
+    database: Database, owner: int
+) -> None:
+    pipe = pipeline(database)
+    steps = cook(pipe, owner, 0, 8 * H)
+    estimates = [e for s in steps for e in s.estimates]
+    assert estimates and all(e.key == (SERIAL, 2) and e.target == 203.0 for e in estimates)
+    assert any(e.method is Method.NEWTON for e in estimates)  # channel 1 is the pit
+    kinds = [e.kind for s in steps for e in s.events]
+    assert kinds == [CookEventKind.STALL_STARTED, CookEventKind.STALL_ENDED]
+    start, end, seconds = session_stall(database)
+    assert start is not None and end is not None and seconds is not None
+    assert abs(start - (T0 + timedelta(hours=4))) <= timedelta(minutes=10)
+    assert timedelta(0) <= end - (T0 + timedelta(hours=7)) <= timedelta(minutes=35)
+    assert seconds == pytest.approx((end - start).total_seconds())
+
+
+def test_a_restart_rebuilds_the_estimate_from_stored_readings(
+    database: Database, owner: int
+) -> None:
+    before = cook(pipeline(database), owner, 0, 5 * H)
+    last = before[-1].estimates[0]
+    assert last.stalled
+    after = cook(pipeline(database), owner, 5 * H + 2 * MIN, 5 * H + 2 * MIN)
+    (estimate,) = after[0].estimates
+    assert after[0].events == ()  # the stall is not announced twice
+    assert estimate.state is CookState.STALLED
+    assert estimate.stall_started == last.stall_started
+    assert estimate.progress is not None and last.progress is not None
+    assert estimate.progress == pytest.approx(last.progress, abs=1.0)
+    assert session_stall(database)[0] == last.stall_started
+
+
+def test_a_stall_found_while_the_bridge_was_down_goes_on_the_session(
+    database: Database, owner: int
+) -> None:
+    cook(pipeline(database), owner, 0, 4 * H)
+    late = range(int(4 * H), int(4 * H + 50 * MIN), 120)  # stored, but by another bridge run
+    with database.transaction() as db:
+        write_readings(db, [r for t in late for r in poll(owner, t).readings])
+    assert session_stall(database)[0] is None
+    cook(pipeline(database), owner, 4 * H + 50 * MIN, 4 * H + 50 * MIN)
+    start = session_stall(database)[0]
+    assert start is not None
+    assert abs(start - (T0 + timedelta(hours=4))) <= timedelta(minutes=10)
+
+
+def test_a_rolled_back_batch_is_counted_once(database: Database, owner: int) -> None:
+    service = CookService(CookConfig())
+    pipe = pipeline(database, service)
+    cook(pipe, owner, 0, 4 * H + 20 * MIN)
+    stall_poll = None
+    t = 4 * H + 22 * MIN
+    while stall_poll is None:  # find the poll that starts the stall, without keeping it
+        probe = service.tracker.checkpoint([SERIAL])
+        try:
+            with database.transaction() as db:
+                step = service.process(
+                    db,
+                    poll(owner, t).readings,
+                    poll(owner, t).devices,
+                    {(SERIAL, 2): Measurement(203.0, Unit.FAHRENHEIT)},
+                    T0 + timedelta(seconds=t),
+                )
+                if step.events:
+                    stall_poll = t
+                raise RuntimeError("roll back")
+        except RuntimeError:
+            pass
+        assert service.tracker.checkpoint([SERIAL]).keys() == probe.keys()
+        if stall_poll is None:
+            cook(pipe, owner, t, t)
+            t += 2 * MIN
+    steps = cook(pipe, owner, stall_poll, stall_poll)
+    assert [e.kind for e in steps[0].events] == [CookEventKind.STALL_STARTED]
+    assert session_stall(database)[0] is not None
