@@ -29,7 +29,7 @@ def migrations_dir() -> Path:
     """The Alembic scripts: ``migrations/`` in a source checkout, or shipped in the package."""
     # The checkout's own scripts first: an editable install elsewhere (another git
     # worktree) maps grillstats_bridge.migrations to *its* checkout's scripts.
-    checkout = Path(__file__).resolve().parent.parent / "migrations"
+    checkout = Path(__file__).resolve().parents[2] / "migrations"  # store/ -> package -> root
     if (checkout / "env.py").is_file():
         return checkout
     try:
