@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.mqtt",
     "tests.fixtures.cloud",
     "tests.fixtures.bridge",
+    "tests.fixtures.web",
 ]

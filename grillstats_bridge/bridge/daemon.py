@@ -42,7 +42,7 @@ from grillstats_bridge.alerts.engine import Firing
 from grillstats_bridge.alerts.entities import AlertControl, publish_firing
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge import status
-from grillstats_bridge.bridge.health import HealthServer
+from grillstats_bridge.bridge.health import Server, serve_http
 from grillstats_bridge.bridge.outbox import Outbox
 from grillstats_bridge.bridge.pipeline import Outcome, Pipeline, describe
 from grillstats_bridge.bridge.poller import AccountPoller
@@ -173,7 +173,7 @@ class Bridge:
             mark=mark_ended_published,
         )
         self.session_mqtt.subscribe(self.on_command)
-        self.health_server: HealthServer | None = None
+        self.health_server: Server | None = None
         self.pollers: dict[int, AccountPoller] = {}
         self.accounts: dict[int, AccountInfo] = {}
         self.stats = Stats()
@@ -209,8 +209,8 @@ class Bridge:
         self._refresh_accounts(self.clock.now())
         self.mqtt.start()
         if self.config.http.enabled:
-            self.health_server = HealthServer(
-                self.config.http.host, self.config.http.port, self.health_report
+            self.health_server = serve_http(
+                self.config, self.database, self.health_report, self.clock.now
             )
             self.health_server.start()
         if threads:

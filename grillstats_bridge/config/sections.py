@@ -361,13 +361,25 @@ class StorageConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class HttpConfig:
-    """The health endpoint (GET /health)."""
+    """The health endpoint (GET /health), the web app and the REST API, on one address."""
 
     enabled: bool = setting(True, "Serve the health endpoint")
     host: str = setting("127.0.0.1", "Address to listen on")
     port: int = setting(8099, "Port to listen on (0: any free port)", minimum=0, maximum=65535)
     show_accounts: bool = setting(
         False, "List each account's label (a user's name or e-mail address) in /health"
+    )
+    web: bool = setting(True, "Serve the web app and the REST API (/api/v1) next to /health")
+    admins: str = setting(
+        "", "E-mail addresses (comma-separated) of the users who see the web app's admin page"
+    )
+    secure_cookie: bool = setting(
+        False,
+        "Mark the login cookie Secure (set it when a TLS proxy is in front; a request with "
+        "X-Forwarded-Proto: https gets a Secure cookie anyway)",
+    )
+    session_idle: float = setting(
+        1800.0, "A web login ends after this long without a request", minimum=60, duration=True
     )
 
 
