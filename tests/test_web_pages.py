@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from grillstats_bridge.bridge.health import HealthServer
+from grillstats_bridge.bridge.health import HealthServer, serve_http
 from grillstats_bridge.store import users
 from grillstats_bridge.store.secrets import LoginRefusal
 from grillstats_bridge.web.app import create_app
@@ -233,9 +233,37 @@ def test_health_is_the_standard_library_server_s_json_byte_for_byte(web: WebRig)
         with pytest.raises(urllib.error.HTTPError) as old:
             urllib.request.urlopen(server.url, timeout=5)
         expected = old.value.read()
+        old.value.close()
     finally:
         server.stop()
     assert ours.status_code == old.value.code == 503
     assert ours.content == expected
     assert ours.headers["content-type"] == "application/json"
     assert ours.headers["cache-control"] == "no-store"
+
+
+def test_the_daemon_serves_health_and_the_app_on_one_address(web: WebRig) -> None:
+    import urllib.error
+    import urllib.request
+
+    config = web.config.replace("http", port=0)
+    report = lambda: (True, {"status": "ok"})  # noqa: E731
+    server = serve_http(config, web.database, report, web.clock.now)
+    server.start()
+    try:
+        with urllib.request.urlopen(server.url, timeout=5) as health:
+            assert json.loads(health.read()) == {"status": "ok"}
+        with urllib.request.urlopen(server.url.replace("/health", "/login"), timeout=5) as page:
+            assert b'name="csrf"' in page.read()
+    finally:
+        server.stop()
+    alone = serve_http(config.replace("http", web=False), web.database, report, web.clock.now)
+    assert isinstance(alone, HealthServer)  # http.web: false, /health alone as before
+    alone.start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(alone.url.replace("/health", "/login"), timeout=5)
+        assert refused.value.code == 404
+        refused.value.close()
+    finally:
+        alone.stop()
