@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from starlette.testclient import TestClient
 
 from grillstats_bridge.bridge.health import HealthServer, serve_http
+from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.store import users
 from grillstats_bridge.store.secrets import LoginRefusal
 from grillstats_bridge.web.app import create_app
+from tests.fixtures.cloud import PITMASTER, PITMASTER_PASSWORD
 from tests.fixtures.web import ADMIN, ALICE, BOB, PASSWORD, WebRig, csrf_of, log_in
 
 
@@ -71,8 +74,6 @@ def test_the_cookie_is_http_only_strict_and_secure_behind_tls(web: WebRig) -> No
     proxied = client.get("/login", headers={"X-Forwarded-Proto": "https"}).headers["set-cookie"]
     assert "Secure" in proxied
     flagged = create_app(web.config.replace("http", secure_cookie=True), web.database)
-    from starlette.testclient import TestClient
-
     assert "Secure" in TestClient(flagged).get("/login").headers["set-cookie"]
 
 
@@ -224,8 +225,6 @@ def test_health_is_the_standard_library_server_s_json_byte_for_byte(web: WebRig)
     import urllib.error
     import urllib.request
 
-    from starlette.testclient import TestClient
-
     ours = TestClient(app).get("/health")
     server = HealthServer("127.0.0.1", 0, lambda: (False, body))
     server.start()
@@ -267,3 +266,24 @@ def test_the_daemon_serves_health_and_the_app_on_one_address(web: WebRig) -> Non
         refused.value.close()
     finally:
         alone.stop()
+
+
+def test_the_account_page_links_and_unlinks(web: WebRig, cloud: CloudSimulator) -> None:
+    config = web.config.replace("thermoworks", **cloud.urls(), timeout=5.0)
+    app = create_app(config, web.database, clock=cloud.now)
+    client = TestClient(app, follow_redirects=False)
+    csrf = log_in(client, ALICE)
+    assert 'id="account">Not linked.' in client.get("/account").text
+    form = {"csrf": csrf, "provider": "thermoworks", "tw_email": PITMASTER}
+    wrong = client.post("/account/link", data=form | {"password": "not it"})
+    assert wrong.status_code == 400 and 'class="error"' in wrong.text
+    assert "not it" not in wrong.text
+    linked = client.post("/account/link", data=form | {"password": PITMASTER_PASSWORD})
+    assert linked.status_code == 303, linked.text
+    page = client.get("/account").text
+    assert PITMASTER in page and "<dd>ok</dd>" in page
+    assert PITMASTER_PASSWORD not in page
+    api = client.get("/api/v1/account", headers={"Authorization": f"Bearer {web.alice.token}"})
+    assert api.json()["linked"] is True and api.json()["state"] == "ok"
+    client.post("/account/unlink", data={"csrf": csrf})
+    assert 'id="account">Not linked.' in client.get("/account").text

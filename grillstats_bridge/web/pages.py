@@ -287,6 +287,7 @@ def _account_link(request: Request, login: Login, fields: dict[str, str]) -> Res
             provider=fields.get("provider") or None,
             tw_email=fields.get("tw_email", "").strip() or None,
             store_password=fields.get("store_password") == "on",
+            clock=web.clock,
         )
     except GrillstatsError as exc:  # the cloud's errors and bad input, in one line
         return _account_view(request, login, 400, error=str(exc))
