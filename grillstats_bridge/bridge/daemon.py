@@ -46,6 +46,7 @@ from grillstats_bridge.bridge.health import Server, serve_http
 from grillstats_bridge.bridge.outbox import Outbox
 from grillstats_bridge.bridge.pipeline import Outcome, Pipeline, describe
 from grillstats_bridge.bridge.poller import AccountPoller
+from grillstats_bridge.bridge.requests import BridgeRequests
 from grillstats_bridge.bridge.scheduler import AccountState, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.bridge.status import AccountInfo, Stats
@@ -173,6 +174,7 @@ class Bridge:
             mark=mark_ended_published,
         )
         self.session_mqtt.subscribe(self.on_command)
+        self.requests = BridgeRequests(self)  # <root>/bridge/request/<action>
         self.health_server: Server | None = None
         self.pollers: dict[int, AccountPoller] = {}
         self.accounts: dict[int, AccountInfo] = {}
@@ -218,6 +220,7 @@ class Bridge:
                 self._spawn(f"poll-{n}", self._poll_worker)
             self._spawn("pipeline", self._pipeline_worker)
         self._publish_bridge()
+        self.requests.publish_info()
         log.info(
             "bridge %s started: database %s, broker %s:%d, %d linked account(s)",
             __version__,
