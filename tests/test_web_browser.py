@@ -57,6 +57,9 @@ def log_in(page: Page, site: str, email: str, password: str = PASSWORD) -> None:
 def test_a_cook_from_login_to_logout(web: WebRig, site: str, browser: Browser, shots: Path) -> None:
     context = browser.new_context(accept_downloads=True)
     page = context.new_page()
+    errors: list[str] = []  # a script error or a refused resource (the CSP) shows here
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
     log_in(page, site, ALICE)
     expect(page).to_have_url(f"{site}/devices")
     probe = page.locator('section[data-serial="SIG-1"] tr[data-channel="1"] [data-field="value"]')
@@ -97,6 +100,7 @@ def test_a_cook_from_login_to_logout(web: WebRig, site: str, browser: Browser, s
     page.goto(f"{site}/devices")
     expect(page).to_have_url(f"{site}/login")  # the login is gone
     page.screenshot(path=shots / "5-logged-out.png", full_page=True)
+    assert errors == []
     context.close()
 
 

@@ -287,3 +287,10 @@ def test_the_account_page_links_and_unlinks(web: WebRig, cloud: CloudSimulator) 
     assert api.json()["linked"] is True and api.json()["state"] == "ok"
     client.post("/account/unlink", data={"csrf": csrf})
     assert 'id="account">Not linked.' in client.get("/account").text
+
+
+def test_pages_cannot_be_framed_or_run_foreign_scripts(web: WebRig) -> None:
+    headers = web.client().get("/login").headers
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
