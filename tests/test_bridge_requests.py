@@ -133,3 +133,34 @@ def test_bridge_info_is_retained_without_secrets(make_rig: MakeRig) -> None:
     assert info["users"] == 1 and info["accounts"] == 1
     assert info["config"]["mqtt"]["instance_id"] == rig.config.mqtt.instance_id
     assert "x" * 43 not in held[topic].decode()
+
+
+@pytest.fixture
+def root_level() -> Any:
+    level = logging.getLogger().level
+    yield
+    logging.getLogger().setLevel(level)
+
+
+def test_the_poll_now_button_and_the_log_level_select(
+    make_rig: MakeRig, subscriber: Subscriber, root_level: None
+) -> None:
+    rig = make_rig(at=3600.0)
+    rig.run_for(10)
+    polls = rig.bridge.stats.polls
+    send(rig, f"{root(rig)}/bridge/poll/set", b"PRESS")
+    until(rig, lambda: rig.bridge.stats.polls == polls + 1, "the poll Poll now asked for")
+
+    state = f"{root(rig)}/bridge"
+    logging.getLogger().setLevel(logging.INFO)
+    subscriber.clear()
+    send(rig, f"{root(rig)}/bridge/log_level/set", b"DEBUG")
+    until(rig, lambda: logging.getLogger().level == logging.DEBUG, "the DEBUG level")
+    shown = subscriber.wait_for(
+        lambda ms: any(m.topic == state and m.json()["log_level"] == "DEBUG" for m in ms),
+        what="the bridge state with the new level",
+    )
+    assert shown
+    send(rig, f"{root(rig)}/bridge/log_level/set", b"LOUD")  # not a level: ignored
+    send(rig, f"{root(rig)}/bridge/log_level/set", b"error")
+    until(rig, lambda: logging.getLogger().level == logging.ERROR, "the ERROR level")

@@ -290,9 +290,9 @@ def test_devices_before_the_bridge_state_still_put_the_bridge_first(
 ) -> None:
     """Devices name the bridge as via_device: its configs must reach HA before theirs."""
     bridge = make_bridge(mqtt_config)
-    # the bridge's 4, the device's 4 + its alerts event + 10 of its session,
+    # the bridge's 6, the device's 4 + its alerts event + 10 of its session,
     # 4 probes x (3 + 3 alert numbers + alert active + 5 device triggers)
-    n_configs = 4 + 4 + 1 + 10 + 4 * 12
+    n_configs = 6 + 4 + 1 + 10 + 4 * 12
     poll = Poll(user_id=1, polled_at=NOW, devices=sample_devices(NOW)[:1], readings=())
     bridge.publisher.publish_devices(poll.user_id, poll.devices, now=poll.polled_at)
     assert bridge.client.flush(WAIT)
@@ -304,8 +304,8 @@ def test_devices_before_the_bridge_state_still_put_the_bridge_first(
         )
         if m.topic.endswith("/config")
     ]
-    assert all("/bridge_" in t for t in configs[:4]), configs[:6]
-    assert not any("/bridge_" in t for t in configs[4:])
+    assert all("/bridge_" in t for t in configs[:6]), configs[:8]
+    assert not any("/bridge_" in t for t in configs[6:])
     held = retained(
         ordered_subscriber.host, ordered_subscriber.port, f"{bridge.naming.root}/bridge"
     )
@@ -459,7 +459,7 @@ def test_cleanup_removes_everything_this_instance_published(
         for t, p in retained(mqtt_broker.host, mqtt_broker.port, *namespaces(mqtt_config)).items()
         if t not in held
     }
-    assert len(neighbour_held) == 8  # 5 configs (bridge, account), 2 states, status
+    assert len(neighbour_held) == 10  # 7 configs (bridge, account), 2 states, status
 
     config_file = tmp_path / "config.yaml"
     mqtt_section = {

@@ -10,7 +10,8 @@ Actions: ``health``, ``poll`` (every account polled now), ``devices/sync`` (the 
 Like Home Assistant's commands, requests run on the pipeline thread; anyone who may
 publish to the broker may send them (secure the broker: docs/mqtt.md). A retained
 ``<root>/bridge/info`` says the version, how many users, linked accounts and devices
-there are, and the configuration with its secrets hidden.
+there are, and the configuration with its secrets hidden. The bridge device's "Poll
+now" button and "Log level" select in Home Assistant are handled here too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from grillstats_bridge.alerts import rules as alert_rules
 from grillstats_bridge.config import redacted
 from grillstats_bridge.errors import UsageError
 from grillstats_bridge.ha.commands import shown
+from grillstats_bridge.ha.entities import LOG_LEVELS
 from grillstats_bridge.mqtt.messages import InboundMessage
 from grillstats_bridge.sessions.model import SessionStatus
 from grillstats_bridge.store.devices import device_serial
@@ -62,6 +64,9 @@ class BridgeRequests:
             "alerts/remove": self._alerts_remove,
         }
         bridge.on_command(f"{self.root}/bridge/request/#", self.handle)
+        # the bridge device's "Poll now" button and "Log level" select in Home Assistant
+        bridge.on_command(f"{self.root}/bridge/poll/set", self._poll_pressed)
+        bridge.on_command(f"{self.root}/bridge/log_level/set", self._log_level_selected)
 
     @property
     def info_topic(self) -> str:
@@ -119,6 +124,23 @@ class BridgeRequests:
         info = {"version": __version__, **counts, "config": redacted(self.bridge.config)}
         payload = json.dumps(info, default=str, separators=(",", ":"))
         self.bridge.mqtt.publish_state(self.info_topic, payload, qos=1, retain=True)
+
+    # ------------------------------------------------------------------ Home Assistant
+
+    def _poll_pressed(self, message: InboundMessage) -> None:
+        if message.retain or not message.payload:
+            log.warning("Poll now: retained or empty message ignored")
+            return
+        log.info("Poll now pressed: %d account(s) polled now", self._poll({})["accounts"])
+
+    def _log_level_selected(self, message: InboundMessage) -> None:
+        level = message.payload[:16].decode("ascii", errors="replace").strip().upper()
+        if message.retain or level not in LOG_LEVELS:
+            log.warning("Log level: %s ignored (one of %s)", shown(message.payload), LOG_LEVELS)
+            return
+        logging.getLogger().setLevel(level)
+        log.warning("log level set to %s from Home Assistant", level)  # seen at any level
+        self.bridge.publisher.publish_bridge_state(self.bridge.bridge_status())
 
     # ------------------------------------------------------------------ the actions
 

@@ -6,6 +6,7 @@ state; it must never include a secret (the database URL is shown with its passwo
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -76,7 +77,11 @@ def bridge_status(
     else:
         health = BridgeHealth.OK
     return BridgeStatus(
-        status=health, last_poll=last_poll, cloud_errors=cloud_errors, accounts=statuses
+        status=health,
+        last_poll=last_poll,
+        cloud_errors=cloud_errors,
+        accounts=statuses,
+        log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
     )
 
 

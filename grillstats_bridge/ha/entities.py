@@ -54,6 +54,7 @@ class Component(StrEnum):
     BUTTON = "button"
     NUMBER = "number"
     SWITCH = "switch"
+    SELECT = "select"
     DEVICE_AUTOMATION = "device_automation"
 
 
@@ -160,6 +161,7 @@ class BridgeStatus:
     last_poll: datetime | None = None  # the last successful poll of any account
     cloud_errors: int = 0  # failed cloud requests since the bridge started
     accounts: tuple[AccountStatus, ...] = ()
+    log_level: str = "INFO"  # the root logger's, which the Log level select sets
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,6 +301,7 @@ def _fan_attributes(view: DeviceView) -> dict[str, JsonValue]:
 # --------------------------------------------------------------------------- the table
 
 DIAGNOSTIC = "diagnostic"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # logging.level's choices
 MEASUREMENT = "measurement"
 
 BRIDGE: Scope[BridgeStatus] = Scope(
@@ -337,6 +340,24 @@ BRIDGE: Scope[BridgeStatus] = Scope(
             value_fn=lambda b: b.version,
             entity_category=DIAGNOSTIC,
             icon="mdi:tag",
+        ),
+        EntityDescription(
+            key="poll",
+            component=Component.BUTTON,
+            name="Poll now",
+            source=Source.NONE,
+            command=True,
+            icon="mdi:refresh",
+        ),
+        EntityDescription(
+            key="log_level",
+            component=Component.SELECT,
+            name="Log level",
+            value_fn=lambda b: b.log_level,
+            options=LOG_LEVELS,
+            command=True,
+            entity_category="config",
+            icon="mdi:math-log",
         ),
     ),
 )
