@@ -482,3 +482,16 @@ def test_a_devices_configs_are_reused_only_while_what_they_are_built_from_is_unc
             after = device_publication(NAMING, DeviceView.of(later, NOW), table, memo)
             assert after.configs is before.configs
     assert checked > 40
+
+
+def test_the_bridge_device_links_to_the_web_app_when_its_address_is_known() -> None:
+    linked = dataclasses.replace(NAMING, configuration_url="https://grill.example.com/")
+    configs, states = flat(everything(linked))
+    assert ha_rules.check_all(configs, states, "homeassistant") == []
+    devices = {
+        c["device"]["identifiers"][0]: c["device"] for c in map(json.loads, configs.values())
+    }
+    assert devices["home_bridge"]["configuration_url"] == "https://grill.example.com/"
+    assert all("configuration_url" not in d for k, d in devices.items() if k != "home_bridge")
+    plain, _ = flat(everything())
+    assert not any("configuration_url" in c for c in plain.values())

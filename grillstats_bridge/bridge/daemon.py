@@ -142,6 +142,7 @@ class Bridge:
             table=TABLE,
             clock=self.clock.now,
             rng=self._rng,
+            configuration_url=config.http.public_url or None,
         )
         self.alert_control = AlertControl(self.database, self.alerts, self.publisher)
         self.alert_outbox: Outbox[Firing] = Outbox(

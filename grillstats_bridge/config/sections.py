@@ -381,6 +381,17 @@ class HttpConfig:
     session_idle: float = setting(
         1800.0, "A web login ends after this long without a request", minimum=60, duration=True
     )
+    public_url: str = setting(
+        "",
+        "The web app's address as browsers reach it (e.g. https://grill.example.com/); "
+        "Home Assistant's bridge device links to it. Empty: no link",
+    )
+
+    def validate(self) -> None:
+        if self.public_url and not re.match(r"^https?://[^\s/?#]+(/[^\s]*)?$", self.public_url):
+            raise ConfigError(
+                f"http.public_url: an http:// or https:// address, got {self.public_url!r}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

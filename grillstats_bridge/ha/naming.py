@@ -55,6 +55,7 @@ class Naming:
     instance_id: str
     base_topic: str = "grillstats"
     discovery_prefix: str = "homeassistant"
+    configuration_url: str | None = None  # the web app, linked from the bridge device
 
     def __post_init__(self) -> None:
         if sanitize(self.instance_id) != self.instance_id:
@@ -115,7 +116,7 @@ class Naming:
             "manufacturer": "Grill Stats Bridge",
             "model": "ThermoWorks cloud bridge",
             "sw_version": version,
-        }
+        } | ({"configuration_url": self.configuration_url} if self.configuration_url else {})
 
     def bridge_target(self, bridge: BridgeStatus) -> Target:
         own = (self.status_topic,)
