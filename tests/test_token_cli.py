@@ -64,3 +64,18 @@ def test_mistakes_are_one_line(cli: Cli) -> None:
     assert code == 2 and "no API token with id 42" in err and len(err.splitlines()) == 1
     code, out, _ = cli("token", "list")
     assert code == 0 and "no API tokens" in out
+
+
+def test_last_use_is_written_at_most_once_a_minute(database: Database, config: Config) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 7, 4, 18, 0, tzinfo=UTC)
+    with database.transaction() as db:
+        user = users.add_user(db, "cook@example.com", "correct horse", config.security)
+        row, token = tokens.create_token(db, user, "script", t0)
+    for seconds, expected in ((0, 0), (30, 0), (59, 0), (60, 60), (90, 60), (125, 125)):
+        with database.transaction() as db:
+            assert tokens.user_for_token(db, token, t0 + timedelta(seconds=seconds)) is not None
+        with database.transaction() as db:
+            used = db.get(ApiToken, row.id)
+            assert used is not None and used.last_used_at == t0 + timedelta(seconds=expected)
