@@ -257,6 +257,8 @@ def test_non_editable_install_ships_the_migrations(tmp_path: Path) -> None:
     )
     assert (target / "grillstats_bridge" / "migrations" / "env.py").is_file()
     assert (target / "grillstats_bridge" / "migrations" / "versions" / "0001_seed.py").is_file()
+    web = target / "grillstats_bridge" / "web"  # the web app's templates and static files
+    assert (web / "templates" / "base.html").is_file() and (web / "static" / "live.js").is_file()
     proc = subprocess.run(
         [
             sys.executable,

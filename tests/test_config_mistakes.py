@@ -223,3 +223,14 @@ def test_alert_temperatures_no_probe_reads_are_refused(
 def test_the_bounds_themselves_are_accepted(values: list[str], run: Run) -> None:
     code, _, err = run("alert", "add", PIT, "--device", SERIAL, "--probe", "1", *values)
     assert (code, err) == (0, "")
+
+
+@pytest.mark.parametrize("url", ["grill.local:8099", "ftp://grill.local/", "https:// x"])
+def test_a_public_url_that_is_not_http_is_one_line(url: str, tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"http:\n  public_url: '{url}'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert str(info.value) == f"http.public_url: an http:// or https:// address, got {url!r}"
+    path.write_text("http:\n  public_url: 'https://grill.example.com/bridge/'\n")
+    assert load_config(path, environ={}).http.public_url == "https://grill.example.com/bridge/"

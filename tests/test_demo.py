@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx2
 import sqlalchemy as sa
 
 from grillstats_bridge.cli.demo import DEMO_BASE_TOPIC, demo_instance_id
@@ -19,9 +22,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_demo(
-    tmp_path: Path, env: dict[str, str], until: str, timeout: float = 60
+    tmp_path: Path,
+    env: dict[str, str],
+    until: str,
+    timeout: float = 60,
+    during: Callable[[str], None] | None = None,
 ) -> tuple[int, str]:
-    """Start the demo, wait for a line containing ``until`` in its log, then press Ctrl-C."""
+    """Start the demo, wait for a line containing ``until`` in its log, call ``during`` with
+    the output so far, then press Ctrl-C."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "grillstats_bridge", "demo", "--no-view", "--speed", "3000"],
         cwd=tmp_path,
@@ -39,6 +47,8 @@ def run_demo(
             if until in line:
                 break
             assert time.monotonic() < deadline, "".join(lines[-20:])
+        if during is not None:
+            during("".join(lines))
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
         lines.append(rest)
@@ -47,6 +57,24 @@ def run_demo(
             proc.kill()
             proc.communicate()
     return proc.returncode, "".join(lines)
+
+
+def log_in_and_see_the_cook(out: str) -> None:
+    """What the demo prints is enough to log in and see the live cook and its chart."""
+    found = re.search(r"demo: web app at (\S+) \(log in as (\S+), password (\S+)\)", out)
+    assert found, out
+    url, email, password = found.groups()
+    csrf = re.compile(r'name="csrf" value="([^"]+)"')
+    with httpx2.Client(base_url=url, timeout=10) as client:
+        token = csrf.findall(client.get("login").text)[0]
+        answer = client.post("login", data={"email": email, "password": password, "csrf": token})
+        assert answer.status_code == 303, answer.text
+        devices = client.get("devices").text
+        assert "°F" in devices and "data-serial" in devices
+        session = re.search(r'href="/sessions/(\d+)"', client.get("sessions").text)
+        assert session, "no session listed"
+        page = client.get(f"sessions/{session.group(1)}").text
+        assert "<polyline" in page
 
 
 def test_demo_runs_the_whole_bridge_and_stops_cleanly(
@@ -59,7 +87,7 @@ def test_demo_runs_the_whole_bridge_and_stops_cleanly(
         "GRILLSTATS_MQTT_BASE_TOPIC": mqtt_config.base_topic,
         "GRILLSTATS_MQTT_DISCOVERY_PREFIX": mqtt_config.discovery_prefix,
     }
-    code, out = run_demo(tmp_path, env, until="alert fired")
+    code, out = run_demo(tmp_path, env, until="alert fired", during=log_in_and_see_the_cook)
     assert code == 0, out
     assert "demo: simulator 'brisket'" in out and "demo stopped cleanly" in out
     assert "Traceback" not in out

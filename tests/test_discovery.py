@@ -66,10 +66,11 @@ def test_every_payload_meets_home_assistants_rules() -> None:
     # and there is something to check: every device, every probe, the bridge, two accounts
     devices = {json.loads(c)["device"]["name"] for c in configs.values()}
     assert len(devices) == 6
-    # bridge 7 + 2 accounts, 5 devices x (4 + the alerts event + 10 of its session) + the fan,
+    # bridge 9 (4 sensors, 3 diagnostics, Poll now, Log level) + 2 accounts,
+    # 5 devices x (4 + the alerts event + 10 of its session) + the fan,
     # 9 temperature probes x (3 + target, range low/high, alert active + 5 device triggers),
     # 1 humidity probe x 3
-    assert len(configs) == 9 + 5 * (4 + 1 + 10) + 1 + 9 * (3 + 4 + 5) + 1 * 3
+    assert len(configs) == 11 + 5 * (4 + 1 + 10) + 1 + 9 * (3 + 4 + 5) + 1 * 3
 
 
 def test_the_checker_catches_what_home_assistant_refuses() -> None:
@@ -481,3 +482,16 @@ def test_a_devices_configs_are_reused_only_while_what_they_are_built_from_is_unc
             after = device_publication(NAMING, DeviceView.of(later, NOW), table, memo)
             assert after.configs is before.configs
     assert checked > 40
+
+
+def test_the_bridge_device_links_to_the_web_app_when_its_address_is_known() -> None:
+    linked = dataclasses.replace(NAMING, configuration_url="https://grill.example.com/")
+    configs, states = flat(everything(linked))
+    assert ha_rules.check_all(configs, states, "homeassistant") == []
+    devices = {
+        c["device"]["identifiers"][0]: c["device"] for c in map(json.loads, configs.values())
+    }
+    assert devices["home_bridge"]["configuration_url"] == "https://grill.example.com/"
+    assert all("configuration_url" not in d for k, d in devices.items() if k != "home_bridge")
+    plain, _ = flat(everything())
+    assert not any("configuration_url" in c for c in plain.values())

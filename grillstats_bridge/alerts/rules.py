@@ -1,4 +1,4 @@
-"""Managing a user's alert rules: add (validated against the probe), list, enable,
+"""Managing a user's alert rules: add (validated against the probe), update, list, enable,
 remove, history, and the per-probe target/range alerts behind the HA number entities.
 Used by the CLI, the MQTT commands (and the web app), never by the poll path."""
 
@@ -116,6 +116,45 @@ def add_alert(
         is_active=True,
     )
     session.add(alert)
+    session.flush()
+    return alert
+
+
+def update_alert(
+    session: Session,
+    alert_id: int,
+    *,
+    target: float | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    threshold: float | None = None,
+    unit: Unit | str | None = None,
+    name: str | None = None,
+) -> TemperatureAlert:
+    """Change an alert's values and name, checked as :func:`add_alert` checks them; its
+    device, probe and kind stay. The alert starts afresh (re-armed), like when enabled."""
+    alert = get_alert(session, alert_id)
+    kind = AlertKind.parse(alert.alert_type)
+    if unit is not None and not isinstance(unit, Unit):
+        try:
+            unit = Unit.parse(unit)
+        except ValueError as exc:
+            raise UsageError(f"unit: {exc}") from None
+    _check_applicable(kind, target=target, low=low, high=high, threshold=threshold)
+    if name is not None and len(name) > 100:
+        raise UsageError("name: at most 100 characters")
+    probe_unit = _check_probe(session, alert.device_id, int(alert.probe_id))
+    unit = unit or probe_unit or Unit.parse(alert.temperature_unit or "F")
+    check_rule_values(kind, unit, target=target, low=low, high=high, threshold=threshold)
+    check_readable(unit, target=target, low=low, high=high)
+    alert.target_temperature = target
+    alert.min_temperature = low
+    alert.max_temperature = high
+    alert.threshold_value = threshold
+    alert.temperature_unit = unit.value
+    alert.name = name
+    alert.updated_at = utcnow()  # the daemon re-reads its alerts
+    _forget_state(session, alert.id)
     session.flush()
     return alert
 

@@ -42,11 +42,12 @@ from grillstats_bridge.alerts.engine import Firing
 from grillstats_bridge.alerts.entities import AlertControl, describe_firing, publish_firing
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge import status
-from grillstats_bridge.bridge.health import HealthServer
+from grillstats_bridge.bridge.health import Server, serve_http
 from grillstats_bridge.bridge.outbox import Outbox
 from grillstats_bridge.bridge.owners import Owners
 from grillstats_bridge.bridge.pipeline import Outcome, Pipeline, describe
 from grillstats_bridge.bridge.poller import AccountPoller
+from grillstats_bridge.bridge.requests import BridgeRequests
 from grillstats_bridge.bridge.scheduler import AccountState, Activity, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.bridge.status import AccountInfo, Stats
@@ -153,6 +154,7 @@ class Bridge:
             table=TABLE,
             clock=self.clock.now,
             rng=self._rng,
+            configuration_url=config.http.public_url or None,
         )
         self.alert_control = AlertControl(self.database, self.alerts, self.publisher)
         self.alert_outbox: Outbox[Firing] = Outbox(
@@ -193,7 +195,8 @@ class Bridge:
             mark=mark_ended_published,
         )
         self.session_mqtt.subscribe(self.on_command)
-        self.health_server: HealthServer | None = None
+        self.requests = BridgeRequests(self)  # <root>/bridge/request/<action>
+        self.health_server: Server | None = None
         self.pollers: dict[int, AccountPoller] = {}
         self.accounts: dict[int, AccountInfo] = {}
         self.stats = Stats()
@@ -236,8 +239,8 @@ class Bridge:
         if replay is not None:
             self._after_commit(replay)
         if self.config.http.enabled:
-            self.health_server = HealthServer(
-                self.config.http.host, self.config.http.port, self.health_report
+            self.health_server = serve_http(
+                self.config, self.database, self.health_report, self.clock.now
             )
             self.health_server.start()
         if threads:
@@ -245,6 +248,7 @@ class Bridge:
                 self._spawn(f"poll-{n}", self._poll_worker)
             self._spawn("pipeline", self._pipeline_worker)
         self._publish_bridge()
+        self.requests.publish_info()
         server = self.health_server
         log.info(
             "bridge %s started: database %s, broker %s:%d, health %s, %d linked account(s)",

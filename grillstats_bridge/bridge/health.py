@@ -1,5 +1,7 @@
 """The HTTP health endpoint: ``GET /health`` -> JSON, 200 when healthy, 503 when not.
 
+With ``http.web`` on (the default) the web app serves ``/health`` next to its pages and
+API (:func:`serve_http`), with the same JSON; otherwise this module's server does.
 The standard library's threading server, in its own thread: a slow client or a
 slow check never blocks the polling loop. Anyone who can reach the port can open
 connections, so each connection is closed after ``idle_timeout`` seconds without
@@ -15,8 +17,14 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from grillstats_bridge.config import Config
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.web.app import create_app
+from grillstats_bridge.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +155,17 @@ class HealthServer:
                 log.debug("health: " + format, *args)
 
         return Handler
+
+
+Server = HealthServer | WebServer
+
+
+def serve_http(
+    config: Config, database: Database, report: Report, clock: Callable[[], datetime]
+) -> Server:
+    """The daemon's HTTP server on ``http.host:http.port``: the web app, or /health alone."""
+    http = config.http
+    if not http.web:
+        return HealthServer(http.host, http.port, report)
+    app = create_app(config, database, report=report, clock=clock)
+    return WebServer(http.host, http.port, app)

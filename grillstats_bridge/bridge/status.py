@@ -9,6 +9,7 @@ a ``reason`` in words when it is not "ok".
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,7 @@ def bridge_status(
         accounts_failing=len(failing),
         cloud_requests_hour=cloud_requests_hour,
         rejected_readings=rejected_readings,
+        log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
     )
 
 

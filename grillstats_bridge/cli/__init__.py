@@ -29,6 +29,7 @@ from grillstats_bridge.cli import (
     run_cmd,
     session_cmd,
     simulate_cmd,
+    token_cmd,
     user_cmd,
 )
 from grillstats_bridge.cli.common import EXIT_USAGE, Context, Parser, fail, first_line
@@ -39,6 +40,7 @@ GROUPS = [
     config_cmd,
     db_cmd,
     user_cmd,
+    token_cmd,
     alert_cmd,
     account_cmd,
     devices_cmd,

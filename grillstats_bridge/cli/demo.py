@@ -84,12 +84,12 @@ def run_demo(
                 base_topic=DEMO_BASE_TOPIC,
                 client_id="",
             )
-            .replace("http", port=0)
+            .replace("http", port=0, web=True, admins=DEMO_USER)
             .replace("thermoworks", **sim.urls())
         )
         database = Database(config.database)
         migrate.upgrade(database)
-        _prepare(database, config, sim)
+        password = _prepare(database, config, sim)
         bridge = Bridge(config, database=database, clock=sim.clock)
         stop = threading.Event()
 
@@ -105,6 +105,8 @@ def run_demo(
         print(f"demo: simulator '{scenario}' at {speed:g}x on {sim.base_url}; {note}")
         if bridge.health_server is not None:
             print(f"demo: health at {bridge.health_server.url}; data and log in {folder}")
+            web = bridge.health_server.url.removesuffix("health")
+            print(f"demo: web app at {web} (log in as {DEMO_USER}, password {password})")
         try:
             while not stop.is_set() and runner.is_alive():
                 if view:
@@ -139,14 +141,17 @@ def _clear_retained(config: Config, database: Database, *, broker: str) -> None:
     print(f"demo: cleared the {cleared} retained messages it published")
 
 
-def _prepare(database: Database, config: Config, sim: CloudSimulator) -> None:
-    """The demo user, linked to the scenario's first account, with two alerts."""
+def _prepare(database: Database, config: Config, sim: CloudSimulator) -> str:
+    """The demo user, linked to the scenario's first account, with two alerts; returns the
+    user's password for the web app, new on every run (the demo's data is throwaway)."""
     account = sim.scenario.accounts[0]
+    password = secrets.token_urlsafe(9)
     with database.transaction() as db:
         if users.find_user(db, DEMO_USER) is None:
-            users.add_user(
-                db, DEMO_USER, secrets.token_urlsafe(12), config.security, name="Demo Pitmaster"
-            )
+            users.add_user(db, DEMO_USER, password, config.security, name="Demo Pitmaster")
+        else:
+            users.set_password(db, DEMO_USER, password, config.security)
+            users.unlock(db, DEMO_USER)
     if account_info(database, DEMO_USER) is None:
         link_account(
             database,
@@ -187,6 +192,7 @@ def _prepare(database: Database, config: Config, sim: CloudSimulator) -> None:
                     target=165,
                     name="Meat at 165",
                 )
+    return password
 
 
 def _view_state(bridge: object, note: str) -> ViewState:

@@ -380,7 +380,7 @@ class StorageConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class HttpConfig:
-    """The health endpoint (GET /health)."""
+    """The health endpoint (GET /health), the web app and the REST API, on one address."""
 
     enabled: bool = setting(True, "Serve the health endpoint")
     host: str = setting("127.0.0.1", "Address to listen on")
@@ -388,6 +388,29 @@ class HttpConfig:
     show_accounts: bool = setting(
         False, "List each account's label (a user's name or e-mail address) in /health"
     )
+    web: bool = setting(True, "Serve the web app and the REST API (/api/v1) next to /health")
+    admins: str = setting(
+        "", "E-mail addresses (comma-separated) of the users who see the web app's admin page"
+    )
+    secure_cookie: bool = setting(
+        False,
+        "Mark the login cookie Secure (set it when a TLS proxy is in front; a request with "
+        "X-Forwarded-Proto: https gets a Secure cookie anyway)",
+    )
+    session_idle: float = setting(
+        1800.0, "A web login ends after this long without a request", minimum=60, duration=True
+    )
+    public_url: str = setting(
+        "",
+        "The web app's address as browsers reach it (e.g. https://grill.example.com/); "
+        "Home Assistant's bridge device links to it. Empty: no link",
+    )
+
+    def validate(self) -> None:
+        if self.public_url and not re.match(r"^https?://[^\s/?#]+(/[^\s]*)?$", self.public_url):
+            raise ConfigError(
+                f"http.public_url: an http:// or https:// address, got {self.public_url!r}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -85,6 +85,7 @@ class BridgeStatus:
     accounts_failing: int = 0  # backing off, parked, or their credentials refused
     cloud_requests_hour: int = 0  # requests to the cloud in the last hour
     rejected_readings: int = 0  # readings the database refused for good since the start
+    log_level: str = "INFO"  # the root logger's, which the Log level select sets
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,6 +233,7 @@ def _fan_attributes(view: DeviceView) -> dict[str, JsonValue]:
 # --------------------------------------------------------------------------- the table
 
 DIAGNOSTIC = "diagnostic"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # logging.level's choices
 MEASUREMENT = "measurement"
 
 BRIDGE: Scope[BridgeStatus] = Scope(
@@ -297,6 +299,24 @@ BRIDGE: Scope[BridgeStatus] = Scope(
             value_fn=lambda b: b.version,
             entity_category=DIAGNOSTIC,
             icon="mdi:tag",
+        ),
+        EntityDescription(
+            key="poll",
+            component=Component.BUTTON,
+            name="Poll now",
+            source=Source.NONE,
+            command=True,
+            icon="mdi:refresh",
+        ),
+        EntityDescription(
+            key="log_level",
+            component=Component.SELECT,
+            name="Log level",
+            value_fn=lambda b: b.log_level,
+            options=LOG_LEVELS,
+            command=True,
+            entity_category="config",
+            icon="mdi:math-log",
         ),
     ),
 )

@@ -63,6 +63,7 @@ class Naming:
     discovery_prefix: str = "homeassistant"
     per_user_topics: bool = False
     user_id: int | None = None  # whose devices this naming places (per_user_topics)
+    configuration_url: str | None = None  # the web app, linked from the bridge device
 
     def __post_init__(self) -> None:
         if sanitize(self.instance_id) != self.instance_id:
@@ -160,7 +161,7 @@ class Naming:
             "manufacturer": "Grill Stats Bridge",
             "model": "ThermoWorks cloud bridge",
             "sw_version": version,
-        }
+        } | ({"configuration_url": self.configuration_url} if self.configuration_url else {})
 
     def bridge_target(self, bridge: BridgeStatus) -> Target:
         own = (self.status_topic,)

@@ -69,12 +69,13 @@ STATE_QOS = 0
 AVAILABILITY_QOS = 1
 
 
-def naming_for(config: MqttConfig) -> Naming:
+def naming_for(config: MqttConfig, configuration_url: str | None = None) -> Naming:
     return Naming(
         instance_id=config.instance_id,
         base_topic=config.base_topic,
         discovery_prefix=config.discovery_prefix,
         per_user_topics=config.per_user_topics,
+        configuration_url=configuration_url,
     )
 
 
@@ -132,10 +133,11 @@ class Publisher:
         table: Table = TABLE,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        configuration_url: str | None = None,
     ) -> None:
         self.client = client
         self.config = config
-        self.naming = naming_for(config)
+        self.naming = naming_for(config, configuration_url)
         self.store = store
         self.table = table
         self._clock = clock

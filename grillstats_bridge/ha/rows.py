@@ -26,6 +26,7 @@ class Component(StrEnum):
     BUTTON = "button"
     NUMBER = "number"
     SWITCH = "switch"
+    SELECT = "select"
     DEVICE_AUTOMATION = "device_automation"
 
 

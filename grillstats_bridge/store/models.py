@@ -486,3 +486,27 @@ class MqttPublication(Base):
 
     def __repr__(self) -> str:
         return f"<MqttPublication {self.instance_id} {self.kind} {self.topic}>"
+
+
+class ApiToken(Base):
+    """A user's bearer token for the REST API (0009_api_tokens): only its SHA-256 is kept.
+
+    ``prefix`` (the token's first characters) lets a user tell tokens apart in a list;
+    a revoked token stays, with ``revoked_at``, so that the list says what happened.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
+    prefix: Mapped[str] = mapped_column(sa.String(12), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"<ApiToken {self.id} {self.prefix}… user={self.user_id}>"

@@ -1,0 +1,1 @@
+"""The web app and the REST API: Starlette on uvicorn, served by the daemon next to /health."""
