@@ -191,7 +191,7 @@ def child(spec_path: Path) -> None:
     errors = bridge.stats.pipeline_errors
     stop.set()
     rss.append((time.monotonic() - t0, _status_kb("VmRSS")))
-    queued = bridge._work.qsize()
+    queued = bridge.work.qsize()
     window_fin = finished[n_fin0:]
     window_fin = [f for f in window_fin if f[0] <= w1]
     bridge.request_stop()

@@ -16,7 +16,7 @@ def test_due_accounts_wait_while_the_pipeline_is_behind(make_rig: MakeRig) -> No
     assert bridge.scheduler.due(rig.now)  # the account's first poll is due
     assert bridge._schedule(rig.now) is False
     assert bridge._jobs.qsize() == 0  # no poll started: it would only wait in memory
-    bridge._drain_work()
+    bridge.work.drain()
     assert ran == list(range(MAX_POLL_BACKLOG))
     assert bridge._schedule(rig.now) is True
     assert bridge._jobs.get_nowait() == rig.user_id

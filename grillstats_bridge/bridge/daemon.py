@@ -29,7 +29,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,6 +50,7 @@ from grillstats_bridge.bridge.requests import BridgeRequests
 from grillstats_bridge.bridge.scheduler import AccountState, Activity, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.bridge.status import AccountInfo, Stats
+from grillstats_bridge.bridge.work import PollJob, WorkQueue
 from grillstats_bridge.clock import Clock, RealClock
 from grillstats_bridge.config import Config
 from grillstats_bridge.cook.entities import publish_cook
@@ -89,23 +89,6 @@ MAX_PENDING_COMMANDS = 100
 COMMAND_WAIT_S = 1.0  # at most this long; then the command is dropped (the pipeline is stuck)
 STUCK_S = 120.0  # /health says the pipeline is failing when one job has run this long
 PIPELINE_GRACE_S = 12.0  # at a stop, beyond the timeout: a PostgreSQL connect takes 10 s
-
-
-@dataclass(frozen=True, slots=True)
-class PollJob:
-    """A finished poll on its way to the pipeline thread (``received``: perf_counter)."""
-
-    poll: Poll
-    received: float
-    published: frozenset[str] = frozenset()  # the serials published for its account
-
-
-class _Missing:
-    pass
-
-
-_MISSING = _Missing()
-Work = PollJob | Callable[[], None] | None
 
 
 class Bridge:
@@ -205,8 +188,12 @@ class Bridge:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._jobs: queue.Queue[int | None] = queue.Queue()
-        self._work: queue.Queue[Work] = queue.Queue()
-        self._held: Work | _Missing = _MISSING  # taken from _work but not yet run
+        self.work = WorkQueue(
+            self._process_polls,
+            max_batch=MAX_POLLS_PER_TRANSACTION,
+            on_batch=self._wake.set,  # room in the backlog: due accounts may be polled
+            on_error=self._pipeline_error,
+        )
         self._threads: list[threading.Thread] = []
         self._threaded = False
         self._active: dict[int, bool] = {}
@@ -218,7 +205,6 @@ class Bridge:
         self._nicknames: dict[int, dict[str, str]] = {}
         self.owners = Owners()  # a poll publishes only the devices its account owns
         self._manual_clock = getattr(self.clock, "speed", 1.0) == 0
-        self._busy_since: float | None = None  # monotonic start of the pipeline's current job
         self.lost = 0  # buffered readings the stop could not keep (run exits non-zero)
         self.stopped = threading.Event()
 
@@ -298,16 +284,16 @@ class Bridge:
         deadline = time.monotonic() + timeout
         for _ in range(self.config.polling.workers):
             self._jobs.put(None)
-        self._work.put(None)
+        self.work.put(None)
         for thread in self._threads:  # a database write in flight gets longer to finish
             grace = PIPELINE_GRACE_S if thread.name == "pipeline" else 0.0
             thread.join(max(0.1, deadline + grace - time.monotonic()))
         if not self._threaded:
-            self._drain_work()
+            self.work.drain()
         stuck = any(t.name == "pipeline" and t.is_alive() for t in self._threads)
         queued = [
             (w.poll.user_id, r)
-            for w in self._take_all()
+            for w in self.work.take_all()
             if isinstance(w, PollJob)
             for r in w.poll.readings
         ]
@@ -366,12 +352,12 @@ class Bridge:
             self._publish_poll(poll) for key in due if (poll := self._poll_account(key)) is not None
         ]
         outcome = self._process_polls(jobs) if jobs else None
-        self._drain_work()
+        self.work.drain()
         return outcome
 
     def submit(self, job: Callable[[], None]) -> None:
         """Run ``job`` on the pipeline thread (MQTT commands that touch sessions or alerts)."""
-        self._work.put(job)
+        self.work.put(job)
 
     def on_command(self, topic_filter: str, handler: Callable[[InboundMessage], None]) -> None:
         """Subscribe to a command topic; ``handler`` runs on the pipeline thread, never raising.
@@ -401,7 +387,7 @@ class Bridge:
     def _schedule(self, now: datetime) -> bool:
         """Hand due accounts to the poll workers; False when held back by the backlog."""
         self._periodic(now)
-        if self._work.qsize() >= MAX_POLL_BACKLOG:
+        if self.work.qsize() >= MAX_POLL_BACKLOG:
             return False  # the pipeline thread wakes the schedule when it took a batch
         with self._lock:
             for key in self.scheduler.due(now):
@@ -486,7 +472,7 @@ class Bridge:
                 return
             poll = self._poll_account(key)
             if poll is not None:
-                self._work.put(self._publish_poll(poll))
+                self.work.put(self._publish_poll(poll))
             self._wake.set()
 
     def _publish_poll(self, poll: Poll) -> PollJob:
@@ -577,69 +563,15 @@ class Bridge:
 
     def _enqueue(self, job: Callable[[], None]) -> None:
         if self._threaded:
-            self._work.put(job)
+            self.work.put(job)
         else:
-            self._run_job(job)
+            self.work.run(job)
 
     def _pipeline_worker(self) -> None:
-        while True:
-            work = self._take(block=True)
-            if work is None:
-                self._drain_work()  # writes in flight are finished before stopping
-                return
-            if isinstance(work, PollJob):
-                # Every poll that finished meanwhile goes into the same transaction.
-                batch = [work]
-                while len(batch) < MAX_POLLS_PER_TRANSACTION:
-                    more = self._take(block=False)
-                    if not isinstance(more, PollJob):
-                        self._held = more
-                        break
-                    batch.append(more)
-                self._wake.set()  # room in the backlog: due accounts may be polled
-                self._run_polls(batch)
-            elif not isinstance(work, _Missing):
-                self._run_job(work)
+        self.work.worker()
 
-    def _take(self, *, block: bool) -> Work | _Missing:
-        """The next piece of work (one held back from a batch first); _MISSING when none."""
-        if not isinstance(self._held, _Missing):
-            work, self._held = self._held, _MISSING
-            return work
-        try:
-            return self._work.get(block=block)
-        except queue.Empty:
-            return _MISSING
-
-    def _take_all(self) -> list[Work]:
-        """What the pipeline thread has not taken (it is stuck); nothing when it has stopped."""
-        work: list[Work] = []
-        while not isinstance(item := self._take(block=False), _Missing):
-            work.append(item)
-        return work
-
-    def _drain_work(self) -> None:
-        while True:
-            work = self._take(block=False)
-            if isinstance(work, _Missing):
-                return
-            if isinstance(work, PollJob):
-                self._run_polls([work])
-            elif work is not None:
-                self._run_job(work)
-
-    def _run_polls(self, jobs: list[PollJob]) -> None:
-        self._run_job(lambda: self._process_polls(jobs))
-
-    def _run_job(self, job: Callable[[], object]) -> None:
-        self._busy_since = time.monotonic()
-        try:
-            job()
-        except Exception:
-            self.stats.pipeline_errors += 1
-            log.exception("pipeline job failed; carrying on")
-        finally:
-            self._busy_since = None
+    def _pipeline_error(self) -> None:
+        self.stats.pipeline_errors += 1
 
     def _process_polls(self, jobs: list[PollJob]) -> Outcome:
         """Store, run sessions and alerts, publish what that produced (states are out already)."""
@@ -788,7 +720,7 @@ class Bridge:
             stats=self.stats,
             buffer=self.buffer,
             pipeline_error=self.pipeline.last_error,
-            queued_jobs=self._work.qsize(),
+            queued_jobs=self.work.qsize(),
             rejections=self.pipeline.rejections(),
             show_accounts=self.config.http.show_accounts,
             last_progress=self.pipeline.last_progress,
@@ -808,7 +740,7 @@ class Bridge:
         dead = [t.name for t in self._threads if not t.is_alive()]
         if dead:
             return f"worker thread(s) {', '.join(dead)} died"
-        busy_since = self._busy_since
+        busy_since = self.work.busy_since
         if busy_since is not None and time.monotonic() - busy_since > limit:
             return f"the pipeline has been stuck in one job for {limit:.0f} s"
         return None
