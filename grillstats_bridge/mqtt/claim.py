@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.mqtt.client import MqttClient
-from grillstats_bridge.mqtt.connection import _describe, _Paho, _ssl_context
+from grillstats_bridge.mqtt.connection import _describe, _Paho, _ssl_context, paho_logger
 from grillstats_bridge.mqtt.messages import InboundMessage, Message, MqttError
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def live_claim(
         clean_session=True,
         reconnect_on_failure=False,
     )
-    client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+    client.enable_logger(paho_logger(__name__))
     client.connect_timeout = timeout
     if config.username:
         client.username_pw_set(config.username, config.password)

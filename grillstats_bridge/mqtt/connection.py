@@ -25,6 +25,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class _ExpectedPahoNoise(logging.Filter):
+    """paho logs "Client is not connected" at ERROR when its loop meets a socket we closed
+    on purpose (a short-lived client's disconnect and loop_stop race): not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Client is not connected")
+
+
+def paho_logger(name: str) -> logging.Logger:
+    """The logger a paho client of ours writes to (its own noise filtered out)."""
+    logger = logging.getLogger(f"{name}.paho")
+    if not any(isinstance(f, _ExpectedPahoNoise) for f in logger.filters):
+        logger.addFilter(_ExpectedPahoNoise())
+    return logger
+
+
 class _State(enum.StrEnum):
     NEW = "new"
     CONNECTING = "connecting"
@@ -94,7 +110,7 @@ class _Connection:
             protocol=paho.MQTTv311,
             reconnect_on_failure=False,  # we reconnect ourselves, with a fresh client
         )
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        client.enable_logger(paho_logger(__name__))
         client.connect_timeout = CONNECT_TIMEOUT
         client.max_inflight_messages_set(MAX_INFLIGHT)
         if cfg.username:

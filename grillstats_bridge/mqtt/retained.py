@@ -13,7 +13,13 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from grillstats_bridge.config import MqttConfig
-from grillstats_bridge.mqtt.connection import CONNECT_TIMEOUT, _describe, _Paho, _ssl_context
+from grillstats_bridge.mqtt.connection import (
+    CONNECT_TIMEOUT,
+    _describe,
+    _Paho,
+    _ssl_context,
+    paho_logger,
+)
 from grillstats_bridge.mqtt.messages import MqttError
 
 log = logging.getLogger(__name__)
@@ -57,7 +63,7 @@ def read_retained(
         clean_session=True,
         reconnect_on_failure=False,
     )
-    client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+    client.enable_logger(paho_logger(__name__))
     if config.username:
         client.username_pw_set(config.username, config.password)
     if config.tls:
