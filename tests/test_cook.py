@@ -134,6 +134,14 @@ def test_without_a_pit_the_rate_is_extrapolated() -> None:
     assert prediction.rate == pytest.approx(20.0, rel=0.01)
 
 
+def test_a_probe_silent_for_a_while_still_gets_an_estimate() -> None:
+    """Push-on-change probes fall silent while nothing moves: the last readings are minutes
+    older than the poll (this raised 'no median for empty data' at every poll)."""
+    meat = samples(lambda t: 100.0 + 20.0 * t / H, 0, H)
+    prediction = predict(meat, 160.0, H + 10 * MIN, RULES)
+    assert prediction.method is Method.LINEAR and prediction.seconds is not None
+
+
 def test_a_pit_below_the_target_falls_back_to_the_rate() -> None:
     meat = samples(lambda t: 100.0 + 20.0 * t / H, 0, H)
     pit = samples(lambda t: 150.0, 0, H)

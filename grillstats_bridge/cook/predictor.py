@@ -111,7 +111,10 @@ def predict(
     window = [(t, v) for t, v in meat if start <= t <= now]
     if len(window) < MIN_SAMPLES or now - window[0][0] < rules.min_span:
         return Prediction(Method.NONE)
-    current = statistics.median(v for t, v in window if t >= now - 300.0)
+    # The probe's level now: its last five minutes of readings (the latest may be older
+    # than ``now``: a probe that pushes on change is silent while nothing moves).
+    latest = window[-1][0]
+    current = statistics.median(v for t, v in window if t >= latest - 300.0)
     if current >= target:
         return Prediction(Method.DONE, 0.0, 0.0, 0.0, value=current)
     if stall_start is not None:
