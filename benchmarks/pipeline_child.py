@@ -152,17 +152,25 @@ def child(spec_path: Path) -> None:
     bridge.mqtt.publish_state = publish_state_hook  # type: ignore[method-assign]
     bridge.pipeline.process = process_hook  # type: ignore[method-assign]
     profiler = None
+    poll_profilers: list[Any] = []
     if spec["profile"]:
         import cProfile
 
         profiler = cProfile.Profile()
         worker = bridge._pipeline_worker
+        poll_worker = bridge._poll_worker
 
         def profiled() -> None:
             assert profiler is not None
             profiler.runcall(worker)
 
+        def poll_profiled() -> None:
+            mine = cProfile.Profile()
+            poll_profilers.append(mine)
+            mine.runcall(poll_worker)
+
         bridge._pipeline_worker = profiled  # type: ignore[method-assign]
+        bridge._poll_worker = poll_profiled  # type: ignore[method-assign]
 
     rss: list[tuple[float, int]] = []
     stop = threading.Event()
@@ -202,6 +210,8 @@ def child(spec_path: Path) -> None:
     if profiler is not None:
         Path(spec["profile"]).mkdir(parents=True, exist_ok=True)
         profiler.dump_stats(str(Path(spec["profile"]) / "pipeline.prof"))
+        for n, poll_profiler in enumerate(poll_profilers):
+            poll_profiler.dump_stats(str(Path(spec["profile"]) / f"poll-{n}.prof"))
     result = {
         "polls": window_polls,
         "window": {
