@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import requests
 
 from grillstats_bridge.domain import Device, Probe, Tokens, utcnow
@@ -640,11 +641,24 @@ class ThermoworksClient:
         if answer.status >= 400:
             raise error_from_response(endpoint, answer.status, answer.headers, answer.content)
         try:
-            return jsonlib.loads(answer.content)
+            return loads(answer.content)
         except ValueError:
             raise MalformedResponse(
                 f"ThermoWorks {endpoint}: the answer is not JSON ({len(answer.content)} bytes)"
             ) from None
+
+
+def loads(content: bytes) -> Any:
+    """A cloud answer decoded: orjson (decoding was a third of a poll's own CPU with ``json``).
+
+    orjson refuses what Python's ``json`` reads beyond the standard (``NaN`` and
+    ``Infinity`` literals, integers past 64 bits, a UTF-8 BOM); Firestore sends none of
+    them, but an answer ``json`` reads is read rather than refused.
+    """
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return jsonlib.loads(content)
 
 
 def _text(body: Any, key: str) -> str | None:
@@ -681,7 +695,7 @@ def error_from_response(
     message = ""
     state = ""
     try:
-        error = jsonlib.loads(content).get("error", {})
+        error = loads(content).get("error", {})
         if isinstance(error, Mapping):
             message = str(error.get("message") or "")
             state = str(error.get("status") or "")
