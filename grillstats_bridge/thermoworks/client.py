@@ -652,8 +652,9 @@ def loads(content: bytes) -> Any:
     """A cloud answer decoded: orjson (decoding was a third of a poll's own CPU with ``json``).
 
     orjson refuses what Python's ``json`` reads beyond the standard (``NaN`` and
-    ``Infinity`` literals, integers past 64 bits, a UTF-8 BOM); Firestore sends none of
-    them, but an answer ``json`` reads is read rather than refused.
+    ``Infinity`` literals, a UTF-8 BOM); Firestore sends none of them, but an answer
+    ``json`` reads is read rather than refused. An integer past 64 bits becomes a float
+    (Firestore's integers are 64-bit, and sent as strings).
     """
     try:
         return orjson.loads(content)
