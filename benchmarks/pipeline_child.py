@@ -66,7 +66,9 @@ def child(spec_path: Path) -> None:
 
     # Measurement hooks: when each poll's result was in the bridge, when its states were
     # handed to the MQTT client and which they were, when the pipeline finished it.
-    available: dict[int, tuple[float, int]] = {}
+    # By device object: the daemon may publish only some of a poll's devices (those its
+    # account owns), in a list of its own, but the same objects.
+    available: dict[int, tuple[float, int, list[int]]] = {}
     # Streamed to a file, not kept: the bridge's memory must not grow with the measurement.
     # A large buffer: a write that reaches the OS releases the GIL, and waiting to get it
     # back would count in the pipeline's time.
@@ -85,7 +87,10 @@ def child(spec_path: Path) -> None:
         local.answered = None
         result = original_poll(self)
         # From the cloud's last answer: parsing it is the bridge's work, the cloud's is not.
-        available[id(result.devices)] = (local.answered or time.time(), len(result.readings))
+        ids = [id(d) for d in result.devices]
+        entry = (local.answered or time.time(), len(result.readings), ids)
+        for key in ids:
+            available[key] = entry
         return result
 
     requests.Session.send = send  # type: ignore[method-assign]
@@ -119,7 +124,9 @@ def child(spec_path: Path) -> None:
     process = bridge.pipeline.process
 
     def publish_devices_hook(user_id: int, devices: Any, **kw: Any) -> None:
-        entry = available.pop(id(devices), None)
+        entry = next((e for d in devices if (e := available.get(id(d))) is not None), None)
+        for key in entry[2] if entry is not None else ():
+            available.pop(key, None)
         if entry is None:
             publish_devices(user_id, devices, **kw)
             return
