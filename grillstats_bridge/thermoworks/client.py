@@ -649,7 +649,8 @@ class ThermoworksClient:
 
 
 def loads(content: bytes) -> Any:
-    """A cloud answer decoded: orjson (decoding was a third of a poll's own CPU with ``json``).
+    """A cloud answer decoded: orjson, in half the time ``json`` takes (every poll decodes
+    tens of kilobytes).
 
     orjson refuses what Python's ``json`` reads beyond the standard (``NaN`` and
     ``Infinity`` literals, a UTF-8 BOM); Firestore sends none of them, but an answer
