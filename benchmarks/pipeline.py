@@ -43,7 +43,12 @@ Measured (over the ``--seconds`` after the warm-up):
   broker (wall-clock timestamps, one machine). The cloud's own time is not in it;
 * CPU: the bridge process's CPU time per reading, by thread; and this process's
   (the simulator's);
-* memory: the bridge's peak RSS (VmHWM) and its RSS every ``--rss-every`` s.
+* memory: the bridge's peak RSS (VmHWM) and its RSS every ``--rss-every`` s;
+* the machine's raw limits, measured in the same run just before the bridge starts
+  (``benchmarks/raw_limits.py``, ``--raw-seconds`` each; 0 leaves them out): paho
+  QoS 0 and QoS 1 messages/s to the same broker, PostgreSQL batched insert rows/s;
+  the bridge's readings/s and states/s are printed as ratios of them, so that a
+  change is judged against what the (shared, noisy) machine gave in that run.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from benchmarks import raw_limits
 from benchmarks.prerendered import (
     Layout,
     account_ids,
@@ -346,7 +352,15 @@ def main() -> None:
         "--render-processes", type=int, default=os.cpu_count() or 1, help=argparse.SUPPRESS
     )
     parser.add_argument("--rss-every", type=float, default=10.0, help="RSS sample period (s)")
-    parser.add_argument("--profile", metavar="DIR", help="cProfile the pipeline thread into DIR")
+    parser.add_argument(
+        "--profile", metavar="DIR", help="cProfile the pipeline thread and poll workers into DIR"
+    )
+    parser.add_argument(
+        "--raw-seconds",
+        type=float,
+        default=3.0,
+        help="seconds for each raw limit (paho QoS 0, QoS 1, PostgreSQL inserts); 0: none",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
     run(args)
@@ -406,6 +420,15 @@ def run(args: argparse.Namespace) -> None:
             f"{database.dialect}, broker {args.mqtt}",
             flush=True,
         )
+        raw: dict[str, float] = {}
+        if args.raw_seconds > 0:
+            raw = raw_limits.measure(mqtt.host, mqtt.port, url, args.raw_seconds)
+            print(
+                "raw limits: "
+                + ", ".join(f"{k} {v:,.0f}" for k, v in raw.items())
+                + f" ({args.raw_seconds:g} s each)",
+                flush=True,
+            )
         sub_out = tmp / "received.txt"
         sub = start_subscriber(mqtt, sub_out)
         try:
@@ -446,7 +469,7 @@ def run(args: argparse.Namespace) -> None:
         result = json.loads((tmp / "child.json").read_text())
         received = received_times(sub_out)
         seen = {topic for topic, payload in received if payload}
-        report(args, result, received, sim_cpu, speed)
+        report(args, result, received, sim_cpu, speed, raw)
     finally:
         if sub is not None and sub.poll() is None:
             sub.kill()
@@ -502,6 +525,7 @@ def report(
     received: dict[tuple[str, str], list[float]],
     sim_cpu: float,
     speed: float,
+    raw: dict[str, float],
 ) -> None:
     polls = result["polls"]
     window = result["window"]
@@ -547,6 +571,24 @@ def report(
         f"  pipeline      {window['transactions']} transactions, "
         f"{window['polls_per_transaction']:.1f} polls each; errors {result['errors']}",
     ]
+    states = sum(len(p["published"]) for p in polls)
+    bridge = {"readings_per_s": readings / secs, "states_per_s": states / secs}
+    ratios = {
+        f"{mine}/{limit}": bridge[mine] / raw[limit]
+        for mine, limit in (
+            ("readings_per_s", "pg_insert_rows_per_s"),
+            ("readings_per_s", "paho_qos0_msgs_per_s"),
+            ("states_per_s", "paho_qos0_msgs_per_s"),
+            ("states_per_s", "paho_qos1_msgs_per_s"),
+        )
+        if raw.get(limit)
+    }
+    if ratios:
+        lines.append(
+            f"  raw limits    {', '.join(f'{k} {v:,.0f}' for k, v in raw.items())}; "
+            f"states published {states / secs:,.0f}/s"
+        )
+        lines.append("  ratios        " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
     print("\n".join(lines), flush=True)
     if args.json:
         Path(args.json).write_text(
@@ -567,6 +609,10 @@ def report(
                     },
                     "cpu_us_per_reading": cpu / max(readings, 1) * 1e6,
                     "vmhwm_mb": result["vmhwm_kb"] / 1024,
+                    "vmhwm_mb_per_process": [result["vmhwm_kb"] / 1024],
+                    "states_per_s": states / secs,
+                    "raw_limits": raw,
+                    "ratios": ratios,
                     "rss_anon_mb": result["rss_anon_kb"] / 1024,
                     "rss_file_mb": result["rss_file_kb"] / 1024,
                     "rss_mb": [(t, kb / 1024) for t, kb in result["rss"]],

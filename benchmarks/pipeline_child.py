@@ -66,7 +66,9 @@ def child(spec_path: Path) -> None:
 
     # Measurement hooks: when each poll's result was in the bridge, when its states were
     # handed to the MQTT client and which they were, when the pipeline finished it.
-    available: dict[int, tuple[float, int]] = {}
+    # By device object: the daemon may publish only some of a poll's devices (those its
+    # account owns), in a list of its own, but the same objects.
+    available: dict[int, tuple[float, int, list[int]]] = {}
     # Streamed to a file, not kept: the bridge's memory must not grow with the measurement.
     # A large buffer: a write that reaches the OS releases the GIL, and waiting to get it
     # back would count in the pipeline's time.
@@ -85,7 +87,10 @@ def child(spec_path: Path) -> None:
         local.answered = None
         result = original_poll(self)
         # From the cloud's last answer: parsing it is the bridge's work, the cloud's is not.
-        available[id(result.devices)] = (local.answered or time.time(), len(result.readings))
+        ids = [id(d) for d in result.devices]
+        entry = (local.answered or time.time(), len(result.readings), ids)
+        for key in ids:
+            available[key] = entry
         return result
 
     requests.Session.send = send  # type: ignore[method-assign]
@@ -119,7 +124,9 @@ def child(spec_path: Path) -> None:
     process = bridge.pipeline.process
 
     def publish_devices_hook(user_id: int, devices: Any, **kw: Any) -> None:
-        entry = available.pop(id(devices), None)
+        entry = next((e for d in devices if (e := available.get(id(d))) is not None), None)
+        for key in entry[2] if entry is not None else ():
+            available.pop(key, None)
         if entry is None:
             publish_devices(user_id, devices, **kw)
             return
@@ -152,17 +159,25 @@ def child(spec_path: Path) -> None:
     bridge.mqtt.publish_state = publish_state_hook  # type: ignore[method-assign]
     bridge.pipeline.process = process_hook  # type: ignore[method-assign]
     profiler = None
+    poll_profilers: list[Any] = []
     if spec["profile"]:
         import cProfile
 
         profiler = cProfile.Profile()
         worker = bridge._pipeline_worker
+        poll_worker = bridge._poll_worker
 
         def profiled() -> None:
             assert profiler is not None
             profiler.runcall(worker)
 
+        def poll_profiled() -> None:
+            mine = cProfile.Profile()
+            poll_profilers.append(mine)
+            mine.runcall(poll_worker)
+
         bridge._pipeline_worker = profiled  # type: ignore[method-assign]
+        bridge._poll_worker = poll_profiled  # type: ignore[method-assign]
 
     rss: list[tuple[float, int]] = []
     stop = threading.Event()
@@ -202,6 +217,8 @@ def child(spec_path: Path) -> None:
     if profiler is not None:
         Path(spec["profile"]).mkdir(parents=True, exist_ok=True)
         profiler.dump_stats(str(Path(spec["profile"]) / "pipeline.prof"))
+        for n, poll_profiler in enumerate(poll_profilers):
+            poll_profiler.dump_stats(str(Path(spec["profile"]) / f"poll-{n}.prof"))
     result = {
         "polls": window_polls,
         "window": {

@@ -337,3 +337,65 @@ def test_the_cached_columns_cover_everything_a_sync_writes() -> None:
             assert set(probe_values(probe, device)) <= set(PROBE_COLUMNS)
     assert set(DEVICE_COLUMNS) <= set(Device.__table__.c.keys())
     assert set(PROBE_COLUMNS) <= set(ProbeRow.__table__.c.keys())
+
+
+def cloud_poll(at: datetime, value: float, minimum: float) -> list[CloudDevice]:
+    """The sample devices with cloud documents: the Signals' probe 1 reads ``value``."""
+    out = []
+    for d in sample_devices(T0):
+        if d.serial == SIGNALS:
+            probes = tuple(
+                dataclasses.replace(
+                    p,
+                    value=value,
+                    last_telemetry_saved=at,
+                    extra={"value": value, "lastTelemetrySaved": at, "minimum": minimum},
+                )
+                if p.channel == 1
+                else p
+                for p in d.probes
+            )
+            extra = {"lastSeen": at, "lastTelemetrySaved": at, "wifi_stength": -52}
+            d = dataclasses.replace(d, last_seen=at, probes=probes, extra=extra)
+        out.append(d)
+    return out
+
+
+def test_raw_keeps_the_lasting_fields_and_is_written_only_when_they_change(
+    database: Database, config: Config
+) -> None:
+    """``raw`` leaves out what moves with every reading (its columns hold it): a poll that
+    moves only those writes no ``raw``; one that moves another field writes it."""
+    user_id = add_user(database, config)
+    device_sync = DeviceSync()
+    written: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("UPDATE"):
+            written.append(statement)
+
+    def rows() -> tuple[Any, Any, Any]:
+        with database.transaction() as db:
+            device = db.scalars(sa.select(Device).where(Device.device_id == SIGNALS)).one()
+            probe = next(p for p in device.probes if p.channel == 1)
+            return device.raw, probe.raw, probe.last_value
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        for n, (value, minimum) in enumerate([(70.0, 60.0), (71.0, 60.0), (72.0, 59.0)]):
+            at = T0 + timedelta(seconds=15 * n)
+            with database.transaction() as db:
+                device_sync.sync(db, user_id, cloud_poll(at, value, minimum), now=at)
+            if n == 0:
+                assert rows() == ({"wifi_stength": -52}, {"minimum": 60.0}, 70.0)
+                written.clear()
+            elif n == 1:
+                assert rows() == ({"wifi_stength": -52}, {"minimum": 60.0}, 71.0)
+                assert written and not any("raw" in s for s in written)
+                written.clear()
+            else:
+                assert rows() == ({"wifi_stength": -52}, {"minimum": 59.0}, 72.0)
+                assert sum("raw" in s for s in written) == 1  # the probe's, not the device's
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+    assert device_sync.fast == 2

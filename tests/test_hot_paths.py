@@ -12,12 +12,15 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 
 from grillstats_bridge.domain import Reading, Unit
+from grillstats_bridge.ha.payloads import _ENCODER, dumps
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.devices import json_safe
 from grillstats_bridge.store.readings import readings_between, write_readings
-from grillstats_bridge.thermoworks.client import Endpoints, ThermoworksClient
+from grillstats_bridge.thermoworks.client import Endpoints, ThermoworksClient, loads
 from grillstats_bridge.thermoworks.errors import MalformedDocument
 from grillstats_bridge.thermoworks.firestore import decode_fields, decode_value
 from grillstats_bridge.thermoworks.transport import CloudSession
@@ -210,3 +213,58 @@ def test_a_netrc_entry_never_replaces_the_bearer_token(
     )  # what a plain session does
     prepared = CloudSession().prepare_request(request)
     assert prepared.headers["Authorization"] == "Bearer id-token"
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=8) | st.integers(), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(JSON_VALUES)
+def test_payloads_are_the_bytes_json_writes(value: Any) -> None:
+    """dumps (orjson, json where they differ) writes what json.dumps would, byte for byte."""
+    assert dumps(value) == _ENCODER.encode(value)
+
+
+@pytest.mark.parametrize("value", [1e-05, 7.887e-05, -3.9e-08, 1e16, 1e22, 0.0001, -0.0, 1.0])
+def test_floats_json_spells_otherwise_are_spelled_as_json_does(value: float) -> None:
+    assert dumps({"v": value, "s": "e-1"}) == _ENCODER.encode({"v": value, "s": "e-1"})
+
+
+def test_what_json_refuses_dumps_refuses() -> None:
+    for bad in (datetime(2026, 1, 1, tzinfo=UTC), Reading, object()):
+        with pytest.raises(TypeError):
+            dumps({"x": bad})
+
+
+ANSWER_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)  # Firestore's integers: 64 bits
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+@given(ANSWER_VALUES)
+def test_answers_are_decoded_as_json_decodes_them(value: Any) -> None:
+    import json
+
+    text = json.dumps(value).encode()
+    assert loads(text) == json.loads(text)
+
+
+def test_an_answer_only_json_reads_is_read() -> None:
+    decoded = loads(b'{"a": NaN, "b": 1}')
+    assert math.isnan(decoded["a"]) and decoded["b"] == 1

@@ -55,6 +55,36 @@ def test_upsert_updates_only_the_named_columns(database: Database) -> None:
         assert (probe.label, probe.unit) == (HOSTILE, "F")
 
 
+def test_upsert_of_one_key_twice_leaves_what_one_row_at_a_time_would(database: Database) -> None:
+    """In one call: without update columns the first row stays, with them the last wins
+    (PostgreSQL writes the call as one INSERT, which could not update a row twice)."""
+    keys = ["device_id", "probe", "time"]
+    later = T0 + timedelta(seconds=15)
+    with database.transaction() as db:
+        upsert(db, READINGS, [_reading(T0, 1.0), _reading(T0, 2.0)], keys=keys)
+        upsert(
+            db,
+            READINGS,
+            [_reading(later, 3.0), _reading(later, 4.0, "C"), _reading(later, 5.0)],
+            keys=keys,
+            update=["value", "unit"],
+        )
+    with database.transaction() as db:
+        got = db.execute(sa.select(ReadingRow.value, ReadingRow.unit).order_by(ReadingRow.time))
+        assert [tuple(r) for r in got] == [(1.0, "F"), (5.0, "F")]
+
+
+def test_upsert_of_rows_with_different_columns(database: Database) -> None:
+    """Rows that name their columns in another order, or other columns, are written too."""
+    first = _reading(T0, 1.0)
+    reordered = dict(reversed(list(_reading(T0 + timedelta(seconds=15), 2.0).items())))
+    with database.transaction() as db:
+        upsert(db, READINGS, [first, reordered], keys=["device_id", "probe", "time"])
+    with database.transaction() as db:
+        got = db.execute(sa.select(ReadingRow.value, ReadingRow.unit).order_by(ReadingRow.time))
+        assert [tuple(r) for r in got] == [(1.0, "F"), (2.0, "F")]
+
+
 @dataclass
 class _Counter:
     calls: list[str] = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""The device sync's batched UPDATE on PostgreSQL: one ``UPDATE ... FROM (VALUES ...)``.
+"""Batched writes on PostgreSQL: one ``UPDATE ... FROM (VALUES ...)``, one ``INSERT ... VALUES``.
 
 An executemany UPDATE sends one statement per row (psycopg2's ``execute_batch``
 only groups them into fewer round trips): the server parses and plans each. Here
@@ -8,8 +8,11 @@ type, so that one statement writes them all; table and column names come from
 the SQLAlchemy table and are quoted by the dialect. It is the one hand-built
 statement left: built with SQLAlchemy (``sa.values``) the same update takes
 4.7 times as long, an executemany 1.7 times (``benchmarks/bulk_sql.py``).
-INSERTs go through ``store.sql.upsert`` (SQLAlchemy batches their VALUES itself).
-Elsewhere (SQLite) the caller uses an ordinary executemany.
+``store.sql.upsert`` writes its rows with :func:`insert_rows` the same way: SQLAlchemy
+sends an ``INSERT ... ON CONFLICT`` without RETURNING through psycopg2's
+``execute_batch``, a statement per row, each with its parameters processed by
+SQLAlchemy (the readings and session probes of every transaction were ~10 % of the
+bridge's CPU). Elsewhere (SQLite) the caller uses an ordinary executemany.
 """
 
 from __future__ import annotations
@@ -78,5 +81,41 @@ def update_rows(
     sets = ", ".join(f"{quote(c)} = v.{quote(c)}" for c in columns)
     session.connection().exec_driver_sql(
         f"UPDATE {name} SET {sets} FROM (VALUES %s) AS v ({names}) WHERE {name}.id = v.b_id",
+        (values,),
+    )
+
+
+def insert_rows(
+    session: Session,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    keys: Sequence[str],
+    update: Sequence[str] = (),
+) -> None:
+    """``INSERT INTO table (columns) VALUES ... ON CONFLICT (keys) DO UPDATE SET update``
+    (or ``DO NOTHING``) for every row, in one statement (PostgreSQL with psycopg2 only).
+
+    A row whose keys come again later in ``rows`` is left out when ``update`` is given
+    (one statement cannot update a row twice): the later row is what one statement per
+    row would have left."""
+    if not rows:
+        return
+    if update:
+        at = [columns.index(k) for k in keys]
+        last = {tuple(row[i] for i in at): row for row in rows}
+        if len(last) != len(rows):
+            rows = list(last.values())
+    values, names = _values(session, table, None, columns, rows)
+    quote = session.get_bind().dialect.identifier_preparer.quote
+    conflict = ", ".join(quote(k) for k in keys)
+    action = (
+        "DO UPDATE SET " + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update)
+        if update
+        else "DO NOTHING"
+    )
+    session.connection().exec_driver_sql(
+        f"INSERT INTO {quote(table.name)} ({names}) VALUES %s ON CONFLICT ({conflict}) {action}",
         (values,),
     )

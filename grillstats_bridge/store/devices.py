@@ -9,8 +9,9 @@ that is a load of the account's devices, a lazy load of each device's probes
 and an UPDATE per row, every poll. :class:`DeviceSync` keeps in memory what it
 last wrote for each account and, per poll, issues one small SELECT (to notice
 rows changed by anyone else), then one batched UPDATE of the devices and one of
-the probes that changed (one per set of columns: a probe that is unplugged keeps
-its last value, a renamed device its nickname).
+the probes that changed, of the columns that changed (one per set of columns: a
+probe that is unplugged keeps its last value, a renamed device its nickname; the
+``raw`` JSON is left alone while its fields stay the same).
 
 Anything that changes which rows exist, or rows it did not write itself, goes
 through :func:`sync_devices` itself, and the account's rows are read again
@@ -166,8 +167,22 @@ PROBE_COLUMNS = (
 )
 
 
-def device_values(device: domain.Device, now: datetime, *, renamed: bool) -> dict[str, Any]:
-    """The ``devices`` columns a sync writes for ``device`` (the nickname only if not renamed)."""
+# The fields of a cloud document that move with every reading. Their latest values are
+# columns (last_value, last_time, last_seen), so ``raw`` leaves them out and stays the same
+# from one poll to the next: rewriting it at every poll was a third of the pipeline's work.
+PER_READING_FIELDS = frozenset({"value", "lastSeen", "lastTelemetrySaved"})
+
+
+def lasting_fields(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """A document's fields but those that move with every reading (what ``raw`` keeps)."""
+    return {k: v for k, v in extra.items() if k not in PER_READING_FIELDS}
+
+
+def device_values(
+    device: domain.Device, now: datetime, *, renamed: bool, raw: bool = True
+) -> dict[str, Any]:
+    """The ``devices`` columns a sync writes for ``device`` (the nickname only if not renamed;
+    ``raw`` only if asked)."""
     serial = device.serial
     values: dict[str, Any] = {"cloud_label": _cut(device.label, 100, serial, "label")}
     if not renamed:
@@ -179,10 +194,11 @@ def device_values(device: domain.Device, now: datetime, *, renamed: bool) -> dic
         battery=device.battery,
         signal_dbm=device.signal_dbm,
         last_seen=device.last_seen or device.last_telemetry_saved,
-        raw=json_safe(device.extra),
         status="online" if device.is_online(now) else "offline",
         is_active=True,
     )
+    if raw:
+        values["raw"] = json_safe(lasting_fields(device.extra))
     return values
 
 
@@ -201,8 +217,9 @@ def _sync_probes(session: Session, row: Device, device: domain.Device) -> None:
             probe_row.connected = False
 
 
-def probe_values(probe: domain.Probe, device: domain.Device) -> dict[str, Any]:
-    """The ``probes`` columns a sync writes (the last value and time only while connected)."""
+def probe_values(probe: domain.Probe, device: domain.Device, *, raw: bool = True) -> dict[str, Any]:
+    """The ``probes`` columns a sync writes (the last value and time only while connected;
+    ``raw`` only if asked)."""
     high, low = probe.alarm_high, probe.alarm_low
     values: dict[str, Any] = {
         "label": _cut(probe.label, 100, device.serial, f"probe {probe.channel} label"),
@@ -222,8 +239,9 @@ def probe_values(probe: domain.Probe, device: domain.Device) -> dict[str, Any]:
         alarm_low_enabled=low.enabled if low else None,
         alarm_low_alarming=low.alarming if low else None,
         alarm_low_value=low.value if low else None,
-        raw=json_safe(probe.extra),
     )
+    if raw:
+        values["raw"] = json_safe(lasting_fields(probe.extra))
     return values
 
 
@@ -402,6 +420,8 @@ class _Known:
     renamed: bool
     values: dict[str, Any]
     probes: dict[int, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    # The lasting cloud fields ``raw`` was last computed from, by channel (None: the device)
+    sources: dict[int | None, dict[str, Any]] = field(default_factory=dict)
 
 
 class DeviceSync:
@@ -530,17 +550,19 @@ class DeviceSync:
         stamp = utcnow()  # what the models' onupdate would write
         for device in devices:
             entry = known[device.serial]
-            values = device_values(device, now, renamed=entry.renamed)
-            if _changed(entry.values, values):
-                entry.values.update(values)
+            values = device_values(device, now, renamed=entry.renamed, raw=False)
+            _raw(entry.sources, None, device.extra, values)
+            if changed := _changes(entry.values, values):
+                entry.values.update(changed)
                 entry.updated_at = stamp
-                pending.add(_DEVICES, entry.id, values, stamp)
+                pending.add(_DEVICES, entry.id, changed, stamp)
             for probe in device.probes:
                 probe_id, stored = entry.probes[probe.channel]
-                values = probe_values(probe, device)
-                if _changed(stored, values):
-                    stored.update(values)
-                    pending.add(_PROBES, probe_id, values, stamp)
+                values = probe_values(probe, device, raw=False)
+                _raw(entry.sources, probe.channel, probe.extra, values)
+                if changed := _changes(stored, values):
+                    stored.update(changed)
+                    pending.add(_PROBES, probe_id, changed, stamp)
         return SyncResult(updated=[d.serial for d in devices])
 
     # ------------------------------------------------------------------ rollbacks
@@ -616,8 +638,23 @@ def _update_rows(
     session.execute(statement, [{"b_id": row_id, **values} for row_id, values in rows])
 
 
-def _changed(stored: dict[str, Any], values: dict[str, Any]) -> bool:
-    return any(stored.get(k, _UNSET) != v for k, v in values.items())
+def _raw(
+    sources: dict[int | None, dict[str, Any]],
+    key: int | None,
+    extra: Mapping[str, Any],
+    values: dict[str, Any],
+) -> None:
+    """Add ``raw`` to a row's ``values`` when its lasting fields moved since the last poll
+    (only written if it differs from the row's: the first poll compares with the database)."""
+    lasting = lasting_fields(extra)
+    if sources.get(key) != lasting:
+        sources[key] = lasting
+        values["raw"] = json_safe(lasting)
+
+
+def _changes(stored: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """The columns whose values differ from the row's (only those are written)."""
+    return {k: v for k, v in values.items() if stored.get(k, _UNSET) != v}
 
 
 _UNSET = object()

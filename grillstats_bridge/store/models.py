@@ -139,7 +139,7 @@ class Device(Base):
     battery: Mapped[int | None] = mapped_column(sa.SmallInteger)
     signal_dbm: Mapped[int | None] = mapped_column(sa.SmallInteger)
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    raw: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)  # every cloud field, JSON-safe
+    raw: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)  # devices.lasting_fields
 
     user: Mapped[User] = relationship(back_populates="devices")
     probes: Mapped[list[ProbeRow]] = relationship(
@@ -297,7 +297,8 @@ class ProbeRow(Base):
     """One channel of a device as last synced from the cloud (``domain.Probe``).
 
     Alarm values are in the probe's ``unit`` (the parser converts them); ``raw``
-    holds every field of the cloud's channel document, unknown ones too.
+    holds every field of the cloud's channel document, unknown ones too, but those that
+    move with every reading (``store.devices.lasting_fields``).
     """
 
     __tablename__ = "probes"

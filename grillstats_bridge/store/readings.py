@@ -28,7 +28,7 @@ _UNIQUE = ("device_id", "probe", "time")
 def write_readings(session: Session, readings: Iterable[Reading]) -> int:
     """Insert readings that carry a value, skipping any already stored; returns rows offered.
 
-    One statement per batch (SQLAlchemy sends its rows as multi-row VALUES); ON CONFLICT
+    One statement per batch (on PostgreSQL one multi-row INSERT: ``sql.upsert``); ON CONFLICT
     DO NOTHING on (device, probe, time) makes a replay after a crash or an outage harmless.
     """
     rows = [

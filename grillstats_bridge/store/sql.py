@@ -11,6 +11,8 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
+from grillstats_bridge.store import bulk
+
 
 def upsert(
     db: Session,
@@ -22,8 +24,14 @@ def upsert(
 ) -> None:
     """Insert ``rows``; where one conflicts on ``keys``, set its ``update`` columns from the
     new row (with no ``update`` columns, keep the old row). PostgreSQL or SQLite, one
-    statement executed for all rows (SQLAlchemy batches its VALUES)."""
+    statement executed for all rows (on PostgreSQL one multi-row INSERT: ``bulk``)."""
     if not rows:
+        return
+    columns = tuple(rows[0])
+    if bulk.supported(db) and _plain(table, columns, rows):
+        bulk.insert_rows(
+            db, table, columns, [tuple(r.values()) for r in rows], keys=keys, update=update
+        )
         return
     dialect = db.get_bind().dialect.name
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
@@ -34,6 +42,15 @@ def upsert(
     else:
         statement = insert.on_conflict_do_nothing(index_elements=list(keys))
     db.execute(statement, list(rows))
+
+
+def _plain(table: sa.Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> bool:
+    """True when the rows can be rendered as they are: the same columns in the same order
+    in every row, and no column left out that SQLAlchemy would fill on the client."""
+    if any(tuple(r) != columns for r in rows):
+        return False
+    given = set(columns)
+    return not any(c.default is not None and c.name not in given for c in table.columns)
 
 
 class RollbackHook(Protocol):

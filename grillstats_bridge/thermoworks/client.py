@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import requests
 
 from grillstats_bridge.domain import Device, Probe, Tokens, utcnow
@@ -640,11 +641,26 @@ class ThermoworksClient:
         if answer.status >= 400:
             raise error_from_response(endpoint, answer.status, answer.headers, answer.content)
         try:
-            return jsonlib.loads(answer.content)
+            return loads(answer.content)
         except ValueError:
             raise MalformedResponse(
                 f"ThermoWorks {endpoint}: the answer is not JSON ({len(answer.content)} bytes)"
             ) from None
+
+
+def loads(content: bytes) -> Any:
+    """A cloud answer decoded: orjson, in half the time ``json`` takes (every poll decodes
+    tens of kilobytes).
+
+    orjson refuses what Python's ``json`` reads beyond the standard (``NaN`` and
+    ``Infinity`` literals, a UTF-8 BOM); Firestore sends none of them, but an answer
+    ``json`` reads is read rather than refused. An integer past 64 bits becomes a float
+    (Firestore's integers are 64-bit, and sent as strings).
+    """
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return jsonlib.loads(content)
 
 
 def _text(body: Any, key: str) -> str | None:
@@ -681,7 +697,7 @@ def error_from_response(
     message = ""
     state = ""
     try:
-        error = jsonlib.loads(content).get("error", {})
+        error = loads(content).get("error", {})
         if isinstance(error, Mapping):
             message = str(error.get("message") or "")
             state = str(error.get("status") or "")
