@@ -1,6 +1,7 @@
 """The ThermoWorks cloud client: Firebase sign-in and refresh, project lookup, Firestore reads.
 
-It follows ``docs/thermoworks-cloud.md``: the provider's API key on every call
+It follows the ThermoWorks cloud protocol (Firebase Identity Toolkit, Secure Token and
+Firestore REST, as docs/accounts.md summarises it): the provider's API key on every call
 (``?key=`` or ``x-goog-api-key``), the provider's Referer on every call, the
 bearer id token on data calls. It knows nothing of the database or MQTT: it
 takes tokens and an optional password source in, hands refreshed tokens to a
