@@ -83,8 +83,9 @@ def install_signal_handlers(bridge: Any, ctx: Context) -> None:
     """SIGTERM / SIGINT stop cleanly; SIGHUP reloads the configuration file."""
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        log.info("%s received", signal.Signals(signum).name)
-        bridge.request_stop()
+        # Not here either: logging from the handler re-enters the stream the interrupted
+        # code may be writing ("reentrant call"), and the exception escapes into it.
+        threading.Thread(target=_stop, args=(bridge, signum), daemon=True).start()
 
     def reload(signum: int, frame: FrameType | None) -> None:
         # Not here: a signal handler must not take locks the interrupted code may hold.
@@ -94,6 +95,11 @@ def install_signal_handlers(bridge: Any, ctx: Context) -> None:
     signal.signal(signal.SIGINT, stop)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, reload)
+
+
+def _stop(bridge: Any, signum: int) -> None:
+    log.info("%s received", signal.Signals(signum).name)
+    bridge.request_stop()
 
 
 def _reload(bridge: Any, ctx: Context) -> None:
