@@ -87,14 +87,9 @@ def add_alert(
     """
     user = get_user(session, email)
     kind = kind if isinstance(kind, AlertKind) else AlertKind.parse(kind)
-    if unit is not None and not isinstance(unit, Unit):
-        try:
-            unit = Unit.parse(unit)
-        except ValueError as exc:
-            raise UsageError(f"unit: {exc}") from None
-    _check_applicable(kind, target=target, low=low, high=high, threshold=threshold)
-    if name is not None and len(name) > 100:
-        raise UsageError("name: at most 100 characters")
+    unit = _checked_request(
+        kind, unit, name, target=target, low=low, high=high, threshold=threshold
+    )
     device = _device_of(session, serial)
     if device.user_id != user.id:
         raise UsageError(f"device {device.device_id} belongs to another user, not {user.email}")
@@ -135,14 +130,9 @@ def update_alert(
     device, probe and kind stay. The alert starts afresh (re-armed), like when enabled."""
     alert = get_alert(session, alert_id)
     kind = AlertKind.parse(alert.alert_type)
-    if unit is not None and not isinstance(unit, Unit):
-        try:
-            unit = Unit.parse(unit)
-        except ValueError as exc:
-            raise UsageError(f"unit: {exc}") from None
-    _check_applicable(kind, target=target, low=low, high=high, threshold=threshold)
-    if name is not None and len(name) > 100:
-        raise UsageError("name: at most 100 characters")
+    unit = _checked_request(
+        kind, unit, name, target=target, low=low, high=high, threshold=threshold
+    )
     probe_unit = _check_probe(session, alert.device_id, int(alert.probe_id))
     unit = unit or probe_unit or Unit.parse(alert.temperature_unit or "F")
     check_rule_values(kind, unit, target=target, low=low, high=high, threshold=threshold)
@@ -182,6 +172,29 @@ def check_readable(
                 f"{name}: {value:g} {unit.symbol} is outside what a probe reads "
                 f"({lowest:g} to {highest:g} {unit.symbol})"
             )
+
+
+def _checked_request(
+    kind: AlertKind,
+    unit: Unit | str | None,
+    name: str | None,
+    *,
+    target: float | None,
+    low: float | None,
+    high: float | None,
+    threshold: float | None,
+) -> Unit | None:
+    """What an add or an update asks, checked before the database is read: the unit
+    parsed, the values that apply to ``kind``, the name's length."""
+    if unit is not None and not isinstance(unit, Unit):
+        try:
+            unit = Unit.parse(unit)
+        except ValueError as exc:
+            raise UsageError(f"unit: {exc}") from None
+    _check_applicable(kind, target=target, low=low, high=high, threshold=threshold)
+    if name is not None and len(name) > 100:
+        raise UsageError("name: at most 100 characters")
+    return unit
 
 
 def _check_applicable(
