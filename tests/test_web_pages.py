@@ -5,6 +5,7 @@ lockout, the cookie's flags and idle expiry, CSRF on every form, and user A refu
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from starlette.testclient import TestClient
@@ -193,6 +194,24 @@ def test_a_session_page_draws_its_chart_and_downloads(web: WebRig) -> None:
     assert csv_text.text.startswith("time,probe,value,unit\n")
     as_json = json.loads(client.get(f"/sessions/{web.alice.session_id}/export.json").text)
     assert as_json["session"]["id"] == web.alice.session_id
+    assert 'class="stall"' not in page and 'id="stall"' not in page  # none recorded
+
+
+def test_a_session_page_shows_its_stall(web: WebRig) -> None:
+    from grillstats_bridge.store.models import GrillingSession
+
+    with web.database.transaction() as db:
+        row = db.get(GrillingSession, web.alice.session_id)
+        assert row is not None
+        row.stall_start = row.start_time + timedelta(minutes=10)
+        row.stall_end = row.start_time + timedelta(minutes=20)
+        row.stall_seconds = 600
+    client = web.client()
+    log_in(client, ALICE)
+    page = client.get(f"/sessions/{web.alice.session_id}").text
+    assert page.count('class="stall"') == 1  # the band on the chart
+    stall = page.split('id="stall">', 1)[1].split("</p>", 1)[0]
+    assert "Stall: from" in stall and "(0 h 10 min)" in stall
 
 
 def test_tokens_are_shown_once_and_revoked_from_the_account_page(web: WebRig) -> None:

@@ -28,8 +28,12 @@ def session_svg(
     labels: dict[int, str],
     targets: dict[int, float],
     unit: str,
+    stall: tuple[datetime, datetime | None] | None = None,
 ) -> str:
-    """The chart's markup (an ``<svg>`` element); a note when there is nothing to draw."""
+    """The chart's markup (an ``<svg>`` element); a note when there is nothing to draw.
+
+    ``stall``: the session's stall (its end None while it lasts), drawn as a band.
+    """
     points = {probe: _thin(values) for probe, values in sorted(series.items()) if values}
     if not points:
         return '<p class="empty">No readings stored for this session.</p>'
@@ -53,6 +57,13 @@ def session_svg(
         f'aria-label="temperatures against time" xmlns="http://www.w3.org/2000/svg">',
         f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" class="plot"/>',
     ]
+    if stall is not None:
+        start, end = max(stall[0], t0), min(stall[1] or t1, t1)
+        if end > start:
+            parts.append(
+                f'<rect x="{x(start):.1f}" y="{TOP}" width="{x(end) - x(start):.1f}" '
+                f'height="{plot_h}" class="stall"><title>stall</title></rect>'
+            )
     for i in range(5):
         value = low + (high - low) * i / 4
         parts.append(

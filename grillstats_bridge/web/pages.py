@@ -137,6 +137,7 @@ def session_page(request: Request) -> Response:
             {p["probe"]: p["label"] for p in detail["probes"] if p["label"]},
             {p["probe"]: p["target"] for p in detail["probes"] if p["target"] is not None},
             detail["unit"] or "F",
+            stall=(row.stall_start, row.stall_end) if row.stall_start is not None else None,
         )
         return render(request, "session.html", login, user, session=detail, chart=svg)
 
