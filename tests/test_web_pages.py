@@ -334,3 +334,45 @@ def test_served_connections_send_without_waiting_for_acks(web: WebRig) -> None:
     finally:
         conn.close()
         server.stop()
+
+
+def test_an_active_session_shows_its_done_time_estimate(web: WebRig) -> None:
+    from grillstats_bridge.cook.model import CookState, Estimate, Method
+    from grillstats_bridge.domain import Unit
+    from grillstats_bridge.store.models import GrillingSession
+
+    now = web.clock.now()
+    done = now + timedelta(hours=2)
+    web.estimates[web.alice.serial] = {
+        1: Estimate(
+            serial=web.alice.serial,
+            channel=1,
+            at=now,
+            target=203.0,
+            unit=Unit.FAHRENHEIT,
+            state=CookState.COOKING,
+            value=150.0,
+            progress=60.0,
+            method=Method.NEWTON,
+            done_at=done,
+            low=done - timedelta(minutes=20),
+            high=done + timedelta(minutes=30),
+            rate=25.0,
+            stalled=False,
+        )
+    }
+    with web.database.transaction() as db:
+        row = db.get(GrillingSession, web.alice.session_id)
+        assert row is not None
+        row.status, row.end_time = "active", None
+    client = web.client()
+    log_in(client, ALICE)
+    page = client.get(f"/sessions/{web.alice.session_id}").text
+    assert "<th>Done at (UTC)</th>" in page
+    low, high = done - timedelta(minutes=20), done + timedelta(minutes=30)
+    assert f"cooking · {done:%H:%M} ({low:%H:%M}–{high:%H:%M})" in page
+    with web.database.transaction() as db:
+        row = db.get(GrillingSession, web.alice.session_id)
+        assert row is not None
+        row.status, row.end_time = "completed", now
+    assert "Done at" not in client.get(f"/sessions/{web.alice.session_id}").text  # ended

@@ -54,6 +54,7 @@ from grillstats_bridge.bridge.work import PollJob, WorkQueue
 from grillstats_bridge.clock import Clock, RealClock
 from grillstats_bridge.config import Config
 from grillstats_bridge.cook.entities import publish_cook
+from grillstats_bridge.cook.model import Estimate
 from grillstats_bridge.cook.service import CookService
 from grillstats_bridge.domain import Poll
 from grillstats_bridge.ha.entities import TABLE, BridgeStatus
@@ -226,7 +227,7 @@ class Bridge:
             self._after_commit(replay)
         if self.config.http.enabled:
             self.health_server = serve_http(
-                self.config, self.database, self.health_report, self.clock.now
+                self.config, self.database, self.health_report, self.clock.now, self.estimates
             )
             self.health_server.start()
         if threads:
@@ -686,6 +687,11 @@ class Bridge:
         self.publisher.save_records()
 
     # ------------------------------------------------------------------ status
+
+    def estimates(self, serial: str) -> dict[int, Estimate]:
+        """The device's latest done-time estimates by channel (for the web app's thread)."""
+        latest = dict(self.pipeline.cook.last)  # one C-level copy: the pipeline thread writes
+        return {channel: e for (s, channel), e in latest.items() if s == serial}
 
     def _publish_bridge(self) -> None:
         self.publisher.publish_bridge_state(self.bridge_status())

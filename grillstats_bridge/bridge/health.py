@@ -16,12 +16,13 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from grillstats_bridge.config import Config
+from grillstats_bridge.cook.model import Estimate
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.web.app import create_app
 from grillstats_bridge.web.server import WebServer
@@ -161,11 +162,15 @@ Server = HealthServer | WebServer
 
 
 def serve_http(
-    config: Config, database: Database, report: Report, clock: Callable[[], datetime]
+    config: Config,
+    database: Database,
+    report: Report,
+    clock: Callable[[], datetime],
+    estimates: Callable[[str], Mapping[int, Estimate]] | None = None,
 ) -> Server:
     """The daemon's HTTP server on ``http.host:http.port``: the web app, or /health alone."""
     http = config.http
     if not http.web:
         return HealthServer(http.host, http.port, report)
-    app = create_app(config, database, report=report, clock=clock)
+    app = create_app(config, database, report=report, clock=clock, estimates=estimates)
     return WebServer(http.host, http.port, app)

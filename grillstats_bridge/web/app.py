@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from starlette.templating import Jinja2Templates
 
 from grillstats_bridge import __version__
 from grillstats_bridge.config import Config
+from grillstats_bridge.cook.model import Estimate
 from grillstats_bridge.domain import utcnow
 from grillstats_bridge.errors import UsageError
 from grillstats_bridge.sessions import service as sessions
@@ -55,6 +56,8 @@ class Web:
     clock: Callable[[], datetime]
     logins: Logins
     templates: Jinja2Templates
+    # a device's latest done-time estimates by channel (the daemon's cook service), if any
+    estimates: Callable[[str], Mapping[int, Estimate]] | None = None
 
     def is_admin(self, user: User) -> bool:
         admins = {a.strip().lower() for a in self.config.http.admins.split(",") if a.strip()}
@@ -289,6 +292,7 @@ def create_app(
     *,
     report: Report | None = None,
     clock: Callable[[], datetime] = utcnow,
+    estimates: Callable[[str], Mapping[int, Estimate]] | None = None,
 ) -> Starlette:
     from grillstats_bridge.web import api, pages
 
@@ -304,6 +308,7 @@ def create_app(
         clock=clock,
         logins=Logins(config.http.session_idle, clock),
         templates=Jinja2Templates(env=env),
+        estimates=estimates,
     )
     routes = [
         Route("/health", health),

@@ -139,7 +139,20 @@ def session_page(request: Request) -> Response:
             detail["unit"] or "F",
             stall=(row.stall_start, row.stall_end) if row.stall_start is not None else None,
         )
-        return render(request, "session.html", login, user, session=detail, chart=svg)
+        estimates = {}
+        if row.status == "active" and web.estimates is not None:
+            estimates = {
+                channel: {
+                    "state": e.state.value,
+                    "done_at": e.done_at.isoformat() if e.done_at else None,
+                    "low": e.low.isoformat() if e.low else None,
+                    "high": e.high.isoformat() if e.high else None,
+                }
+                for channel, e in web.estimates(row.device_id).items()
+            }
+        return render(
+            request, "session.html", login, user, session=detail, chart=svg, estimates=estimates
+        )
 
 
 def session_export(request: Request) -> Response:
