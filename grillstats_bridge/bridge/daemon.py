@@ -356,6 +356,16 @@ class Bridge:
         self.work.drain()
         return outcome
 
+    def poll_now(self) -> int:
+        """Every linked account due at once (the schedule loop takes them); how many."""
+        now = self.clock.now()
+        with self._lock:
+            accounts = list(self.scheduler.accounts.values())
+            for account in accounts:
+                account.next_poll = min(account.next_poll, now)
+        self._wake.set()
+        return len(accounts)
+
     def submit(self, job: Callable[[], None]) -> None:
         """Run ``job`` on the pipeline thread (MQTT commands that touch sessions or alerts)."""
         self.work.put(job)

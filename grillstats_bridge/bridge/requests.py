@@ -146,14 +146,7 @@ class BridgeRequests:
 
     def _poll(self, body: Body) -> Body:
         """Every linked account due now (the schedule loop takes them at once)."""
-        bridge = self.bridge
-        now = bridge.clock.now()
-        with bridge._lock:  # the scheduler's lock, shared with the schedule loop
-            accounts = list(bridge.scheduler.accounts.values())
-            for account in accounts:
-                account.next_poll = min(account.next_poll, now)
-        bridge._wake.set()
-        return {"accounts": len(accounts)}
+        return {"accounts": self.bridge.poll_now()}
 
     def _session_start(self, body: Body) -> Body:
         serial = _text(body, "device")
