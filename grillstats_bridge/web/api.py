@@ -248,6 +248,19 @@ def _path_param(name: str, kind: str) -> list[dict[str, Any]]:
 
 
 _NUMBER = {"type": ["number", "null"]}
+# an alert's probe and kind (fixed once it exists) and its values (what an update changes)
+_ALERT_WHERE: dict[str, Any] = {
+    "device": {"type": "string"},
+    "probe": {"type": "integer"},
+    "type": {"enum": ["target", "range", "rising", "falling"]},
+}
+_ALERT_VALUES: dict[str, Any] = {
+    "target": _NUMBER,
+    "min": _NUMBER,
+    "max": _NUMBER,
+    "threshold": _NUMBER,
+    "unit": {"enum": ["F", "C"]},
+}
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Grill Stats Bridge API", "version": __version__},
@@ -287,14 +300,8 @@ OPENAPI: dict[str, Any] = {
                 "type": "object",
                 "properties": {
                     "id": {"type": "integer"},
-                    "device": {"type": "string"},
-                    "probe": {"type": "integer"},
-                    "type": {"enum": ["target", "range", "rising", "falling"]},
-                    "target": _NUMBER,
-                    "min": _NUMBER,
-                    "max": _NUMBER,
-                    "threshold": _NUMBER,
-                    "unit": {"enum": ["F", "C"]},
+                    **_ALERT_WHERE,
+                    **_ALERT_VALUES,
                     "name": {"type": ["string", "null"]},
                     "enabled": {"type": "boolean"},
                 },
@@ -302,26 +309,12 @@ OPENAPI: dict[str, Any] = {
             "NewAlert": {
                 "type": "object",
                 "required": ["device", "probe", "type"],
-                "properties": {
-                    "device": {"type": "string"},
-                    "probe": {"type": "integer"},
-                    "type": {"enum": ["target", "range", "rising", "falling"]},
-                    "target": _NUMBER,
-                    "min": _NUMBER,
-                    "max": _NUMBER,
-                    "threshold": _NUMBER,
-                    "unit": {"enum": ["F", "C"]},
-                    "name": {"type": "string"},
-                },
+                "properties": {**_ALERT_WHERE, **_ALERT_VALUES, "name": {"type": "string"}},
             },
             "AlertChange": {
                 "type": "object",
                 "properties": {
-                    "target": _NUMBER,
-                    "min": _NUMBER,
-                    "max": _NUMBER,
-                    "threshold": _NUMBER,
-                    "unit": {"enum": ["F", "C"]},
+                    **_ALERT_VALUES,
                     "name": {"type": "string"},
                     "enabled": {"type": "boolean"},
                 },

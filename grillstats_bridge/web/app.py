@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -101,6 +101,21 @@ def current_user(db: Session, login: Login) -> User:
     if user is None or user.is_active is False:
         raise LoginRequired
     return user
+
+
+def form_post(
+    handler: Callable[[Request, Login, dict[str, str]], Response],
+) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint of a logged-in user's form: the login required, the CSRF token checked,
+    then ``handler(request, login, fields)`` (which uses the database) in a worker thread."""
+
+    async def endpoint(request: Request) -> Response:
+        login = require_login(request)
+        fields = await form_of(request, login)
+        return await in_thread(handler, request, login, fields)
+
+    endpoint.__name__ = handler.__name__.lstrip("_")
+    return endpoint
 
 
 async def form_of(request: Request, login: Login | None) -> dict[str, str]:

@@ -24,6 +24,7 @@ from grillstats_bridge.web.app import (
     current_user,
     export_response,
     form_of,
+    form_post,
     in_thread,
     login_of,
     render,
@@ -187,12 +188,6 @@ def alerts_page(request: Request) -> Response:
         return _alerts_view(request, login, db, current_user(db, login))
 
 
-async def alert_add(request: Request) -> Response:
-    login = require_login(request)
-    fields = await form_of(request, login)
-    return await in_thread(_alert_add, request, login, fields)
-
-
 def _alert_add(request: Request, login: Login, fields: dict[str, str]) -> Response:
     database = web_of(request).database
     try:
@@ -214,12 +209,6 @@ def alert_edit_page(request: Request) -> Response:
         return render(request, "alert_edit.html", login, user, alert=alert, error=None)
 
 
-async def alert_edit(request: Request) -> Response:
-    login = require_login(request)
-    fields = await form_of(request, login)
-    return await in_thread(_alert_edit, request, login, fields)
-
-
 def _alert_edit(request: Request, login: Login, fields: dict[str, str]) -> Response:
     database = web_of(request).database
     alert_id = request.path_params["id"]
@@ -236,13 +225,7 @@ def _alert_edit(request: Request, login: Login, fields: dict[str, str]) -> Respo
     return _redirect("/alerts")
 
 
-async def alert_action(request: Request) -> Response:
-    login = require_login(request)
-    await form_of(request, login)
-    return await in_thread(_alert_action, request, login)
-
-
-def _alert_action(request: Request, login: Login) -> Response:
+def _alert_action(request: Request, login: Login, fields: dict[str, str]) -> Response:
     alert_id, action = request.path_params["id"], request.path_params["action"]
     with web_of(request).database.transaction() as db:
         user = current_user(db, login)
@@ -282,12 +265,6 @@ def account_page(request: Request) -> Response:
     return _account_view(request, require_login(request))
 
 
-async def account_link(request: Request) -> Response:
-    login = require_login(request)
-    fields = await form_of(request, login)
-    return await in_thread(_account_link, request, login, fields)
-
-
 def _account_link(request: Request, login: Login, fields: dict[str, str]) -> Response:
     web = web_of(request)
     with web.database.transaction() as db:
@@ -308,24 +285,12 @@ def _account_link(request: Request, login: Login, fields: dict[str, str]) -> Res
     return _redirect("/account")
 
 
-async def account_unlink(request: Request) -> Response:
-    login = require_login(request)
-    await form_of(request, login)
-    return await in_thread(_account_unlink, request, login)
-
-
-def _account_unlink(request: Request, login: Login) -> Response:
+def _account_unlink(request: Request, login: Login, fields: dict[str, str]) -> Response:
     web = web_of(request)
     with web.database.transaction() as db:
         email = current_user(db, login).email
     accounts.unlink_account(web.database, email)
     return _redirect("/account")
-
-
-async def token_create(request: Request) -> Response:
-    login = require_login(request)
-    fields = await form_of(request, login)
-    return await in_thread(_token_create, request, login, fields)
 
 
 def _token_create(request: Request, login: Login, fields: dict[str, str]) -> Response:
@@ -339,13 +304,7 @@ def _token_create(request: Request, login: Login, fields: dict[str, str]) -> Res
     return _account_view(request, login, new_token=token)
 
 
-async def token_revoke(request: Request) -> Response:
-    login = require_login(request)
-    await form_of(request, login)
-    return await in_thread(_token_revoke, request, login)
-
-
-def _token_revoke(request: Request, login: Login) -> Response:
+def _token_revoke(request: Request, login: Login, fields: dict[str, str]) -> Response:
     web = web_of(request)
     with web.database.transaction() as db:
         user = current_user(db, login)
@@ -389,13 +348,7 @@ def admin_page(request: Request) -> Response:
         )
 
 
-async def admin_unlock(request: Request) -> Response:
-    login = require_login(request)
-    await form_of(request, login)
-    return await in_thread(_admin_unlock, request, login)
-
-
-def _admin_unlock(request: Request, login: Login) -> Response:
+def _admin_unlock(request: Request, login: Login, fields: dict[str, str]) -> Response:
     with web_of(request).database.transaction() as db:
         _admin_user(request, login, db)
         target = db.get(User, request.path_params["id"])
@@ -403,6 +356,17 @@ def _admin_unlock(request: Request, login: Login) -> Response:
             raise data.NotFound("no user")
         users.unlock(db, target.email)
     return _redirect("/admin")
+
+
+# The forms' endpoints: login, CSRF, then the handler in a worker thread.
+alert_add = form_post(_alert_add)
+alert_edit = form_post(_alert_edit)
+alert_action = form_post(_alert_action)
+account_link = form_post(_account_link)
+account_unlink = form_post(_account_unlink)
+token_create = form_post(_token_create)
+token_revoke = form_post(_token_revoke)
+admin_unlock = form_post(_admin_unlock)
 
 
 ROUTES = [
