@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.mqtt",
     "tests.fixtures.cloud",
     "tests.fixtures.bridge",
+    "tests.fixtures.cli",
     "tests.fixtures.web",
 ]
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -17,26 +15,8 @@ from grillstats_bridge.sessions.service import SessionService
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import Device, GrillingSession, User
 from grillstats_bridge.store.readings import write_readings
+from tests.fixtures.cli import Cli
 from tests.session_curves import CURVES, H, Simulation
-
-Cli = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(tmp_path: Path, config: Config, capsys: pytest.CaptureFixture[str]) -> Cli:
-    """Run ``grillstats-bridge --config ... ARGS``; returns (exit code, stdout, stderr)."""
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        f"database: {{url: '{config.database.url}'}}\n"
-        f"security: {{key_file: '{config.security.key_file}', bcrypt_rounds: 4}}\n"
-    )
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main(["--config", str(path), *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture

@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
-import pytest
-
-from grillstats_bridge.cli import main
 from grillstats_bridge.config import Config
 from grillstats_bridge.store import tokens, users
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import ApiToken
-
-Cli = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(tmp_path: Path, config: Config, capsys: pytest.CaptureFixture[str]) -> Cli:
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        f"database: {{url: '{config.database.url}'}}\n"
-        f"security: {{key_file: '{config.security.key_file}', bcrypt_rounds: 4}}\n"
-    )
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main(["--config", str(path), *argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+from tests.fixtures.cli import Cli
 
 
 def test_create_list_revoke(cli: Cli, database: Database, config: Config) -> None:
