@@ -42,6 +42,7 @@ from grillstats_bridge.alerts.entities import AlertControl, describe_firing, pub
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge import status
 from grillstats_bridge.bridge.health import Server, serve_http
+from grillstats_bridge.bridge.identity import ProcessIdentity
 from grillstats_bridge.bridge.outbox import Outbox
 from grillstats_bridge.bridge.owners import Owners
 from grillstats_bridge.bridge.pipeline import Outcome, Pipeline, describe
@@ -104,8 +105,10 @@ class Bridge:
         notifier: Notifier | None = None,
         http: requests.Session | None = None,
         rng: random.Random | None = None,
+        identity: ProcessIdentity | None = None,
     ) -> None:
         self.config = config
+        self.identity = identity or ProcessIdentity()
         self.clock: Clock = clock or RealClock()
         self._own_database = database is None
         self.database = database or Database(config.database)
