@@ -1,6 +1,6 @@
 """How good the done-time estimate is: the cook tracker over a library of cook curves.
 
-    python benchmarks/eta.py [--every SECONDS]
+    python benchmarks/eta.py [--every SECONDS] [--seed SEED ...] [--learn]
 
 Each case is a simulator scenario (grillstats_bridge/simulator/scenarios/) with one
 meat probe, its target and its pit. The probe's readings (and the pit's), as a
@@ -10,11 +10,18 @@ bridge polling every ``--every`` seconds would get them, go through the pure
 the time the probe first reaches its target), the share of estimates after 50 %
 whose band (low..high) holds the actual done time, and each stall as the curve has
 it against when it was detected (the event) and dated (its start) and ended.
+
+``--seed`` runs the curves with other jitter and wave phases (the same curves; the
+default seed is the scenario's own). ``--learn`` adds, per curve, the same table with
+the predictor calibrated by one past cook (``cook.calibration``): the curve run once
+before with another seed, its stall length, pace and climb after the stall learned
+from its ready and stall events, as the service learns them from the sessions.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +30,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from grillstats_bridge.cook.model import CookBatch, CookEventKind, Estimate, Rules
+from grillstats_bridge.cook.calibration import PastCook, calibrate
+from grillstats_bridge.cook.model import (
+    NO_CALIBRATION,
+    Calibration,
+    CookBatch,
+    CookEvent,
+    CookEventKind,
+    Estimate,
+    Rules,
+)
 from grillstats_bridge.cook.tracker import CookTracker
 from grillstats_bridge.domain import Measurement, Reading, Unit
 from grillstats_bridge.simulator.scenario import load_scenario
@@ -60,10 +76,13 @@ class Result:
     errors: dict[float, float | None]  # fraction -> |estimate - actual| in minutes
     inside: float | None  # share of estimates after 50 % whose band holds the done time
     stalls: list[str]
+    lesson: PastCook | None = None  # what the cook teaches the next one
 
 
-def run(case: Case, every: float) -> Result:
-    scenario = load_scenario(case.scenario)
+def run(
+    case: Case, every: float, seed: str = "", calibration: Calibration = NO_CALIBRATION
+) -> Result:
+    scenario = dataclasses.replace(load_scenario(case.scenario), seed=seed)
     meat = scenario.series(case.serial, case.channel, every=every)
     pit = scenario.series(case.serial, case.pit, every=every) if case.pit is not None else []
     polls: dict[datetime, list[Reading]] = {}
@@ -72,11 +91,22 @@ def run(case: Case, every: float) -> Result:
     tracker = CookTracker(Rules())
     targets = {(case.serial, case.channel): Measurement(case.target, Unit.FAHRENHEIT)}
     pits = {case.serial: case.pit} if case.pit is not None else {}
+    calibrations = {(case.serial, case.channel): calibration}
     estimates: list[Estimate] = []
     events: list[tuple[CookEventKind, datetime, datetime | None]] = []
+    sent: list[CookEvent] = []
     for when in sorted(polls):
-        step = tracker.step(CookBatch(now=when, readings=polls[when], targets=targets, pits=pits))
+        step = tracker.step(
+            CookBatch(
+                now=when,
+                readings=polls[when],
+                targets=targets,
+                pits=pits,
+                calibrations=calibrations,
+            )
+        )
         estimates += step.estimates
+        sent += step.events
         events += [(e.kind, e.at, e.stall_start) for e in step.events]
     start = meat[0].time
     done = next(r.time for r in meat if r.value is not None and r.value >= case.target)
@@ -88,7 +118,24 @@ def run(case: Case, every: float) -> Result:
         1 for e in banded if e.low is not None and e.high is not None and e.low <= done <= e.high
     )
     inside = held / len(late) if late else None
-    return Result(case, cook / H, errors, inside, _stalls(case, scenario.start, events))
+    stalls = _stalls(case, scenario.start, events)
+    return Result(case, cook / H, errors, inside, stalls, _lesson(case, sent))
+
+
+def _lesson(case: Case, events: Sequence[CookEvent]) -> PastCook | None:
+    """The past cook a session of this run leaves (its first stall, its ready event)."""
+    ready = next((e for e in events if e.kind is CookEventKind.READY), None)
+    if ready is None:
+        return None
+    ended = next((e for e in events if e.kind is CookEventKind.STALL_ENDED), None)
+    return PastCook(
+        serial=case.serial,
+        target=case.target,
+        ended=ready.at.timestamp(),
+        stall_seconds=ended.stall_seconds if ended is not None else None,
+        climb_pace=ready.climb_pace,
+        pace=ready.pace,
+    )
 
 
 def _error_at(estimates: Sequence[Estimate], when: datetime, done: datetime) -> float | None:
@@ -136,20 +183,45 @@ def _minutes(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def _row(name: str, r: Result) -> str:
+    errs = " | ".join(_minutes(r.errors[f]) for f in FRACTIONS)
+    band = "-" if r.inside is None else f"{r.inside:.0%}"
+    return f"| {name} | {r.cook_hours:.1f} h | {errs} | {band} | {'; '.join(r.stalls)} |"
+
+
+def learned(case: Case, every: float, seed: str) -> tuple[Result, Calibration]:
+    """The curve calibrated by one past cook of it (another seed)."""
+    past = run(case, every, seed=f"past|{seed}").lesson
+    calibration = (
+        calibrate([past], serial=case.serial, target=case.target, now=past.ended + H, rules=Rules())
+        if past is not None
+        else NO_CALIBRATION
+    )
+    return run(case, every, seed, calibration), calibration
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=float, default=60.0, help="poll interval, seconds")
+    parser.add_argument(
+        "--seed", action="append", default=None, help="another jitter seed (repeatable)"
+    )
+    parser.add_argument("--learn", action="store_true", help="also with one past cook")
     args = parser.parse_args()
-    print(f"done-time error in minutes at a share of the cook (readings every {args.every:.0f} s)")
-    print("| curve | cook | 25 % | 50 % | 75 % | 90 % | in band after 50 % | stalls |")
-    print("|---|---|---|---|---|---|---|---|")
-    for case in CASES:
-        r = run(case, args.every)
-        errs = " | ".join(_minutes(r.errors[f]) for f in FRACTIONS)
-        band = "-" if r.inside is None else f"{r.inside:.0%}"
+    for seed in args.seed or [""]:
         print(
-            f"| {case.scenario} | {r.cook_hours:.1f} h | {errs} | {band} | {'; '.join(r.stalls)} |"
+            f"done-time error in minutes at a share of the cook (readings every {args.every:.0f} s"
+            + (f", seed {seed!r})" if seed else ")")
         )
+        print("| curve | cook | 25 % | 50 % | 75 % | 90 % | in band after 50 % | stalls |")
+        print("|---|---|---|---|---|---|---|---|")
+        for case in CASES:
+            print(_row(case.scenario, run(case, args.every, seed)))
+            if args.learn:
+                result, c = learned(case, args.every, seed)
+                stall = "-" if c.stall_seconds is None else f"{c.stall_seconds / H:.2f} h"
+                note = f"{c.past_cooks} past: stall {stall}, pace {c.pace:.2f}"
+                print(_row(f"+ learned ({note}, climb {c.climb_pace:.2f})", result))
 
 
 if __name__ == "__main__":

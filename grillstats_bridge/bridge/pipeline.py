@@ -54,7 +54,7 @@ from grillstats_bridge.config import CookConfig
 from grillstats_bridge.cook.model import CookStep
 from grillstats_bridge.cook.service import CookService
 from grillstats_bridge.domain import Poll, Reading
-from grillstats_bridge.sessions.model import SessionChange
+from grillstats_bridge.sessions.model import ChangeKind, SessionChange
 from grillstats_bridge.sessions.service import SessionService
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.devices import DeviceSync, SyncItem, SyncResult
@@ -63,6 +63,7 @@ from grillstats_bridge.store.models import Device
 from grillstats_bridge.store.readings import ReadingBuffer, write_readings
 
 log = logging.getLogger(__name__)
+_NEW_PAST = (ChangeKind.ENDED, ChangeKind.STARTED)
 
 # A buffered reading with the account whose poll brought it.
 
@@ -225,7 +226,12 @@ class Pipeline:
         out.firings += self.alerts.process(db, readings, now)
         devices = [d for poll in owned for d in poll.devices]
         batch = [*mine, *readings]
-        out.cook.append(self.cook.process(db, batch, devices, self.alerts.targets(), now))
+        # a session ended (or one began: the last may have been ended from the CLI): the
+        # cook's calibration from past sessions is read again
+        ended = {c.serial for c in out.session_changes if c.kind in _NEW_PAST}
+        out.cook.append(
+            self.cook.process(db, batch, devices, self.alerts.targets(), now, ended=ended)
+        )
 
     def _note_claims(self, syncs: dict[int, SyncResult]) -> None:
         """After a commit: warn once of each device an account polls but does not own."""

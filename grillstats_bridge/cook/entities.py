@@ -48,6 +48,7 @@ def probe_cook(estimate: Estimate) -> ProbeCook:
         stalled=estimate.stalled,
         method=estimate.method.value,
         stall_started=estimate.stall_started,
+        past_cooks=estimate.past_cooks,
     )
 
 

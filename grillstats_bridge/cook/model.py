@@ -91,6 +91,23 @@ class Rules:
         return self.window + self.stall_time + 300.0
 
 
+POST_STALL_PACE = 0.7  # by default, after a stall meat climbs at this share of its old rate
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """What the predictor takes from a person's past cooks (``cook.calibration``); the
+    defaults when there are none."""
+
+    past_cooks: int = 0
+    stall_seconds: float | None = None  # the usual stall length (None: the configured one)
+    climb_pace: float = POST_STALL_PACE  # the rate after a stall / the rate before it
+    pace: float = 1.0  # the plain climb's predicted time left is multiplied by this
+
+
+NO_CALIBRATION = Calibration()
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Estimate:
     """One probe's prediction after a batch (times aware UTC; temperatures in ``unit``)."""
@@ -110,6 +127,7 @@ class Estimate:
     rate: float | None  # degrees per hour now
     stalled: bool
     stall_started: datetime | None = None
+    past_cooks: int = 0  # how many of the person's past cooks calibrated it
 
     @property
     def key(self) -> ProbeKey:
@@ -134,6 +152,10 @@ class CookEvent:
     unit: Unit
     stall_start: datetime | None = None
     stall_seconds: float | None = None
+    # READY only, what the cook teaches the next ones (cook.calibration.PastCook):
+    target: float | None = None
+    pace: float | None = None  # actual / predicted time left of the plain climb
+    climb_pace: float | None = None  # the rate after the stall / the rate before it
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -144,6 +166,7 @@ class CookBatch:
     readings: Sequence[Reading] = ()
     targets: Mapping[ProbeKey, Measurement] = field(default_factory=dict)
     pits: Mapping[str, int] = field(default_factory=dict)  # serial -> its pit channel
+    calibrations: Mapping[ProbeKey, Calibration] = field(default_factory=dict)
     replay: bool = False  # rebuilding from stored readings: no events
 
 

@@ -24,7 +24,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from grillstats_bridge.cook.model import Method, Rules, Sample
+from grillstats_bridge.cook.model import NO_CALIBRATION, Calibration, Method, Rules, Sample
 
 MIN_SAMPLES = 4
 PIT_MARGIN = 5.0  # degrees the pit must stay above the target and the meat for Newton
@@ -35,7 +35,6 @@ BAND_SHARE_LATE = 0.35  # ...and this share after it: meat slows near the end mo
 # Newton's law says (its surface dries and cools), so estimates err early more than late
 ASYMPTOTE_GAIN = 0.9  # a lower asymptote must fit this much better than the one above it
 STALL_LEFT_SHARE = 0.25  # a stall past its expected length still has this share left
-POST_STALL_PACE = 0.7  # after a stall meat climbs at about this share of its earlier rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +47,7 @@ class Prediction:
     high: float | None = None
     rate: float | None = None  # degrees per hour now
     value: float | None = None  # the fitted temperature now
+    plain: float | None = None  # a plain climb (no stall in it): its seconds uncalibrated
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +101,13 @@ def predict(
     rate_before_stall: float | None = None,
     since: float | None = None,
     stall_ahead: bool = False,
+    calibration: Calibration = NO_CALIBRATION,
 ) -> Prediction:
     """Predict from the readings (oldest first, ``now`` is the latest time) of one probe.
 
     ``since``: fit nothing older (a stall ended then: the climb after it is another
     curve). ``stall_ahead``: the probe has a stall to go through before its target.
+    ``calibration``: what the person's past cooks say (their stall, their pace).
     """
     start = now - rules.window if since is None else max(now - rules.window, since)
     window = [(t, v) for t, v in meat if start <= t <= now]
@@ -117,8 +119,11 @@ def predict(
     current = statistics.median(v for t, v in window if t >= latest - 300.0)
     if current >= target:
         return Prediction(Method.DONE, 0.0, 0.0, 0.0, value=current)
+    stall = calibration.stall_seconds or rules.stall_expected
     if stall_start is not None:
-        return _through_stall(current, target, now - stall_start, rules, rate_before_stall)
+        return _through_stall(
+            current, target, now - stall_start, stall, calibration.climb_pace, rate_before_stall
+        )
     pit_level = _pit_level(pit, now, rules)
     prediction = None
     ahead = stall_ahead and (pit_level is None or pit_level <= rules.stall_pit_max)
@@ -129,16 +134,28 @@ def predict(
     if prediction is None:
         prediction = _linear(window, target, now)
     if ahead:
-        return _before_stall(prediction, rules)
-    return prediction
+        return _before_stall(prediction, stall)
+    return _paced(prediction, calibration.pace)
 
 
-def _before_stall(prediction: Prediction, rules: Rules) -> Prediction:
+def _paced(prediction: Prediction, pace: float) -> Prediction:
+    """A plain climb at the person's usual pace (actual / predicted, from past cooks)."""
+    if prediction.seconds is None or prediction.low is None or prediction.high is None:
+        return prediction
+    return replace(
+        prediction,
+        seconds=prediction.seconds * pace,
+        low=prediction.low * min(pace, 1.0),
+        high=prediction.high * max(pace, 1.0),
+        plain=prediction.seconds,
+    )
+
+
+def _before_stall(prediction: Prediction, stall: float) -> Prediction:
     """A climb with a stall still ahead: the stall's expected length added, the band from
     "no stall at all" to "half as long again"."""
     if prediction.seconds is None or prediction.low is None or prediction.high is None:
         return prediction
-    stall = rules.stall_expected
     return replace(
         prediction,
         seconds=prediction.seconds + stall,
@@ -229,16 +246,21 @@ def _linear(window: Sequence[Sample], target: float, now: float) -> Prediction:
 
 
 def _through_stall(
-    current: float, target: float, stalled_for: float, rules: Rules, rate: float | None
+    current: float,
+    target: float,
+    stalled_for: float,
+    stall: float,
+    pace: float,
+    rate: float | None,
 ) -> Prediction:
     """The stall's expected remaining length, then the climb at a share of the rate before it."""
     if rate is None or rate < MIN_RATE:
         return Prediction(Method.STALL, value=current)
     fastest = (target - current) / rate  # the stall ends now and the old pace resumes
-    climb = fastest / POST_STALL_PACE
-    left = max(rules.stall_expected - stalled_for, STALL_LEFT_SHARE * rules.stall_expected)
+    climb = fastest / pace
+    left = max(stall - stalled_for, STALL_LEFT_SHARE * stall)
     seconds = left + climb
-    high = seconds + 0.5 * rules.stall_expected + climb
+    high = seconds + 0.5 * stall + climb
     return Prediction(Method.STALL, seconds, fastest, high, 0.0, current)
 
 

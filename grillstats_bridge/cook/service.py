@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grillstats_bridge.config import CookConfig
+from grillstats_bridge.cook.history import Calibrations, record_ready
 from grillstats_bridge.cook.model import (
     CookBatch,
     CookEvent,
@@ -56,6 +57,7 @@ class CookService:
         self.loaded = False
         self.pits: dict[str, int] = {}  # serial -> pit channel
         self.last: dict[ProbeKey, Estimate] = {}  # the latest estimate of every probe
+        self.calibrations = Calibrations(self.rules)  # from the owners' past cooks
 
     def process(
         self,
@@ -64,9 +66,14 @@ class CookService:
         devices: Iterable[Device],
         targets: Mapping[ProbeKey, Measurement],
         now: datetime,
+        ended: Iterable[str] = (),
     ) -> CookStep:
-        """One batch through the tracker; stall events written on the sessions."""
+        """One batch through the tracker; stall events written on the sessions.
+
+        ``ended``: the devices whose session ended in this batch (their owners' past
+        cooks are read again)."""
         devices = list(devices)
+        self.calibrations.forget(ended)
         if not self.loaded:
             self.load(db, targets, now)
         for device in devices:
@@ -78,8 +85,15 @@ class CookService:
         serials = {r.serial for r in readings} | {d.serial for d in devices}
         undo = rollback_hook(db, (_UNDO, id(self)), lambda: _Undo(self))
         undo.save(serials)
+        calibrations = self.calibrations.get(db, targets, now)
         step = self.tracker.step(
-            CookBatch(now=now, readings=readings, targets=targets, pits=dict(self.pits))
+            CookBatch(
+                now=now,
+                readings=readings,
+                targets=targets,
+                pits=dict(self.pits),
+                calibrations=calibrations,
+            )
         )
         self._store(db, step.events)
         self._remember(step)
@@ -103,9 +117,17 @@ class CookService:
                 channels.add(self.pits[serial])
             readings += channel_readings(db, serial, channels, since[serial], now)
         step = CookStep()
+        calibrations = self.calibrations.get(db, targets, now)
         for when, part in _buckets(readings):  # in time, so stalls are dated as they happened
             step = self.tracker.step(
-                CookBatch(now=when, readings=part, targets=targets, pits=self.pits, replay=True)
+                CookBatch(
+                    now=when,
+                    readings=part,
+                    targets=targets,
+                    pits=self.pits,
+                    calibrations=calibrations,
+                    replay=True,
+                )
             )
         self._remember(step)
         self._catch_up(db, step, now)
@@ -116,8 +138,11 @@ class CookService:
     # ------------------------------------------------------------------ sessions
 
     def _store(self, db: Session, events: Sequence[CookEvent]) -> None:
-        """A device's first stall on its active session: start, then end and length."""
+        """A device's first stall on its active session: start, then end and length; its
+        first ready probe's lesson for the next cooks."""
         for event in events:
+            if event.kind is CookEventKind.READY:
+                record_ready(db, event)
             active = (_SESSIONS.c.device_id == event.serial) & (
                 _SESSIONS.c.status == SessionStatus.ACTIVE
             )

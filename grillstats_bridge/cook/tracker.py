@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import statistics
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from datetime import UTC, datetime
 
 from grillstats_bridge.cook.detector import Stall, detect, level, slope
 from grillstats_bridge.cook.model import (
+    NO_CALIBRATION,
+    Calibration,
     CookBatch,
     CookEvent,
     CookEventKind,
@@ -36,6 +39,9 @@ from grillstats_bridge.domain import Device, Measurement, Reading
 # Readings closer together than this are averaged into one sample: a probe polled every
 # 15 s gives the fits a quarter of the points (the cost is per point) and less noise.
 SAMPLE_EVERY = 55.0
+PACE_FROM = 50.0  # progress (%) from which the plain climb's estimates are kept...
+PACE_EVERY = 300.0  # ...one per this many seconds...
+PACE_MIN = 300.0  # ...of at least this many seconds left: at ready they say the cook's pace
 _PIT_LABEL = re.compile(r"pit|grate|grid|ambient|air|smoker|chamber|oven|dome", re.IGNORECASE)
 
 
@@ -71,6 +77,8 @@ class _Probe:
     stall: Stall = field(default_factory=Stall)
     rate_before_stall: float | None = None  # degrees per second
     stall_ended: float | None = None  # when its last stall ended: the climb is fitted after it
+    stall_end_value: float | None = None  # the temperature then
+    plain: tuple[tuple[float, float], ...] = ()  # (when, seconds left) of the plain climb
     ready_sent: bool = False
     estimated: bool = False  # an estimate was given: a dropped target must be cleared
 
@@ -121,7 +129,10 @@ class CookTracker:
                 continue
             pit_key = (key[0], batch.pits[key[0]]) if key[0] in batch.pits else None
             pit = self._probes.get(pit_key) if pit_key is not None else None
-            estimate, new_events = self._estimate(key, probe, targets[key], now, pit, batch.now)
+            calibration = batch.calibrations.get(key, NO_CALIBRATION)
+            estimate, new_events = self._estimate(
+                key, probe, targets[key], now, pit, batch.now, calibration
+            )
             estimates.append(estimate)
             if not batch.replay:
                 events += new_events
@@ -201,7 +212,8 @@ class CookTracker:
         probe.first = probe.peak = None
         probe.stall = Stall()
         probe.rate_before_stall = None
-        probe.stall_ended = None
+        probe.stall_ended = probe.stall_end_value = None
+        probe.plain = ()
         probe.ready_sent = False
 
     def _estimate(
@@ -212,6 +224,7 @@ class CookTracker:
         now: float,
         pit: _Probe | None,
         at: datetime,
+        calibration: Calibration,
     ) -> tuple[Estimate, list[CookEvent]]:
         rules = self.rules
         samples = list(probe.samples)
@@ -233,10 +246,13 @@ class CookTracker:
             events.append(self._event(CookEventKind.STALL_STARTED, key, at, samples, start))
         elif before.stalled and not probe.stall.stalled:
             start = before.start or now
-            probe.stall_ended = now
+            probe.stall_ended, probe.stall_end_value = now, value
             events.append(
                 self._event(CookEventKind.STALL_ENDED, key, at, samples, start, now - start)
             )
+        early = _progress(probe.first, value, target, CookState.COOKING)
+        if early is None or early < PACE_FROM:  # the pace was learned on the second half
+            calibration = dataclasses.replace(calibration, pace=1.0)
         prediction = (
             predict(
                 samples,
@@ -253,14 +269,18 @@ class CookTracker:
                     and value is not None
                     and value < rules.stall_low
                 ),
+                calibration=calibration,
             )
             if probe.plugged
             else Prediction(Method.NONE)
         )
         state = self._state(probe, value, target, now, pit)
+        progress = _progress(probe.first, value, target, state)
+        self._keep_plain(probe, prediction, progress, now)
         if state is CookState.READY and not probe.ready_sent:
             probe.ready_sent = True
-            events.append(self._event(CookEventKind.READY, key, at, samples, None))
+            ready = self._event(CookEventKind.READY, key, at, samples, None)
+            events.append(self._lesson(ready, probe, target, now))
         probe.estimated = True
         estimate = Estimate(
             serial=key[0],
@@ -270,7 +290,7 @@ class CookTracker:
             unit=rules.unit,
             state=state,
             value=value,
-            progress=_progress(probe.first, value, target, state),
+            progress=progress,
             method=prediction.method,
             done_at=_after(at, prediction.seconds),
             low=_after(at, prediction.low),
@@ -278,8 +298,41 @@ class CookTracker:
             rate=prediction.rate,
             stalled=probe.stall.stalled,
             stall_started=_time(probe.stall.start) if probe.stall.start is not None else None,
+            past_cooks=calibration.past_cooks,
         )
         return estimate, events
+
+    @staticmethod
+    def _keep_plain(
+        probe: _Probe, prediction: Prediction, progress: float | None, now: float
+    ) -> None:
+        """Keep an estimate of the plain climb (its second half) to learn the cook's pace."""
+        if prediction.plain is None or prediction.plain < PACE_MIN:
+            return
+        if progress is None or progress < PACE_FROM:
+            return
+        if probe.plain and now - probe.plain[-1][0] < PACE_EVERY:
+            return
+        probe.plain = (*probe.plain, (now, prediction.plain))
+
+    def _lesson(self, ready: CookEvent, probe: _Probe, target: float, now: float) -> CookEvent:
+        """The ready event with what this cook teaches the next ones: its pace (actual /
+        predicted time left, the median over the kept estimates) and its climb after the
+        stall against before it."""
+        paces = [(now - when) / seconds for when, seconds in probe.plain]
+        pace = statistics.median(paces) if paces else None
+        climb = None
+        before = probe.rate_before_stall
+        if (
+            probe.stall_ended is not None
+            and probe.stall_end_value is not None
+            and before is not None
+            and before > 0
+            and now > probe.stall_ended
+        ):
+            after = (target - probe.stall_end_value) / (now - probe.stall_ended)
+            climb = after / before if after > 0 else None
+        return dataclasses.replace(ready, target=target, pace=pace, climb_pace=climb)
 
     def _state(
         self, probe: _Probe, value: float | None, target: float, now: float, pit: _Probe | None

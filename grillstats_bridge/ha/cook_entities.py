@@ -41,6 +41,7 @@ class ProbeCook:
     stalled: bool = False
     method: str | None = None
     stall_started: datetime | None = None
+    past_cooks: int = 0  # the person's past cooks that calibrated the estimate
 
 
 def _has_target(view: ProbeView) -> bool:
@@ -61,6 +62,7 @@ def _done_attributes(view: ProbeView) -> dict[str, JsonValue]:
         "done_low": _iso(cook.low) if cook else None,
         "done_high": _iso(cook.high) if cook else None,
         "estimate_method": cook.method if cook else None,
+        "past_cooks": cook.past_cooks if cook else None,
     }
 
 
@@ -69,6 +71,7 @@ def _minutes_attributes(view: ProbeView) -> dict[str, JsonValue]:
     return {
         "minutes_low": _whole(cook.minutes_low) if cook else None,
         "minutes_high": _whole(cook.minutes_high) if cook else None,
+        "past_cooks": cook.past_cooks if cook else None,
     }
 
 
@@ -102,7 +105,7 @@ PROBE_COOK: tuple[EntityDescription[ProbeView], ...] = (
         value_fn=lambda p: _iso(p.cook.done_at) if p.cook else None,
         exists_fn=_has_target,
         device_class="timestamp",
-        attributes=("done_low", "done_high", "estimate_method"),
+        attributes=("done_low", "done_high", "estimate_method", "past_cooks"),
         attributes_fn=_done_attributes,
     ),
     EntityDescription(
@@ -114,7 +117,7 @@ PROBE_COOK: tuple[EntityDescription[ProbeView], ...] = (
         device_class="duration",
         unit="min",
         precision=0,
-        attributes=("minutes_low", "minutes_high"),
+        attributes=("minutes_low", "minutes_high", "past_cooks"),
         attributes_fn=_minutes_attributes,
     ),
     EntityDescription(

@@ -342,6 +342,7 @@ class Scenario:
     events: tuple[Event, ...] = ()
     token_lifetime: float = 3600.0
     source: str = "<dict>"
+    seed: str = ""  # another seed: other jitter and wave phases on the same curves
 
     # -- look-ups
 
@@ -410,7 +411,8 @@ class Scenario:
         if self.is_unplugged(serial, channel, t):
             return None
         spec = self.device(serial).channel(channel)
-        raw = spec.curve.value(t - spec.lag, f"{serial}|{channel}") + spec.offset
+        key = f"{serial}|{channel}" if not self.seed else f"{self.seed}|{serial}|{channel}"
+        raw = spec.curve.value(t - spec.lag, key) + spec.offset
         if spec.unit is Unit.HUMIDITY:
             raw = min(100.0, max(0.0, raw))
         return round(raw, 1)

@@ -219,6 +219,14 @@ class GrillingSession(Base):
     stall_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
     stall_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
     stall_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    # 0010_cook_learning: what the cook teaches the next ones (cook.calibration): the
+    # probe that reached its target first, the target in cook_unit, when, and its paces.
+    cook_probe: Mapped[int | None] = mapped_column(sa.SmallInteger)
+    cook_target: Mapped[float | None] = mapped_column(sa.Float)
+    cook_unit: Mapped[str | None] = mapped_column(sa.String(1))
+    cook_done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cook_pace: Mapped[float | None] = mapped_column(sa.Float)  # actual / predicted time left
+    cook_climb_pace: Mapped[float | None] = mapped_column(sa.Float)  # after / before stall
 
     user: Mapped[User] = relationship(back_populates="sessions")
 
