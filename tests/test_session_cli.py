@@ -181,3 +181,36 @@ def test_a_session_started_by_hand_during_a_cook_becomes_manual(
     )
     code, out, _ = cli("session", "list")
     assert out.splitlines()[1].split()[3:5] == ["manual", "active"]
+
+
+def test_show_says_when_the_cook_was_done_and_how_many_past_cooks_calibrate_it(
+    cli: Cli, devices: None, database: Database
+) -> None:
+    cook(database)
+    with database.transaction() as db:  # as the cook service stores a ready probe's lesson
+        first = db.get(GrillingSession, 1)
+        assert first is not None and first.end_time is not None
+        first.cook_probe, first.cook_target, first.cook_unit = 2, 165.0, "F"
+        first.cook_done_at = first.end_time - timedelta(minutes=10)
+        first.cook_pace, first.cook_climb_pace = 1.2, 0.7
+        later = first.end_time + timedelta(days=1)
+        for user_id in (first.user_id, first.user_id + 1):  # the owner's, then another user's
+            db.add(
+                GrillingSession(
+                    user_id=user_id,
+                    device_id=first.device_id,
+                    status="completed",
+                    start_time=later,
+                    end_time=later + timedelta(hours=2),
+                    cook_target=160.0,
+                    cook_unit="F",
+                )
+            )
+    _, shown, _ = cli("session", "show", "1")
+    assert "done (UTC):  " in shown and "(probe 2 at 165 °F)\n" in shown
+    assert "past cooks:  0 (target 165 °F)\n" in shown  # none before it
+    _, shown, _ = cli("session", "show", "2")
+    assert "done (UTC):  -\n" in shown
+    assert "past cooks:  1 (target 160 °F): usual stall -, pace 1.10," in shown
+    _, shown, _ = cli("session", "show", "3")
+    assert "past cooks:  0 (target 160 °F)\n" in shown  # another user's cooks are not theirs

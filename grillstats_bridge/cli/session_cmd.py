@@ -12,7 +12,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from grillstats_bridge.cli.common import Context, add_command, add_group, print_table
-from grillstats_bridge.domain import Unit, utcnow
+from grillstats_bridge.cook.history import session_calibration
+from grillstats_bridge.cook.model import Calibration, Rules
+from grillstats_bridge.domain import Measurement, Unit, utcnow
 from grillstats_bridge.sessions.model import ChangeKind, SessionSnapshot
 from grillstats_bridge.sessions.names import format_duration
 from grillstats_bridge.sessions.service import (
@@ -189,6 +191,8 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
             ("maximum", _temp(s.max_temperature, unit)),
             ("average", _temp(s.avg_temperature, unit) + " (time-weighted, all probes)"),
             ("stall (UTC)", _stall(s, now)),
+            ("done (UTC)", _done(s)),
+            ("past cooks", _past(session_calibration(db, s, Rules.from_config(ctx.config.cook)))),
         ]
         probe_rows = [
             (
@@ -233,6 +237,29 @@ def _stall(s: GrillingSession, now: datetime) -> str:
     if s.end_time is None:
         return f"{_time(s.stall_start)} - (stalled {format_duration(now - s.stall_start)} so far)"
     return f"{_time(s.stall_start)} - (its end not seen)"
+
+
+def _done(s: GrillingSession) -> str:
+    """When the cook's first probe reached its target (docs/cook.md)."""
+    if s.cook_done_at is None or s.cook_target is None:
+        return "-"
+    unit = Unit(s.cook_unit) if s.cook_unit in ("F", "C") else None
+    target = f"{s.cook_target:g} {unit.symbol}" if unit is not None else f"{s.cook_target:g}"
+    return f"{_time(s.cook_done_at)} (probe {s.cook_probe} at {target})"
+
+
+def _past(found: tuple[Measurement, Calibration] | None) -> str:
+    """How many of the owner's earlier cooks calibrate this one's estimate, and what they say."""
+    if found is None:
+        return "- (no target)"
+    target, c = found
+    if not c.past_cooks:
+        return f"0 (target {target})"
+    stall = "-" if c.stall_seconds is None else format_duration(timedelta(seconds=c.stall_seconds))
+    return (
+        f"{c.past_cooks} (target {target}): usual stall {stall}, pace {c.pace:.2f},"
+        f" climb after the stall {c.climb_pace:.2f} of the rate before"
+    )
 
 
 def _duration(s: GrillingSession, now: datetime) -> timedelta:

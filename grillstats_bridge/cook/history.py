@@ -22,7 +22,7 @@ from grillstats_bridge.cook.model import NO_CALIBRATION, Calibration, CookEvent,
 from grillstats_bridge.domain import Measurement, Unit
 from grillstats_bridge.sessions.model import SessionStatus
 from grillstats_bridge.store.models import Device as DeviceRow
-from grillstats_bridge.store.models import GrillingSession
+from grillstats_bridge.store.models import GrillingSession, TemperatureAlert
 
 PAST_LIMIT = 50  # the latest completed cooks of a user read, at most
 _SESSIONS: sa.Table = GrillingSession.__table__  # type: ignore[assignment]
@@ -152,3 +152,36 @@ class Calibrations:
                 )
             self._probes[key] = (wanted[key], calibration)
         return {key: self._probes[key][1] for key in wanted}
+
+
+def session_calibration(
+    db: Session, session: GrillingSession, rules: Rules
+) -> tuple[Measurement, Calibration] | None:
+    """The calibration an estimate of this session's cook takes (``session show``): from
+    the owner's cooks that ended before it began, for its target (the one it reached, else
+    the device's first active target alert); None without a target."""
+    target = None
+    if session.cook_target is not None and session.cook_unit in ("F", "C"):
+        target = Measurement(session.cook_target, Unit(session.cook_unit))
+    else:
+        alert = db.execute(
+            sa.select(TemperatureAlert.target_temperature, TemperatureAlert.temperature_unit)
+            .where(
+                TemperatureAlert.user_id == session.user_id,
+                TemperatureAlert.device_id == session.device_id,
+                TemperatureAlert.alert_type == "target",
+                TemperatureAlert.is_active.is_not(False),
+                TemperatureAlert.target_temperature.is_not(None),
+            )
+            .order_by(TemperatureAlert.id)
+            .limit(1)
+        ).one_or_none()
+        if alert is not None and alert.temperature_unit in ("F", "C"):
+            target = Measurement(alert.target_temperature, Unit(alert.temperature_unit))
+    if target is None:
+        return None
+    cooks = past_cooks(db, session.user_id, rules.unit, before=session.start_time)
+    value = target.to(rules.unit).value
+    start = session.start_time.timestamp()
+    calibration = calibrate(cooks, serial=session.device_id, target=value, now=start, rules=rules)
+    return target, calibration
