@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from grillstats_bridge.cook.model import CookEventKind, Estimate
+from grillstats_bridge.cook.model import CookEvent, CookEventKind, Estimate
 from grillstats_bridge.domain import Device, Poll, Probe, Reading, Unit
 from grillstats_bridge.sessions.model import ChangeKind, SessionStatus
 from grillstats_bridge.store.db import Database
@@ -89,7 +89,7 @@ def test_past_sessions_change_the_estimate_and_its_count_and_survive_a_restart(
 def test_a_cook_done_teaches_the_next_one(database: Database, owner: int) -> None:
     pipe = pipeline(database)
     estimates: list[Estimate] = []
-    ready = []
+    ready: list[CookEvent] = []
     ended = False
 
     def run(t0: float, t1: float, meat: Callable[[float], float], pit: float = 250.0) -> None:
