@@ -86,6 +86,11 @@ class Rules:
         )
 
     @property
+    def unit_degree(self) -> float:
+        """One °F in the rules' unit (a temperature difference)."""
+        return 1.0 if self.unit is Unit.FAHRENHEIT else 1.0 / 1.8
+
+    @property
     def history(self) -> float:
         """How far back a probe's readings are kept: a stall and the climb before it."""
         return self.window + self.stall_time + 300.0

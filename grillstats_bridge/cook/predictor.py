@@ -34,6 +34,13 @@ BAND_SHARE = 0.15  # ...and this share of the time left before it...
 BAND_SHARE_LATE = 0.35  # ...and this share after it: meat slows near the end more than
 # Newton's law says (its surface dries and cools), so estimates err early more than late
 ASYMPTOTE_GAIN = 0.9  # a lower asymptote must fit this much better than the one above it
+ASYMPTOTE_SHARES = (1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05)  # of the way from target to pit
+PIT_STEP = 0.2  # the pit stepped up: by this share of its lead over the meat at least...
+PIT_STEP_MIN = 15.0  # ...and at least this many °F...
+PIT_BEFORE = 600.0  # ...after being lower for this many seconds (a lid opening is shorter)
+HORIZON = 2.0  # near the end the fit takes the last this many times the time left
+FASTEST_SPAN = 600.0  # seconds: the rate around each reading, over this...
+FASTEST_DROP = 0.85  # ...has slowed clearly when the latest is under this share of the fastest
 STALL_LEFT_SHARE = 0.25  # a stall past its expected length still has this share left
 
 
@@ -125,17 +132,55 @@ def predict(
             current, target, now - stall_start, stall, calibration.climb_pace, rate_before_stall
         )
     pit_level = _pit_level(pit, now, rules)
-    prediction = None
+    toward = None  # the pit stepped up: the level the meat heads for from now on
+    change = _pit_change(pit, window[0][0], now, current, rules)
+    if change is not None:
+        since_change, new_level = change
+        after = [s for s in window if s[0] >= since_change]
+        if len(after) >= MIN_SAMPLES and now - after[0][0] >= rules.min_span:
+            window, pit_level = after, new_level  # refit on the readings since the change
+        else:  # too few yet: the meat's k from before it, heading for the new level
+            before = [s for s in window if s[0] < since_change]
+            if len(before) >= MIN_SAMPLES:
+                window, toward = before, new_level
+                pit_level = _pit_level([p for p in pit if p[0] < since_change], now, rules)
     ahead = stall_ahead and (pit_level is None or pit_level <= rules.stall_pit_max)
-    if pit_level is not None and pit_level > max(target, current) + PIT_MARGIN:
-        # Before a stall the curve bends toward the stall, not toward an asymptote.
-        level = pit_level if ahead else _asymptote(window, target, now, pit_level)
-        prediction = _newton(window, target, now, level)
-    if prediction is None:
-        prediction = _linear(window, target, now)
+    if toward is None:
+        window = _after_fastest(window, rules)
+    prediction = _fit(window, target, now, pit_level, current, ahead=ahead, toward=toward)
+    if not ahead and toward is None and prediction.seconds:
+        # Near the end the recent bend says the most: refit on the last readings, no more
+        # than HORIZON times the time left (at least min_span)
+        span = max(HORIZON * prediction.seconds, rules.min_span)
+        recent = [s for s in window if s[0] >= now - span]
+        if MIN_SAMPLES <= len(recent) < len(window):
+            again = _fit(recent, target, now, pit_level, current, ahead=False, toward=None)
+            if again.seconds is not None:
+                prediction = again
     if ahead:
         return _before_stall(prediction, stall)
     return _paced(prediction, calibration.pace)
+
+
+def _fit(
+    window: Sequence[Sample],
+    target: float,
+    now: float,
+    pit_level: float | None,
+    current: float,
+    *,
+    ahead: bool,
+    toward: float | None,
+) -> Prediction:
+    """Newton's law toward the pit (or the level the window bends to), else the rate."""
+    prediction = None
+    if pit_level is not None and pit_level > max(target, current) + PIT_MARGIN:
+        # Before a stall the curve bends toward the stall, not toward an asymptote.
+        level = pit_level if ahead or toward else _asymptote(window, target, now, pit_level)
+        prediction = _newton(window, target, now, level, toward=toward, current=current)
+    if prediction is None:
+        prediction = _linear(window, target, now)
+    return prediction
 
 
 def _paced(prediction: Prediction, pace: float) -> Prediction:
@@ -170,6 +215,52 @@ def _pit_level(pit: Sequence[Sample], now: float, rules: Rules) -> float | None:
     return statistics.median(values) if len(values) >= MIN_SAMPLES else None
 
 
+def _pit_change(
+    pit: Sequence[Sample], start: float, now: float, current: float, rules: Rules
+) -> tuple[float, float] | None:
+    """The pit stepped up inside the window (a sear, the pit raised, the end of a preheat):
+    (when its new level began, that level), else None. The new level is the median of
+    the last three readings; the step is a share of the pit's lead over the meat; the
+    step began after the last reading more than that below, if the pit was below it over
+    ``PIT_BEFORE`` before that reading too (a lid opening is a dip inside one level)."""
+    values = [(t, v) for t, v in pit if start <= t <= now]
+    if len(values) < 2 * MIN_SAMPLES:
+        return None
+    level = statistics.median(v for _, v in values[-3:])
+    step = max(PIT_STEP * (level - current), PIT_STEP_MIN * rules.unit_degree)
+    low = next((i for i in range(len(values) - 1, -1, -1) if values[i][1] < level - step), None)
+    if low is None or low == len(values) - 1:
+        return None
+    when = values[low][0]
+    before = [v for t, v in values if when - PIT_BEFORE <= t <= when]
+    if len(before) < 2 or statistics.median(before) >= level - step:
+        return None
+    since = values[low + 1][0]
+    return since, statistics.median(v for t, v in values if t >= since)
+
+
+def _after_fastest(window: Sequence[Sample], rules: Rules) -> Sequence[Sample]:
+    """The window from its fastest rise on, if it has slowed clearly since: a probe's
+    centre lags its surface at first (the curve bends up), then heads for its level as
+    Newton's law says (it bends down); only the second part fits the law."""
+    rates: list[tuple[float, float]] = []  # (time, the rate around it)
+    for t, _ in window:
+        around = [s for s in window if abs(s[0] - t) <= FASTEST_SPAN / 2]
+        if around[0][0] <= t - FASTEST_SPAN / 2.5 and around[-1][0] >= t + FASTEST_SPAN / 2.5:
+            line = _lsq([s[0] for s in around], [s[1] for s in around])
+            if line is not None:
+                rates.append((t, line.b))
+    if len(rates) < 2:
+        return window
+    when, fastest = max(rates, key=lambda r: r[1])
+    if fastest <= 0 or rates[-1][1] > FASTEST_DROP * fastest:
+        return window
+    after = [s for s in window if s[0] >= when]
+    if len(after) < MIN_SAMPLES or after[-1][0] - after[0][0] < rules.min_span:
+        return window
+    return after
+
+
 def _asymptote(window: Sequence[Sample], target: float, now: float, pit: float) -> float:
     """The temperature the meat heads for: the pit, or lower where the window's curve bends
     more than heating toward the pit would (a wet surface cools: the meat slows sooner).
@@ -177,7 +268,7 @@ def _asymptote(window: Sequence[Sample], target: float, now: float, pit: float) 
     the smallest squared residual in degrees."""
     xs = [t - now for t, _ in window]
     best, best_sse = pit, math.inf
-    for share in (1.0, 0.7, 0.5, 0.35, 0.25, 0.15):
+    for share in ASYMPTOTE_SHARES:
         level = target + PIT_MARGIN + share * (pit - target - PIT_MARGIN)
         if any(v >= level - 1.0 for _, v in window):
             continue
@@ -193,8 +284,17 @@ def _asymptote(window: Sequence[Sample], target: float, now: float, pit: float) 
     return best
 
 
-def _newton(window: Sequence[Sample], target: float, now: float, pit: float) -> Prediction | None:
-    """Newton's law fitted on ``ln(pit - T)``; None when the fit is poor."""
+def _newton(
+    window: Sequence[Sample],
+    target: float,
+    now: float,
+    pit: float,
+    *,
+    toward: float | None = None,
+    current: float | None = None,
+) -> Prediction | None:
+    """Newton's law fitted on ``ln(pit - T)``; None when the fit is poor. ``toward``: the
+    pit has since stepped up to this; the meat's fitted ``k`` carries it from ``current``."""
     if any(v >= pit - 1.0 for _, v in window):
         return None
     xs = [t - now for t, _ in window]
@@ -206,6 +306,8 @@ def _newton(window: Sequence[Sample], target: float, now: float, pit: float) -> 
     if k <= 0 or k < 2 * line.se_b:
         return None
     fitted = pit - math.exp(line.a)  # the temperature now, on the fitted curve
+    if toward is not None and current is not None and toward > max(target, current):
+        pit, fitted = toward, current
     if fitted >= target:  # the readings say it is not there yet: the fit overshoots
         fitted = statistics.median(v for _, v in window[-MIN_SAMPLES:])
     gap = math.log((pit - fitted) / (pit - target))
