@@ -117,7 +117,7 @@ def predict(
     ``calibration``: what the person's past cooks say (their stall, their pace).
     """
     start = now - rules.window if since is None else max(now - rules.window, since)
-    window = [(t, v) for t, v in meat if start <= t <= now]
+    window: Sequence[Sample] = [(t, v) for t, v in meat if start <= t <= now]
     if len(window) < MIN_SAMPLES or now - window[0][0] < rules.min_span:
         return Prediction(Method.NONE)
     # The probe's level now: its last five minutes of readings (the latest may be older
