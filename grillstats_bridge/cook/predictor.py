@@ -38,6 +38,7 @@ ASYMPTOTE_SHARES = (1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05)  # of the way fr
 PIT_STEP = 0.2  # the pit stepped up: by this share of its lead over the meat at least...
 PIT_STEP_MIN = 15.0  # ...and at least this many °F...
 PIT_BEFORE = 600.0  # ...after being lower for this many seconds (a lid opening is shorter)
+AFTER_STALL = 1.0  # the climb after a stall is fitted alone once it spans this many windows
 HORIZON = 2.0  # near the end the fit takes the last this many times the time left
 FASTEST_SPAN = 600.0  # seconds: the rate around each reading, over this...
 FASTEST_DROP = 0.85  # ...has slowed clearly when the latest is under this share of the fastest
@@ -159,7 +160,38 @@ def predict(
                 prediction = again
     if ahead:
         return _before_stall(prediction, stall)
+    if since is not None and rate_before_stall is not None and rate_before_stall >= MIN_RATE:
+        fitted = now - since
+        prediction = _after_stall(
+            prediction, current, target, fitted, rate_before_stall, rules, calibration
+        )
     return _paced(prediction, calibration.pace)
+
+
+def _after_stall(
+    prediction: Prediction,
+    current: float,
+    target: float,
+    fitted: float,
+    rate: float,
+    rules: Rules,
+    calibration: Calibration,
+) -> Prediction:
+    """Just after a stall its climb has few readings yet, and speeds up as it leaves the
+    stall: until the readings since the stall cover ``AFTER_STALL`` windows the band
+    reaches down to "the old pace resumes" and up to the estimate inside the stall (the
+    climb at a share of the rate before it), as the band inside the stall did."""
+    if fitted >= AFTER_STALL * rules.window:
+        return prediction
+    fastest = (target - current) / rate
+    prior = fastest / calibration.climb_pace
+    if prediction.seconds is None or prediction.low is None or prediction.high is None:
+        return replace(prediction, method=Method.STALL, seconds=prior, low=fastest, high=2 * prior)
+    return replace(
+        prediction,
+        low=min(prediction.low, fastest),
+        high=max(prediction.high, prior),
+    )
 
 
 def _fit(
@@ -243,17 +275,20 @@ def _after_fastest(window: Sequence[Sample], rules: Rules) -> Sequence[Sample]:
     """The window from its fastest rise on, if it has slowed clearly since: a probe's
     centre lags its surface at first (the curve bends up), then heads for its level as
     Newton's law says (it bends down); only the second part fits the law."""
-    rates: list[tuple[float, float]] = []  # (time, the rate around it)
+    rates: list[tuple[float, Line]] = []  # (time, the rate around it)
     for t, _ in window:
         around = [s for s in window if abs(s[0] - t) <= FASTEST_SPAN / 2]
         if around[0][0] <= t - FASTEST_SPAN / 2.5 and around[-1][0] >= t + FASTEST_SPAN / 2.5:
             line = _lsq([s[0] for s in around], [s[1] for s in around])
             if line is not None:
-                rates.append((t, line.b))
+                rates.append((t, line))
     if len(rates) < 2:
         return window
-    when, fastest = max(rates, key=lambda r: r[1])
-    if fastest <= 0 or rates[-1][1] > FASTEST_DROP * fastest:
+    when, fastest = max(rates, key=lambda r: r[1].b)
+    latest = rates[-1][1]
+    slowed = fastest.b - latest.b  # clearly: a share of the fastest and beyond the noise
+    noise = 2 * math.hypot(fastest.se_b, latest.se_b)
+    if fastest.b <= 0 or slowed < (1 - FASTEST_DROP) * fastest.b or slowed < noise:
         return window
     after = [s for s in window if s[0] >= when]
     if len(after) < MIN_SAMPLES or after[-1][0] - after[0][0] < rules.min_span:
