@@ -34,12 +34,13 @@ BAND_SHARE = 0.15  # ...and this share of the time left before it...
 BAND_SHARE_LATE = 0.35  # ...and this share after it: meat slows near the end more than
 # Newton's law says (its surface dries and cools), so estimates err early more than late
 ASYMPTOTE_GAIN = 0.9  # a lower asymptote must fit this much better than the one above it
+PLAUSIBLE = 2.0  # a level fits about as well as the best: its squared residual at most this
 ASYMPTOTE_SHARES = (1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05)  # of the way from target to pit
 PIT_STEP = 0.2  # the pit stepped up: by this share of its lead over the meat at least...
 PIT_STEP_MIN = 15.0  # ...and at least this many °F...
 PIT_BEFORE = 600.0  # ...after being lower for this many seconds (a lid opening is shorter)
 AFTER_STALL = 1.0  # the climb after a stall is fitted alone once it spans this many windows
-HORIZON = 2.0  # near the end the fit takes the last this many times the time left
+HORIZON = 1.0  # near the end the fit takes the last this many times the time left
 FASTEST_SPAN = 600.0  # seconds: the rate around each reading, over this...
 FASTEST_DROP = 0.85  # ...has slowed clearly when the latest is under this share of the fastest
 STALL_LEFT_SHARE = 0.25  # a stall past its expected length still has this share left
@@ -208,8 +209,17 @@ def _fit(
     prediction = None
     if pit_level is not None and pit_level > max(target, current) + PIT_MARGIN:
         # Before a stall the curve bends toward the stall, not toward an asymptote.
-        level = pit_level if ahead or toward else _asymptote(window, target, now, pit_level)
+        level, others = pit_level, []
+        if not ahead and toward is None:
+            level, others = _asymptote(window, target, now, pit_level)
         prediction = _newton(window, target, now, level, toward=toward, current=current)
+        if prediction is not None and prediction.low is not None and prediction.high is not None:
+            for other in others:  # the band: the levels that fit about as well
+                alike = _newton(window, target, now, other)
+                if alike is not None and alike.seconds is not None:
+                    low = min(prediction.low, alike.seconds)
+                    high = max(prediction.high, alike.seconds)
+                    prediction = replace(prediction, low=low, high=high)
     if prediction is None:
         prediction = _linear(window, target, now)
     return prediction
@@ -296,13 +306,17 @@ def _after_fastest(window: Sequence[Sample], rules: Rules) -> Sequence[Sample]:
     return after
 
 
-def _asymptote(window: Sequence[Sample], target: float, now: float, pit: float) -> float:
+def _asymptote(
+    window: Sequence[Sample], target: float, now: float, pit: float
+) -> tuple[float, list[float]]:
     """The temperature the meat heads for: the pit, or lower where the window's curve bends
     more than heating toward the pit would (a wet surface cools: the meat slows sooner).
     Of the pit and a few levels between it and the target, the one whose Newton fit leaves
-    the smallest squared residual in degrees."""
+    the smallest squared residual in degrees (a lower one must fit ``ASYMPTOTE_GAIN``
+    better); with the levels that fit about as well (``PLAUSIBLE``): the band's."""
     xs = [t - now for t, _ in window]
     best, best_sse = pit, math.inf
+    fits: list[tuple[float, float]] = []
     for share in ASYMPTOTE_SHARES:
         level = target + PIT_MARGIN + share * (pit - target - PIT_MARGIN)
         if any(v >= level - 1.0 for _, v in window):
@@ -314,9 +328,11 @@ def _asymptote(window: Sequence[Sample], target: float, now: float, pit: float) 
             (v - (level - math.exp(line.a + line.b * x))) ** 2
             for x, (_, v) in zip(xs, window, strict=True)
         )
+        fits.append((level, sse))
         if sse < best_sse * ASYMPTOTE_GAIN:
             best, best_sse = level, sse
-    return best
+    least = min((sse for _, sse in fits), default=0.0)
+    return best, [level for level, sse in fits if sse <= PLAUSIBLE * least and level != best]
 
 
 def _newton(
