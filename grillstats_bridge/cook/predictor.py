@@ -209,7 +209,7 @@ def _fit(
     prediction = None
     if pit_level is not None and pit_level > max(target, current) + PIT_MARGIN:
         # Before a stall the curve bends toward the stall, not toward an asymptote.
-        level, others = pit_level, []
+        level, others = pit_level, list[float]()
         if not ahead and toward is None:
             level, others = _asymptote(window, target, now, pit_level)
         prediction = _newton(window, target, now, level, toward=toward, current=current)
