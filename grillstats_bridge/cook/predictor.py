@@ -31,9 +31,11 @@ PIT_MARGIN = 5.0  # degrees the pit must stay above the target and the meat for 
 MIN_RATE = 0.5 / 3600.0  # degrees per second: slower than this gives no estimate
 MIN_BAND = 300.0  # seconds either side of the estimate, at least...
 BAND_SHARE = 0.15  # ...and this share of the time left before it...
-BAND_SHARE_LATE = 0.35  # ...and this share after it: meat slows near the end more than
+BAND_SHARE_LATE = 0.5  # ...and this share after it: meat slows near the end more than
 # Newton's law says (its surface dries and cools), so estimates err early more than late
 ASYMPTOTE_GAIN = 0.9  # a lower asymptote must fit this much better than the one above it
+AVERAGE_SPAN = 2400.0  # seconds of readings the estimate needs to average over the levels
+AVERAGE_SHARPNESS = 6.0  # a level's weight: e^(-this x how much worse it fits, as a share)
 PLAUSIBLE = 2.0  # a level fits about as well as the best: its squared residual at most this
 ASYMPTOTE_SHARES = (1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05)  # of the way from target to pit
 PIT_STEP = 0.2  # the pit stepped up: by this share of its lead over the meat at least...
@@ -41,7 +43,7 @@ PIT_STEP_MIN = 15.0  # ...and at least this many °F...
 PIT_BEFORE = 600.0  # ...after being lower for this many seconds (a lid opening is shorter)
 AFTER_STALL = 1.0  # the climb after a stall is fitted alone once it spans this many windows
 HORIZON = 1.0  # near the end the fit takes the last this many times the time left
-FASTEST_SPAN = 600.0  # seconds: the rate around each reading, over this...
+FASTEST_SPAN = 900.0  # seconds: the rate around each reading, over this...
 FASTEST_DROP = 0.85  # ...has slowed clearly when the latest is under this share of the fastest
 STALL_LEFT_SHARE = 0.25  # a stall past its expected length still has this share left
 
@@ -209,17 +211,34 @@ def _fit(
     prediction = None
     if pit_level is not None and pit_level > max(target, current) + PIT_MARGIN:
         # Before a stall the curve bends toward the stall, not toward an asymptote.
-        level, others = pit_level, list[float]()
+        level, others = pit_level, list[tuple[float, float]]()
         if not ahead and toward is None:
             level, others = _asymptote(window, target, now, pit_level)
         prediction = _newton(window, target, now, level, toward=toward, current=current)
-        if prediction is not None and prediction.low is not None and prediction.high is not None:
-            for other in others:  # the band: the levels that fit about as well
+        if (
+            prediction is not None
+            and prediction.seconds is not None
+            and prediction.seconds > 0
+            and prediction.low is not None
+            and prediction.high is not None
+        ):
+            best_weight = 1.0 if not others else max(1.0, *(w for _, w in others))
+            times, weights = [prediction.seconds], [best_weight]
+            for other, weight in others:  # the levels that fit about as well
                 alike = _newton(window, target, now, other)
-                if alike is not None and alike.seconds is not None:
-                    low = min(prediction.low, alike.seconds)
-                    high = max(prediction.high, alike.seconds)
-                    prediction = replace(prediction, low=low, high=high)
+                if alike is not None and alike.seconds and alike.seconds > 0:
+                    times.append(alike.seconds)
+                    weights.append(weight)
+            mean = prediction.seconds
+            if window[-1][0] - window[0][0] >= AVERAGE_SPAN:  # enough to judge the bend
+                logs = sum(w * math.log(t) for t, w in zip(times, weights, strict=True))
+                mean = math.exp(logs / sum(weights))
+            prediction = replace(
+                prediction,
+                seconds=mean,
+                low=min(prediction.low, *times),
+                high=max(prediction.high, *times),
+            )
     if prediction is None:
         prediction = _linear(window, target, now)
     return prediction
@@ -297,7 +316,7 @@ def _after_fastest(window: Sequence[Sample], rules: Rules) -> Sequence[Sample]:
     when, fastest = max(rates, key=lambda r: r[1].b)
     latest = rates[-1][1]
     slowed = fastest.b - latest.b  # clearly: a share of the fastest and beyond the noise
-    noise = 2 * math.hypot(fastest.se_b, latest.se_b)
+    noise = 3 * math.hypot(fastest.se_b, latest.se_b)
     if fastest.b <= 0 or slowed < (1 - FASTEST_DROP) * fastest.b or slowed < noise:
         return window
     after = [s for s in window if s[0] >= when]
@@ -308,7 +327,7 @@ def _after_fastest(window: Sequence[Sample], rules: Rules) -> Sequence[Sample]:
 
 def _asymptote(
     window: Sequence[Sample], target: float, now: float, pit: float
-) -> tuple[float, list[float]]:
+) -> tuple[float, list[tuple[float, float]]]:
     """The temperature the meat heads for: the pit, or lower where the window's curve bends
     more than heating toward the pit would (a wet surface cools: the meat slows sooner).
     Of the pit and a few levels between it and the target, the one whose Newton fit leaves
@@ -332,7 +351,13 @@ def _asymptote(
         if sse < best_sse * ASYMPTOTE_GAIN:
             best, best_sse = level, sse
     least = min((sse for _, sse in fits), default=0.0)
-    return best, [level for level, sse in fits if sse <= PLAUSIBLE * least and level != best]
+    if least <= 0:
+        return best, []
+    return best, [
+        (level, math.exp(-AVERAGE_SHARPNESS * (sse / least - 1.0)))
+        for level, sse in fits
+        if sse <= PLAUSIBLE * least and level != best
+    ]
 
 
 def _newton(
