@@ -135,6 +135,8 @@ def _lesson(case: Case, events: Sequence[CookEvent]) -> PastCook | None:
         stall_seconds=ended.stall_seconds if ended is not None else None,
         climb_pace=ready.climb_pace,
         pace=ready.pace,
+        sear_at=ready.sear_at,
+        sear_seconds=ready.sear_seconds,
     )
 
 
@@ -221,6 +223,8 @@ def main() -> None:
                 result, c = learned(case, args.every, seed)
                 stall = "-" if c.stall_seconds is None else f"{c.stall_seconds / H:.2f} h"
                 note = f"{c.past_cooks} past: stall {stall}, pace {c.pace:.2f}"
+                if c.sear_at is not None and c.sear_seconds is not None:
+                    note += f", sear at {c.sear_at:.0f} °F +{c.sear_seconds / 60:.0f} min"
                 print(_row(f"+ learned ({note}, climb {c.climb_pace:.2f})", result))
 
 

@@ -8,7 +8,9 @@ picks the cooks of the same user with a similar target (within ``SIMILAR_TARGET`
 those on the same device when there are any: the same smoker), at most ``MAX_COOKS``
 of the latest and none older than ``MAX_AGE``, and gives the medians, each pulled
 toward the default by one imaginary cook of it (``PRIOR_WEIGHT``: one past cook moves
-an estimate half-way, not all the way). See docs/cook.md.
+an estimate half-way, not all the way). A person who sears (most of the cooks chosen
+raised the pit late, past half-way) is expected to sear again: at their usual meat
+temperature, with their usual time from there to the target. See docs/cook.md.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class PastCook:
     stall_seconds: float | None = None
     climb_pace: float | None = None  # rate after the stall / rate before it
     pace: float | None = None  # actual / predicted time left of the plain climb
+    sear_at: float | None = None  # the pit stepped up late (a sear) at this meat temperature...
+    sear_seconds: float | None = None  # ...this long before the target
 
 
 def calibrate(
@@ -62,11 +66,18 @@ def calibrate(
         stall = _clip(_shrunk(stalls, rules.stall_expected), low, high)
     climbs = [c.climb_pace for c in chosen if c.climb_pace is not None and c.climb_pace > 0]
     paces = [c.pace for c in chosen if c.pace is not None and c.pace > 0]
+    seared = [c for c in chosen if c.sear_at is not None and c.sear_seconds]
+    sear_at = sear_seconds = None
+    if 2 * len(seared) > len(chosen):  # most of their cooks: a habit
+        sear_at = statistics.median(c.sear_at for c in seared if c.sear_at is not None)
+        sear_seconds = statistics.median(c.sear_seconds or 0.0 for c in seared)
     return Calibration(
         past_cooks=len(chosen),
         stall_seconds=stall,
         climb_pace=_clip(_shrunk_log(climbs, POST_STALL_PACE), 0.3, 1.5),
         pace=_clip(_shrunk_log(paces, 1.0), *PACE_RANGE),
+        sear_at=sear_at,
+        sear_seconds=sear_seconds,
     )
 
 

@@ -46,6 +46,8 @@ def record_ready(db: Session, event: CookEvent) -> None:
             cook_done_at=event.at,
             cook_pace=event.pace,
             cook_climb_pace=event.climb_pace,
+            cook_sear_at=event.sear_at,
+            cook_sear_seconds=event.sear_seconds,
         )
     )
 
@@ -65,6 +67,8 @@ def past_cooks(
             _SESSIONS.c.stall_end,
             _SESSIONS.c.cook_pace,
             _SESSIONS.c.cook_climb_pace,
+            _SESSIONS.c.cook_sear_at,
+            _SESSIONS.c.cook_sear_seconds,
         )
         .where(
             _SESSIONS.c.user_id == user_id,
@@ -81,7 +85,11 @@ def past_cooks(
     for row in db.execute(query):
         if row.cook_unit not in (Unit.FAHRENHEIT.value, Unit.CELSIUS.value):
             continue  # not a temperature: nothing to learn from
-        target = Measurement(row.cook_target, Unit(row.cook_unit)).to(unit).value
+        row_unit = Unit(row.cook_unit)
+        target = Measurement(row.cook_target, row_unit).to(unit).value
+        sear_at = None
+        if row.cook_sear_at is not None:
+            sear_at = Measurement(row.cook_sear_at, row_unit).to(unit).value
         out.append(
             PastCook(
                 serial=row.device_id,
@@ -90,6 +98,8 @@ def past_cooks(
                 stall_seconds=row.stall_seconds if row.stall_end is not None else None,
                 climb_pace=row.cook_climb_pace,
                 pace=row.cook_pace,
+                sear_at=sear_at,
+                sear_seconds=row.cook_sear_seconds,
             )
         )
     return out

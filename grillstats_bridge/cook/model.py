@@ -108,6 +108,10 @@ class Calibration:
     stall_seconds: float | None = None  # the usual stall length (None: the configured one)
     climb_pace: float = POST_STALL_PACE  # the rate after a stall / the rate before it
     pace: float = 1.0  # the plain climb's predicted time left is multiplied by this
+    # the person sears (raises the pit near the end): at this meat temperature, then done
+    # this many seconds later; None: they do not (or most of their cooks did not)
+    sear_at: float | None = None
+    sear_seconds: float | None = None
 
 
 NO_CALIBRATION = Calibration()
@@ -161,6 +165,8 @@ class CookEvent:
     target: float | None = None
     pace: float | None = None  # actual / predicted time left of the plain climb
     climb_pace: float | None = None  # the rate after the stall / the rate before it
+    sear_at: float | None = None  # the meat's temperature when the pit stepped up late...
+    sear_seconds: float | None = None  # ...and how long from then to the target
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -40,11 +40,12 @@ PLAUSIBLE = 2.0  # a level fits about as well as the best: its squared residual 
 ASYMPTOTE_SHARES = (1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05)  # of the way from target to pit
 PIT_STEP = 0.2  # the pit stepped up: by this share of its lead over the meat at least...
 PIT_STEP_MIN = 15.0  # ...and at least this many °F...
-PIT_BEFORE = 600.0  # ...after being lower for this many seconds (a lid opening is shorter)
+PIT_BEFORE = 1200.0  # ...after being lower for this many seconds (a lid opening is shorter)
 AFTER_STALL = 1.0  # the climb after a stall is fitted alone once it spans this many windows
 HORIZON = 1.0  # near the end the fit takes the last this many times the time left
 FASTEST_SPAN = 900.0  # seconds: the rate around each reading, over this...
 FASTEST_DROP = 0.85  # ...has slowed clearly when the latest is under this share of the fastest
+SEAR_MARGIN = 15.0  # °F: a step up this close to the usual sear temperature is the sear
 STALL_LEFT_SHARE = 0.25  # a stall past its expected length still has this share left
 
 
@@ -59,6 +60,7 @@ class Prediction:
     rate: float | None = None  # degrees per hour now
     value: float | None = None  # the fitted temperature now
     plain: float | None = None  # a plain climb (no stall in it): its seconds uncalibrated
+    pit_step: float | None = None  # the pit stepped up then (inside the window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +170,44 @@ def predict(
         prediction = _after_stall(
             prediction, current, target, fitted, rate_before_stall, rules, calibration
         )
-    return _paced(prediction, calibration.pace)
+    step = change[0] if change is not None else None
+    seared = False  # the pit stepped up near the person's usual sear temperature
+    if step is not None and calibration.sear_at is not None:
+        then = min(meat, key=lambda s: abs(s[0] - step))[1]
+        seared = then >= calibration.sear_at - SEAR_MARGIN * rules.unit_degree
+    if not seared and calibration.sear_at is not None and calibration.sear_seconds:
+        sear = _sear(window, now, pit_level, current, calibration)
+        if sear is not None:
+            return _with_sear(prediction, sear)
+    return replace(_paced(prediction, calibration.pace), pit_step=step)
+
+
+def _sear(
+    window: Sequence[Sample],
+    now: float,
+    pit_level: float | None,
+    current: float,
+    calibration: Calibration,
+) -> float | None:
+    """Seconds to the target for a person who sears (past cooks): the climb to the
+    temperature they raise the pit at, then their usual time from there."""
+    at, after = calibration.sear_at, calibration.sear_seconds
+    if at is None or after is None:
+        return None
+    if current >= at:
+        return after  # the sear is due
+    climb = _fit(window, at, now, pit_level, current, ahead=False, toward=None)
+    return None if climb.seconds is None else climb.seconds + after
+
+
+def _with_sear(prediction: Prediction, sear: float) -> Prediction:
+    """The estimate with the person's usual sear; the band still holds "no sear this time"
+    (the plain climb's estimate) and "the sear now"."""
+    if prediction.seconds is None or prediction.low is None or prediction.high is None:
+        return replace(prediction, seconds=sear, low=sear * (1 - BAND_SHARE), high=sear * 1.5)
+    seconds = min(sear, prediction.seconds)
+    low, high = _band(seconds, [sear, prediction.seconds])
+    return replace(prediction, seconds=seconds, low=min(low, prediction.low), high=high, plain=None)
 
 
 def _after_stall(
@@ -293,7 +332,9 @@ def _pit_change(
     if low is None or low == len(values) - 1:
         return None
     when = values[low][0]
-    before = [v for t, v in values if when - PIT_BEFORE <= t <= when]
+    if when - pit[0][0] < PIT_BEFORE / 4:
+        return None  # too little seen before it to tell a step from a lid opening
+    before = [v for t, v in pit if when - PIT_BEFORE <= t <= when]  # also before the window
     if len(before) < 2 or statistics.median(before) >= level - step:
         return None
     since = values[low + 1][0]

@@ -41,6 +41,7 @@ from grillstats_bridge.domain import Device, Measurement, Reading
 SAMPLE_EVERY = 55.0
 PACE_FROM = 50.0  # progress (%) from which the plain climb's estimates are kept...
 PACE_EVERY = 300.0  # ...one per this many seconds...
+SEAR_FROM = 50.0  # progress (%) from which a pit stepped up is a sear
 PACE_MIN = 300.0  # ...of at least this many seconds left: at ready they say the cook's pace
 _PIT_LABEL = re.compile(r"pit|grate|grid|ambient|air|smoker|chamber|oven|dome", re.IGNORECASE)
 
@@ -79,6 +80,7 @@ class _Probe:
     stall_ended: float | None = None  # when its last stall ended: the climb is fitted after it
     stall_end_value: float | None = None  # the temperature then
     plain: tuple[tuple[float, float], ...] = ()  # (when, seconds left) of the plain climb
+    sear: tuple[float, float] | None = None  # (when, the meat then): the pit stepped up late
     ready_sent: bool = False
     estimated: bool = False  # an estimate was given: a dropped target must be cleared
 
@@ -214,6 +216,7 @@ class CookTracker:
         probe.rate_before_stall = None
         probe.stall_ended = probe.stall_end_value = None
         probe.plain = ()
+        probe.sear = None
         probe.ready_sent = False
 
     def _estimate(
@@ -277,6 +280,7 @@ class CookTracker:
         state = self._state(probe, value, target, now, pit)
         progress = _progress(probe.first, value, target, state)
         self._keep_plain(probe, prediction, progress, now)
+        self._keep_sear(probe, prediction, target, samples)
         if state is CookState.READY and not probe.ready_sent:
             probe.ready_sent = True
             ready = self._event(CookEventKind.READY, key, at, samples, None)
@@ -315,11 +319,31 @@ class CookTracker:
             return
         probe.plain = (*probe.plain, (now, prediction.plain))
 
+    @staticmethod
+    def _keep_sear(
+        probe: _Probe, prediction: Prediction, target: float, samples: list[Sample]
+    ) -> None:
+        """The pit stepped up past half-way of a cook without a stall: a sear (a reverse
+        seared steak), which the person may do again."""
+        step = prediction.pit_step
+        if step is None or probe.sear is not None or not samples:
+            return
+        if probe.stall.stalled or probe.stall_ended is not None:
+            return
+        then = min(samples, key=lambda s: abs(s[0] - step))[1]
+        state = CookState.COOKING
+        at_step = _progress(probe.first, then, target, state)
+        if at_step is not None and at_step >= SEAR_FROM:
+            probe.sear = (step, then)
+
     def _lesson(self, ready: CookEvent, probe: _Probe, target: float, now: float) -> CookEvent:
         """The ready event with what this cook teaches the next ones: its pace (actual /
-        predicted time left, the median over the kept estimates) and its climb after the
-        stall against before it."""
-        paces = [(now - when) / seconds for when, seconds in probe.plain]
+        predicted time left, the median over the kept estimates; after its sear only),
+        its climb after the stall against before it, and its sear. Timed from its first
+        sample at the target (the state follows a five-minute mean, a little later)."""
+        now = next((t for t, v in probe.samples if v >= target), now)
+        after = probe.sear[0] if probe.sear is not None else 0.0  # the sear explains those
+        paces = [(now - when) / s for when, s in probe.plain if after <= when < now]
         pace = statistics.median(paces) if paces else None
         climb = None
         before = probe.rate_before_stall
@@ -332,7 +356,17 @@ class CookTracker:
         ):
             after = (target - probe.stall_end_value) / (now - probe.stall_ended)
             climb = after / before if after > 0 else None
-        return dataclasses.replace(ready, target=target, pace=pace, climb_pace=climb)
+        sear_at = sear_seconds = None
+        if probe.sear is not None and now > probe.sear[0]:
+            sear_seconds, sear_at = now - probe.sear[0], probe.sear[1]
+        return dataclasses.replace(
+            ready,
+            target=target,
+            pace=pace,
+            climb_pace=climb,
+            sear_at=sear_at,
+            sear_seconds=sear_seconds,
+        )
 
     def _state(
         self, probe: _Probe, value: float | None, target: float, now: float, pit: _Probe | None

@@ -227,6 +227,8 @@ class GrillingSession(Base):
     cook_done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cook_pace: Mapped[float | None] = mapped_column(sa.Float)  # actual / predicted time left
     cook_climb_pace: Mapped[float | None] = mapped_column(sa.Float)  # after / before stall
+    cook_sear_at: Mapped[float | None] = mapped_column(sa.Float)  # the pit raised late: meat then
+    cook_sear_seconds: Mapped[float | None] = mapped_column(sa.Float)  # from then to the target
 
     user: Mapped[User] = relationship(back_populates="sessions")
 

@@ -2,7 +2,8 @@
 
 The probe that reached its target first, the target (and its unit), when, the pace of
 its plain climb (actual / predicted time left) and of its climb after the stall
-(the rate after it / the rate before it).
+(the rate after it / the rate before it), and a sear (the pit raised late: the meat's
+temperature then, and the time from then to the target).
 
 Revision ID: 0010_cook_learning
 Revises: 0009_api_tokens
@@ -28,11 +29,15 @@ def upgrade() -> None:
         batch.add_column(sa.Column("cook_done_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("cook_pace", sa.Float(), nullable=True))
         batch.add_column(sa.Column("cook_climb_pace", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("cook_sear_at", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("cook_sear_seconds", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("grilling_sessions") as batch:
         for name in (
+            "cook_sear_seconds",
+            "cook_sear_at",
             "cook_climb_pace",
             "cook_pace",
             "cook_done_at",
