@@ -337,8 +337,7 @@ def _pit_change(
     before = [v for t, v in pit if when - PIT_BEFORE <= t <= when]  # also before the window
     if len(before) < 2 or statistics.median(before) >= level - step:
         return None
-    since = values[low + 1][0]
-    return since, statistics.median(v for t, v in values if t >= since)
+    return when, statistics.median(v for t, v in values if t > when)
 
 
 def _after_fastest(window: Sequence[Sample], rules: Rules) -> Sequence[Sample]:

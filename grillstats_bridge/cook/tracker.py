@@ -376,7 +376,9 @@ class CookTracker:
         if value is None:
             near = probe.peak is not None and probe.peak >= target - rules.almost_ready
             return CookState.RESTING if near else CookState.IDLE
-        if reached and probe.peak is not None and value <= probe.peak - rules.rest_drop:
+        latest = probe.samples[-1][1] if probe.samples else value
+        falling = max(value, latest) <= (probe.peak or value) - rules.rest_drop
+        if reached and falling:  # (a fast climb's mean lags its peak: not falling)
             return CookState.RESTING
         if value >= target:
             return CookState.READY
