@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from grillstats_bridge.cook.calibration import PastCook, calibrate
-from grillstats_bridge.cook.model import Calibration, CookBatch, CookEventKind, Method
+from grillstats_bridge.cook.model import Calibration, CookBatch, CookEvent, CookEventKind, Method
 from grillstats_bridge.cook.predictor import predict
 from grillstats_bridge.cook.tracker import CookTracker
 from grillstats_bridge.domain import Measurement, Unit
@@ -87,7 +87,7 @@ def test_a_sear_is_learned_from_a_cook_and_most_cooks_make_a_habit() -> None:
     sear = 60 * MIN
     tracker = CookTracker(RULES)
     targets = {(SERIAL, 2): Measurement(130.0, Unit.FAHRENHEIT)}
-    events = []
+    events: list[CookEvent] = []
     for t in range(0, int(90 * MIN), int(MIN)):
         step = tracker.step(
             CookBatch(
@@ -124,7 +124,7 @@ def test_a_sear_is_learned_from_a_cook_and_most_cooks_make_a_habit() -> None:
 def test_no_sear_is_learned_from_a_pit_raised_during_a_stall_or_a_preheat() -> None:
     tracker = CookTracker(RULES)
     targets = {(SERIAL, 2): Measurement(130.0, Unit.FAHRENHEIT)}
-    events = []
+    events: list[CookEvent] = []
     for t in range(0, int(90 * MIN), int(MIN)):  # the pit climbs to 225 with the meat in
         grate = min(70.0 + 155.0 * t / (15 * MIN), 225.0)
         step = tracker.step(
