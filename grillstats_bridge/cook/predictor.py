@@ -19,6 +19,7 @@ docs/cook.md.
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections.abc import Sequence
@@ -263,10 +264,9 @@ def _fit(
         ):
             best_weight = 1.0 if not others else max(1.0, *(w for _, w in others))
             times, weights = [prediction.seconds], [best_weight]
-            for other, weight in others:  # the levels that fit about as well
-                alike = _newton(window, target, now, other)
-                if alike is not None and alike.seconds and alike.seconds > 0:
-                    times.append(alike.seconds)
+            for seconds, weight in others:  # the levels that fit about as well
+                if seconds > 0:
+                    times.append(seconds)
                     weights.append(weight)
             mean = prediction.seconds
             if window[-1][0] - window[0][0] >= AVERAGE_SPAN:  # enough to judge the bend
@@ -345,10 +345,13 @@ def _after_fastest(window: Sequence[Sample], rules: Rules) -> Sequence[Sample]:
     centre lags its surface at first (the curve bends up), then heads for its level as
     Newton's law says (it bends down); only the second part fits the law."""
     rates: list[tuple[float, Line]] = []  # (time, the rate around it)
-    for t, _ in window:
-        around = [s for s in window if abs(s[0] - t) <= FASTEST_SPAN / 2]
-        if around[0][0] <= t - FASTEST_SPAN / 2.5 and around[-1][0] >= t + FASTEST_SPAN / 2.5:
-            line = _lsq([s[0] for s in around], [s[1] for s in around])
+    times = [t for t, _ in window]
+    sums = _prefix_sums(window)
+    for t in times:
+        i = bisect.bisect_left(times, t - FASTEST_SPAN / 2)
+        j = bisect.bisect_right(times, t + FASTEST_SPAN / 2)
+        if times[i] <= t - FASTEST_SPAN / 2.5 and times[j - 1] >= t + FASTEST_SPAN / 2.5:
+            line = _lsq_between(sums, i, j)
             if line is not None:
                 rates.append((t, line))
     if len(rates) < 2:
@@ -365,17 +368,49 @@ def _after_fastest(window: Sequence[Sample], rules: Rules) -> Sequence[Sample]:
     return after
 
 
+def _prefix_sums(window: Sequence[Sample]) -> list[tuple[float, float, float, float, float]]:
+    """Running sums of t, v, t², tv and v² (t from the first reading): any stretch's least
+    squares line in constant time."""
+    t0 = window[0][0]
+    out = [(0.0, 0.0, 0.0, 0.0, 0.0)]
+    st = sv = stt = stv = svv = 0.0
+    for t, v in window:
+        x = t - t0
+        st, sv, stt, stv, svv = st + x, sv + v, stt + x * x, stv + x * v, svv + v * v
+        out.append((st, sv, stt, stv, svv))
+    return out
+
+
+def _lsq_between(
+    sums: Sequence[tuple[float, float, float, float, float]], i: int, j: int
+) -> Line | None:
+    """:func:`_lsq` of the readings ``i`` to ``j - 1`` from :func:`_prefix_sums` (the slope
+    and its standard error; the intercept is not needed)."""
+    n = j - i
+    if n < 3:
+        return None
+    st, sv, stt, stv, svv = (b - a for a, b in zip(sums[i], sums[j], strict=True))
+    sxx = stt - st * st / n
+    if sxx <= 0:
+        return None
+    sxy = stv - st * sv / n
+    b = sxy / sxx
+    sse = max(svv - sv * sv / n - b * sxy, 0.0)
+    return Line(0.0, b, math.sqrt(sse / (n - 2) / sxx))
+
+
 def _asymptote(
     window: Sequence[Sample], target: float, now: float, pit: float
 ) -> tuple[float, list[tuple[float, float]]]:
-    """The temperature the meat heads for: the pit, or lower where the window's curve bends
+    """The temperature the meat heads for (with the seconds to the target and the weight
+    of each other level that fits about as well): the pit, or lower where the window's curve bends
     more than heating toward the pit would (a wet surface cools: the meat slows sooner).
     Of the pit and a few levels between it and the target, the one whose Newton fit leaves
     the smallest squared residual in degrees (a lower one must fit ``ASYMPTOTE_GAIN``
     better); with the levels that fit about as well (``PLAUSIBLE``): the band's."""
     xs = [t - now for t, _ in window]
     best, best_sse = pit, math.inf
-    fits: list[tuple[float, float]] = []
+    fits: list[tuple[float, float, float | None]] = []
     for share in ASYMPTOTE_SHARES:
         level = target + PIT_MARGIN + share * (pit - target - PIT_MARGIN)
         if any(v >= level - 1.0 for _, v in window):
@@ -387,17 +422,25 @@ def _asymptote(
             (v - (level - math.exp(line.a + line.b * x))) ** 2
             for x, (_, v) in zip(xs, window, strict=True)
         )
-        fits.append((level, sse))
+        fits.append((level, sse, _seconds_to(level, line, target)))
         if sse < best_sse * ASYMPTOTE_GAIN:
             best, best_sse = level, sse
-    least = min((sse for _, sse in fits), default=0.0)
+    least = min((sse for _, sse, _ in fits), default=0.0)
     if least <= 0:
         return best, []
     return best, [
-        (level, math.exp(-AVERAGE_SHARPNESS * (sse / least - 1.0)))
-        for level, sse in fits
-        if sse <= PLAUSIBLE * least and level != best
+        (seconds, math.exp(-AVERAGE_SHARPNESS * (sse / least - 1.0)))
+        for level, sse, seconds in fits
+        if sse <= PLAUSIBLE * least and level != best and seconds is not None
     ]
+
+
+def _seconds_to(level: float, line: Line, target: float) -> float | None:
+    """Seconds to the target on a fitted ``ln(level - T)`` line (None: no positive time)."""
+    k, fitted = -line.b, level - math.exp(line.a)
+    if k <= 0 or fitted >= target:
+        return None
+    return math.log((level - fitted) / (level - target)) / k
 
 
 def _newton(
