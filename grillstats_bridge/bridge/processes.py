@@ -26,6 +26,8 @@ With several processes, each has
 from __future__ import annotations
 
 import hashlib
+import logging
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +35,12 @@ from grillstats_bridge.bridge.identity import ProcessIdentity
 from grillstats_bridge.config import Config, redact_url
 from grillstats_bridge.ha.ids import sanitize
 from grillstats_bridge.ha.publisher import naming_for
+from grillstats_bridge.mqtt.client import MqttClient
+from grillstats_bridge.mqtt.messages import OFFLINE, ONLINE, MqttError
+from grillstats_bridge.mqtt.retained import read_retained
 from grillstats_bridge.store.journal import journal_path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +91,39 @@ def journal_file(config: Config, identity: ProcessIdentity) -> Path:
     if not identity.several:
         return path
     return path.with_name(f"{path.stem}.{identity.index}{path.suffix}")
+
+
+def bridge_offline(config: Config, identity: ProcessIdentity) -> bool:
+    """Say ``offline`` on the bridge's status when no process of it is online any more.
+
+    The supervisor calls this once its own processes have stopped: a process of the
+    bridge on another machine may still be online (its status topic says so), and
+    then the bridge's status stays ``online``. False when it was left as it is.
+    """
+    naming = naming_for(config.mqtt)
+    helper = f"{config.mqtt.effective_client_id}-{slot(identity)}-supervisor"
+    try:
+        scan = read_retained(
+            config.mqtt,
+            [f"{naming.root}/bridge/process/+/status"],
+            marker_topic=f"{naming.root}/bridge/process-check/{uuid.uuid4().hex}",
+            client_id=helper,
+            timeout=5.0,
+        )
+    except (MqttError, OSError) as exc:
+        log.warning("the bridge's status not set offline: %s", exc)
+        return False
+    online = sorted(t for t, payload in scan.messages.items() if payload == ONLINE.encode())
+    if online:
+        log.info("the bridge's status stays online: %d other process(es) online", len(online))
+        return False
+    client = MqttClient(config.mqtt, status_topic=None, client_id=helper)
+    client.start()
+    try:
+        client.publish_state(naming.status_topic, OFFLINE, qos=1, retain=True)
+        done = client.wait_ready(5.0) and client.flush(5.0)
+    finally:
+        client.stop()
+    if not done:
+        log.warning("the bridge's status not set offline: the broker did not take it in time")
+    return done
