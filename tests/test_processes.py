@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from grillstats_bridge.bridge.identity import ProcessIdentity
 from grillstats_bridge.bridge.processes import journal_file, mqtt_identity, process_config
@@ -62,16 +64,24 @@ def run_cli(config_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @ON_POSTGRESQL
 def test_two_processes_one_bridge(
-    tmp_path: Path, linked: tuple[Config, CloudSimulator], daemons: list[Daemon]
+    tmp_path: Path,
+    linked: tuple[Config, CloudSimulator],
+    daemons: list[Daemon],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config, cloud = linked
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # what systemd would hear
+    systemd.bind(str(tmp_path / "notify"))
+    systemd.settimeout(60)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
     mqtt = config.mqtt
     root = f"{mqtt.base_topic}/{mqtt.instance_id}"
     port = free_port()
     path = write_config(tmp_path / "config.yaml", config, cloud, port)
     daemon = Daemon(path, "--processes", "2")
     daemons.append(daemon)
-    daemon.wait_for_line("all 2 processes ready", timeout=60)
+    assert systemd.recv(4096).startswith(b"READY=1\n")  # the supervisor's, once both are
+    daemon.wait_for_line("all 2 processes ready")
     health = [f"http://127.0.0.1:{port + i}/health" for i in range(2)]
     for url in health:
         wait_until(lambda url=url: get_json(url)[1].get("pipeline", {}).get("polls", 0) >= 1, url)
@@ -116,6 +126,15 @@ def test_two_processes_one_bridge(
     wait_until(lambda: get_json(health[1])[1].get("mqtt", {}).get("connected"), "reconnected")
     assert get_json(health[1])[1]["mqtt"]["client_id"] == client_ids[1]  # the same id again
 
+    # SIGHUP reaches both: the new polling settings apply, their health ports stay theirs.
+    data = yaml.safe_load(path.read_text())
+    data["polling"]["idle_interval"] = 10
+    path.write_text(yaml.safe_dump(data))
+    daemon.proc.send_signal(signal.SIGHUP)
+    for index in range(2):
+        line = daemon.wait_for_line(f"[process {index}] grillstats_bridge.bridge.daemon: config")
+        assert line.endswith("configuration reloaded: applied polling"), line
+
     # SIGTERM stops them all; the bridge is offline once the last one went.
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(30) == 0  # a deadline against a hang
@@ -123,6 +142,8 @@ def test_two_processes_one_bridge(
     for pid in restarted:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
     held = retained(mqtt.host, mqtt.port, f"{root}/#")
+    assert systemd.recv(4096) == b"STOPPING=1\nSTATUS=stopping"
+    systemd.close()
     assert held[f"{root}/status"] == b"offline"
     assert all(held[t] == b"offline" for t in process_topics)
     log = "\n".join(daemon.lines)
@@ -155,8 +176,6 @@ def test_children_that_cannot_start_end_the_run(
 ) -> None:
     """The health port of process 1 is taken: it cannot start, and the run ends non-zero."""
     config, cloud = linked
-    import socket
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
