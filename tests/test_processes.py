@@ -224,3 +224,27 @@ def test_back_off_doubles_to_its_cap_and_resets_after_a_stable_run() -> None:
     assert (delay, following) == (MIN_BACKOFF_S, 2 * MIN_BACKOFF_S)
     assert next_backoff(MAX_BACKOFF_S, ran_for=1.0) == (MAX_BACKOFF_S, MAX_BACKOFF_S)
     assert next_backoff(MAX_BACKOFF_S, ran_for=STABLE_S)[0] == MIN_BACKOFF_S
+
+
+@ON_POSTGRESQL
+def test_a_process_that_stops_pinging_the_watchdog_is_restarted(
+    tmp_path: Path,
+    linked: tuple[Config, CloudSimulator],
+    daemons: list[Daemon],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config, cloud = linked
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")  # pings every second; stuck after 4 s
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    path = write_config(tmp_path / "config.yaml", config, cloud, free_port())
+    daemon = Daemon(path, "--processes", "2")
+    daemons.append(daemon)
+    daemon.wait_for_line("all 2 processes ready", timeout=60)
+    stuck = children_of(daemon.proc.pid)[0]
+    os.kill(stuck, signal.SIGSTOP)  # alive, but not a word any more
+    daemon.wait_for_line(f"process 0 (pid {stuck}) stopped pinging the watchdog: killing it")
+    daemon.wait_for_line(f"process 0 (pid {stuck}) was killed by SIGKILL")
+    daemon.wait_for_line("process 0 ready again", timeout=30)
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(30) == 0
+    assert "Traceback" not in "\n".join(daemon.lines)
