@@ -16,7 +16,7 @@ import yaml
 from grillstats_bridge.bridge.identity import ProcessIdentity
 from grillstats_bridge.bridge.processes import journal_file, mqtt_identity, process_config
 from grillstats_bridge.cli.supervise import MAX_BACKOFF_S, MIN_BACKOFF_S, STABLE_S, next_backoff
-from grillstats_bridge.config import Config
+from grillstats_bridge.config import Config, MqttConfig
 from grillstats_bridge.mqtt.claim import Claim
 from grillstats_bridge.simulator.server import CloudSimulator
 from tests.fixtures.mqtt import free_port, retained
@@ -245,6 +245,37 @@ def test_a_process_that_stops_pinging_the_watchdog_is_restarted(
     daemon.wait_for_line(f"process 0 (pid {stuck}) stopped pinging the watchdog: killing it")
     daemon.wait_for_line(f"process 0 (pid {stuck}) was killed by SIGKILL")
     daemon.wait_for_line("process 0 ready again", timeout=30)
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(30) == 0
+    assert "Traceback" not in "\n".join(daemon.lines)
+
+
+@pytest.mark.parametrize("empty_db_url", ["postgresql"], indirect=True)
+def test_migrate_and_the_key_file_happen_once_in_the_supervisor(
+    tmp_path: Path, empty_db_url: str, mqtt_config: MqttConfig, daemons: list[Daemon]
+) -> None:
+    key = tmp_path / "state" / "grillstats.key"
+    key.parent.mkdir()
+    fields = ("host", "port", "instance_id", "base_topic", "discovery_prefix")
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": empty_db_url},
+                "security": {"key_file": str(key)},
+                "logging": {"level": "INFO"},
+                "mqtt": {k: getattr(mqtt_config, k) for k in fields},
+                "http": {"host": "127.0.0.1", "port": free_port()},
+            }
+        )
+    )
+    daemon = Daemon(path, "--processes", "2", "--migrate")
+    daemons.append(daemon)
+    daemon.wait_for_line("all 2 processes ready", timeout=60)
+    migrated = [line for line in daemon.lines if "database migrated" in line]
+    assert len(migrated) == 1 and "[process" not in migrated[0], migrated
+    created = [line for line in daemon.lines if "created a new encryption key" in line]
+    assert len(created) == 1 and "[process" not in created[0], created
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(30) == 0
     assert "Traceback" not in "\n".join(daemon.lines)

@@ -11,7 +11,6 @@ from types import FrameType
 from typing import Any
 
 from grillstats_bridge.bridge.identity import ProcessIdentity
-from grillstats_bridge.bridge.processes import process_config
 from grillstats_bridge.cli.common import Context, add_command, positive_float, positive_int
 from grillstats_bridge.cli.logsetup import tag_log_lines
 from grillstats_bridge.config import ConfigError, load_config
@@ -75,6 +74,7 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:
     from grillstats_bridge.bridge.daemon import Bridge
+    from grillstats_bridge.bridge.processes import process_config
 
     count, index = args.processes, args.process_index
     if index is not None and not 0 <= index < count:
@@ -118,11 +118,15 @@ def _supervise(args: argparse.Namespace, ctx: Context) -> int:
     """``run --processes N``: migrate once (with --migrate), then run and watch N children."""
     from grillstats_bridge.bridge.processes import bridge_offline
     from grillstats_bridge.cli.supervise import Supervisor
+    from grillstats_bridge.store.secrets import SecretBox
 
     count = args.processes
     database = ctx.database(require_head=not args.migrate)
     if args.migrate:
         _migrate(database)
+    # The key file, when it is to be made, is made once, here: children racing to make it
+    # could each read another's half-written file.
+    SecretBox.from_config(ctx.config.security, database=database)
     database.dispose()  # the children have their own; the supervisor keeps no connection
     prefix = [sys.executable, "-m", "grillstats_bridge"]
     if getattr(args, "config", None):
@@ -136,7 +140,7 @@ def _supervise(args: argparse.Namespace, ctx: Context) -> int:
     supervisor = Supervisor(command, count)
     log.info("starting %d bridge processes", count)
     code = supervisor.run()
-    if supervisor.started:  # it was this bridge's: not another's, that refused our children
+    if supervisor.any_ready:  # it was this bridge's: not another's, that refused our children
         bridge_offline(ctx.config, ProcessIdentity(0, count))
     if supervisor.failed:
         raise GrillstatsError(supervisor.failed)
@@ -168,6 +172,8 @@ def _stop(bridge: Any, signum: int) -> None:
 
 
 def _reload(bridge: Any, ctx: Context) -> None:
+    from grillstats_bridge.bridge.processes import process_config
+
     try:
         config = load_config(getattr(ctx.args, "config", None))
     except ConfigError as exc:

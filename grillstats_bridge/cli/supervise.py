@@ -185,6 +185,11 @@ class Supervisor:
         self._watchdog(now)
         return True
 
+    @property
+    def any_ready(self) -> bool:
+        """Some child was ready once: the bridge's status on the broker was ours to set."""
+        return any(c.ever_ready for c in self.children)
+
     def stop(self) -> None:
         """SIGTERM to every child; the loop waits for them (then SIGKILL)."""
         self._stopping = True
