@@ -121,6 +121,7 @@ def test_two_processes_one_bridge(
     )
     assert retained(mqtt.host, mqtt.port, f"{root}/status")[f"{root}/status"] == b"online"
     daemon.wait_for_line("process 1 ready again", timeout=30)
+    daemon.wait_for_line("[process 1] grillstats_bridge.mqtt.claim: joining the running processes")
     restarted = children_of(daemon.proc.pid)
     assert restarted[0] == first and restarted[1] != second
     wait_until(lambda: get_json(health[1])[1].get("mqtt", {}).get("connected"), "reconnected")
