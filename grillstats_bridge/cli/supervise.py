@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 MIN_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 60.0
 STABLE_S = 60.0  # a child that ran this long starts its next back-off from the minimum
-STOP_TIMEOUT_S = 30.0  # after SIGTERM; then SIGKILL
+STOP_TIMEOUT_S = 15.0  # after SIGTERM; then SIGKILL (the unit's TimeoutStopSec is 20 s)
 TICK_S = 5.0  # longest wait of the loop without a signal, a child's exit or a message
 
 
@@ -138,6 +138,11 @@ class Supervisor:
         if self.failed:
             return 1
         return 0 if all(c.codes[-1:] in ([0], []) for c in self.children) else 1
+
+    def _stopped_cleanly(self, code: int) -> bool:
+        # Killed by our SIGTERM (or the terminal's SIGINT) before it had set up its
+        # handlers: it was still starting and had nothing to lose.
+        return code in (0, -signal.SIGTERM, -signal.SIGINT)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Only flags: the loop (woken by the wakeup fd) does the work and the logging.
@@ -241,10 +246,10 @@ class Supervisor:
         assert child.proc is not None
         pid = child.proc.pid
         child.proc = None
-        child.codes.append(code)
+        child.codes.append(0 if self._stopping and self._stopped_cleanly(code) else code)
         child.ready = False
         if self._stopping:
-            if code != 0:
+            if not self._stopped_cleanly(code):
                 log.warning(
                     "process %d (pid %d) %s while stopping", child.index, pid, describe_exit(code)
                 )
