@@ -47,6 +47,7 @@ from grillstats_bridge.bridge.outbox import Outbox
 from grillstats_bridge.bridge.owners import Owners
 from grillstats_bridge.bridge.pipeline import Outcome, Pipeline, describe
 from grillstats_bridge.bridge.poller import AccountPoller
+from grillstats_bridge.bridge.processes import journal_file, mqtt_identity
 from grillstats_bridge.bridge.requests import BridgeRequests
 from grillstats_bridge.bridge.scheduler import AccountState, Activity, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
@@ -69,7 +70,7 @@ from grillstats_bridge.sessions.service import SessionService
 from grillstats_bridge.store import revisions, users
 from grillstats_bridge.store.accounts import CredentialState, link_states
 from grillstats_bridge.store.db import Database, safe_url
-from grillstats_bridge.store.journal import Journal, OwnedReading, journal_path
+from grillstats_bridge.store.journal import Journal, OwnedReading
 from grillstats_bridge.store.publications import PublicationStore
 from grillstats_bridge.store.readings import ReadingBuffer, prune_readings, retention_cutoff
 from grillstats_bridge.store.secrets import SecretBox
@@ -126,12 +127,14 @@ class Bridge:
             sessions=self.sessions,
             alerts=self.alerts,
             buffer=self.buffer,
-            journal=Journal(journal_path(config.security)),
+            journal=Journal(journal_file(config, self.identity)),
             cook=CookService(config.cook),
         )
+        on_broker = mqtt_identity(config, self.identity)
         self.mqtt = MqttClient(
             config.mqtt,
-            status_topic=naming_for(config.mqtt).status_topic,  # the will, online, offline
+            status_topic=on_broker.status_topic,  # the will, online, offline
+            client_id=on_broker.client_id,
             clock=self.clock.now,
         )
         self.publisher = Publisher(
@@ -162,6 +165,7 @@ class Bridge:
             root=naming.root,
             status_topic=naming.status_topic,
             started=self.clock.now().isoformat(timespec="seconds"),
+            bridge=on_broker.bridge_key,
         )
         self.mqtt.add_connect_hook(self._on_mqtt_connect)
         self.session_mqtt = SessionMqtt(
