@@ -3,7 +3,8 @@
 The daemon's pipeline calls :meth:`CookService.process` once per transaction with the
 batch's readings, the devices it polled and every probe's target (the alert service's
 ``targets()``): the tracker takes them in one step and the stall events it returns are
-written on the device's active session (its first stall: start, end and length). The
+written on the device's active session (its first stall: start, end and length) and
+kept in ``cook_events`` for the outbox (``cook.events``). The
 first call rebuilds the tracker from stored readings: for a device cooking, from the
 start of its session (at most ``RESTORE_MAX`` back), else the last ``Rules.history``;
 a stall found there that the session does not know yet is written on it. If the
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grillstats_bridge.config import CookConfig
+from grillstats_bridge.cook import events
 from grillstats_bridge.cook.model import (
     CookBatch,
     CookEvent,
@@ -82,6 +84,7 @@ class CookService:
             CookBatch(now=now, readings=readings, targets=targets, pits=dict(self.pits))
         )
         self._store(db, step.events)
+        events.record(db, step.events)  # the outbox sends them once this commits
         self._remember(step)
         return step
 

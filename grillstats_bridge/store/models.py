@@ -511,3 +511,42 @@ class ApiToken(Base):
 
     def __repr__(self) -> str:
         return f"<ApiToken {self.id} {self.prefix}… user={self.user_id}>"
+
+
+class CookEventRow(Base):
+    """A cook event (stall started, stall ended, ready), kept as the cook's MQTT outbox.
+
+    Written in the transaction whose readings showed it, with the time it happened
+    (``at``); ``published_at`` stays empty until the broker acknowledged it, so events
+    wait here while the broker is down and go out later in ``id`` order (0011_cook_events).
+    ``user_id`` is the device's owner then: the outbox can be narrowed to some users'.
+    """
+
+    __tablename__ = "cook_events"
+    __table_args__ = (
+        sa.Index(None, "published_at", "id"),
+        sa.Index(None, "user_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    device_id: Mapped[str] = mapped_column(sa.String(50), nullable=False)  # the serial
+    session_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("grilling_sessions.id", ondelete="SET NULL")
+    )
+    probe: Mapped[int] = mapped_column(sa.SmallInteger, nullable=False)
+    kind: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    value: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    unit: Mapped[str] = mapped_column(sa.String(1), nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    stall_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stall_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    created_at: Mapped[datetime | None] = created_at_column()
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"<CookEventRow {self.id} {self.device_id}/{self.probe} {self.kind} {self.at}>"
