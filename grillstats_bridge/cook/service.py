@@ -3,12 +3,13 @@
 The daemon's pipeline calls :meth:`CookService.process` once per transaction with the
 batch's readings, the devices it polled and every probe's target (the alert service's
 ``targets()``): the tracker takes them in one step and the stall events it returns are
-written on the device's active session (its first stall: start, end and length) and
-kept in ``cook_events`` for the outbox (``cook.events``). The
+written on the device's active session (its first stall: start, end and length). The
 first call rebuilds the tracker from stored readings: for a device cooking, from the
 start of its session (at most ``RESTORE_MAX`` back), else the last ``Rules.history``;
 a stall found there that the session does not know yet is written on it. If the
 transaction rolls back, the tracker's probes of the batch's devices are put back.
+The batch's events are also kept in ``cook_events`` for the outbox (``cook.events``),
+and every estimate goes on its device's active session (``cook.figures``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grillstats_bridge.config import CookConfig
-from grillstats_bridge.cook import events
+from grillstats_bridge.cook import events, figures
 from grillstats_bridge.cook.model import (
     CookBatch,
     CookEvent,
@@ -85,6 +86,7 @@ class CookService:
         )
         self._store(db, step.events)
         events.record(db, step.events)  # the outbox sends them once this commits
+        figures.save(db, step.estimates, step.events, now)
         self._remember(step)
         return step
 
@@ -112,6 +114,7 @@ class CookService:
             )
         self._remember(step)
         self._catch_up(db, step, now)
+        figures.save(db, step.estimates, (), now)
         log.info(
             "cook: %d probe(s) rebuilt from %d stored readings", len(step.estimates), len(readings)
         )

@@ -550,3 +550,38 @@ class CookEventRow(Base):
 
     def __repr__(self) -> str:
         return f"<CookEventRow {self.id} {self.device_id}/{self.probe} {self.kind} {self.at}>"
+
+
+class SessionCookProbe(Base):
+    """A probe with a target on a session: the cook tracker's latest figures (0011_cook_events).
+
+    Written with every poll while the session runs (the estimate, its band, the state,
+    the progress), with the probe's first stall and when it first reached its target;
+    temperatures in ``unit`` (the cook's unit, ``cook.temperature_unit``).
+    """
+
+    __tablename__ = "session_cook_probes"
+    __table_args__ = (sa.UniqueConstraint("session_id", "probe"),)
+
+    id: Mapped[intpk]
+    session_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("grilling_sessions.id", ondelete="CASCADE"), nullable=False
+    )
+    probe: Mapped[int] = mapped_column(sa.SmallInteger, nullable=False)
+    unit: Mapped[str] = mapped_column(sa.String(1), nullable=False)
+    target: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    state: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    method: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    value: Mapped[float | None] = mapped_column(sa.Float)
+    progress: Mapped[float | None] = mapped_column(sa.Float)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    done_low: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    done_high: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stall_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stall_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stall_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    def __repr__(self) -> str:
+        return f"<SessionCookProbe session={self.session_id} probe={self.probe} {self.state}>"

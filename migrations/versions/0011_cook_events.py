@@ -1,7 +1,9 @@
-"""Cook events: stall started, stall ended and ready, kept until the broker acknowledged them.
+"""Cook events and figures: the events kept until the broker acknowledged them, and each
+session's probes with a target with their latest estimate, state and stall.
 
-The cook's outbox, like ``alert_history`` for firings: an event waits here while the
-broker is away or the bridge restarts, and goes out later with the same ``event_id``.
+``cook_events`` is the cook's outbox, like ``alert_history`` for firings: an event waits
+there while the broker is away or the bridge restarts, and goes out later with the same
+``event_id``. ``session_cook_probes`` is what ``session show`` and the export print.
 
 Revision ID: 0011_cook_events
 Revises: 0009_api_tokens
@@ -53,9 +55,38 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_cook_events_published_at_id"), "cook_events", ["published_at", "id"])
     op.create_index(op.f("ix_cook_events_user_id_at"), "cook_events", ["user_id", "at"])
+    op.create_table(
+        "session_cook_probes",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("session_id", sa.Integer(), nullable=False),
+        sa.Column("probe", sa.SmallInteger(), nullable=False),
+        sa.Column("unit", sa.String(1), nullable=False),
+        sa.Column("target", sa.Float(), nullable=False),
+        sa.Column("state", sa.String(20), nullable=False),
+        sa.Column("method", sa.String(20), nullable=False),
+        sa.Column("value", sa.Float(), nullable=True),
+        sa.Column("progress", sa.Float(), nullable=True),
+        *(
+            sa.Column(name, sa.DateTime(timezone=True), nullable=True)
+            for name in ("done_at", "done_low", "done_high", "ready_at", "stall_start", "stall_end")
+        ),
+        sa.Column("stall_seconds", sa.Float(), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["session_id"],
+            ["grilling_sessions.id"],
+            name=op.f("fk_session_cook_probes_session_id_grilling_sessions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_session_cook_probes")),
+        sa.UniqueConstraint(
+            "session_id", "probe", name=op.f("uq_session_cook_probes_session_id_probe")
+        ),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("session_cook_probes")
     op.drop_index(op.f("ix_cook_events_user_id_at"), table_name="cook_events")
     op.drop_index(op.f("ix_cook_events_published_at_id"), table_name="cook_events")
     op.drop_table("cook_events")
