@@ -150,6 +150,8 @@ def test_events_are_kept_with_their_owner_and_read_back_in_order(database: Datab
         mine = db.scalars(cook_events.pending_query(10).where(CookEventRow.user_id == owner))
         others = db.scalars(cook_events.pending_query(10).where(CookEventRow.user_id != owner))
         assert len(list(mine)) == 2 and list(others) == []
+        assert len(cook_events.pending(db, 10, users={owner})) == 2
+        assert cook_events.pending(db, 10, users={owner + 1}) == []
     assert [(s.event.kind, s.user_id, s.session_id) for _, s in waiting] == [
         (CookEventKind.STALL_STARTED, owner, None),
         (CookEventKind.STALL_ENDED, owner, None),

@@ -10,7 +10,7 @@ marked is sent again with the same ``event_id`` (``cook-<id>``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -102,10 +102,16 @@ def pending_query(limit: int) -> sa.Select[CookEventRow]:
     )
 
 
-def pending(db: Session, limit: int) -> list[tuple[int, StoredEvent]]:
-    """The waiting events as the outbox takes them: (id, event)."""
+def pending(
+    db: Session, limit: int, *, users: Collection[int] | None = None
+) -> list[tuple[int, StoredEvent]]:
+    """The waiting events as the outbox takes them: (id, event); only those of ``users``'
+    devices if given (the owners whose accounts this process holds)."""
+    query = pending_query(limit)
+    if users is not None:
+        query = query.where(CookEventRow.user_id.in_(sorted(users)))
     # No row lock (see AlertService.pending): one bridge drains a database.
-    return [(row.id, stored(row)) for row in db.scalars(pending_query(limit))]
+    return [(row.id, stored(row)) for row in db.scalars(query)]
 
 
 def mark_published(db: Session, ids: Sequence[int], at: datetime) -> int:
