@@ -84,7 +84,6 @@ def record(db: Session, events: Sequence[CookEvent]) -> int:
             )
         )
     db.add_all(rows)
-    db.flush()
     return len(rows)
 
 
