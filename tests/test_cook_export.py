@@ -12,8 +12,9 @@ import pytest
 
 from grillstats_bridge.sessions.service import COOK_COLUMNS
 from grillstats_bridge.store.db import Database
-from grillstats_bridge.store.models import Device, User
+from grillstats_bridge.store.models import Device, SessionCookProbe, User
 from tests.fixtures.cli import Cli
+from tests.fixtures.web import ALICE, WebRig, log_in
 from tests.test_cook import T0, H
 from tests.test_cook_service import SERIAL, cook, owner, pipeline
 from tests.test_session_cli import cook as hot_and_fast
@@ -93,3 +94,38 @@ def test_a_session_without_targets_exports_as_before(cli: Cli, database: Databas
     lines = list(csv.reader(io.StringIO(export(cli, "csv"))))
     assert len(lines) > 200 and all(len(row) == 4 for row in lines)
     assert json.loads(export(cli, "json"))["session"]["cook"] == []
+
+
+def test_the_web_apps_downloads_carry_them(web: WebRig) -> None:
+    """``/sessions/ID/export.*`` write what ``session export`` writes, figures included."""
+    session_id = web.alice.session_id
+    with web.database.transaction() as db:
+        db.add(
+            SessionCookProbe(
+                session_id=session_id,
+                probe=1,
+                unit="F",
+                target=203.0,
+                state="ready",
+                method="done",
+                value=204.0,
+                progress=100.0,
+                ready_at=T0,
+                done_at=T0,
+                done_low=T0,
+                done_high=T0,
+                stall_start=T0 - timedelta(hours=3),
+                stall_end=T0 - timedelta(hours=1),
+                stall_seconds=7200.0,
+                updated_at=T0,
+            )
+        )
+    client = web.client()
+    log_in(client, ALICE)
+    data = json.loads(client.get(f"/sessions/{session_id}/export.json").text)
+    (figures,) = data["session"]["cook"]
+    assert figures["cook_state"] == "ready" and figures["ready_at"] == T0.isoformat()
+    assert figures["stall_seconds"] == 7200
+    lines = list(csv.reader(io.StringIO(client.get(f"/sessions/{session_id}/export.csv").text)))
+    blank = lines.index([])
+    assert lines[blank + 1] == list(COOK_COLUMNS) and lines[blank + 2][0] == "1"
