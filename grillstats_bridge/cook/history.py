@@ -3,7 +3,7 @@ calibration the predictor takes from them (``cook.calibration``).
 
 When a probe reaches its target the ready event's lesson (the target, its pace, its
 climb after the stall) goes on the device's active session (``cook_*`` columns,
-migration ``0010_cook_learning``; the first probe to get there). :class:`Calibrations`
+migration ``0012_cook_learning``; the first probe to get there). :class:`Calibrations`
 reads the completed sessions of a device's owner once (one query per user) and keeps
 each probe's calibration until a session of that user ends or the probe's target
 changes: not every poll.

@@ -5,8 +5,8 @@ its plain climb (actual / predicted time left) and of its climb after the stall
 (the rate after it / the rate before it), and a sear (the pit raised late: the meat's
 temperature then, and the time from then to the target).
 
-Revision ID: 0010_cook_learning
-Revises: 0009_api_tokens
+Revision ID: 0012_cook_learning
+Revises: 0011_cook_events
 Create Date: 2026-12-06
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_cook_learning"
-down_revision: str | None = "0009_api_tokens"
+revision: str = "0012_cook_learning"
+down_revision: str | None = "0011_cook_events"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
