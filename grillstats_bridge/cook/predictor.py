@@ -11,10 +11,16 @@ target not below the pit), the recent rate is extrapolated instead. The band com
 from the fit's own uncertainty (``k`` or the rate plus or minus two standard errors)
 and from the spread between the window's halves fitted alone. Inside a stall the
 estimate is the stall's expected remaining length plus the climb at 70 % of the rate
-seen before it (wet meat that has dried its surface climbs slower); the band reaches
+seen before it (or the person's usual share); the band reaches
 from "the stall ends now and the old pace resumes" to "it lasts half as long again and
-the climb takes twice as long". Before a stall its expected length is added. See
-docs/cook.md.
+the climb takes twice as long". Before a stall its expected length is added.
+
+What is fitted: after a pit stepped up (a sear, a raised pit, a preheat's end) the
+readings since, toward the new level; from the window's fastest rise on once the curve
+clearly slowed (the centre's lag before it); near the end the last "time left" of
+readings. Levels that fit about as well as the best are averaged into the estimate and
+widen the band. A person's past cooks (``Calibration``) set the stall's length, the
+climb after it, the plain climb's pace and an expected sear. See docs/cook.md.
 """
 
 from __future__ import annotations
