@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 
 from grillstats_bridge import __version__
 from grillstats_bridge.domain import (
@@ -157,14 +158,15 @@ class ProbeView:
     def label(self) -> str:
         return self.probe.label or f"Probe {self.probe.channel}"
 
-    @property
+    # Cached: a dozen rows of the probe's state read them (the view is frozen).
+    @cached_property
     def alerts(self) -> ProbeAlerts:
         channel = self.probe.channel
         return next(
             (a for a in self.device.alerts if a.channel == channel), ProbeAlerts(channel=channel)
         )
 
-    @property
+    @cached_property
     def cook(self) -> ProbeCook | None:
         return next((c for c in self.device.cook if c.channel == self.probe.channel), None)
 

@@ -97,7 +97,7 @@ def dumps(value: JsonValue) -> str:
         out = orjson.dumps(value, option=_ORJSON_OPTIONS)
     except TypeError:
         return _ENCODER.encode(value)
-    if _SMALL_FLOAT.search(out):
+    if (b"e-" in out or b"0.0000" in out) and _SMALL_FLOAT.search(out):
         return _ENCODER.encode(value)
     return out.decode()
 
@@ -214,15 +214,15 @@ def scope_configs(
 def scope_state(scope: Scope[C], ctx: C, target: Target) -> State | None:
     """The subject's JSON state: every existing row's value and attributes, plus extras."""
     values: dict[str, JsonValue] = {}
-    for row in scope.entities:
-        if not row.exists_fn(ctx) or row.source is not Source.STATE:
+    for key, exists_fn, value_fn, attributes, attributes_fn in scope.state_rows:
+        if exists_fn is not None and not exists_fn(ctx):
             continue
-        if row.value_fn is not None:
-            values[row.key] = row.value_fn(ctx)
-        if row.attributes_fn is not None:
-            given = row.attributes_fn(ctx)
-            for key in row.attributes:
-                values[key] = given.get(key)
+        if value_fn is not None:
+            values[key] = value_fn(ctx)
+        if attributes_fn is not None:
+            given = attributes_fn(ctx)
+            for name in attributes:
+                values[name] = given.get(name)
     if scope.extras_fn is not None:
         for key, value in scope.extras_fn(ctx).items():
             values.setdefault(key, value)

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 JsonValue = Any  # what json.dumps accepts; kept loose so rows stay one-liners
@@ -101,3 +102,30 @@ class Scope(Generic[C]):
     def with_entities(self, *more: EntityDescription[C]) -> Scope[C]:
         """This scope with more rows (how later features extend the table)."""
         return Scope(name=self.name, entities=self.entities + more, extras_fn=self.extras_fn)
+
+    @cached_property
+    def state_rows(self) -> tuple[StateRow[C], ...]:
+        """The rows that put a value in the subject's JSON state, in table order, as
+        ``(key, exists_fn or None for every subject, value_fn, attributes, attributes_fn)``:
+        every poll builds every subject's state, and most rows read no state or always
+        exist."""
+        return tuple(
+            (
+                row.key,
+                None if row.exists_fn is _always else row.exists_fn,
+                row.value_fn,
+                row.attributes,
+                row.attributes_fn,
+            )
+            for row in self.entities
+            if row.source is Source.STATE and (row.value_fn or row.attributes_fn)
+        )
+
+
+StateRow = tuple[
+    str,
+    Callable[[C], bool] | None,
+    Callable[[C], JsonValue] | None,
+    tuple[str, ...],
+    Callable[[C], Mapping[str, JsonValue]] | None,
+]
