@@ -17,6 +17,7 @@ bridge's CPU). Elsewhere (SQLite) the caller uses an ordinary executemany.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,30 +43,52 @@ def _values(
 
     connection = session.connection()
     dialect = connection.dialect
+    plans = _PLANS.setdefault(dialect, {})
+    plan = plans.get((table, key, tuple(columns)))
+    if plan is None:
+        plan = plans[(table, key, tuple(columns))] = _plan(dialect, table, key, columns)
+    template, width, convert, names = plan
+    params: list[Any] = []
+    for row in rows:
+        if len(row) != width:
+            raise ValueError(f"a row of {len(row)} values for {width} columns")
+        if convert:
+            row = list(row)
+            for i, process in convert:
+                row[i] = process(row[i])
+        params += row
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        # One call for every row: psycopg2 quotes the parameters of one template each.
+        rendered = cursor.mogrify(", ".join([template] * len(rows)), params)
+    finally:
+        cursor.close()
+    return AsIs(rendered.decode()), names  # client encoding: UTF-8 (db.py)
+
+
+# The rendering of a table's columns, made once per dialect: compiling each type's cast
+# and looking up its bind processor took longer than rendering a small batch.
+_Plan = tuple[str, int, list[tuple[int, Any]], str]
+_PLANS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], _Plan]] = weakref.WeakKeyDictionary()
+
+
+def _plan(
+    dialect: Any, table: sa.Table, key: tuple[str, str] | None, columns: Sequence[str]
+) -> _Plan:
+    """(the template of one row, its width, (index, bind processor) where there is one,
+    the quoted column names)."""
     types = [table.c[c].type for c in columns]
     processors = [t.dialect_impl(dialect).bind_processor(dialect) for t in types]
     casts = [t.compile(dialect=dialect) for t in types]
-    if key is not None:
-        casts.insert(0, key[1])
-        processors.insert(0, None)
-    template = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        mogrify = cursor.mogrify
-        rendered = b", ".join(
-            mogrify(
-                template,
-                [v if p is None else p(v) for v, p in zip(row, processors, strict=True)],
-            )
-            for row in rows
-        )
-    finally:
-        cursor.close()
     quote = dialect.identifier_preparer.quote
     names = [quote(c) for c in columns]
     if key is not None:
+        casts.insert(0, key[1])
+        processors.insert(0, None)
         names.insert(0, quote(key[0]))
-    return AsIs(rendered.decode()), ", ".join(names)  # client encoding: UTF-8 (db.py)
+    template = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
+    convert = [(i, p) for i, p in enumerate(processors) if p is not None]
+    return template, len(casts), convert, ", ".join(names)
 
 
 def update_rows(
