@@ -414,11 +414,12 @@ def test_a_running_session_on_its_own_topic_with_buttons_and_an_event() -> None:
 def test_a_devices_configs_are_reused_only_while_what_they_are_built_from_is_unchanged() -> None:
     """The publisher's memo hands back a device's configs while config_inputs() agree.
 
-    Over many variants of every sample device (values, online, sessions, alerts,
-    names, units, probes, firmware), the memo's configs must equal configs built
-    from scratch; and an update of values alone must give the very same tuple.
+    Over many variants of every sample device (values, online, sessions, alerts, cooks,
+    names, units, probes, firmware), the memo's configs and states must equal those
+    built from scratch; and an update of values alone must give the very same tuple.
     """
     from grillstats_bridge.domain import Measurement
+    from grillstats_bridge.ha.cook_entities import ProbeCook
     from grillstats_bridge.ha.entities import ProbeAlerts
     from grillstats_bridge.ha.payloads import ConfigMemo
 
@@ -461,6 +462,18 @@ def test_a_devices_configs_are_reused_only_while_what_they_are_built_from_is_unc
                     dataclasses.replace(device, probes=(celsius, *device.probes[1:])), NOW
                 ),
             ]
+            # The same device with cooks: the memo's session and probe states ignore only
+            # the cooks of other probes.
+            for channel in {first.channel, device.probes[-1].channel}:
+                for minutes in (90.0, 60.0):
+                    cook = ProbeCook(
+                        channel=channel,
+                        state="cooking",
+                        done_at=NOW + timedelta(minutes=minutes),
+                        minutes_left=minutes,
+                        progress=40.0,
+                    )
+                    out.append(DeviceView.of(device, NOW, alerts=alerts, cook=(cook,)))
         return out
 
     checked = 0

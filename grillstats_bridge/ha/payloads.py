@@ -168,6 +168,8 @@ class ConfigMemo:
         self._configs: dict[tuple[int, str], tuple[Any, EntityConfig]] = {}
         # serial -> (what the device's configs were built from, the configs)
         self._devices: dict[str, tuple[Any, tuple[EntityConfig, ...]]] = {}
+        # state topic -> (the device it was built from, the rest of its inputs, the state)
+        self._states: dict[str, tuple[Any, tuple[Any, ...], State | None]] = {}
 
     def config(
         self, naming: Naming, row: EntityDescription[C], ctx: C, target: Target
@@ -195,10 +197,29 @@ class ConfigMemo:
         self._devices[serial] = (inputs, configs)
         return configs
 
+    def state(
+        self, scope: Scope[C], ctx: C, target: Target, view: DeviceView, cook: object
+    ) -> State | None:
+        """A session's or a probe's state, the same while its device view is unchanged but
+        for the cooks of other probes (``cook``: the subject's own, or None).
+
+        After a commit the publisher rebuilds every device whose cook estimates moved,
+        and a device's session and most of its probes are then what they were. Neither
+        scope reads the view's cooks but through ``ProbeView.cook``.
+        """
+        rest = (scope, view.name, view.online, view.session, view.alerts, cook)
+        known = self._states.get(target.state_topic)
+        if known is not None and known[0] is view.device and known[1] == rest:
+            return known[2]
+        state = scope_state(scope, ctx, target)
+        self._states[target.state_topic] = (view.device, rest, state)
+        return state
+
     def clear(self) -> None:
         """Forget everything (when subjects went away, so that their configs do not linger)."""
         self._configs.clear()
         self._devices.clear()
+        self._states.clear()
 
     def __len__(self) -> int:
         return len(self._configs)
@@ -307,9 +328,14 @@ def device_publication(
         )
     ]
     states += _some(scope_state(table.device, view, target))
-    states += _some(scope_state(table.session, view, session))
-    for pv, pt in zip(probes, probe_targets, strict=True):
-        states += _some(scope_state(table.probe, pv, pt))
+    if memo is None:
+        states += _some(scope_state(table.session, view, session))
+        for pv, pt in zip(probes, probe_targets, strict=True):
+            states += _some(scope_state(table.probe, pv, pt))
+    else:
+        states += _some(memo.state(table.session, view, session, view, None))
+        for pv, pt in zip(probes, probe_targets, strict=True):
+            states += _some(memo.state(table.probe, pv, pt, view, pv.cook))
     return Publication(configs=configs, states=tuple(states))
 
 
