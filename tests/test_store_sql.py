@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -143,3 +144,50 @@ def test_the_bulk_update_writes_hostile_values_as_data(database: Database) -> No
         got = {p.id: (p.label, p.raw) for p in db.scalars(sa.select(ProbeRow))}
         assert got == {ids[0]: (HOSTILE, {"k": HOSTILE}), ids[1]: (None, None)}
         assert db.scalar(sa.select(sa.func.count()).select_from(READINGS)) == 0
+
+
+def test_bulk_rows_are_read_back_exactly_as_written(database: Database) -> None:
+    """bulk writes the usual types itself (psycopg2's quoting per value was most of its
+    time): strings with quotes, backslashes and placeholders, negative and large numbers,
+    non-finite floats, times with microseconds and other offsets (nulls: the bulk update
+    test above)."""
+    with database.transaction() as db:
+        if not bulk.supported(db):
+            pytest.skip("one-statement batches are for PostgreSQL with psycopg2")
+    east = timezone(timedelta(hours=5, minutes=30))
+    rows = [
+        ("O'B \\' %s ); --°🔥", -3, T0.replace(microsecond=123456), -0.1, "F"),
+        ("back\\slash\\", 32767, datetime(2026, 6, 1, 17, 31, 2, 5, tzinfo=east), 1e300, "C"),
+        ("''", 0, T0 + timedelta(seconds=1), float("nan"), "%"),
+        ("D1", 1, T0 + timedelta(seconds=2), float("-inf"), "F"),
+        ("D1", 1, T0 + timedelta(seconds=3), -0.0, "F"),
+        ("D1", 1, T0 + timedelta(seconds=4), 5e-324, "F"),
+    ]
+    columns = ("device_id", "probe", "time", "value", "unit")
+    with database.transaction() as db:
+        bulk.insert_rows(db, READINGS, columns, rows, keys=("device_id", "probe", "time"))
+    with database.transaction() as db:
+        got = db.execute(sa.select(*(READINGS.c[c] for c in columns)).order_by(READINGS.c.id))
+        back = [tuple(r) for r in got]
+    assert len(back) == len(rows)
+    for written, read in zip(rows, back, strict=True):
+        assert read[:3] == written[:3] and read[4] == written[4]
+        value = written[3]
+        if isinstance(value, float) and math.isnan(value):
+            assert isinstance(read[3], float) and math.isnan(read[3])
+        else:
+            assert read[3] == value
+
+
+def test_a_nul_in_a_bulk_string_is_refused_as_psycopg2_refuses_it(database: Database) -> None:
+    with database.transaction() as db:
+        if not bulk.supported(db):
+            pytest.skip("one-statement batches are for PostgreSQL with psycopg2")
+        with pytest.raises(ValueError):
+            bulk.insert_rows(
+                db,
+                READINGS,
+                ("device_id", "probe", "time", "value", "unit"),
+                [("D\x001", 1, T0, 1.0, "F")],
+                keys=("device_id", "probe", "time"),
+            )
