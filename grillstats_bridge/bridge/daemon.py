@@ -43,10 +43,11 @@ from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge import status
 from grillstats_bridge.bridge.health import Server, serve_http
 from grillstats_bridge.bridge.identity import ProcessIdentity
+from grillstats_bridge.bridge.leases import LeaseChange, LeaseKeeper, owned_serials, rescope
 from grillstats_bridge.bridge.outbox import Outbox
 from grillstats_bridge.bridge.owners import Owners
 from grillstats_bridge.bridge.pipeline import Outcome, Pipeline, describe
-from grillstats_bridge.bridge.poller import AccountPoller
+from grillstats_bridge.bridge.poller import AccountPoller, say_poll_failure
 from grillstats_bridge.bridge.requests import BridgeRequests
 from grillstats_bridge.bridge.scheduler import AccountState, Activity, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
@@ -121,6 +122,13 @@ class Bridge:
         self.buffer: ReadingBuffer[OwnedReading] = ReadingBuffer(config.storage.buffer_size)
         self.sessions = SessionService(config.sessions)
         self.alerts = AlertService(config.alerts)
+        self.leases = LeaseKeeper(
+            self.database,
+            self.identity,
+            instance_id=config.mqtt.instance_id,
+            lease_time=config.database.lease_time,
+            clock=self.clock.now,
+        )
         self.pipeline = Pipeline(
             self.database,
             sessions=self.sessions,
@@ -128,6 +136,7 @@ class Bridge:
             buffer=self.buffer,
             journal=Journal(journal_path(config.security)),
             cook=CookService(config.cook),
+            fence=self.leases.fence if self.leases.enabled else None,
         )
         self.mqtt = MqttClient(
             config.mqtt,
@@ -170,6 +179,7 @@ class Bridge:
             publisher=self.publisher,
             clock=self.clock.now,
             on_ended=self._session_ended,
+            accounts=self.leases.accounts,
         )
         self.session_outbox: Outbox[EndedEvent] = Outbox(
             "session",
@@ -219,8 +229,9 @@ class Bridge:
         revisions.require_head(self.database)
         self.instance.check()  # before connecting: two bridges on one client id fight
         self._threaded = threads
+        self.leases.tick(self.clock.now())  # first: the accounts this process polls
         with self.database.transaction() as db:
-            self.sessions.load(db, self.clock.now())
+            self.sessions.load(db, self.clock.now(), owned_serials(db, self.leases.accounts()))
             self.owners.load(db)
         self.session_mqtt.changed([])  # the sessions that run on: their state from the start
         self._refresh_accounts(self.clock.now())
@@ -302,6 +313,7 @@ class Bridge:
             for r in w.poll.readings
         ]
         self.lost = self.pipeline.persist(queued, in_flight=stuck)  # to the journal
+        self.leases.leave()  # the other processes take its accounts at once
         self.publisher.save_records()  # the pipeline thread has stopped: this is the last save
         self.publisher.close()
         self.mqtt.stop(timeout=max(1.0, deadline - time.monotonic()))
@@ -353,7 +365,10 @@ class Bridge:
             for key in due:
                 self.scheduler.accounts[key].running = True
         jobs = [
-            self._publish_poll(poll) for key in due if (poll := self._poll_account(key)) is not None
+            job
+            for key in due
+            if (poll := self._poll_account(key)) is not None
+            and (job := self._publish_poll(poll)) is not None
         ]
         outcome = self._process_polls(jobs) if jobs else None
         self.work.drain()
@@ -410,6 +425,8 @@ class Bridge:
         return True
 
     def _periodic(self, now: datetime) -> None:
+        if self.leases.enabled and now >= self.leases.next_tick:
+            self._leases_moved(self.leases.tick(now), now)
         if now >= self._next_accounts_refresh:
             self._next_accounts_refresh = now + timedelta(seconds=ACCOUNTS_REFRESH_S)
             self._refresh_accounts(now)
@@ -442,8 +459,9 @@ class Bridge:
         except SQLAlchemyError as exc:
             log.debug("accounts not refreshed: %s", type(exc).__name__)
             return
+        held = {u: link for u, link in states.items() if self.leases.holds(u)}
         with self._lock:
-            for user_id, link in states.items():
+            for user_id, link in held.items():
                 info = self.accounts.get(user_id)
                 if user_id not in self.pollers:
                     self.pollers[user_id] = AccountPoller(
@@ -485,16 +503,21 @@ class Bridge:
             if key is None or self._stop.is_set():
                 return
             poll = self._poll_account(key)
-            if poll is not None:
-                self.work.put(self._publish_poll(poll))
+            job = self._publish_poll(poll) if poll is not None else None
+            if job is not None:
+                self.work.put(job)
             self._wake.set()
 
-    def _publish_poll(self, poll: Poll) -> PollJob:
+    def _publish_poll(self, poll: Poll) -> PollJob | None:
         """A poll's states go out at once, from the thread that polled, then it is queued.
 
         Publishing does not wait for the pipeline thread's database work (nor for the
         database at all): poll-to-publish stays short however busy the pipeline is.
+        None: the account's lease was taken (nothing published, nothing queued).
         """
+        if not self.leases.confirm(poll.user_id):
+            self._lose({poll.user_id})
+            return None
         received = time.perf_counter()
         devices = self.owners.own(poll.user_id, poll.devices)
         try:
@@ -556,21 +579,7 @@ class Bridge:
                     info.credentials = CredentialState.NEEDS_REAUTH
         if cloud:
             self.stats.cloud_errors += 1
-        if not cloud and isinstance(exc, SQLAlchemyError):
-            log.warning("account %d: %s; next try in %.0f s", key, reason, wait.seconds or 0)
-        elif wait.seconds is None:
-            log.error("account %d: %s; waiting for 'account link' to fix it", key, exc)
-        elif wait.capped_from is not None:
-            log.warning(
-                "account %d: %s; the cloud asked to wait %.0f s, waiting %.0f s "
-                "(polling.max_retry_after)",
-                key,
-                exc,
-                wait.capped_from,
-                wait.seconds,
-            )
-        else:
-            log.warning("account %d: %s; next try in %.0f s", key, exc, wait.seconds)
+        say_poll_failure(key, exc, reason, wait)
         self._enqueue(self._publish_bridge)
 
     # ------------------------------------------------------------------ the pipeline thread
@@ -593,8 +602,11 @@ class Bridge:
         polls = [job.poll for job in jobs]  # published by _publish_poll
         outcome = self.pipeline.process(polls, now)
         self.owners.note(outcome.syncs)  # empty unless committed
+        self._lose(outcome.lost)
         active_serials = {s.serial for s in self.sessions.tracker.active_sessions()}
         for job in jobs:
+            if job.poll.user_id in outcome.lost:
+                continue
             poll, names = job.poll, outcome.nicknames.get(job.poll.user_id, {})
             mine = self.owners.own(poll.user_id, poll.devices)
             moved = {d.serial for d in mine} != job.published  # a device changed owner
@@ -674,7 +686,43 @@ class Bridge:
                 outbox.drain()
 
     def _pending_firings(self, db: sa.orm.Session, limit: int) -> list[tuple[int, Firing]]:
-        return [(f.id, f) for f in self.alerts.pending(db, limit) if f.id is not None]
+        firings = self.alerts.pending(db, limit, self.leases.accounts())
+        return [(f.id, f) for f in firings if f.id is not None]
+
+    # ------------------------------------------------------------------ account leases
+
+    def _lose(self, user_ids: set[int]) -> None:
+        """Leases found taken by another process (a fence, a confirm): drop them at once."""
+        lost = self.leases.lose(user_ids) if user_ids else set()
+        for user_id in sorted(lost):
+            log.warning(
+                "account of user %d: its lease was taken by another bridge process; "
+                "its poll is dropped and it is no longer polled here",
+                user_id,
+            )
+        if lost:
+            self._leases_moved(LeaseChange(lost=frozenset(lost)), self.clock.now())
+
+    def _leases_moved(self, change: LeaseChange, now: datetime) -> None:
+        """Poll the accounts taken, stop polling those lost; the services follow."""
+        if not change:
+            return
+        with self._lock:
+            for user_id in change.lost & set(self.pollers):
+                self.pollers.pop(user_id).close()
+                self.scheduler.remove(user_id)
+                self.accounts.pop(user_id, None)
+        for user_id in change.lost:
+            self.publisher.hand_over(user_id)  # its topics are the new holder's
+            self.pipeline.forget_account(user_id)
+        if change.taken:
+            self._refresh_accounts(now)
+        self._enqueue(self._rescope)
+
+    def _rescope(self) -> None:
+        """On the pipeline thread: sessions, alerts and owners of the accounts now held."""
+        changes = rescope(self.leases, self.sessions, self.alerts, self.owners, self.clock.now())
+        self.session_mqtt.changed(changes)
 
     # ------------------------------------------------------------------ housekeeping
 
