@@ -793,6 +793,7 @@ class Bridge:
             last_progress=self.pipeline.last_progress,
             stuck=self._stuck(limit=STUCK_S),
             journal=self.pipeline.journal_info(),
+            leases=self.leases.health(),
         )
 
     # ------------------------------------------------------------------ helpers

@@ -167,7 +167,7 @@ class LeaseKeeper:
             now=now,
         )
         held = leases.renew(db, self.owner, before, expires, now)
-        live = leases.live_processes(db, self.instance_id, since=now - self.validity, now=now)
+        live = leases.live_processes(db, since=now - self.validity, now=now)
         linked = db.scalar(sa.select(sa.func.count()).select_from(ThermoWorksCredentials)) or 0
         share = math.ceil(linked / max(1, len(live)))
         if len(held) > share and len(live) > 1:  # another process joined: give back the rest
@@ -176,9 +176,7 @@ class LeaseKeeper:
             held = {u: t for u, t in held.items() if u not in given}
         elif len(held) < share:
             held.update(leases.take(db, self.owner, share - len(held), expires, now))
-        leases.forget_processes(
-            db, self.instance_id, before=now - timedelta(seconds=FORGET_AFTER * self.lease_time)
-        )
+        leases.forget_processes(db, now - timedelta(seconds=FORGET_AFTER * self.lease_time))
         live[self.owner] = len(held)
         return held, live
 

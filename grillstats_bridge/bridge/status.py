@@ -193,6 +193,7 @@ def health_report(
     last_progress: datetime | None = None,
     stuck: str | None = None,
     journal: JournalInfo | None = None,
+    leases: Mapping[str, Any] | None = None,
 ) -> tuple[bool, dict[str, Any]]:
     """``GET /health``: healthy when the database answers and the broker is connected.
 
@@ -276,6 +277,7 @@ def health_report(
             **pipeline,
         },
         "journal": journal_part,
+        "leases": dict(leases) if leases is not None else {"enabled": False, "held": None},
     }
     return healthy, body
 

@@ -52,11 +52,10 @@ def heartbeat(
     )
 
 
-def live_processes(
-    db: Session, instance_id: str, *, since: datetime, now: datetime
-) -> dict[str, int]:
-    """Processes of the instance whose heartbeat is at or after ``since``, with the
-    number of unexpired leases each holds."""
+def live_processes(db: Session, *, since: datetime, now: datetime) -> dict[str, int]:
+    """Processes whose heartbeat is at or after ``since``, with the number of unexpired
+    leases each holds. Every process on the database counts, whatever its instance id:
+    the leases are the database's (one bridge per database)."""
     held = (
         sa.select(L.owner, sa.func.count().label("n"))
         .where(L.expires_at > now)
@@ -66,17 +65,15 @@ def live_processes(
     rows = db.execute(
         sa.select(P.process_id, sa.func.coalesce(held.c.n, 0))
         .outerjoin(held, held.c.owner == P.process_id)
-        .where(P.instance_id == instance_id, P.heartbeat_at >= since)
+        .where(P.heartbeat_at >= since)
         .order_by(P.process_id)
     )
     return {process_id: int(n) for process_id, n in rows}
 
 
-def forget_processes(db: Session, instance_id: str, before: datetime) -> int:
+def forget_processes(db: Session, before: datetime) -> int:
     """Remove the rows of processes silent since ``before`` (long dead)."""
-    result = db.execute(
-        sa.delete(BridgeProcess).where(P.instance_id == instance_id, P.heartbeat_at < before)
-    )
+    result = db.execute(sa.delete(BridgeProcess).where(P.heartbeat_at < before))
     return int(getattr(result, "rowcount", 0) or 0)
 
 
