@@ -271,7 +271,7 @@ def test_a_paused_process_whose_lease_was_taken_writes_and_publishes_nothing_for
             first.poll_now()
             first.step()
         assert first.pollers == {} and first.leases.held() == {}
-        said = [r.getMessage() for r in caplog.records if "lease was taken" in r.getMessage()]
+        said = [r.getMessage() for r in caplog.records if "lease taken" in r.getMessage()]
         assert len(said) == len(site.user_ids)
         assert count(site.database, ReadingRow) == readings
         first.step()

@@ -52,7 +52,7 @@ from grillstats_bridge.bridge.requests import BridgeRequests
 from grillstats_bridge.bridge.scheduler import AccountState, Activity, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.bridge.status import AccountInfo, Stats
-from grillstats_bridge.bridge.work import PollJob, WorkQueue
+from grillstats_bridge.bridge.work import PollJob, WorkQueue, gated
 from grillstats_bridge.clock import Clock, RealClock
 from grillstats_bridge.config import Config
 from grillstats_bridge.cook.entities import publish_cook
@@ -89,7 +89,6 @@ MAX_POLL_BACKLOG = 2 * MAX_POLLS_PER_TRANSACTION
 # MQTT commands waiting for the pipeline thread: beyond this the MQTT client's dispatcher
 # waits, so its bounded inbound queue fills and drops instead of this one growing.
 MAX_PENDING_COMMANDS = 100
-COMMAND_WAIT_S = 1.0  # at most this long; then the command is dropped (the pipeline is stuck)
 STUCK_S = 120.0  # /health says the pipeline is failing when one job has run this long
 PIPELINE_GRACE_S = 12.0  # at a stop, beyond the timeout: a PostgreSQL connect takes 10 s
 
@@ -396,21 +395,7 @@ class Bridge:
         session and alert services and the database like the pipeline does, and
         what it raises is logged, not fatal.
         """
-
-        def queue_command(message: InboundMessage) -> None:
-            if not self._commands.acquire(timeout=COMMAND_WAIT_S):
-                log.warning("MQTT command on %r dropped: the pipeline is busy", message.topic[:80])
-                return
-
-            def run() -> None:
-                try:
-                    handler(message)
-                finally:
-                    self._commands.release()
-
-            self.submit(run)
-
-        self.mqtt.subscribe(topic_filter, queue_command)
+        self.mqtt.subscribe(topic_filter, gated(handler, self.submit, self._commands))
 
     # ------------------------------------------------------------------ the schedule
 
@@ -694,14 +679,12 @@ class Bridge:
 
     def _lose(self, user_ids: set[int]) -> None:
         """Leases found taken by another process (a fence, a confirm): drop them at once."""
-        lost = self.leases.lose(user_ids) if user_ids else set()
-        for user_id in sorted(lost):
+        if lost := self.leases.lose(user_ids) if user_ids else set():
             log.warning(
-                "account of user %d: its lease was taken by another bridge process; "
-                "its poll is dropped and it is no longer polled here",
-                user_id,
+                "account(s) of user %s: lease taken by another bridge process; "
+                "poll dropped, no longer polled here",
+                ", ".join(map(str, sorted(lost))),
             )
-        if lost:
             self._leases_moved(LeaseChange(lost=frozenset(lost)), self.clock.now())
 
     def _leases_moved(self, change: LeaseChange, now: datetime) -> None:
@@ -718,12 +701,10 @@ class Bridge:
             self.pipeline.forget_account(user_id)
         if change.taken:
             self._refresh_accounts(now)
-        self._enqueue(self._rescope)
+        self._enqueue(self._rescope)  # sessions, alerts, owners: those of the accounts held
 
     def _rescope(self) -> None:
-        """On the pipeline thread: sessions, alerts and owners of the accounts now held."""
-        changes = rescope(self.leases, self.sessions, self.alerts, self.owners, self.clock.now())
-        self.session_mqtt.changed(changes)
+        self.session_mqtt.changed(rescope(self.leases, self.sessions, self.alerts, self.owners))
 
     # ------------------------------------------------------------------ housekeeping
 

@@ -79,7 +79,7 @@ class LeaseKeeper:
         self.instance_id = instance_id
         self.lease_time = lease_time
         self.enabled = database.dialect == "postgresql"
-        self._clock = clock
+        self.clock = clock
         self._lock = threading.Lock()
         self._held: leases.Leases = {}
         self.started_at = clock()
@@ -193,7 +193,7 @@ class LeaseKeeper:
         held = self.held()
         try:
             with self.database.transaction() as db:
-                leases.give_back(db, self.owner, held, self._clock())
+                leases.give_back(db, self.owner, held, self.clock())
                 leases.leave(db, self.owner)
         except SQLAlchemyError as exc:
             log.warning("account leases not given back (%s): they expire", type(exc).__name__)
@@ -281,14 +281,11 @@ class LeaseKeeper:
 
 
 def rescope(
-    keeper: LeaseKeeper,
-    sessions: SessionService,
-    alerts: AlertService,
-    owners: Owners,
-    now: datetime,
+    keeper: LeaseKeeper, sessions: SessionService, alerts: AlertService, owners: Owners
 ) -> list[SessionChange]:
     """After leases moved (the pipeline thread): the sessions tracked, the alerts judged
     and the device owners known become those of the accounts now held."""
+    now = keeper.clock()
     try:
         with keeper.database.transaction() as db:
             changes = sessions.rescope(db, owned_serials(db, keeper.accounts()) or set(), now)
