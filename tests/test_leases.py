@@ -206,7 +206,7 @@ def test_two_processes_share_the_accounts_take_over_a_dead_one_and_rebalance(
         # A restarted process (a new identity, the dead one's instance) takes its share back.
         dead.shutdown()
         site.bridges.remove(dead)
-        again = site.bridge(0, mqtt=site.mqtts.index(dead.config.mqtt))
+        again = site.bridge(dead.identity.index, mqtt=site.mqtts.index(dead.config.mqtt))
         site.drive(60, [alive, again])
         assert len(alive.pollers) == len(again.pollers) == 2
 

@@ -11,7 +11,8 @@ Every third of ``database.lease_time`` the daemon's schedule thread calls
 
 A lease lasts two thirds of ``lease_time`` past each renewal and a process counts
 as live as long: a process that stops renewing (killed, cut off) has its accounts
-taken by another process's next tick, within ``lease_time``. The lease alone
+taken by another process's next tick, within ``lease_time``. A process restarted in
+its place (same host and index, the old pid gone) takes them at its first tick. The lease alone
 does not stop a paused process from writing: the pipeline's transaction checks
 its leases with :meth:`LeaseKeeper.fence` (``FOR SHARE``, same token) and drops
 the polls of an account it no longer holds, and a poll's states are published
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -171,6 +173,10 @@ class LeaseKeeper:
             started_at=self.started_at,
             now=now,
         )
+        gone = [p for p, pid in leases.neighbours(db, identity.host) if self._replaces(p, pid)]
+        if gone:  # a process this one replaces (killed, restarted): its leases are free now
+            log.info("account leases of %s (stopped) taken over at once", ", ".join(gone))
+            leases.expire(db, gone, now)
         held = leases.renew(db, self.owner, before, expires, now)
         live = leases.live_processes(db, since=now - self.validity, now=now)
         linked = db.scalar(sa.select(sa.func.count()).select_from(ThermoWorksCredentials)) or 0
@@ -184,6 +190,16 @@ class LeaseKeeper:
         leases.forget_processes(db, now - timedelta(seconds=FORGET_AFTER * self.lease_time))
         live[self.owner] = len(held)
         return held, live
+
+    def _replaces(self, process_id: str, pid: int) -> bool:
+        """A process of this host with this one's index that no longer runs (or whose pid
+        is this process's: a container restarted) is this one's predecessor."""
+        identity = self.identity
+        if process_id == self.owner or not process_id.startswith(
+            f"{identity.host}-{identity.index}-"
+        ):
+            return False
+        return pid == identity.pid or not _running(pid)
 
     def leave(self) -> None:
         """At a clean stop: give every lease back and remove this process's row, so that
@@ -278,6 +294,16 @@ class LeaseKeeper:
             "processes": dict(self.processes),
             "error": self.error,
         }
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: running
+        return True
+    return True
 
 
 def rescope(

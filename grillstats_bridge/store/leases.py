@@ -77,6 +77,26 @@ def forget_processes(db: Session, before: datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def neighbours(db: Session, host: str) -> list[tuple[str, int]]:
+    """(process id, pid) of every process row of this host."""
+    rows = db.execute(sa.select(P.process_id, P.pid).where(P.host == host[:255]))
+    return [(process_id, int(pid)) for process_id, pid in rows]
+
+
+def expire(db: Session, process_ids: Collection[str], now: datetime) -> None:
+    """Processes known to be gone: their leases expire now, their rows go."""
+    owners = sorted(process_ids)
+    locked = (
+        sa.select(L.user_id)
+        .where(L.owner.in_(owners))
+        .order_by(L.user_id)
+        .with_for_update()
+        .scalar_subquery()
+    )
+    db.execute(sa.update(AccountLease).where(L.user_id.in_(locked)).values(expires_at=now))
+    db.execute(sa.delete(BridgeProcess).where(P.process_id.in_(owners)))
+
+
 def leave(db: Session, process_id: str) -> None:
     """At a clean stop: the process's row goes (its leases are given back separately)."""
     db.execute(sa.delete(BridgeProcess).where(P.process_id == process_id))
