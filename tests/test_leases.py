@@ -209,6 +209,10 @@ def test_two_processes_share_the_accounts_take_over_a_dead_one_and_rebalance(
         again = site.bridge(dead.identity.index, mqtt=site.mqtts.index(dead.config.mqtt))
         site.drive(60, [alive, again])
         assert len(alive.pollers) == len(again.pollers) == 2
+        site.drive(20, [alive, again])  # one more tick: each process has seen the other's
+        shown = {alive.leases.owner: 2, again.leases.owner: 2}  # on the bridge device, too
+        assert dict(alive.bridge_status().processes) == dict(again.bridge_status().processes)
+        assert dict(again.bridge_status().processes) == shown
 
         site.drive(2 * 3600 + 20 * 60, [alive, again])  # the pit passes 225 °F, the flat 110
         sub.sync()

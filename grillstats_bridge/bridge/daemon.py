@@ -752,6 +752,7 @@ class Bridge:
             cloud_errors=self.stats.cloud_errors,
             cloud_requests_hour=self.stats.requests_last_hour(self.clock.now()),
             rejected_readings=self.pipeline.rejected_readings,
+            processes=self.leases.processes,
         )
 
     def health_report(self) -> tuple[bool, dict[str, Any]]:

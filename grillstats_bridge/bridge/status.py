@@ -74,6 +74,7 @@ def bridge_status(
     cloud_errors: int,
     cloud_requests_hour: int = 0,
     rejected_readings: int = 0,
+    processes: Mapping[str, int] | None = None,
 ) -> BridgeStatus:
     """The bridge's state for its HA device: degraded while the database or an account
     fails, error when every account fails."""
@@ -103,6 +104,7 @@ def bridge_status(
         cloud_requests_hour=cloud_requests_hour,
         rejected_readings=rejected_readings,
         log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+        processes=tuple(sorted((processes or {}).items())),
     )
 
 
