@@ -15,7 +15,14 @@ What runs where:
   and their links, one ``devices sync`` so the alerts have their devices;
 * a child process: the real :class:`~grillstats_bridge.bridge.daemon.Bridge` with its
   threads (poll workers, pipeline thread, MQTT), on a simulated clock that
-  agrees with the simulator's. Its memory is the bridge's alone;
+  agrees with the simulator's. Its memory is the bridge's alone. With
+  ``--processes N``, N of them at once, each process I of N (its own client id and
+  will, as ``run --processes N`` makes them); their figures are added up (readings/s,
+  CPU) or listed (peak RSS of each). Each account is meant to be polled by one
+  process (the account leases of issue 17); the report counts the accounts that
+  more than one process polled in the window, and says that their readings were
+  counted once per process. Until the leases are in, ``--emulate-leases`` gives
+  each process the accounts whose user id modulo N is its index;
 * ``mosquitto_sub``: receives every state the bridge publishes, with the time.
 
 The cloud's own time is left out: by default (``--cloud prerendered``) the
@@ -361,12 +368,24 @@ def main() -> None:
         default=3.0,
         help="seconds for each raw limit (paho QoS 0, QoS 1, PostgreSQL inserts); 0: none",
     )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="bridge processes (PostgreSQL only; default 1)"
+    )
+    parser.add_argument(
+        "--emulate-leases",
+        action="store_true",
+        help="each process polls only the accounts whose user id modulo --processes is its "
+        "index (what the account leases will do; until they are in, every process polls "
+        "every account)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
     run(args)
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.processes > 1 and args.database_url.startswith("sqlite"):
+        raise SystemExit("--processes: SQLite is one process; use PostgreSQL")
     speed = args.speed or args.rate * PUSH_S / (PROBES * args.devices)
     span_h = START_H + (args.warmup + args.seconds + 30) * speed / 3600 + 1
     tmp = Path(tempfile.mkdtemp(prefix="grillstats-bench-"))
@@ -446,27 +465,43 @@ def run(args: argparse.Namespace) -> None:
                 "rss_every": args.rss_every,
                 "profile": args.profile,
                 "prerendered": prerendered,
-                "out": str(tmp / "child.json"),
+                "emulate_leases": args.emulate_leases,
             }
-            (tmp / "spec.json").write_text(json.dumps(spec))
+            children = []
             cpu0 = time.process_time()
             started = time.monotonic()
-            subprocess.run(
-                [
-                    sys.executable,
-                    str(Path(__file__).with_name("pipeline_child.py")),
-                    str(tmp / "spec.json"),
-                ],
-                check=True,
-                env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
-            )
+            for index in range(args.processes):
+                (tmp / f"spec{index}.json").write_text(
+                    json.dumps(
+                        {
+                            **spec,
+                            "identity": [index, args.processes],
+                            "out": str(tmp / f"child{index}.json"),
+                        }
+                    )
+                )
+                children.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            str(Path(__file__).with_name("pipeline_child.py")),
+                            str(tmp / f"spec{index}.json"),
+                        ],
+                        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+                    )
+                )
+            codes = [child.wait() for child in children]
             sim_cpu = (time.process_time() - cpu0) / (time.monotonic() - started)
+            if any(codes):
+                raise SystemExit(f"bridge process(es) failed: exit codes {codes}")
         finally:
             sim.stop()
         time.sleep(0.5)  # the last states reach the subscriber
         sub.terminate()
         sub.wait(5)
-        result = json.loads((tmp / "child.json").read_text())
+        result = merge(
+            [json.loads((tmp / f"child{i}.json").read_text()) for i in range(args.processes)]
+        )
         received = received_times(sub_out)
         seen = {topic for topic, payload in received if payload}
         report(args, result, received, sim_cpu, speed, raw)
@@ -519,6 +554,51 @@ def _config_dict(config: Config) -> dict[str, Any]:
     }
 
 
+def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The processes' figures as one bridge's: rates and CPU added up, memory per process."""
+    if len(results) == 1:
+        only = results[0]
+        return {**only, "vmhwm_kb_per_process": [only["vmhwm_kb"]], "several_polled": 0}
+    windows = [r["window"] for r in results]
+    secs = statistics.mean(w["seconds"] for w in windows)
+
+    def rate(key: str) -> float:  # each process's per-second figure, added up, over ``secs``
+        return float(sum(w[key] / w["seconds"] for w in windows) * secs)
+
+    polled = [{p["account"] for p in r["polls"]} for r in results]
+    counts: dict[int, int] = {}
+    for accounts in polled:
+        for account in accounts:
+            counts[account] = counts.get(account, 0) + 1
+    threads: dict[str, float] = {}
+    for w in windows:
+        for k, v in w["cpu_by_thread"].items():
+            threads[k] = threads.get(k, 0.0) + v * secs / w["seconds"]
+    transactions = sum(w["transactions"] for w in windows)
+    polls = [p for r in results for p in r["polls"]]
+    return {
+        "polls": polls,
+        "window": {
+            "seconds": secs,
+            "processed_readings": rate("processed_readings"),
+            "offered_readings": rate("offered_readings"),
+            "transactions": transactions,
+            "polls_per_transaction": len(polls) / max(transactions, 1),
+            "cpu_seconds": rate("cpu_seconds"),
+            "cpu_by_thread": threads,
+            "queued_at_end": sum(w["queued_at_end"] for w in windows),
+        },
+        "vmhwm_kb": max(r["vmhwm_kb"] for r in results),
+        "vmhwm_kb_per_process": [r["vmhwm_kb"] for r in results],
+        "rss_anon_kb": max(r["rss_anon_kb"] for r in results),
+        "rss_file_kb": max(r["rss_file_kb"] for r in results),
+        "rss": results[0]["rss"],
+        "errors": sum(r["errors"] for r in results),
+        "several_polled": sum(1 for n in counts.values() if n > 1),
+        "accounts_polled": len(counts),
+    }
+
+
 def report(
     args: argparse.Namespace,
     result: dict[str, Any],
@@ -568,6 +648,21 @@ def report(
         f"{result['rss_anon_kb'] / 1024:.1f} MB own, {result['rss_file_kb'] / 1024:.1f} MB of "
         "shared libraries); RSS over time "
         + " ".join(f"{t:.0f}s:{kb / 1024:.1f}" for t, kb in result["rss"]),
+        *(
+            [
+                f"  processes     {args.processes}: peak RSS "
+                + ", ".join(f"{kb / 1024:.1f}" for kb in result["vmhwm_kb_per_process"])
+                + " MB; "
+                + (
+                    f"{result['several_polled']} of {result['accounts_polled']} accounts polled "
+                    "by more than one process (their readings count once per process)"
+                    if result["several_polled"]
+                    else f"each of {result['accounts_polled']} accounts polled by one process"
+                )
+            ]
+            if args.processes > 1
+            else []
+        ),
         f"  pipeline      {window['transactions']} transactions, "
         f"{window['polls_per_transaction']:.1f} polls each; errors {result['errors']}",
     ]
@@ -609,7 +704,9 @@ def report(
                     },
                     "cpu_us_per_reading": cpu / max(readings, 1) * 1e6,
                     "vmhwm_mb": result["vmhwm_kb"] / 1024,
-                    "vmhwm_mb_per_process": [result["vmhwm_kb"] / 1024],
+                    "vmhwm_mb_per_process": [kb / 1024 for kb in result["vmhwm_kb_per_process"]],
+                    "processes": args.processes,
+                    "accounts_polled_by_several": result["several_polled"],
                     "states_per_s": states / secs,
                     "raw_limits": raw,
                     "ratios": ratios,

@@ -48,7 +48,9 @@ def child(spec_path: Path) -> None:
 
     import requests
 
+    from grillstats_bridge.bridge import daemon
     from grillstats_bridge.bridge.daemon import Bridge
+    from grillstats_bridge.bridge.identity import ProcessIdentity
     from grillstats_bridge.bridge.poller import AccountPoller
     from grillstats_bridge.clock import SimClock
     from grillstats_bridge.domain import ensure_utc
@@ -68,7 +70,7 @@ def child(spec_path: Path) -> None:
     # handed to the MQTT client and which they were, when the pipeline finished it.
     # By device object: the daemon may publish only some of a poll's devices (those its
     # account owns), in a list of its own, but the same objects.
-    available: dict[int, tuple[float, int, list[int]]] = {}
+    available: dict[int, tuple[float, int, list[int], int]] = {}
     # Streamed to a file, not kept: the bridge's memory must not grow with the measurement.
     # A large buffer: a write that reaches the OS releases the GIL, and waiting to get it
     # back would count in the pipeline's time.
@@ -88,7 +90,7 @@ def child(spec_path: Path) -> None:
         result = original_poll(self)
         # From the cloud's last answer: parsing it is the bridge's work, the cloud's is not.
         ids = [id(d) for d in result.devices]
-        entry = (local.answered or time.time(), len(result.readings), ids)
+        entry = (local.answered or time.time(), len(result.readings), ids, self.user_id)
         for key in ids:
             available[key] = entry
         return result
@@ -114,7 +116,17 @@ def child(spec_path: Path) -> None:
         import tracemalloc
 
         tracemalloc.start()
-    bridge = Bridge(config, clock=clock, http=http)
+    index, count = spec.get("identity", (0, 1))
+    if spec.get("emulate_leases") and count > 1:
+        # Until the account leases are in: each process polls only its share of the accounts
+        # (user id modulo the count), as the leases will make it; see pipeline.py.
+        link_states = daemon.link_states
+
+        def my_share(database: Any) -> Any:
+            return {u: s for u, s in link_states(database).items() if u % count == index}
+
+        daemon.link_states = my_share  # type: ignore[attr-defined]
+    bridge = Bridge(config, clock=clock, http=http, identity=ProcessIdentity(index, count))
     if os.environ.get("BENCH_ORM_SYNC"):  # A/B: every poll through sync_devices
         from grillstats_bridge.store.devices import sync_devices
 
@@ -138,6 +150,7 @@ def child(spec_path: Path) -> None:
                 "available": entry[0],
                 "handed": time.time(),
                 "readings": entry[1],
+                "account": entry[3],
                 "published": local.published,
             }
             local.published = None

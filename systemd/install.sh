@@ -51,6 +51,7 @@ fi
 # The unit (systemd creates the state directory, owned by the user, when it starts).
 install -d -m 0755 "$ROOT/etc/systemd/system"
 install -m 0644 "$here/grillstats-bridge.service" "$ROOT/etc/systemd/system/"
+install -m 0644 "$here/grillstats-bridge@.service" "$ROOT/etc/systemd/system/"
 
 # grillstats-admin: any command as the service user, on the service's files.
 install -d -m 0755 "$ROOT/usr/local/sbin"

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from grillstats_bridge.config import Config
+import pytest
+
+from grillstats_bridge.config import Config, MqttConfig
 from grillstats_bridge.simulator.server import CloudSimulator
 from tests.fixtures.mqtt import free_port, retained
 from tests.test_daemon_process import (
@@ -116,3 +118,47 @@ def publish_retained(config: Config, messages: dict[str, bytes]) -> None:
         assert client.flush(10)
     finally:
         client.stop()
+
+
+def test_processes_of_one_bridge_let_each_other_in_and_refuse_any_other(
+    mqtt_config: MqttConfig,
+) -> None:
+    """On the real broker: a claim with a bridge key admits that key only."""
+    from grillstats_bridge.mqtt.claim import InstanceClaim, InstanceTaken
+    from grillstats_bridge.mqtt.client import MqttClient
+
+    root = f"{mqtt_config.base_topic}/{mqtt_config.instance_id}"
+
+    def claim_of(bridge: str, client: MqttClient) -> InstanceClaim:
+        return InstanceClaim(
+            client,
+            mqtt_config,
+            root=root,
+            status_topic=f"{root}/status",
+            started="2026-12-06T00:00:00+00:00",
+            bridge=bridge,
+        )
+
+    running = MqttClient(
+        mqtt_config, status_topic=f"{root}/bridge/process/a-0/status", client_id="claim-a-0"
+    )
+    first = claim_of("key-1", running)
+    running.add_connect_hook(first.messages)
+    first.check()  # nobody there yet
+    running.start()
+    try:
+        assert running.wait_ready(10) and running.flush(10)
+        held = retained(mqtt_config.host, mqtt_config.port, f"{root}/#")
+        assert held[f"{root}/status"] == b"online"  # said by the process, not its will
+        assert held[f"{root}/bridge/process/a-0/status"] == b"online"
+        idle = MqttClient(mqtt_config, status_topic=None, client_id="claim-idle")
+        claim_of("key-1", idle).check()  # the same bridge: let in
+        for other in ("key-2", ""):  # another bridge of several processes, or of one
+            with pytest.raises(InstanceTaken, match="another bridge already runs"):
+                claim_of(other, idle).check()
+    finally:
+        running.stop()
+    # A clean stop says offline on the process's own topic only.
+    held = retained(mqtt_config.host, mqtt_config.port, f"{root}/#")
+    assert held[f"{root}/bridge/process/a-0/status"] == b"offline"
+    assert held[f"{root}/status"] == b"online"

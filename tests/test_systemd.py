@@ -52,3 +52,25 @@ def test_systemd_analyze_verify_is_clean(tmp_path: Path) -> None:
     )
     proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+TEMPLATE = UNIT.with_name("grillstats-bridge@.service")
+
+
+def test_template_unit_runs_one_process_each_and_is_clean(tmp_path: Path) -> None:
+    """grillstats-bridge@I.service: process I of GRILLSTATS_PROCESSES, hardened the same."""
+    text = TEMPLATE.read_text()
+    (exec_start,) = [line for line in text.splitlines() if line.startswith("ExecStart=")]
+    assert exec_start.endswith("run --processes ${GRILLSTATS_PROCESSES} --process-index %i")
+    assert "Environment=GRILLSTATS_PROCESSES=2" in text.splitlines()
+    hardening = [
+        line
+        for line in UNIT.read_text().splitlines()
+        if line.startswith(("Protect", "Private", "Restrict", "SystemCall", "NoNew", "Capab"))
+    ]
+    assert hardening and all(line in text.splitlines() for line in hardening)
+    assert shutil.which("systemd-analyze"), "systemd-analyze is not installed (apt: systemd)"
+    unit = tmp_path / "grillstats-bridge@0.service"
+    unit.write_text(text.replace("/opt/grillstats-bridge/bin/grillstats-bridge", "/bin/true"))
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

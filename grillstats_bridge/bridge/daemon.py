@@ -48,14 +48,16 @@ from grillstats_bridge.bridge.outbox import Outbox
 from grillstats_bridge.bridge.owners import Owners
 from grillstats_bridge.bridge.pipeline import Outcome, Pipeline, describe
 from grillstats_bridge.bridge.poller import AccountPoller, say_poll_failure
+from grillstats_bridge.bridge.processes import journal_file, mqtt_identity
 from grillstats_bridge.bridge.requests import BridgeRequests
 from grillstats_bridge.bridge.scheduler import AccountState, Activity, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.bridge.status import AccountInfo, Stats
 from grillstats_bridge.bridge.work import PollJob, WorkQueue, gated
 from grillstats_bridge.clock import Clock, RealClock
-from grillstats_bridge.config import Config
-from grillstats_bridge.cook.entities import publish_cook
+from grillstats_bridge.config import Config, split_reload
+from grillstats_bridge.cook.entities import CookEvents, publish_cook
+from grillstats_bridge.cook.events import StoredEvent
 from grillstats_bridge.cook.model import Estimate
 from grillstats_bridge.cook.service import CookService
 from grillstats_bridge.domain import Poll
@@ -70,7 +72,7 @@ from grillstats_bridge.sessions.service import SessionService
 from grillstats_bridge.store import revisions, users
 from grillstats_bridge.store.accounts import CredentialState, link_states
 from grillstats_bridge.store.db import Database, safe_url
-from grillstats_bridge.store.journal import Journal, OwnedReading, journal_path
+from grillstats_bridge.store.journal import Journal, OwnedReading
 from grillstats_bridge.store.publications import PublicationStore
 from grillstats_bridge.store.readings import ReadingBuffer, prune_readings, retention_cutoff
 from grillstats_bridge.store.secrets import SecretBox
@@ -133,13 +135,15 @@ class Bridge:
             sessions=self.sessions,
             alerts=self.alerts,
             buffer=self.buffer,
-            journal=Journal(journal_path(config.security)),
+            journal=Journal(journal_file(config, self.identity)),
             cook=CookService(config.cook),
             fence=self.leases.fence if self.leases.enabled else None,
         )
+        on_broker = mqtt_identity(config, self.identity)
         self.mqtt = MqttClient(
             config.mqtt,
-            status_topic=naming_for(config.mqtt).status_topic,  # the will, online, offline
+            status_topic=on_broker.status_topic,  # the will, online, offline
+            client_id=on_broker.client_id,
             clock=self.clock.now,
         )
         self.publisher = Publisher(
@@ -170,6 +174,7 @@ class Bridge:
             root=naming.root,
             status_topic=naming.status_topic,
             started=self.clock.now().isoformat(timespec="seconds"),
+            bridge=on_broker.bridge_key,
         )
         self.mqtt.add_connect_hook(self._on_mqtt_connect)
         self.session_mqtt = SessionMqtt(
@@ -190,6 +195,18 @@ class Bridge:
             send=self.session_mqtt.send_event,
             mark=mark_ended_published,
         )
+        cook = CookEvents(self.publisher, self.leases.accounts)  # the cook_events table
+        self.cook_outbox: Outbox[StoredEvent] = Outbox(
+            "cook",
+            database=self.database,
+            client=self.mqtt,
+            post=self.submit,
+            clock=self.clock.now,
+            pending=cook.pending,
+            send=cook.send,
+            mark=cook.mark,
+        )
+        self.outboxes = (self.alert_outbox, self.session_outbox, self.cook_outbox)
         self.session_mqtt.subscribe(self.on_command)
         self.requests = BridgeRequests(self)  # <root>/bridge/request/<action>
         self.health_server: Server | None = None
@@ -329,23 +346,12 @@ class Bridge:
 
     def reload(self, config: Config) -> list[str]:
         """Apply what can change while running (SIGHUP); returns what needs a restart."""
-        applied: list[str] = []
-        if config.logging != self.config.logging:
+        self.config, applied, needs_restart = split_reload(self.config, config)
+        if "logging" in applied:
             logging.getLogger().setLevel(config.logging.level)
-            applied.append("logging")
-        if config.polling != self.config.polling:
+        if "polling" in applied:
             with self._lock:
                 self.scheduler.polling = config.polling
-            applied.append("polling")
-        live = ("logging", "polling", "source")  # applied above; where it was read from
-        needs_restart = [
-            f.name
-            for f in dataclasses.fields(config)
-            if f.name not in live and getattr(config, f.name) != getattr(self.config, f.name)
-        ]
-        self.config = dataclasses.replace(
-            self.config, logging=config.logging, polling=config.polling
-        )
         log.info(
             "configuration reloaded: applied %s%s",
             ", ".join(applied) or "nothing that changed",
@@ -649,15 +655,16 @@ class Bridge:
                     snap.session_type,
                 )
         self.session_mqtt.changed(outcome.session_changes)
-        publish_cook(self.publisher, self.pipeline.cook, outcome.cook)
+        if publish_cook(self.publisher, self.pipeline.cook, outcome.cook):
+            self.cook_outbox.dirty = True  # stall or ready events wait
         self._drain_outboxes()
         if outcome.database_ok:
             self.alert_control.refresh()  # targets and alert-active states, for HA
 
     def _on_mqtt_connect(self) -> list[Any]:
-        """After every (re)connect: our claim; waiting firings and session events, in order."""
-        self.alert_outbox.on_connect()
-        self.session_outbox.on_connect()
+        """After every (re)connect: our claim; waiting firings, session and cook events."""
+        for outbox in self.outboxes:
+            outbox.on_connect()
         return list(self.instance.messages())
 
     def _session_ended(self) -> None:
@@ -666,8 +673,8 @@ class Bridge:
         self._drain_outboxes()
 
     def _drain_outboxes(self) -> None:
-        """Publish waiting events (firings, ended sessions) while the database answers."""
-        for outbox in (self.alert_outbox, self.session_outbox):
+        """Publish waiting events (firings, sessions, cooks) while the database answers."""
+        for outbox in self.outboxes:
             if outbox.dirty and self.pipeline.database_ok:
                 outbox.drain()
 
@@ -680,11 +687,6 @@ class Bridge:
     def _lose(self, user_ids: set[int]) -> None:
         """Leases found taken by another process (a fence, a confirm): drop them at once."""
         if lost := self.leases.lose(user_ids) if user_ids else set():
-            log.warning(
-                "account(s) of user %s: lease taken by another bridge process; "
-                "poll dropped, no longer polled here",
-                ", ".join(map(str, sorted(lost))),
-            )
             self._leases_moved(LeaseChange(lost=frozenset(lost)), self.clock.now())
 
     def _leases_moved(self, change: LeaseChange, now: datetime) -> None:

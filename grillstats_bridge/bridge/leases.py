@@ -280,6 +280,12 @@ class LeaseKeeper:
             lost = {u for u in user_ids if u in self._held}
             for user_id in lost:
                 del self._held[user_id]
+        if lost:
+            log.warning(
+                "account(s) of user %s: lease taken by another bridge process; "
+                "poll dropped, no longer polled here",
+                ", ".join(map(str, sorted(lost))),
+            )
         return lost
 
     def health(self) -> dict[str, Any]:

@@ -20,3 +20,11 @@ def log_to(handler: logging.Handler, level: str | int | None = None) -> logging.
         # Alembic narrates every context it opens at INFO; our commands say what happened.
         logging.getLogger("alembic").setLevel(logging.WARNING)
     return handler
+
+
+def tag_log_lines(tag: str) -> None:
+    """Begin every log line with ``[tag]`` (which process of several wrote it)."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(
+            logging.Formatter(LOG_FORMAT.replace("%(levelname)-7s", f"%(levelname)-7s [{tag}]"))
+        )

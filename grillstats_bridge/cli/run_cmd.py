@@ -10,9 +10,11 @@ import threading
 from types import FrameType
 from typing import Any
 
-from grillstats_bridge.cli.common import Context, add_command, positive_float
+from grillstats_bridge.bridge.identity import ProcessIdentity
+from grillstats_bridge.cli.common import Context, add_command, positive_float, positive_int
+from grillstats_bridge.cli.logsetup import tag_log_lines
 from grillstats_bridge.config import ConfigError, load_config
-from grillstats_bridge.errors import GrillstatsError
+from grillstats_bridge.errors import GrillstatsError, UsageError
 from grillstats_bridge.store import migrate
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,21 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--migrate", action="store_true", help="migrate the database to the newest revision first"
+    )
+    p.add_argument(
+        "--processes",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="run N bridge processes (PostgreSQL only), each its own MQTT client and health "
+        "port (http.port + its index), restarted when one dies (default 1)",
+    )
+    p.add_argument(
+        "--process-index",
+        type=int,
+        metavar="I",
+        help="be process I of --processes N, without a supervisor "
+        "(what each grillstats-bridge@I.service instance runs)",
     )
     add_command(
         sub,
@@ -57,16 +74,26 @@ def register(sub: Any) -> None:
 
 def _run(args: argparse.Namespace, ctx: Context) -> int:
     from grillstats_bridge.bridge.daemon import Bridge
+    from grillstats_bridge.bridge.processes import process_config
 
+    count, index = args.processes, args.process_index
+    if index is not None and not 0 <= index < count:
+        raise UsageError(f"--process-index {index}: must be 0 to {count - 1} (--processes {count})")
+    if count > 1 and ctx.config.database.url.startswith("sqlite"):
+        raise UsageError(
+            f"--processes {count}: a SQLite database serves one process; "
+            "use PostgreSQL for more (database.url)"
+        )
+    if count > 1 and index is None:
+        return _supervise(args, ctx)
+    identity = ProcessIdentity(index or 0, count)
+    if identity.several:
+        tag_log_lines(f"process {identity.index}")
     database = ctx.database(require_head=not args.migrate)
     if args.migrate:
-        before = migrate.current_revision(database)
-        migrate.upgrade(database)
-        after = migrate.current_revision(database)
-        if before != after:
-            log.info("database migrated: %s -> %s", before or "base", after)
+        _migrate(database)
     try:
-        bridge = Bridge(ctx.config, database=database)
+        bridge = Bridge(process_config(ctx.config, identity), database=database, identity=identity)
     except OSError as exc:
         raise GrillstatsError(f"cannot start: {exc.strerror or exc}") from None
     install_signal_handlers(bridge, ctx)
@@ -77,6 +104,48 @@ def _run(args: argparse.Namespace, ctx: Context) -> int:
         raise GrillstatsError(f"cannot start: {exc.strerror or exc}") from None
     bridge.run()
     return 1 if bridge.lost else 0  # the error line naming the count is logged already
+
+
+def _migrate(database: Any) -> None:
+    before = migrate.current_revision(database)
+    migrate.upgrade(database)
+    after = migrate.current_revision(database)
+    if before != after:
+        log.info("database migrated: %s -> %s", before or "base", after)
+
+
+def _supervise(args: argparse.Namespace, ctx: Context) -> int:
+    """``run --processes N``: migrate once (with --migrate), then run and watch N children."""
+    from grillstats_bridge.bridge.processes import bridge_offline
+    from grillstats_bridge.cli.supervise import Supervisor
+    from grillstats_bridge.store.secrets import SecretBox
+
+    count = args.processes
+    database = ctx.database(require_head=not args.migrate)
+    if args.migrate:
+        _migrate(database)
+    # The key file, when it is to be made, is made once, here: children racing to make it
+    # could each read another's half-written file.
+    SecretBox.from_config(ctx.config.security, database=database)
+    database.dispose()  # the children have their own; the supervisor keeps no connection
+    prefix = [sys.executable, "-m", "grillstats_bridge"]
+    if getattr(args, "config", None):
+        prefix += ["--config", args.config]
+    if getattr(args, "log_level", None):
+        prefix += ["--log-level", args.log_level]
+
+    def command(index: int) -> list[str]:
+        return [*prefix, "run", "--processes", str(count), "--process-index", str(index)]
+
+    supervisor = Supervisor(command, count)
+    log.info("starting %d bridge processes", count)
+    code = supervisor.run()
+    if supervisor.any_ready:  # it was this bridge's: not another's, that refused our children
+        bridge_offline(ctx.config, ProcessIdentity(0, count))
+    if supervisor.failed:
+        raise GrillstatsError(supervisor.failed)
+    log.info("stopped")
+    return code
 
 
 def install_signal_handlers(bridge: Any, ctx: Context) -> None:
@@ -103,12 +172,14 @@ def _stop(bridge: Any, signum: int) -> None:
 
 
 def _reload(bridge: Any, ctx: Context) -> None:
+    from grillstats_bridge.bridge.processes import process_config
+
     try:
         config = load_config(getattr(ctx.args, "config", None))
     except ConfigError as exc:
         log.error("SIGHUP: configuration not reloaded: %s", exc)
         return
-    bridge.reload(config)
+    bridge.reload(process_config(config, bridge.identity))
 
 
 def _check(args: argparse.Namespace, ctx: Context) -> int:

@@ -18,6 +18,7 @@ from grillstats_bridge.sessions.names import format_duration
 from grillstats_bridge.sessions.service import (
     STATUSES,
     SessionService,
+    cook_figures,
     export_session,
     get_session,
     list_sessions,
@@ -203,6 +204,7 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
             )
             for p in probes
         ]
+        cook_rows = [_cook_row(c) for c in cook_figures(db, args.id)]
     width = max(len(k) for k, _ in fields)
     for key, value in fields:
         print(f"{key + ':':<{width + 1}} {value if value not in (None, '') else '-'}")
@@ -213,7 +215,46 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
     print_table(
         ["PROBE", "LABEL", "SAMPLES", "MIN", "MAX", "AVG", "COVERED", "LAST (UTC)"], probe_rows
     )
+    if cook_rows:  # the probes with a target, as the cook tracker last saw them
+        print()
+        print_table(
+            ["PROBE", "TARGET", "STATE", "DONE AT (UTC)", "BAND (UTC)", "PROGRESS", "STALL (UTC)"],
+            cook_rows,
+        )
     return 0
+
+
+def _cook_row(c: dict[str, Any]) -> tuple[object, ...]:
+    """One probe's cook figures: the estimate (or when it was ready), its band, the stall."""
+
+    def at(key: str) -> datetime | None:
+        value = c[key]
+        return None if value is None else datetime.fromisoformat(value)
+
+    done, low, high, ready = at("done_at"), at("done_low"), at("done_high"), at("ready_at")
+    stall_start, stall_end = at("stall_start"), at("stall_end")
+    if ready is not None:
+        done_text = f"ready {_time(ready)}"
+    else:
+        done_text = f"{_time(done)} ({c['estimate_method']})" if done else "-"
+    band = f"{_time(low)} - {_time(high)}" if low is not None and high is not None else "-"
+    if stall_start is None:
+        stall = "-"
+    elif stall_end is not None:
+        length = format_duration(stall_end - stall_start)
+        stall = f"{_time(stall_start)} - {_time(stall_end)} ({length})"
+    else:
+        stall = f"{_time(stall_start)} - (not ended)"
+    progress = "-" if c["progress"] is None else f"{c['progress']:.0f} %"
+    return (
+        c["probe"],
+        _temp(c["target"], c["unit"]),
+        c["cook_state"],
+        done_text,
+        band,
+        progress,
+        stall,
+    )
 
 
 def _export(args: argparse.Namespace, ctx: Context) -> int:

@@ -3,22 +3,27 @@
 The rows are in the one table (``ha.cook_entities``); this turns the tracker's
 estimates into the values they show and publishes stall and ready events like alert
 firings: on the device's event topic (its "Alerts" event entity) and the probe's
-(where the device triggers listen), QoS 1, never retained. They are sent once, after
-the transaction that found them committed: an event lost while the broker is away is
-not sent again (a stall or a ready probe still shows in the entities' states).
+(where the device triggers listen), QoS 1, never retained, at least once: they wait
+in ``cook_events`` (``cook.events``) until the broker acknowledged them, and the
+daemon's outbox sends them (:class:`CookEvents`) after an outage or a restart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
-from grillstats_bridge.cook.model import CookEvent, CookStep, Estimate, ProbeKey
+from sqlalchemy.orm import Session
+
+from grillstats_bridge.cook import events
+from grillstats_bridge.cook.events import StoredEvent
+from grillstats_bridge.cook.model import CookStep, Estimate, ProbeKey
 from grillstats_bridge.cook.service import CookService
 from grillstats_bridge.ha.cook_entities import ProbeCook
 from grillstats_bridge.ha.entities import JsonValue
 from grillstats_bridge.ha.payloads import dumps
 from grillstats_bridge.ha.publisher import Publisher
+from grillstats_bridge.mqtt.messages import Delivery, DeliveryStatus
 
 
 def cook_views(estimates: Mapping[ProbeKey, Estimate]) -> dict[str, tuple[ProbeCook, ...]]:
@@ -51,12 +56,11 @@ def probe_cook(estimate: Estimate) -> ProbeCook:
     )
 
 
-def event_payload(event: CookEvent) -> dict[str, JsonValue]:
-    stamp = int(event.at.timestamp())
+def event_payload(stored: StoredEvent) -> dict[str, JsonValue]:
+    event = stored.event
     return {
         "event_type": event.kind.value,
-        # stable for one event: drop a repeat by this id
-        "event_id": f"cook-{event.serial}-{event.channel}-{event.kind.value}-{stamp}",
+        "event_id": stored.event_id,  # stable across re-sends: drop a repeat by this id
         "probe": event.channel,
         "temperature": round(event.value, 2),
         "unit": event.unit.symbol,
@@ -65,20 +69,49 @@ def event_payload(event: CookEvent) -> dict[str, JsonValue]:
         "stall_minutes": (
             None if event.stall_seconds is None else round(event.stall_seconds / 60.0, 1)
         ),
+        "session_id": stored.session_id,
     }
 
 
-def publish_cook(publisher: Publisher, service: CookService, steps: Iterable[CookStep]) -> None:
-    """After a commit: every probe's estimate onto its entities, then the batch's events."""
+def publish_cook(publisher: Publisher, service: CookService, steps: Iterable[CookStep]) -> bool:
+    """After a commit: every probe's estimate onto its entities; True if events now wait
+    in the outbox (the daemon drains it)."""
     steps = list(steps)
     if not steps:
-        return
+        return False
     publisher.publish_cook(cook_views(service.last))
-    for step in steps:
-        for event in step.events:
-            text = dumps(event_payload(event))
-            naming = publisher.naming
-            publisher.client.publish_event(naming.device_event_topic(event.serial), text)
-            publisher.client.publish_event(
-                naming.probe_event_topic(event.serial, event.channel), text
-            )
+    return any(step.events for step in steps)
+
+
+class CookEvents:
+    """What the daemon's outbox needs for the cook's events: read, send, mark."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        accounts: Callable[[], Collection[int] | None] = lambda: None,
+    ) -> None:
+        self.publisher = publisher
+        self.accounts = accounts  # whose events this process publishes (None: everyone's)
+
+    def pending(self, db: Session, limit: int) -> Sequence[tuple[int, StoredEvent]]:
+        return events.pending(db, limit, users=self.accounts())
+
+    @staticmethod
+    def mark(db: Session, ids: list[int], at: datetime) -> int:
+        return events.mark_published(db, ids, at)
+
+    def send(self, stored: StoredEvent, on_done: Callable[[Delivery], None]) -> Delivery:
+        """One event on its device's event topic, then the probe's (the device triggers);
+        ``on_done`` follows the device's message."""
+        event = stored.event
+        text = dumps(event_payload(stored))
+        naming = self.publisher.device_naming(event.serial, stored.user_id)
+        client = self.publisher.client
+        delivery = client.publish_event(
+            naming.device_event_topic(event.serial), text, on_done=on_done
+        )
+        if delivery.status is not DeliveryStatus.REJECTED:
+            # Not when refused: the outbox sends it again, and the triggers' copy with it.
+            client.publish_event(naming.probe_event_topic(event.serial, event.channel), text)
+        return delivery

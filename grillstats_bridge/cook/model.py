@@ -143,7 +143,8 @@ class CookBatch:
     now: datetime
     readings: Sequence[Reading] = ()
     targets: Mapping[ProbeKey, Measurement] = field(default_factory=dict)
-    pits: Mapping[str, int] = field(default_factory=dict)  # serial -> its pit channel
+    # serial -> its pit channel, or another device's probe (an RFX Meat probe's gateway)
+    pits: Mapping[str, int | ProbeKey] = field(default_factory=dict)
     replay: bool = False  # rebuilding from stored readings: no events
 
 

@@ -8,6 +8,8 @@ first call rebuilds the tracker from stored readings: for a device cooking, from
 start of its session (at most ``RESTORE_MAX`` back), else the last ``Rules.history``;
 a stall found there that the session does not know yet is written on it. If the
 transaction rolls back, the tracker's probes of the batch's devices are put back.
+The batch's events are also kept in ``cook_events`` for the outbox (``cook.events``),
+and every estimate goes on its device's active session (``cook.figures``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grillstats_bridge.config import CookConfig
+from grillstats_bridge.cook import events, figures
 from grillstats_bridge.cook.model import (
     CookBatch,
     CookEvent,
@@ -31,6 +34,7 @@ from grillstats_bridge.cook.model import (
     ProbeKey,
     Rules,
 )
+from grillstats_bridge.cook.pits import GATEWAY_FIELD, gateway_of, is_rfx_meat, pit_key
 from grillstats_bridge.cook.tracker import CookTracker, device_pit, pit_channel
 from grillstats_bridge.domain import Device, Measurement, Reading, Unit
 from grillstats_bridge.sessions.model import SessionStatus
@@ -54,7 +58,7 @@ class CookService:
         self.rules = Rules.from_config(config)
         self.tracker = CookTracker(self.rules)
         self.loaded = False
-        self.pits: dict[str, int] = {}  # serial -> pit channel
+        self.pits: dict[str, int | ProbeKey] = {}  # serial -> pit channel, or a gateway's probe
         self.last: dict[ProbeKey, Estimate] = {}  # the latest estimate of every probe
 
     def process(
@@ -69,12 +73,24 @@ class CookService:
         devices = list(devices)
         if not self.loaded:
             self.load(db, targets, now)
+        relayed = []  # RFX Meat probes with a target: their gateway's pit (in the database)
         for device in devices:
             pit = device_pit(device, targets)
-            if pit is None:
-                self.pits.pop(device.serial, None)
-            else:
+            if pit is not None:
                 self.pits[device.serial] = pit
+            elif is_rfx_meat(device.model, device.type) and any(
+                s == device.serial for s, _ in targets
+            ):
+                relayed.append(device.serial)
+            else:
+                self.pits.pop(device.serial, None)
+        if relayed:
+            found = _gateway_pits(db, relayed, targets)
+            for serial in relayed:
+                if serial in found:
+                    self.pits[serial] = found[serial]
+                else:
+                    self.pits.pop(serial, None)
         serials = {r.serial for r in readings} | {d.serial for d in devices}
         undo = rollback_hook(db, (_UNDO, id(self)), lambda: _Undo(self))
         undo.save(serials)
@@ -82,6 +98,8 @@ class CookService:
             CookBatch(now=now, readings=readings, targets=targets, pits=dict(self.pits))
         )
         self._store(db, step.events)
+        events.record(db, step.events)  # the outbox sends them once this commits
+        figures.save(db, step.estimates, step.events, now)
         self._remember(step)
         return step
 
@@ -96,12 +114,16 @@ class CookService:
         since = {s: now - timedelta(seconds=self.rules.history) for s in serials}
         for serial, started in _active_sessions(db, serials).items():
             since[serial] = min(since[serial], max(started, now - RESTORE_MAX))
-        readings: list[Reading] = []
+        wanted: dict[str, tuple[set[int], datetime]] = {}  # serial -> channels, since
         for serial in serials:
-            channels = {c for s, c in targets if s == serial}
-            if serial in self.pits:
-                channels.add(self.pits[serial])
-            readings += channel_readings(db, serial, channels, since[serial], now)
+            probes = [(s, c) for s, c in targets if s == serial]
+            pit = pit_key(serial, self.pits.get(serial))
+            for key in [*probes, pit] if pit is not None else probes:
+                channels, start = wanted.get(key[0], (set(), since[serial]))
+                wanted[key[0]] = (channels | {key[1]}, min(start, since[serial]))
+        readings: list[Reading] = []
+        for serial, (channels, start) in sorted(wanted.items()):
+            readings += channel_readings(db, serial, channels, start, now)
         step = CookStep()
         for when, part in _buckets(readings):  # in time, so stalls are dated as they happened
             step = self.tracker.step(
@@ -109,6 +131,7 @@ class CookService:
             )
         self._remember(step)
         self._catch_up(db, step, now)
+        figures.save(db, step.estimates, (), now)
         log.info(
             "cook: %d probe(s) rebuilt from %d stored readings", len(step.estimates), len(readings)
         )
@@ -182,20 +205,69 @@ class _Undo:
 
 def _stored_pits(
     db: Session, serials: Sequence[str], targets: Mapping[ProbeKey, Measurement]
-) -> dict[str, int]:
+) -> dict[str, int | ProbeKey]:
+    labels = _labels(db, serials)
+    out: dict[str, int | ProbeKey] = {}
+    for serial in serials:
+        pit = pit_channel(serial, labels.get(serial, {}), targets)
+        if pit is not None:
+            out[serial] = pit
+    relayed = [s for s in serials if s not in out]
+    if relayed:
+        out.update(_gateway_pits(db, relayed, targets))
+    return out
+
+
+def _labels(db: Session, serials: Iterable[str]) -> dict[str, dict[int, str | None]]:
+    """The stored temperature probes' labels of these devices (serial -> channel -> label)."""
     rows = db.execute(
         sa.select(DeviceRow.device_id, ProbeRow.channel, ProbeRow.label)
         .join(ProbeRow, ProbeRow.device_id == DeviceRow.id)
-        .where(DeviceRow.device_id.in_(serials), ProbeRow.unit != Unit.HUMIDITY.value)
+        .where(DeviceRow.device_id.in_(sorted(set(serials))), ProbeRow.unit != Unit.HUMIDITY.value)
     )
     labels: dict[str, dict[int, str | None]] = {}
     for serial, channel, label in rows:
         labels.setdefault(serial, {})[channel] = label
-    out: dict[str, int] = {}
-    for serial, channels in labels.items():
-        pit = pit_channel(serial, channels, targets)
-        if pit is not None:
-            out[serial] = pit
+    return labels
+
+
+def _gateway_pits(
+    db: Session, serials: Sequence[str], targets: Mapping[ProbeKey, Measurement]
+) -> dict[str, ProbeKey]:
+    """The RFX Meat probes among ``serials`` -> their gateway's pit probe (``cook.pits``),
+    looked for among the same user's devices only."""
+    meats: list[tuple[str, int, str | None]] = []  # serial, owner, the gateway it names
+    for serial, user_id, model, kind, raw in db.execute(
+        sa.select(
+            DeviceRow.device_id,
+            DeviceRow.user_id,
+            DeviceRow.model,
+            DeviceRow.device_type,
+            DeviceRow.raw,
+        ).where(DeviceRow.device_id.in_(sorted(serials)))
+    ):
+        if is_rfx_meat(model, kind):
+            named = raw.get(GATEWAY_FIELD) if isinstance(raw, dict) else None
+            meats.append((serial, user_id, named if isinstance(named, str) else None))
+    if not meats:
+        return {}
+    siblings: dict[int, dict[str, str | None]] = {}
+    for serial, user_id, model in db.execute(
+        sa.select(DeviceRow.device_id, DeviceRow.user_id, DeviceRow.model).where(
+            DeviceRow.user_id.in_(sorted({user for _, user, _ in meats}))
+        )
+    ):
+        siblings.setdefault(user_id, {})[serial] = model
+    gateways = {
+        serial: gateway_of(named, {s: m for s, m in siblings[user].items() if s != serial})
+        for serial, user, named in meats
+    }
+    labels = _labels(db, [g for g in gateways.values() if g is not None])
+    out: dict[str, ProbeKey] = {}
+    for serial, gateway in gateways.items():
+        pit = None if gateway is None else pit_channel(gateway, labels.get(gateway, {}), targets)
+        if gateway is not None and pit is not None:
+            out[serial] = (gateway, pit)
     return out
 
 

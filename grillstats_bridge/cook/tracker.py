@@ -30,6 +30,7 @@ from grillstats_bridge.cook.model import (
     Rules,
     Sample,
 )
+from grillstats_bridge.cook.pits import pit_key
 from grillstats_bridge.cook.predictor import Prediction, predict
 from grillstats_bridge.domain import Device, Measurement, Reading
 
@@ -119,8 +120,8 @@ class CookTracker:
             probe = self._probes.get(key)
             if probe is None:
                 continue
-            pit_key = (key[0], batch.pits[key[0]]) if key[0] in batch.pits else None
-            pit = self._probes.get(pit_key) if pit_key is not None else None
+            pit_probe = pit_key(key[0], batch.pits.get(key[0]))
+            pit = self._probes.get(pit_probe) if pit_probe is not None else None
             estimate, new_events = self._estimate(key, probe, targets[key], now, pit, batch.now)
             estimates.append(estimate)
             if not batch.replay:

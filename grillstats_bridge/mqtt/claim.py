@@ -8,6 +8,12 @@ claim on ``<root>/bridge/claim`` (its run id and start time) beside its retained
 its own (so it kicks nobody off): status ``online`` and a claim whose run answers
 the ping is a live bridge, and the newcomer refuses to start. A claim that does not
 answer is a bridge that died before its will was sent: it is taken over.
+
+The processes of one bridge (``run --processes N``) each keep a claim that carries
+a bridge key (``bridge.processes``): the retained claim is the last one's, any
+process of that bridge answers for it, and a newcomer with the same key is one of
+them and starts. A bridge of one process has no key, so it is refused by any live
+claim and refuses any other, as before.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from grillstats_bridge.config import MqttConfig
 from grillstats_bridge.mqtt.client import MqttClient
 from grillstats_bridge.mqtt.connection import _describe, _Paho, _ssl_context, paho_logger
-from grillstats_bridge.mqtt.messages import InboundMessage, Message, MqttError
+from grillstats_bridge.mqtt.messages import ONLINE, InboundMessage, Message, MqttError
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +40,35 @@ PING_WAIT_S = 3.0  # a live bridge answers within this (its MQTT thread does, no
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """Who runs an instance: a random run id, the process's start time (ISO) and pid."""
+    """Who runs an instance: a random run id, the process's start time (ISO) and pid.
+
+    ``bridge``: the key shared by the processes of one bridge; "" (and left out of the
+    payload) for a bridge of one process.
+    """
 
     run_id: str
     started: str
     pid: int
+    bridge: str = ""
 
     def payload(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        data = asdict(self)
+        if not self.bridge:
+            del data["bridge"]
+        return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
     def parse(cls, payload: bytes) -> Claim | None:
         try:
             data = json.loads(payload)
-            return cls(str(data["run_id"]), str(data["started"]), int(data["pid"]))
-        except (ValueError, KeyError, TypeError):
+            bridge = data.get("bridge", "")
+            return cls(str(data["run_id"]), str(data["started"]), int(data["pid"]), str(bridge))
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
+
+    def answers_for(self, claim: Claim) -> bool:
+        """This live process speaks for ``claim``: it is its run, or a process of its bridge."""
+        return self.run_id == claim.run_id or bool(claim.bridge and self.bridge == claim.bridge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +93,7 @@ def live_claim(
     marker = f"{topics.claim}/check-{uuid.uuid4().hex}"
     seen: dict[str, bytes] = {}
     listed, answered = threading.Event(), threading.Event()
+    answer: list[Claim] = []
     client = _Paho(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=f"{config.effective_client_id}-check-{uuid.uuid4().hex[:8]}",
@@ -101,8 +121,9 @@ def live_claim(
             listed.set()
         elif message.topic == topics.alive:
             claim = Claim.parse(seen.get(topics.claim, b""))
-            answer = Claim.parse(message.payload)
-            if claim is not None and answer is not None and answer.run_id == claim.run_id:
+            alive = Claim.parse(message.payload)
+            if claim is not None and alive is not None and alive.answers_for(claim):
+                answer.append(alive)
                 answered.set()
         else:
             seen[message.topic] = message.payload
@@ -125,7 +146,7 @@ def live_claim(
             return None
         client.publish(topics.ping, b"", qos=1)
         if answered.wait(timeout):
-            return claim
+            return answer[0]
         log.warning(
             "instance claim of run %s (started %s) is stale: it does not answer; taking over",
             claim.run_id[:8],
@@ -145,19 +166,28 @@ class InstanceClaim:
     """A bridge's claim on its instance id: checked at start, kept retained, answering pings."""
 
     def __init__(
-        self, client: MqttClient, config: MqttConfig, *, root: str, status_topic: str, started: str
+        self,
+        client: MqttClient,
+        config: MqttConfig,
+        *,
+        root: str,
+        status_topic: str,
+        started: str,
+        bridge: str = "",
     ) -> None:
         self.client = client
         self.config = config
-        self.status_topic = status_topic
+        self.status_topic = status_topic  # the bridge's: with a bridge key, not the client's own
         self.topics = ClaimTopics.under(root)
-        self.claim = Claim(uuid.uuid4().hex, started, os.getpid())
+        self.claim = Claim(uuid.uuid4().hex, started, os.getpid(), bridge)
         client.subscribe(self.topics.ping, self._answer)
 
     def check(self) -> None:
         """InstanceTaken (one line) when another live bridge runs this instance id."""
         other = live_claim(self.config, status_topic=self.status_topic, topics=self.topics)
-        if other is not None:
+        if other is not None and self.claim.bridge and other.bridge == self.claim.bridge:
+            log.info("joining the running processes of this bridge (pid %d answered)", other.pid)
+        elif other is not None:
             raise InstanceTaken(
                 f"another bridge already runs as mqtt.instance_id {self.config.instance_id!r} "
                 f"on {self.config.host}:{self.config.port} (pid {other.pid}, started "
@@ -165,8 +195,15 @@ class InstanceClaim:
             )
 
     def messages(self) -> list[Message]:
-        """What to send on every connect: the claim, retained."""
-        return [Message(self.topics.claim, self.claim.payload(), 1, True)]
+        """What to send on every connect: the claim, retained.
+
+        A process of several first says ``online`` on the bridge's status, which carries
+        no will (each process's will is on its own status topic).
+        """
+        claim = Message(self.topics.claim, self.claim.payload(), 1, True)
+        if not self.claim.bridge:
+            return [claim]
+        return [Message(self.status_topic, ONLINE, 1, True), claim]
 
     def _answer(self, message: InboundMessage) -> None:
         self.client.publish_state(self.topics.alive, self.claim.payload(), qos=1, retain=False)

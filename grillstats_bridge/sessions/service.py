@@ -51,6 +51,7 @@ from grillstats_bridge.store.models import (
     GrillingSession,
     GrillingSessionProbe,
     ReadingRow,
+    SessionCookProbe,
     SessionTrackerState,
     User,
 )
@@ -626,20 +627,80 @@ def summary(session: GrillingSession, now: datetime) -> dict[str, Any]:
     }
 
 
+COOK_COLUMNS = (
+    "probe",
+    "target",
+    "unit",
+    "cook_state",
+    "temperature",
+    "progress",
+    "done_at",
+    "done_low",
+    "done_high",
+    "estimate_method",
+    "ready_at",
+    "stall_start",
+    "stall_end",
+    "stall_seconds",
+    "as_of",
+)
+
+
+def cook_figures(db: Session, session_id: int) -> list[dict[str, Any]]:
+    """The session's probes with a target as the cook tracker last saw them (docs/cook.md),
+    by probe: the done-at estimate and its band, the state, the first stall."""
+
+    def stamp(when: datetime | None) -> str | None:
+        return when.isoformat() if when is not None else None
+
+    rows = db.scalars(
+        sa.select(SessionCookProbe)
+        .where(SessionCookProbe.session_id == session_id)
+        .order_by(SessionCookProbe.probe)
+    )
+    return [
+        {
+            "probe": r.probe,
+            "target": r.target,
+            "unit": r.unit,
+            "cook_state": r.state,
+            "temperature": r.value,
+            "progress": r.progress,
+            "done_at": stamp(r.done_at),
+            "done_low": stamp(r.done_low),
+            "done_high": stamp(r.done_high),
+            "estimate_method": r.method,
+            "ready_at": stamp(r.ready_at),
+            "stall_start": stamp(r.stall_start),
+            "stall_end": stamp(r.stall_end),
+            "stall_seconds": None if r.stall_seconds is None else round(r.stall_seconds),
+            "as_of": stamp(r.updated_at),
+        }
+        for r in rows
+    ]
+
+
 def export_session(
     db: Session, session_id: int, fmt: ExportFormat, out: TextIO, now: datetime
 ) -> int:
-    """Write a session's readings as CSV (time, probe, value, unit) or JSON (the summary,
-    per-probe statistics and the readings); returns how many readings were written."""
+    """Write a session's readings as CSV (time, probe, value, unit; then, after a blank
+    line, the cook figures of its probes with a target) or JSON (the summary, per-probe
+    statistics, the cook figures and the readings); returns how many readings were written."""
     session = get_session(db, session_id)
     rows = session_readings(db, session, now)
     count = 0
+    cook = cook_figures(db, session_id)
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["time", "probe", "value", "unit"])
         for r in rows:
             writer.writerow([r.time.isoformat(), r.probe, r.value, r.unit])
             count += 1
+        if cook:  # a second section, after a blank line: one row per probe with a target
+            out.write("\n")
+            writer.writerow(COOK_COLUMNS)
+            for figures in cook:
+                writer.writerow(["" if figures[c] is None else figures[c] for c in COOK_COLUMNS])
         return count
     head = summary(session, now) | {
         "probes": [
@@ -653,7 +714,8 @@ def export_session(
                 "avg_temperature": _rounded(p.avg_temperature),
             }
             for p in probe_statistics(db, session_id)
-        ]
+        ],
+        "cook": cook,
     }
     out.write('{"session": ' + json.dumps(head) + ', "readings": [')
     for r in rows:

@@ -513,6 +513,80 @@ class ApiToken(Base):
         return f"<ApiToken {self.id} {self.prefix}… user={self.user_id}>"
 
 
+class CookEventRow(Base):
+    """A cook event (stall started, stall ended, ready), kept as the cook's MQTT outbox.
+
+    Written in the transaction whose readings showed it, with the time it happened
+    (``at``); ``published_at`` stays empty until the broker acknowledged it, so events
+    wait here while the broker is down and go out later in ``id`` order (0011_cook_events).
+    ``user_id`` is the device's owner then: the outbox can be narrowed to some users'.
+    """
+
+    __tablename__ = "cook_events"
+    __table_args__ = (
+        sa.Index(None, "published_at", "id"),
+        sa.Index(None, "user_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    device_id: Mapped[str] = mapped_column(sa.String(50), nullable=False)  # the serial
+    session_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("grilling_sessions.id", ondelete="SET NULL")
+    )
+    probe: Mapped[int] = mapped_column(sa.SmallInteger, nullable=False)
+    kind: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    value: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    unit: Mapped[str] = mapped_column(sa.String(1), nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    stall_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stall_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    created_at: Mapped[datetime | None] = created_at_column()
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"<CookEventRow {self.id} {self.device_id}/{self.probe} {self.kind} {self.at}>"
+
+
+class SessionCookProbe(Base):
+    """A probe with a target on a session: the cook tracker's latest figures (0011_cook_events).
+
+    Written with every poll while the session runs (the estimate, its band, the state,
+    the progress), with the probe's first stall and when it first reached its target;
+    temperatures in ``unit`` (the cook's unit, ``cook.temperature_unit``).
+    """
+
+    __tablename__ = "session_cook_probes"
+    __table_args__ = (sa.UniqueConstraint("session_id", "probe"),)
+
+    id: Mapped[intpk]
+    session_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("grilling_sessions.id", ondelete="CASCADE"), nullable=False
+    )
+    probe: Mapped[int] = mapped_column(sa.SmallInteger, nullable=False)
+    unit: Mapped[str] = mapped_column(sa.String(1), nullable=False)
+    target: Mapped[float] = mapped_column(sa.Float, nullable=False)
+    state: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    method: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    value: Mapped[float | None] = mapped_column(sa.Float)
+    progress: Mapped[float | None] = mapped_column(sa.Float)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    done_low: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    done_high: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stall_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stall_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stall_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    def __repr__(self) -> str:
+        return f"<SessionCookProbe session={self.session_id} probe={self.probe} {self.state}>"
+
+
 class AccountLease(Base):
     """Which bridge process polls a linked account (0010_leases; PostgreSQL only).
 
