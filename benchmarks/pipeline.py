@@ -21,8 +21,9 @@ What runs where:
   CPU) or listed (peak RSS of each). Each account is meant to be polled by one
   process (the account leases of issue 17); the report counts the accounts that
   more than one process polled in the window, and says that their readings were
-  counted once per process. Until the leases are in, ``--emulate-leases`` gives
-  each process the accounts whose user id modulo N is its index;
+  counted once per process. The leases share the accounts (``--emulate-leases``,
+  which gave each process the accounts whose user id modulo N is its index before
+  they were in, is ignored);
 * ``mosquitto_sub``: receives every state the bridge publishes, with the time.
 
 The cloud's own time is left out: by default (``--cloud prerendered``) the
@@ -374,9 +375,8 @@ def main() -> None:
     parser.add_argument(
         "--emulate-leases",
         action="store_true",
-        help="each process polls only the accounts whose user id modulo --processes is its "
-        "index (what the account leases will do; until they are in, every process polls "
-        "every account)",
+        help="ignored: the account leases share the accounts among the processes (this gave "
+        "each process the accounts whose user id modulo --processes is its index before)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()

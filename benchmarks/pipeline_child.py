@@ -48,7 +48,6 @@ def child(spec_path: Path) -> None:
 
     import requests
 
-    from grillstats_bridge.bridge import daemon
     from grillstats_bridge.bridge.daemon import Bridge
     from grillstats_bridge.bridge.identity import ProcessIdentity
     from grillstats_bridge.bridge.poller import AccountPoller
@@ -61,6 +60,10 @@ def child(spec_path: Path) -> None:
         **{name: type(getattr(Config(), name))(**values) for name, values in spec["config"].items()}
     )
     c = spec["clock"]
+    # The leases run on the bridge's (simulated, fast) clock: 30 s of real time each, as
+    # the default gives a real bridge, not 30 s of the simulation's.
+    lease_time = max(config.database.lease_time, config.database.lease_time * c["speed"])
+    config = config.replace("database", lease_time=lease_time)
     from datetime import datetime
 
     clock = SimClock(ensure_utc(datetime.fromisoformat(c["start"])), c["speed"])
@@ -117,15 +120,6 @@ def child(spec_path: Path) -> None:
 
         tracemalloc.start()
     index, count = spec.get("identity", (0, 1))
-    if spec.get("emulate_leases") and count > 1:
-        # Until the account leases are in: each process polls only its share of the accounts
-        # (user id modulo the count), as the leases will make it; see pipeline.py.
-        link_states = daemon.link_states
-
-        def my_share(database: Any) -> Any:
-            return {u: s for u, s in link_states(database).items() if u % count == index}
-
-        daemon.link_states = my_share  # type: ignore[attr-defined]
     bridge = Bridge(config, clock=clock, http=http, identity=ProcessIdentity(index, count))
     if os.environ.get("BENCH_ORM_SYNC"):  # A/B: every poll through sync_devices
         from grillstats_bridge.store.devices import sync_devices

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grillstats_bridge.bridge import daemon
+from grillstats_bridge.bridge import daemon, work
 from grillstats_bridge.mqtt.client import MAX_INBOUND_BYTES
 from grillstats_bridge.mqtt.messages import InboundMessage
 from tests.fixtures.bridge import MakeRig, Rig
@@ -114,7 +114,7 @@ def test_commands_waiting_for_the_pipeline_are_bounded(
 ) -> None:
     """A flood while the pipeline is busy: a bounded number wait, the rest are dropped."""
     monkeypatch.setattr(daemon, "MAX_PENDING_COMMANDS", 5)
-    monkeypatch.setattr(daemon, "COMMAND_WAIT_S", 0.01)
+    monkeypatch.setattr(work, "COMMAND_WAIT_S", 0.01)
     rig = make_rig("brisket", **FAST)
     rig.run_for(10)
     subscriber.wait_for_message(probe_topic(rig, 2))

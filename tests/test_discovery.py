@@ -66,11 +66,11 @@ def test_every_payload_meets_home_assistants_rules() -> None:
     # and there is something to check: every device, every probe, the bridge, two accounts
     devices = {json.loads(c)["device"]["name"] for c in configs.values()}
     assert len(devices) == 6
-    # bridge 9 (4 sensors, 3 diagnostics, Poll now, Log level) + 2 accounts,
+    # bridge 10 (4 sensors, 4 diagnostics, Poll now, Log level) + 2 accounts,
     # 5 devices x (4 + the alerts event + 10 of its session) + the fan,
     # 9 temperature probes x (3 + target, range low/high, alert active + 5 device triggers),
     # 1 humidity probe x 3
-    assert len(configs) == 11 + 5 * (4 + 1 + 10) + 1 + 9 * (3 + 4 + 5) + 1 * 3
+    assert len(configs) == 12 + 5 * (4 + 1 + 10) + 1 + 9 * (3 + 4 + 5) + 1 * 3
 
 
 def test_the_checker_catches_what_home_assistant_refuses() -> None:

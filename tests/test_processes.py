@@ -83,8 +83,13 @@ def test_two_processes_one_bridge(
     assert systemd.recv(4096).startswith(b"READY=1\n")  # the supervisor's, once both are
     daemon.wait_for_line("all 2 processes ready")
     health = [f"http://127.0.0.1:{port + i}/health" for i in range(2)]
-    for url in health:
-        wait_until(lambda url=url: get_json(url)[1].get("pipeline", {}).get("polls", 0) >= 1, url)
+
+    def leases() -> list[int | None]:
+        return [get_json(url)[1].get("leases", {}).get("held") for url in health]
+
+    # The one linked account is leased to one of the processes, which polls it.
+    wait_until(lambda: sorted(leases(), key=str) == [0, 1], "the account leased to one process")
+    wait_until(lambda: sum(get_json(u)[1]["pipeline"]["polls"] for u in health) >= 1, "a poll")
     reports = [get_json(url)[1] for url in health]
     assert all(r["mqtt"]["connected"] for r in reports)
     client_ids = [r["mqtt"]["client_id"] for r in reports]

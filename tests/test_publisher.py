@@ -310,10 +310,10 @@ def test_devices_before_the_bridge_state_still_put_the_bridge_first(
 ) -> None:
     """Devices name the bridge as via_device: its configs must reach HA before theirs."""
     bridge = make_bridge(mqtt_config)
-    # the bridge's 9 (with Poll now and Log level), the device's 4 + its alerts event
+    # the bridge's 10 (with Poll now and Log level), the device's 4 + its alerts event
     # + 10 of its session,
     # 4 probes x (3 + 3 alert numbers + alert active + 5 device triggers)
-    n_bridge = 9
+    n_bridge = 10
     n_configs = n_bridge + 4 + 1 + 10 + 4 * 12
     poll = Poll(user_id=1, polled_at=NOW, devices=sample_devices(NOW)[:1], readings=())
     bridge.publisher.publish_devices(poll.user_id, poll.devices, now=poll.polled_at)
@@ -470,7 +470,7 @@ def test_cleanup_removes_everything_this_instance_published(
         for t, p in retained(mqtt_broker.host, mqtt_broker.port, *namespaces(mqtt_config)).items()
         if t not in held
     }
-    assert len(neighbour_held) == 13  # 10 configs (bridge 9, account 1), 2 states, status
+    assert len(neighbour_held) == 14  # 11 configs (bridge 10, account 1), 2 states, status
 
     config_file = tmp_path / "config.yaml"
     mqtt_section = {

@@ -17,7 +17,7 @@ a one-line message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -110,6 +110,11 @@ class AlertService:
         """Load the active alerts and their saved arming state (``process`` does it when needed)."""
         self._load(session, [], now or utcnow())
 
+    def reload(self) -> None:
+        """Load every alert and its state afresh at the next ``process`` (another bridge
+        process judged some of these probes meanwhile: account leases moved)."""
+        self._engine = None
+
     def reload_rules(self) -> None:
         """Take changed alerts into account at the next ``process`` (after an in-process edit)."""
         self._rules_stale = True
@@ -135,14 +140,19 @@ class AlertService:
             firings = self._record(session, firings)
         return firings
 
-    def pending(self, session: Session, limit: int = 100) -> list[Firing]:
-        """Firings not yet published, oldest first (with their history ``id``)."""
+    def pending(
+        self, session: Session, limit: int = 100, users: Collection[int] | None = None
+    ) -> list[Firing]:
+        """Firings not yet published, oldest first (with their history ``id``); ``users``:
+        only theirs (the accounts this bridge process holds)."""
         query = (
             sa.select(AlertHistory)
             .where(AlertHistory.published_at.is_(None))
             .order_by(AlertHistory.id)
             .limit(limit)
         )
+        if users is not None:
+            query = query.where(AlertHistory.user_id.in_(sorted(users)))
         # No row lock: the outbox reads, commits, then sends, so a lock would not outlive
         # the read. One bridge drains a database; a repeat is told apart by the id.
         return [_firing_of(row) for row in session.scalars(query)]

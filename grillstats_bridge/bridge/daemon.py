@@ -43,18 +43,19 @@ from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge import status
 from grillstats_bridge.bridge.health import Server, serve_http
 from grillstats_bridge.bridge.identity import ProcessIdentity
+from grillstats_bridge.bridge.leases import LeaseChange, LeaseKeeper, owned_serials, rescope
 from grillstats_bridge.bridge.outbox import Outbox
 from grillstats_bridge.bridge.owners import Owners
 from grillstats_bridge.bridge.pipeline import Outcome, Pipeline, describe
-from grillstats_bridge.bridge.poller import AccountPoller
+from grillstats_bridge.bridge.poller import AccountPoller, say_poll_failure
 from grillstats_bridge.bridge.processes import journal_file, mqtt_identity
 from grillstats_bridge.bridge.requests import BridgeRequests
 from grillstats_bridge.bridge.scheduler import AccountState, Activity, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.bridge.status import AccountInfo, Stats
-from grillstats_bridge.bridge.work import PollJob, WorkQueue
+from grillstats_bridge.bridge.work import PollJob, WorkQueue, gated
 from grillstats_bridge.clock import Clock, RealClock
-from grillstats_bridge.config import Config
+from grillstats_bridge.config import Config, split_reload
 from grillstats_bridge.cook.entities import CookEvents, publish_cook
 from grillstats_bridge.cook.events import StoredEvent
 from grillstats_bridge.cook.model import Estimate
@@ -90,7 +91,6 @@ MAX_POLL_BACKLOG = 2 * MAX_POLLS_PER_TRANSACTION
 # MQTT commands waiting for the pipeline thread: beyond this the MQTT client's dispatcher
 # waits, so its bounded inbound queue fills and drops instead of this one growing.
 MAX_PENDING_COMMANDS = 100
-COMMAND_WAIT_S = 1.0  # at most this long; then the command is dropped (the pipeline is stuck)
 STUCK_S = 120.0  # /health says the pipeline is failing when one job has run this long
 PIPELINE_GRACE_S = 12.0  # at a stop, beyond the timeout: a PostgreSQL connect takes 10 s
 
@@ -123,6 +123,13 @@ class Bridge:
         self.buffer: ReadingBuffer[OwnedReading] = ReadingBuffer(config.storage.buffer_size)
         self.sessions = SessionService(config.sessions)
         self.alerts = AlertService(config.alerts)
+        self.leases = LeaseKeeper(
+            self.database,
+            self.identity,
+            instance_id=config.mqtt.instance_id,
+            lease_time=config.database.lease_time,
+            clock=self.clock.now,
+        )
         self.pipeline = Pipeline(
             self.database,
             sessions=self.sessions,
@@ -130,6 +137,7 @@ class Bridge:
             buffer=self.buffer,
             journal=Journal(journal_file(config, self.identity)),
             cook=CookService(config.cook),
+            fence=self.leases.fence if self.leases.enabled else None,
         )
         on_broker = mqtt_identity(config, self.identity)
         self.mqtt = MqttClient(
@@ -175,6 +183,7 @@ class Bridge:
             publisher=self.publisher,
             clock=self.clock.now,
             on_ended=self._session_ended,
+            accounts=self.leases.accounts,
         )
         self.session_outbox: Outbox[EndedEvent] = Outbox(
             "session",
@@ -186,7 +195,7 @@ class Bridge:
             send=self.session_mqtt.send_event,
             mark=mark_ended_published,
         )
-        cook = CookEvents(self.publisher)  # stall and ready events: the cook_events table
+        cook = CookEvents(self.publisher, self.leases.accounts)  # the cook_events table
         self.cook_outbox: Outbox[StoredEvent] = Outbox(
             "cook",
             database=self.database,
@@ -236,8 +245,9 @@ class Bridge:
         revisions.require_head(self.database)
         self.instance.check()  # before connecting: two bridges on one client id fight
         self._threaded = threads
+        self.leases.tick(self.clock.now())  # first: the accounts this process polls
         with self.database.transaction() as db:
-            self.sessions.load(db, self.clock.now())
+            self.sessions.load(db, self.clock.now(), owned_serials(db, self.leases.accounts()))
             self.owners.load(db)
         self.session_mqtt.changed([])  # the sessions that run on: their state from the start
         self._refresh_accounts(self.clock.now())
@@ -319,6 +329,8 @@ class Bridge:
             for r in w.poll.readings
         ]
         self.lost = self.pipeline.persist(queued, in_flight=stuck)  # to the journal
+        self.leases.leave()  # the other processes take its accounts at once
+        self.leases.close()
         self.publisher.save_records()  # the pipeline thread has stopped: this is the last save
         self.publisher.close()
         self.mqtt.stop(timeout=max(1.0, deadline - time.monotonic()))
@@ -334,23 +346,12 @@ class Bridge:
 
     def reload(self, config: Config) -> list[str]:
         """Apply what can change while running (SIGHUP); returns what needs a restart."""
-        applied: list[str] = []
-        if config.logging != self.config.logging:
+        self.config, applied, needs_restart = split_reload(self.config, config)
+        if "logging" in applied:
             logging.getLogger().setLevel(config.logging.level)
-            applied.append("logging")
-        if config.polling != self.config.polling:
+        if "polling" in applied:
             with self._lock:
                 self.scheduler.polling = config.polling
-            applied.append("polling")
-        live = ("logging", "polling", "source")  # applied above; where it was read from
-        needs_restart = [
-            f.name
-            for f in dataclasses.fields(config)
-            if f.name not in live and getattr(config, f.name) != getattr(self.config, f.name)
-        ]
-        self.config = dataclasses.replace(
-            self.config, logging=config.logging, polling=config.polling
-        )
         log.info(
             "configuration reloaded: applied %s%s",
             ", ".join(applied) or "nothing that changed",
@@ -370,7 +371,10 @@ class Bridge:
             for key in due:
                 self.scheduler.accounts[key].running = True
         jobs = [
-            self._publish_poll(poll) for key in due if (poll := self._poll_account(key)) is not None
+            job
+            for key in due
+            if (poll := self._poll_account(key)) is not None
+            and (job := self._publish_poll(poll)) is not None
         ]
         outcome = self._process_polls(jobs) if jobs else None
         self.work.drain()
@@ -397,21 +401,7 @@ class Bridge:
         session and alert services and the database like the pipeline does, and
         what it raises is logged, not fatal.
         """
-
-        def queue_command(message: InboundMessage) -> None:
-            if not self._commands.acquire(timeout=COMMAND_WAIT_S):
-                log.warning("MQTT command on %r dropped: the pipeline is busy", message.topic[:80])
-                return
-
-            def run() -> None:
-                try:
-                    handler(message)
-                finally:
-                    self._commands.release()
-
-            self.submit(run)
-
-        self.mqtt.subscribe(topic_filter, queue_command)
+        self.mqtt.subscribe(topic_filter, gated(handler, self.submit, self._commands))
 
     # ------------------------------------------------------------------ the schedule
 
@@ -427,6 +417,8 @@ class Bridge:
         return True
 
     def _periodic(self, now: datetime) -> None:
+        if self.leases.enabled and now >= self.leases.next_tick:
+            self._leases_moved(self.leases.tick(now), now)
         if now >= self._next_accounts_refresh:
             self._next_accounts_refresh = now + timedelta(seconds=ACCOUNTS_REFRESH_S)
             self._refresh_accounts(now)
@@ -459,8 +451,9 @@ class Bridge:
         except SQLAlchemyError as exc:
             log.debug("accounts not refreshed: %s", type(exc).__name__)
             return
+        held = {u: link for u, link in states.items() if self.leases.holds(u)}
         with self._lock:
-            for user_id, link in states.items():
+            for user_id, link in held.items():
                 info = self.accounts.get(user_id)
                 if user_id not in self.pollers:
                     self.pollers[user_id] = AccountPoller(
@@ -502,16 +495,21 @@ class Bridge:
             if key is None or self._stop.is_set():
                 return
             poll = self._poll_account(key)
-            if poll is not None:
-                self.work.put(self._publish_poll(poll))
+            job = self._publish_poll(poll) if poll is not None else None
+            if job is not None:
+                self.work.put(job)
             self._wake.set()
 
-    def _publish_poll(self, poll: Poll) -> PollJob:
+    def _publish_poll(self, poll: Poll) -> PollJob | None:
         """A poll's states go out at once, from the thread that polled, then it is queued.
 
         Publishing does not wait for the pipeline thread's database work (nor for the
         database at all): poll-to-publish stays short however busy the pipeline is.
+        None: the account's lease was taken (nothing published, nothing queued).
         """
+        if not self.leases.confirm(poll.user_id):
+            self._lose({poll.user_id})
+            return None
         received = time.perf_counter()
         devices = self.owners.own(poll.user_id, poll.devices)
         try:
@@ -573,21 +571,7 @@ class Bridge:
                     info.credentials = CredentialState.NEEDS_REAUTH
         if cloud:
             self.stats.cloud_errors += 1
-        if not cloud and isinstance(exc, SQLAlchemyError):
-            log.warning("account %d: %s; next try in %.0f s", key, reason, wait.seconds or 0)
-        elif wait.seconds is None:
-            log.error("account %d: %s; waiting for 'account link' to fix it", key, exc)
-        elif wait.capped_from is not None:
-            log.warning(
-                "account %d: %s; the cloud asked to wait %.0f s, waiting %.0f s "
-                "(polling.max_retry_after)",
-                key,
-                exc,
-                wait.capped_from,
-                wait.seconds,
-            )
-        else:
-            log.warning("account %d: %s; next try in %.0f s", key, exc, wait.seconds)
+        say_poll_failure(key, exc, reason, wait)
         self._enqueue(self._publish_bridge)
 
     # ------------------------------------------------------------------ the pipeline thread
@@ -610,8 +594,11 @@ class Bridge:
         polls = [job.poll for job in jobs]  # published by _publish_poll
         outcome = self.pipeline.process(polls, now)
         self.owners.note(outcome.syncs)  # empty unless committed
+        self._lose(outcome.lost)
         active_serials = {s.serial for s in self.sessions.tracker.active_sessions()}
         for job in jobs:
+            if job.poll.user_id in outcome.lost:
+                continue
             poll, names = job.poll, outcome.nicknames.get(job.poll.user_id, {})
             mine = self.owners.own(poll.user_id, poll.devices)
             moved = {d.serial for d in mine} != job.published  # a device changed owner
@@ -692,7 +679,34 @@ class Bridge:
                 outbox.drain()
 
     def _pending_firings(self, db: sa.orm.Session, limit: int) -> list[tuple[int, Firing]]:
-        return [(f.id, f) for f in self.alerts.pending(db, limit) if f.id is not None]
+        firings = self.alerts.pending(db, limit, self.leases.accounts())
+        return [(f.id, f) for f in firings if f.id is not None]
+
+    # ------------------------------------------------------------------ account leases
+
+    def _lose(self, user_ids: set[int]) -> None:
+        """Leases found taken by another process (a fence, a confirm): drop them at once."""
+        if lost := self.leases.lose(user_ids) if user_ids else set():
+            self._leases_moved(LeaseChange(lost=frozenset(lost)), self.clock.now())
+
+    def _leases_moved(self, change: LeaseChange, now: datetime) -> None:
+        """Poll the accounts taken, stop polling those lost; the services follow."""
+        if not change:
+            return
+        with self._lock:
+            for user_id in change.lost & set(self.pollers):
+                self.pollers.pop(user_id).close()
+                self.scheduler.remove(user_id)
+                self.accounts.pop(user_id, None)
+        for user_id in change.lost:
+            self.publisher.hand_over(user_id)  # its topics are the new holder's
+            self.pipeline.forget_account(user_id)
+        if change.taken:
+            self._refresh_accounts(now)
+        self._enqueue(self._rescope)  # sessions, alerts, owners: those of the accounts held
+
+    def _rescope(self) -> None:
+        self.session_mqtt.changed(rescope(self.leases, self.sessions, self.alerts, self.owners))
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -740,6 +754,7 @@ class Bridge:
             cloud_errors=self.stats.cloud_errors,
             cloud_requests_hour=self.stats.requests_last_hour(self.clock.now()),
             rejected_readings=self.pipeline.rejected_readings,
+            processes=self.leases.processes,
         )
 
     def health_report(self) -> tuple[bool, dict[str, Any]]:
@@ -763,6 +778,7 @@ class Bridge:
             last_progress=self.pipeline.last_progress,
             stuck=self._stuck(limit=STUCK_S),
             journal=self.pipeline.journal_info(),
+            leases=self.leases.health(),
         )
 
     # ------------------------------------------------------------------ helpers

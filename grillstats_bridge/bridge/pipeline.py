@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -65,7 +65,8 @@ from grillstats_bridge.store.readings import ReadingBuffer, write_readings
 log = logging.getLogger(__name__)
 _NEW_PAST = (ChangeKind.ENDED, ChangeKind.STARTED)
 
-# A buffered reading with the account whose poll brought it.
+# In the write transaction: which of these accounts this process still holds (and locks).
+Fence = Callable[[Session, Collection[int]], set[int]]
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Outcome:
     error: str | None = None
     rejected: int = 0  # polls (or a replayed buffer) the database refused for good
     seconds: float = 0.0
+    lost: set[int] = field(default_factory=set)  # accounts whose lease was taken: dropped
 
     def add(self, other: Outcome) -> None:
         """Fold in the outcome of part of the same batch."""
@@ -96,6 +98,7 @@ class Outcome:
         self.session_changes += other.session_changes
         self.firings += other.firings
         self.cook += other.cook
+        self.lost |= other.lost
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +142,10 @@ class Pipeline:
         buffer: ReadingBuffer[OwnedReading],
         journal: Journal | None = None,
         cook: CookService | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.database = database
+        self.fence = fence
         self.journal = journal
         self.journal_pending = False  # replayed into the buffer, not yet written
         self.journal_error: str | None = None
@@ -204,6 +209,13 @@ class Pipeline:
         now: datetime,
         out: Outcome,
     ) -> None:
+        if self.fence is not None:  # first: what follows is written by the lease holder only
+            users = {p.user_id for p in polls} | {user_id for user_id, _ in replay}
+            held = self.fence(db, users)
+            if held != users:
+                out.lost |= users - held
+                polls = [p for p in polls if p.user_id in held]
+                replay = [item for item in replay if item[0] in held]
         items = [
             SyncItem(poll.user_id, poll.devices, poll.polled_at, complete=poll.malformed == 0)
             for poll in polls

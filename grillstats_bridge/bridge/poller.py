@@ -40,6 +40,7 @@ from grillstats_bridge.thermoworks.errors import (
     CloudError,
     CredentialsNeedOwner,
     Unavailable,
+    Wait,
     needs_owner,
 )
 
@@ -47,6 +48,25 @@ log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------ polling
+
+
+def say_poll_failure(key: int, exc: BaseException, reason: str, wait: Wait) -> None:
+    """One log line for a failed poll: what failed and when the account is tried again."""
+    if not isinstance(exc, CloudError) and isinstance(exc, SQLAlchemyError):
+        log.warning("account %d: %s; next try in %.0f s", key, reason, wait.seconds or 0)
+    elif wait.seconds is None:
+        log.error("account %d: %s; waiting for 'account link' to fix it", key, exc)
+    elif wait.capped_from is not None:
+        log.warning(
+            "account %d: %s; the cloud asked to wait %.0f s, waiting %.0f s "
+            "(polling.max_retry_after)",
+            key,
+            exc,
+            wait.capped_from,
+            wait.seconds,
+        )
+    else:
+        log.warning("account %d: %s; next try in %.0f s", key, exc, wait.seconds)
 
 
 class AccountPoller:

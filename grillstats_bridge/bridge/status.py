@@ -74,6 +74,7 @@ def bridge_status(
     cloud_errors: int,
     cloud_requests_hour: int = 0,
     rejected_readings: int = 0,
+    processes: Mapping[str, int] | None = None,
 ) -> BridgeStatus:
     """The bridge's state for its HA device: degraded while the database or an account
     fails, error when every account fails."""
@@ -103,6 +104,7 @@ def bridge_status(
         cloud_requests_hour=cloud_requests_hour,
         rejected_readings=rejected_readings,
         log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+        processes=tuple(sorted((processes or {}).items())),
     )
 
 
@@ -193,6 +195,7 @@ def health_report(
     last_progress: datetime | None = None,
     stuck: str | None = None,
     journal: JournalInfo | None = None,
+    leases: Mapping[str, Any] | None = None,
 ) -> tuple[bool, dict[str, Any]]:
     """``GET /health``: healthy when the database answers and the broker is connected.
 
@@ -276,6 +279,7 @@ def health_report(
             **pipeline,
         },
         "journal": journal_part,
+        "leases": dict(leases) if leases is not None else {"enabled": False, "held": None},
     }
     return healthy, body
 

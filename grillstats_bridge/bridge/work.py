@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from grillstats_bridge.domain import Poll
+from grillstats_bridge.mqtt.messages import InboundMessage
 
 log = logging.getLogger(__name__)
+
+COMMAND_WAIT_S = 1.0  # at most this long; then the command is dropped (the pipeline is stuck)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +128,28 @@ class WorkQueue:
             return self._queue.get(block=block)
         except queue.Empty:
             return _MISSING
+
+
+def gated(
+    handler: Callable[[InboundMessage], None],
+    submit: Callable[[Callable[[], None]], None],
+    slots: threading.BoundedSemaphore,
+) -> Callable[[InboundMessage], None]:
+    """An MQTT command handler that queues ``handler`` for the pipeline thread, while one of
+    ``slots`` is free: beyond them the MQTT dispatcher waits (its bounded inbound queue
+    fills and drops instead of the pipeline's growing), at most ``COMMAND_WAIT_S``."""
+
+    def queue_command(message: InboundMessage) -> None:
+        if not slots.acquire(timeout=COMMAND_WAIT_S):
+            log.warning("MQTT command on %r dropped: the pipeline is busy", message.topic[:80])
+            return
+
+        def run() -> None:
+            try:
+                handler(message)
+            finally:
+                slots.release()
+
+        submit(run)
+
+    return queue_command

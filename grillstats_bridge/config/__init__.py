@@ -7,7 +7,13 @@ default and help text); ``loader`` reads the file, the environment and the
 """
 
 from grillstats_bridge.config.example import example_yaml
-from grillstats_bridge.config.loader import find_config_file, load_config, redact_url, redacted
+from grillstats_bridge.config.loader import (
+    find_config_file,
+    load_config,
+    redact_url,
+    redacted,
+    split_reload,
+)
 from grillstats_bridge.config.sections import (
     CONFIG_ENV,
     ENV_PREFIX,
@@ -53,4 +59,5 @@ __all__ = [
     "redact_url",
     "redacted",
     "setting",
+    "split_reload",
 ]

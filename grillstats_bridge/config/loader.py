@@ -27,6 +27,22 @@ from grillstats_bridge.config.sections import (
     _sections,
 )
 
+LIVE_SECTIONS = ("logging", "polling")  # what a running bridge applies at a reload (SIGHUP)
+
+
+def split_reload(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
+    """A configuration read again: the one a running bridge goes on with (``old`` with
+    ``new``'s live sections), the live sections that changed, and the sections that
+    changed but need a restart (``source``, where it was read from, is neither)."""
+    changed = [
+        f.name
+        for f in dataclasses.fields(new)
+        if f.name != "source" and getattr(new, f.name) != getattr(old, f.name)
+    ]
+    merged = dataclasses.replace(old, **{name: getattr(new, name) for name in LIVE_SECTIONS})
+    live = [name for name in changed if name in LIVE_SECTIONS]
+    return merged, live, [name for name in changed if name not in LIVE_SECTIONS]
+
 
 def find_config_file(
     explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]

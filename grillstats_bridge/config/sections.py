@@ -112,6 +112,13 @@ class DatabaseConfig:
     sqlite_busy_timeout_ms: int = setting(
         5000, "SQLite only: how long a writer waits for a lock (ms)", minimum=0
     )
+    lease_time: float = setting(
+        30.0,
+        "PostgreSQL only: a stopped or cut-off bridge process's accounts are polled by "
+        "another process within this time (account leases, renewed every third of it)",
+        minimum=1,
+        duration=True,
+    )
 
     def validate(self) -> None:
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", self.url):

@@ -10,7 +10,7 @@ daemon's outbox sends them (:class:`CookEvents`) after an outage or a restart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -87,12 +87,16 @@ def publish_cook(publisher: Publisher, service: CookService, steps: Iterable[Coo
 class CookEvents:
     """What the daemon's outbox needs for the cook's events: read, send, mark."""
 
-    def __init__(self, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        accounts: Callable[[], Collection[int] | None] = lambda: None,
+    ) -> None:
         self.publisher = publisher
+        self.accounts = accounts  # whose events this process publishes (None: everyone's)
 
-    @staticmethod
-    def pending(db: Session, limit: int) -> Sequence[tuple[int, StoredEvent]]:
-        return events.pending(db, limit)
+    def pending(self, db: Session, limit: int) -> Sequence[tuple[int, StoredEvent]]:
+        return events.pending(db, limit, users=self.accounts())
 
     @staticmethod
     def mark(db: Session, ids: list[int], at: datetime) -> int:

@@ -87,6 +87,9 @@ class BridgeStatus:
     cloud_requests_hour: int = 0  # requests to the cloud in the last hour
     rejected_readings: int = 0  # readings the database refused for good since the start
     log_level: str = "INFO"  # the root logger's, which the Log level select sets
+    # The live bridge processes sharing the database, with the accounts each holds a lease
+    # on (PostgreSQL; empty on SQLite, where the one process holds every account).
+    processes: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -293,6 +296,17 @@ BRIDGE: Scope[BridgeStatus] = Scope(
             state_class="total_increasing",
             entity_category=DIAGNOSTIC,
             icon="mdi:database-alert",
+        ),
+        EntityDescription(
+            key="processes",
+            component=Component.SENSOR,
+            name="Processes",
+            value_fn=lambda b: len(b.processes) or 1,
+            state_class=MEASUREMENT,
+            entity_category=DIAGNOSTIC,
+            icon="mdi:server",
+            attributes=("accounts_by_process",),
+            attributes_fn=lambda b: {"accounts_by_process": dict(b.processes)},
         ),
         EntityDescription(
             key="version",

@@ -377,6 +377,14 @@ class Publisher:
             self._built.pop(user_id, None)
             self._reconcile(account_owner(user_id), [])
 
+    def hand_over(self, user_id: int) -> None:
+        """Another bridge process polls this account now: forget its devices here, leaving
+        their topics on the broker to that process (unlike :meth:`forget_account`)."""
+        with self._lock:
+            self._waiting = {k: v for k, v in self._waiting.items() if k[0] != user_id}
+            self._accounts.pop(user_id, None)
+            self._built.pop(user_id, None)
+
     def close(self) -> None:
         """Cancel a pending HA-birth republish (the client is stopped separately)."""
         with self._lock:

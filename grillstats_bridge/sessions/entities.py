@@ -19,7 +19,7 @@ this module feeds them and serves them, on the daemon's pipeline thread:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -155,8 +155,11 @@ def _round(value: float | None) -> float | None:
     return None if value is None else clean_float(value)
 
 
-def pending_ended(db: Session, limit: int) -> list[GrillingSession]:
-    """Ended sessions whose event the broker has not acknowledged, in the order they ended."""
+def pending_ended(
+    db: Session, limit: int, users: Collection[int] | None = None
+) -> list[GrillingSession]:
+    """Ended sessions whose event the broker has not acknowledged, in the order they ended
+    (``users``: only theirs, the accounts this bridge process holds)."""
     query = (
         sa.select(GrillingSession)
         .where(
@@ -166,6 +169,8 @@ def pending_ended(db: Session, limit: int) -> list[GrillingSession]:
         .order_by(GrillingSession.end_time, GrillingSession.id)
         .limit(limit)
     )
+    if users is not None:
+        query = query.where(GrillingSession.user_id.in_(sorted(users)))
     # No row lock (see AlertService.pending): one bridge drains a database.
     return list(db.scalars(query))
 
@@ -194,7 +199,9 @@ class SessionMqtt:
         publisher: Publisher,
         clock: Callable[[], datetime],
         on_ended: Callable[[], None],
+        accounts: Callable[[], Collection[int] | None] = lambda: None,
     ) -> None:
+        self.accounts = accounts  # whose ended sessions this process publishes (None: all)
         self.database = database
         self.service = service
         self.publisher = publisher
@@ -232,7 +239,8 @@ class SessionMqtt:
     def pending_events(self, db: Session, limit: int) -> list[tuple[int, EndedEvent]]:
         """Ended sessions whose event waits, as (session id, (serial, payload)), oldest first."""
         now = self.clock()
-        return [(r.id, (r.device_id, ended_payload(r, now))) for r in pending_ended(db, limit)]
+        rows = pending_ended(db, limit, self.accounts())
+        return [(r.id, (r.device_id, ended_payload(r, now))) for r in rows]
 
     def send_event(self, event: EndedEvent, on_done: Callable[[Delivery], None]) -> Delivery:
         """One ``session_ended`` event on its device's session event topic."""

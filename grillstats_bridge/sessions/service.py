@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, TextIO
@@ -81,22 +81,33 @@ class SessionService:
         self.tracker = SessionTracker(self.rules)
         self.loaded = False  # only a loaded service (the daemon's) saves tracker state
         self._saved: dict[str, tuple[tuple[Any, ...], float]] = {}  # checkpoint key, when
+        # The devices a load reads (None: all): the accounts this process holds, and the
+        # devices their polls bring since.
+        self.scope: set[str] | None = None
 
     # ----------------------------------------------------------------- the daemon
 
-    def load(self, db: Session, now: datetime) -> list[SessionChange]:
-        """Rebuild the tracker from the database; close what the downtime ended."""
+    def load(
+        self, db: Session, now: datetime, serials: Collection[str] | None = None
+    ) -> list[SessionChange]:
+        """Rebuild the tracker from the database; close what the downtime ended.
+
+        ``serials``: only these devices (the accounts this process holds a lease on).
+        """
         self._remember(db, (), reload=True)
         self.tracker = SessionTracker(self.rules)
         self._saved.clear()
         self.loaded = True
-        active = {
-            row.device_id: row
-            for row in db.execute(
-                sa.select(_SESSIONS).where(_SESSIONS.c.status == SessionStatus.ACTIVE)
-            )
-        }
-        for row in db.execute(sa.select(_STATES.c.device_id, _STATES.c.state)):
+        if serials is not None:
+            self.scope = set(serials)
+        sessions = sa.select(_SESSIONS).where(_SESSIONS.c.status == SessionStatus.ACTIVE)
+        states = sa.select(_STATES.c.device_id, _STATES.c.state)
+        if self.scope is not None:
+            wanted = sorted(self.scope)
+            sessions = sessions.where(_SESSIONS.c.device_id.in_(wanted))
+            states = states.where(_STATES.c.device_id.in_(wanted))
+        active = {row.device_id: row for row in db.execute(sessions)}
+        for row in db.execute(states):
             running = active.get(row.device_id)
             try:
                 # The session row was written with the last poll: it dates the outage.
@@ -117,6 +128,15 @@ class SessionService:
         if changes:
             log.info("sessions: %d change(s) on start-up", len(changes))
         return changes
+
+    def rescope(self, db: Session, serials: Collection[str], now: datetime) -> list[SessionChange]:
+        """The devices this process tracks changed (account leases moved): what it knows
+        of those it keeps is saved, then every one of them is loaded afresh."""
+        keep = set(serials)
+        if self.loaded:
+            kept = sorted(keep.intersection(self.tracker.serials()))
+            self._save_states(db, kept, now, force=True)
+        return self.load(db, now, serials=keep)
 
     def process(
         self, db: Session, poll: Poll | Iterable[Reading], now: datetime | None = None
@@ -149,6 +169,8 @@ class SessionService:
             owners.update({d.serial: poll.user_id for d in poll.devices})
             owners.update({r.serial: poll.user_id for r in poll.readings})
         serials = sorted(owners)
+        if self.scope is not None:
+            self.scope.update(serials)
         changes = [] if self.loaded else self.load(db, when)
         batch = Batch(now=when, polls=polls, poll_time=now)
         return changes + self._run(db, batch, serials, owners=owners)

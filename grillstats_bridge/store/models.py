@@ -595,3 +595,41 @@ class SessionCookProbe(Base):
 
     def __repr__(self) -> str:
         return f"<SessionCookProbe session={self.session_id} probe={self.probe} {self.state}>"
+
+
+class AccountLease(Base):
+    """Which bridge process polls a linked account (0010_leases; PostgreSQL only).
+
+    ``token`` (the fencing token) grows by one every time the lease changes hands:
+    a process writes an account's data only while the row still names it with the
+    token it took (``store.leases``). ``owner`` is empty for a lease given back.
+    """
+
+    __tablename__ = "account_leases"
+
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("thermoworks_credentials.user_id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    token: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, server_default="0")
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"<AccountLease user={self.user_id} owner={self.owner} token={self.token}>"
+
+
+class BridgeProcess(Base):
+    """A running bridge process (0010_leases): live while its heartbeat is recent."""
+
+    __tablename__ = "bridge_processes"
+
+    process_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    host: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    pid: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    def __repr__(self) -> str:
+        return f"<BridgeProcess {self.process_id}>"

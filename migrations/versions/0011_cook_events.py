@@ -6,7 +6,7 @@ there while the broker is away or the bridge restarts, and goes out later with t
 ``event_id``. ``session_cook_probes`` is what ``session show`` and the export print.
 
 Revision ID: 0011_cook_events
-Revises: 0009_api_tokens
+Revises: 0010_leases
 Create Date: 2026-12-06
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_cook_events"
-down_revision: str | None = "0009_api_tokens"
+down_revision: str | None = "0010_leases"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,305 @@
+"""Account leases (issue 17): several bridge processes on one PostgreSQL, each account
+polled by one of them; a dead process's accounts taken over within the lease time; a
+process whose lease was taken writes and publishes nothing for that account.
+
+Bridges are built in this process with their own :class:`ProcessIdentity`, stepped on
+the simulator's clock (or, for a paused process, on a clock of their own), against the
+real PostgreSQL, the real broker and the simulator over HTTP. Two bridges in one test
+have two instance ids: the instance claim of main lets one bridge per instance id in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from grillstats_bridge.accounts.service import link_account
+from grillstats_bridge.alerts.rules import add_alert
+from grillstats_bridge.bridge.daemon import Bridge
+from grillstats_bridge.bridge.identity import ProcessIdentity
+from grillstats_bridge.clock import Clock, SimClock
+from grillstats_bridge.config import Config, MqttConfig, ThermoworksConfig
+from grillstats_bridge.ha.ids import sanitize
+from grillstats_bridge.simulator.server import CloudSimulator
+from grillstats_bridge.store import leases, users
+from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.models import AccountLease, AlertHistory, GrillingSession, ReadingRow
+from tests.fixtures.cloud import SIGNALS, MakeCloud
+from tests.fixtures.mqtt import Broker, Subscriber, clear_retained, make_mqtt_config
+
+LEASE_TIME = 60.0  # validity 40 s, a tick every 20 s
+SCENARIOS = ["brisket", "hot_and_fast", "fridge_logger", "kitchen_logger"]
+COOK = "cook0@example.com"  # linked to brisket's pitmaster: the alerts are on their smoker
+
+
+@dataclasses.dataclass
+class Site:
+    """Users linked to the simulator's accounts, and the bridges built on them."""
+
+    cloud: CloudSimulator
+    database: Database
+    config: Config
+    broker: Broker
+    user_ids: list[int]
+    bridges: list[Bridge] = dataclasses.field(default_factory=list)
+    mqtts: list[MqttConfig] = dataclasses.field(default_factory=list)
+
+    def bridge(self, index: int, *, clock: Clock | None = None, mqtt: int | None = None) -> Bridge:
+        """A started bridge (process ``index``) on its own instance id (or ``mqtt``'s)."""
+        if mqtt is None:
+            base = self.config.mqtt.instance_id
+            self.mqtts.append(make_mqtt_config(self.broker, f"{base}p{len(self.mqtts)}"))
+            mqtt = len(self.mqtts) - 1
+        cfg = dataclasses.replace(self.config, mqtt=self.mqtts[mqtt])
+        bridge = Bridge(
+            cfg,
+            clock=clock or self.cloud.clock,
+            database=self.database,
+            identity=ProcessIdentity(index=index, count=2),
+        )
+        bridge.start(threads=False)
+        self.bridges.append(bridge)
+        return bridge
+
+    def drive(self, seconds: float, bridges: list[Bridge], *, each: float = 20.0) -> None:
+        """Move the shared clock ``each`` seconds at a time, stepping every bridge."""
+        end = self.cloud.now() + timedelta(seconds=seconds)
+        while self.cloud.now() < end:
+            left = (end - self.cloud.now()).total_seconds()
+            self.cloud.clock.advance(min(each, left))
+            for bridge in bridges:
+                bridge.step()
+            polled = [set(b.pollers) for b in bridges]
+            assert sum(len(p) for p in polled) == len(set().union(*polled)), "polled by two"
+
+
+@pytest.fixture
+def site(
+    pg_url: str,
+    database: Database,
+    config: Config,
+    mqtt_config: MqttConfig,
+    mqtt_broker: Broker,
+    make_cloud: MakeCloud,
+) -> Iterator[Site]:
+    if database.dialect != "postgresql":
+        pytest.skip("leases are PostgreSQL's")
+    cloud = make_cloud(SCENARIOS, at=0)
+    cfg = dataclasses.replace(
+        config.replace("database", lease_time=LEASE_TIME),
+        thermoworks=ThermoworksConfig(**cloud.urls(), timeout=5.0),
+        mqtt=mqtt_config,
+    ).replace("http", enabled=False)
+    cfg = cfg.replace("polling", active_interval=60.0, idle_interval=300.0)
+    user_ids = []
+    for n, account in enumerate(cloud.scenario.accounts):
+        email = f"cook{n}@example.com"
+        with database.transaction() as db:
+            user_ids.append(users.add_user(db, email, "grill-password", cfg.security).id)
+        link_account(
+            database,
+            cfg,
+            email,
+            account.password,
+            provider=account.provider,
+            tw_email=account.email,
+            store_password=True,
+            clock=cloud.now,
+        )
+    site = Site(cloud, database, cfg, mqtt_broker, user_ids)
+    yield site
+    for bridge in site.bridges:
+        bridge.shutdown()
+    for m in site.mqtts:
+        clear_retained(mqtt_broker.host, mqtt_broker.port, f"{m.base_topic}/#")
+        clear_retained(mqtt_broker.host, mqtt_broker.port, f"{m.discovery_prefix}/#")
+
+
+@pytest.fixture(params=["postgresql"])
+def db_url(request: pytest.FixtureRequest, pg_url: str) -> Iterator[str]:
+    """PostgreSQL only (the shared fixture's SQLite half has no leases)."""
+    from tests.fixtures.db import truncate_all
+
+    database = Database(dataclasses.replace(Config().database, url=pg_url))
+    truncate_all(database)
+    database.dispose()
+    yield pg_url
+
+
+def lease_rows(database: Database) -> dict[int, tuple[str | None, int]]:
+    with database.session() as db:
+        rows = db.execute(sa.select(AccountLease.user_id, AccountLease.owner, AccountLease.token))
+        return {u: (o, t) for u, o, t in rows}
+
+
+def count(database: Database, model: type, *where: Any) -> int:
+    with database.session() as db:
+        return int(db.scalar(sa.select(sa.func.count()).select_from(model).where(*where)) or 0)
+
+
+def event_ids(sub: Subscriber, roots: list[str]) -> list[tuple[str, str]]:
+    """(topic, event id) of every event published under any of the roots."""
+    out = []
+    for m in sub.snapshot():
+        ours = any(m.topic.startswith(r) for r in roots) and m.topic.endswith("/event")
+        if ours and (event := m.json().get("event_id")):
+            out.append((m.topic, str(event)))
+    return out
+
+
+def wait_for(condition: Callable[[], bool], step: Callable[[], None], limit: int = 20) -> int:
+    """Step until ``condition`` holds (at most ``limit`` steps); how many steps it took."""
+    for n in range(limit):
+        if condition():
+            return n
+        step()
+    raise AssertionError("condition not reached")
+
+
+def test_two_processes_share_the_accounts_take_over_a_dead_one_and_rebalance(
+    site: Site, mqtt_broker: Broker
+) -> None:
+    first = site.bridge(0)
+    second = site.bridge(1)
+    # The first took every account (alone at its first tick); its next tick sees the
+    # second and gives half back, which the second takes at its own next tick.
+    site.drive(60, [first, second])
+    assert len(first.pollers) == len(second.pollers) == 2
+    assert set(first.pollers) | set(second.pollers) == set(site.user_ids)
+    site.drive(10 * 60, [first, second])
+    for bridge in (first, second):  # each polls its two, and has
+        for user_id in bridge.pollers:
+            assert bridge.scheduler.accounts[user_id].last_success is not None
+    owners = lease_rows(site.database)
+    assert {o for o, _ in owners.values()} == {first.leases.owner, second.leases.owner}
+
+    cook = site.user_ids[0]
+    dead, alive = (first, second) if cook in first.pollers else (second, first)
+    with site.database.transaction() as db:
+        add_alert(db, COOK, serial=SIGNALS, probe=1, kind="target", target=225, name="Pit hot")
+        add_alert(db, COOK, serial=SIGNALS, probe=2, kind="target", target=110, name="Flat 110")
+    roots = [f"{m.base_topic}/{m.instance_id}" for m in site.mqtts]
+    with Subscriber(mqtt_broker.host, mqtt_broker.port, *(f"{r}/#" for r in roots)) as sub:
+        site.drive(10 * 60, [first, second])
+        # kill -9 of the process holding the cook's account: it is never stepped again.
+        last_renewal = dead.leases.next_tick - dead.leases.period
+        taken = site.cloud.now()
+        steps = wait_for(
+            lambda: set(alive.pollers) == set(site.user_ids),
+            lambda: site.drive(5, [alive], each=5),
+            limit=30,
+        )
+        takeover = (site.cloud.now() - last_renewal).total_seconds()
+        assert takeover <= LEASE_TIME, f"taken over {takeover:.0f} s after the last renewal"
+        assert steps > 0 and site.cloud.now() > taken
+        site.drive(5, [alive], each=5)  # the taken accounts' first polls
+        assert all(alive.scheduler.accounts[u].last_success for u in site.user_ids)
+
+        # A restarted process (a new identity, the dead one's instance) takes its share back.
+        dead.shutdown()
+        site.bridges.remove(dead)
+        again = site.bridge(dead.identity.index, mqtt=site.mqtts.index(dead.config.mqtt))
+        site.drive(60, [alive, again])
+        assert len(alive.pollers) == len(again.pollers) == 2
+        site.drive(20, [alive, again])  # one more tick: each process has seen the other's
+        shown = {alive.leases.owner: 2, again.leases.owner: 2}  # on the bridge device, too
+        assert dict(alive.bridge_status().processes) == dict(again.bridge_status().processes)
+        assert dict(again.bridge_status().processes) == shown
+
+        site.drive(2 * 3600 + 20 * 60, [alive, again])  # the pit passes 225 °F, the flat 110
+        sub.sync()
+        unpublished = (AlertHistory, AlertHistory.published_at.is_(None))
+        deadline = time.monotonic() + 10  # the broker's acknowledgements come on its thread
+        while count(site.database, *unpublished) and time.monotonic() < deadline:
+            for bridge in (alive, again):
+                bridge.work.drain()
+            threading.Event().wait(0.02)
+        ids = event_ids(sub, roots)
+    fired = count(site.database, AlertHistory)
+    assert fired == 2  # each alert fired once, in whichever process held the account
+    assert count(site.database, *unpublished) == 0
+    firings = [i for t, i in ids if i.startswith("firing-") and t.count("/") == 4]
+    assert len(firings) == len(set(firings)) == 2, ids  # on the smoker's own event topic
+    assert len(ids) == len(set(ids)), f"an event published twice: {ids}"
+    smoker = count(site.database, GrillingSession, GrillingSession.device_id == SIGNALS)
+    assert smoker == 1  # one cook on the smoker, whichever process tracked it
+
+
+def test_a_paused_process_whose_lease_was_taken_writes_and_publishes_nothing_for_it(
+    site: Site, mqtt_broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    site.cloud.clock.advance(50 * 60)  # the pit crosses 225 °F at about 55 minutes
+    paused = SimClock(site.cloud.now(), speed=0)  # the first process's clock: it stands still
+    first = site.bridge(0, clock=paused)
+    assert set(first.pollers) == set(site.user_ids)
+    first.poll_now()
+    first.step()
+    cook = site.user_ids[0]
+    with site.database.transaction() as db:
+        add_alert(db, COOK, serial=SIGNALS, probe=1, kind="target", target=225, name="Pit hot")
+    token = lease_rows(site.database)[cook][1]
+
+    # The first process stops (a long pause); time passes its leases' expiry everywhere
+    # but on its own clock, and a second process takes every account.
+    site.cloud.clock.advance(LEASE_TIME)
+    second = site.bridge(1)
+    assert set(second.pollers) == set(site.user_ids)
+    assert lease_rows(site.database)[cook] == (second.leases.owner, token + 1)
+    site.cloud.clock.advance(10 * 60)
+    second.step()  # the pit passed 225 °F: the second process fires the alert
+    assert count(site.database, AlertHistory) == 1
+
+    root = f"{first.config.mqtt.base_topic}/{first.config.mqtt.instance_id}"
+    with Subscriber(mqtt_broker.host, mqtt_broker.port, f"{root}/device/#") as sub:
+        readings = count(site.database, ReadingRow)
+        # A poll of the first process that reaches its pipeline after the takeover (the
+        # state check passed just before it): the write transaction's fence drops it.
+        poller = first.pollers[cook]
+        poll = poller.poll()
+        assert poll.readings
+        outcome = first.pipeline.process([poll], paused.now())
+        assert outcome.lost == {cook} and outcome.stored == 0
+        assert outcome.firings == [] and outcome.session_changes == [] and not outcome.owned
+        assert count(site.database, ReadingRow) == readings
+
+        # Its schedule goes on: every account's poll is dropped before anything goes out.
+        with caplog.at_level(logging.WARNING):
+            first.poll_now()
+            first.step()
+        assert first.pollers == {} and first.leases.held() == {}
+        said = [r.getMessage() for r in caplog.records if "lease taken" in r.getMessage()]
+        assert len(said) == len(site.user_ids)
+        assert count(site.database, ReadingRow) == readings
+        first.step()
+        sub.sync()
+        live = [m.topic for m in sub.snapshot() if not m.retain]  # not what was there before
+        assert [t for t in live if sanitize(SIGNALS) in t] == []
+    assert count(site.database, AlertHistory) == 1
+    assert count(site.database, GrillingSession, GrillingSession.device_id == SIGNALS) <= 1
+    assert first.health_report()[1]["leases"]["held"] == 0
+    assert second.health_report()[1]["leases"]["held"] == len(site.user_ids)
+
+
+def test_fence_locks_out_a_taker_until_the_writer_commits(site: Site) -> None:
+    """FOR SHARE: a lease being written for cannot change hands mid-transaction."""
+    first = site.bridge(0)
+    cook, *others = site.user_ids
+    held = first.leases.held()
+    later = site.cloud.now() + timedelta(seconds=10 * LEASE_TIME)  # every lease expired then
+    with site.database.transaction() as writer:
+        assert first.leases.fence(writer, [cook]) == {cook}
+        with site.database.transaction() as taker:
+            taken = leases.take(taker, "someone-else", 10, later, later)
+    assert set(taken) == set(others)  # SKIP LOCKED: the fenced one is not even waited for
+    assert lease_rows(site.database)[cook] == (first.leases.owner, held[cook])
+    first.poll_now()
+    first.step()  # the others were taken: their polls are dropped, the cook's goes on
+    assert set(first.pollers) == {cook}
