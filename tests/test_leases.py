@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
 import sqlalchemy as sa
+from paho.mqtt.enums import CallbackAPIVersion
 
 from grillstats_bridge.accounts.service import link_account
 from grillstats_bridge.alerts.rules import add_alert
@@ -31,7 +33,13 @@ from grillstats_bridge.ha.ids import sanitize
 from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.store import leases, users
 from grillstats_bridge.store.db import Database
-from grillstats_bridge.store.models import AccountLease, AlertHistory, GrillingSession, ReadingRow
+from grillstats_bridge.store.models import (
+    AccountLease,
+    AlertHistory,
+    GrillingSession,
+    ReadingRow,
+    TemperatureAlert,
+)
 from tests.fixtures.cloud import SIGNALS, MakeCloud
 from tests.fixtures.mqtt import Broker, Subscriber, clear_retained, make_mqtt_config
 
@@ -303,3 +311,53 @@ def test_fence_locks_out_a_taker_until_the_writer_commits(site: Site) -> None:
     first.poll_now()
     first.step()  # the others were taken: their polls are dropped, the cook's goes on
     assert set(first.pollers) == {cook}
+
+
+def test_processes_of_one_instance_answer_a_command_once_and_one_publishes_the_bridge(
+    site: Site, mqtt_broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Both processes of one instance id receive every Home Assistant command: only the
+    one holding the device's account applies it; the instance's first process alone
+    publishes the bridge's own device (one writer for its topics and their records)."""
+    caplog.set_level(logging.DEBUG, logger="grillstats_bridge.alerts.entities")
+    first = site.bridge(0)
+    second = site.bridge(1, mqtt=0)  # the same instance id: one bridge of two processes
+    site.drive(60, [first, second])
+    assert len(first.pollers) == len(second.pollers) == 2
+    assert [first.leases.leads, second.leases.leads].count(True) == 1
+
+    root = f"{site.mqtts[0].base_topic}/{site.mqtts[0].instance_id}"
+    topic = f"{root}/device/{sanitize(SIGNALS)}/probe/2/target/set"
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    client.connect(mqtt_broker.host, mqtt_broker.port)
+    client.loop_start()
+    try:
+        info = client.publish(topic, b"203", qos=1)
+        info.wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+    def said(text: str) -> int:
+        return sum(text in r.getMessage() for r in caplog.records)
+
+    applied = "Home Assistant set the target of probe 2"
+    left = "another process holds its account"
+    deadline = time.monotonic() + 10
+    while not (said(applied) and said(left)) and time.monotonic() < deadline:
+        for bridge in (first, second):  # the commands wait for each one's pipeline
+            bridge.work.drain()
+        threading.Event().wait(0.02)
+    assert (said(applied), said(left)) == (1, 1), "applied by the holder, left by the other"
+    with site.database.transaction() as db:
+        targets = db.scalars(
+            sa.select(TemperatureAlert).where(TemperatureAlert.device_id == SIGNALS)
+        ).all()
+    assert [(a.probe_id, a.target_temperature) for a in targets] == [("2", 203.0)]
+
+    site.drive(120, [first, second])
+    bridge_topic = f"{root}/bridge"  # the bridge device's state
+    publishing = [bridge_topic in b.publisher.retained() for b in (first, second)]
+    assert publishing == [first.leases.leads, second.leases.leads]
+    assert publishing.count(True) == 1
+    assert not [r for r in caplog.records if "UniqueViolation" in r.getMessage()]

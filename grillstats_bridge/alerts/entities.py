@@ -131,7 +131,15 @@ class AlertControl:
     after each batch of polls, :meth:`handle` through ``Bridge.on_command``).
     """
 
-    def __init__(self, database: Database, alerts: AlertService, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        database: Database,
+        alerts: AlertService,
+        publisher: Publisher,
+        *,
+        accounts: Callable[[], Collection[int] | None] = lambda: None,
+    ) -> None:
+        self.accounts = accounts  # whose probes this process answers for (None: all)
         self.database = database
         self.alerts = alerts
         self.publisher = publisher
@@ -195,7 +203,11 @@ class AlertControl:
             return
         try:
             with self.database.transaction() as session:
-                serial, unit = _probe_unit(session, sid, channel, owner)
+                serial, unit, user = _probe_unit(session, sid, channel, owner)
+                if (held := self.accounts()) is not None and user not in held:
+                    # Several processes: the one holding the device's account answers.
+                    log.debug("alerts: %s of %s: another process holds its account", what, sid)
+                    return
                 if key == TARGET:
                     done = self._set_target(session, serial, channel, value, unit)
                     pending = self.pending.get((serial, channel))
@@ -306,8 +318,9 @@ def _in_unit(value: Measurement, unit: Unit) -> float:
 
 def _probe_unit(
     session: Session, sid: str, channel: int, owner: int | None = None
-) -> tuple[str, Unit]:
-    """The serial behind a topic's device id, and the probe's unit (what the number shows).
+) -> tuple[str, Unit, int]:
+    """The serial behind a topic's device id, the probe's unit (what the number shows) and
+    the device's user.
 
     ``owner``: the user whose topics the command came on (per-user topics): the
     device must be theirs, whatever their login may publish on.
@@ -325,4 +338,4 @@ def _probe_unit(
     serial, unit, user = matches[0]
     if owner is not None and user != owner:
         raise UsageError(f"device {sid} is not user {owner}'s")
-    return serial, Unit.parse(unit)
+    return serial, Unit.parse(unit), user

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import requests
@@ -155,13 +156,16 @@ class Bridge:
             rng=self._rng,
             configuration_url=config.http.public_url or None,
         )
-        self.alert_control = AlertControl(self.database, self.alerts, self.publisher)
-        self.alert_outbox: Outbox[Firing] = Outbox(
+        self.publisher.writes_bridge = lambda: self.leases.leads  # the instance's first process
+        self.alert_control = AlertControl(
+            self.database, self.alerts, self.publisher, accounts=self.leases.accounts
+        )
+        # Events go out at least once, read from their tables (alert firings, sessions, cooks).
+        outbox = partial(
+            Outbox, database=self.database, client=self.mqtt, post=self.submit, clock=self.clock.now
+        )
+        self.alert_outbox: Outbox[Firing] = outbox(
             "alert",
-            database=self.database,
-            client=self.mqtt,
-            post=self.submit,
-            clock=self.clock.now,
             pending=self._pending_firings,
             send=lambda firing, done: publish_firing(self.publisher, firing, on_done=done),
             mark=self.alerts.mark_published,
@@ -185,26 +189,15 @@ class Bridge:
             on_ended=self._session_ended,
             accounts=self.leases.accounts,
         )
-        self.session_outbox: Outbox[EndedEvent] = Outbox(
+        self.session_outbox: Outbox[EndedEvent] = outbox(
             "session",
-            database=self.database,
-            client=self.mqtt,
-            post=self.submit,
-            clock=self.clock.now,
             pending=self.session_mqtt.pending_events,
             send=self.session_mqtt.send_event,
             mark=mark_ended_published,
         )
         cook = CookEvents(self.publisher, self.leases.accounts)  # the cook_events table
-        self.cook_outbox: Outbox[StoredEvent] = Outbox(
-            "cook",
-            database=self.database,
-            client=self.mqtt,
-            post=self.submit,
-            clock=self.clock.now,
-            pending=cook.pending,
-            send=cook.send,
-            mark=cook.mark,
+        self.cook_outbox: Outbox[StoredEvent] = outbox(
+            "cook", pending=cook.pending, send=cook.send, mark=cook.mark
         )
         self.outboxes = (self.alert_outbox, self.session_outbox, self.cook_outbox)
         self.session_mqtt.subscribe(self.on_command)

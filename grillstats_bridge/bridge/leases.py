@@ -86,6 +86,7 @@ class LeaseKeeper:
         self.started_at = clock()
         self.next_tick = self.started_at
         self.processes: dict[str, int] = {}  # live processes -> unexpired leases held
+        self.first = self.owner  # the instance's first live process publishes the bridge device
         self.error: str | None = None  # the last tick failed: why
         self._confirm_lock = threading.Lock()  # the poll workers share one reader
         self._reader: Any = None  # a DBAPI connection (psycopg2), for confirm()
@@ -110,6 +111,12 @@ class LeaseKeeper:
             return None
         with self._lock:
             return frozenset(self._held)
+
+    @property
+    def leads(self) -> bool:
+        """Whether this process publishes the bridge's own device: the first live process
+        of its instance (by id), so that one writer keeps those topics."""
+        return not self.enabled or self.first == self.owner
 
     def holds(self, user_id: int) -> bool:
         return not self.enabled or user_id in self._held
@@ -188,6 +195,8 @@ class LeaseKeeper:
             held.update(leases.take(db, self.owner, share - len(held), expires, now))
         leases.forget_processes(db, now - timedelta(seconds=FORGET_AFTER * self.lease_time))
         live[self.owner] = len(held)
+        first = leases.first_process(db, self.instance_id, since=now - self.validity)
+        self.first = min(first or self.owner, self.owner)
         return held, live
 
     def _replaces(self, process_id: str, pid: int) -> bool:

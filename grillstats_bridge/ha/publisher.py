@@ -144,6 +144,8 @@ class Publisher:
         self._rng = rng or random.Random()
         self._lock = threading.RLock()
         self._bridge: BridgeStatus | None = None
+        # Several processes of one instance: one of them writes the bridge's own device.
+        self.writes_bridge: Callable[[], bool] = lambda: True
         self._accounts: dict[int, dict[str, tuple[Device, str | None]]] = {}
         # device id -> the (user id, serial) publishing under it; a second one is refused
         self._claims: dict[str, tuple[int, str]] = {}
@@ -185,6 +187,8 @@ class Publisher:
 
     def publish_bridge_state(self, status: BridgeStatus) -> None:
         """The bridge's status, version, last poll, cloud errors and linked accounts."""
+        if not self.writes_bridge():
+            return
         with self._lock:
             self._bridge = status
             pub = bridge_publication(self.naming, status, self.table, self._memo)
@@ -299,7 +303,7 @@ class Publisher:
         """
         nicknames = nicknames or {}
         with self._lock:
-            if self._bridge is None:
+            if self._bridge is None and self.writes_bridge():
                 # Devices name the bridge as their via_device: HA must know it first.
                 self.publish_bridge_state(BridgeStatus(status=BridgeHealth.STARTING))
             self._accounts[user_id], heirs = self._claim(user_id, devices, nicknames)

@@ -321,8 +321,13 @@ class SessionMqtt:
                 found = db.execute(sa.select(Device.device_id, Device.user_id)).all()
                 serials = [s for s, user in found if device_id(s) == sid]
                 theirs = [s for s, user in found if device_id(s) == sid and user == owner]
+                users = {user for s, user in found if device_id(s) == sid}
         except SQLAlchemyError as exc:
             log.error("%s: database %s", what, type(exc).__name__)
+            return None
+        if len(serials) == 1 and (held := self.accounts()) is not None and not users & set(held):
+            # Several processes: the one holding the device's account answers the press.
+            log.debug("%s on %s: another process holds its account", what, shown(message.topic))
             return None
         if len(serials) != 1:
             log.warning(

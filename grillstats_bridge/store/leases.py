@@ -71,6 +71,17 @@ def live_processes(db: Session, *, since: datetime, now: datetime) -> dict[str, 
     return {process_id: int(n) for process_id, n in rows}
 
 
+def first_process(db: Session, instance_id: str, *, since: datetime) -> str | None:
+    """The live process of ``instance_id`` that comes first by id: the one that
+    publishes the bridge's own device (one writer for its topics)."""
+    first = db.scalar(
+        sa.select(sa.func.min(P.process_id)).where(
+            P.instance_id == instance_id, P.heartbeat_at >= since
+        )
+    )
+    return None if first is None else str(first)
+
+
 def forget_processes(db: Session, before: datetime) -> int:
     """Remove the rows of processes silent since ``before`` (long dead)."""
     result = db.execute(sa.delete(BridgeProcess).where(P.heartbeat_at < before))
