@@ -320,6 +320,7 @@ def test_processes_of_one_instance_answer_a_command_once_and_one_publishes_the_b
     one holding the device's account applies it; the instance's first process alone
     publishes the bridge's own device (one writer for its topics and their records)."""
     caplog.set_level(logging.DEBUG, logger="grillstats_bridge.alerts.entities")
+    caplog.set_level(logging.DEBUG, logger="grillstats_bridge.sessions.entities")
     first = site.bridge(0)
     second = site.bridge(1, mqtt=0)  # the same instance id: one bridge of two processes
     site.drive(60, [first, second])
@@ -327,13 +328,16 @@ def test_processes_of_one_instance_answer_a_command_once_and_one_publishes_the_b
     assert [first.leases.leads, second.leases.leads].count(True) == 1
 
     root = f"{site.mqtts[0].base_topic}/{site.mqtts[0].instance_id}"
-    topic = f"{root}/device/{sanitize(SIGNALS)}/probe/2/target/set"
+    device = f"{root}/device/{sanitize(SIGNALS)}"
     client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
     client.connect(mqtt_broker.host, mqtt_broker.port)
     client.loop_start()
     try:
-        info = client.publish(topic, b"203", qos=1)
-        info.wait_for_publish(10)
+        for topic, payload in [
+            (f"{device}/probe/2/target/set", b"203"),
+            (f"{device}/session/start/set", b"Sunday brisket"),
+        ]:
+            client.publish(topic, payload, qos=1).wait_for_publish(10)
     finally:
         client.disconnect()
         client.loop_stop()
@@ -341,14 +345,17 @@ def test_processes_of_one_instance_answer_a_command_once_and_one_publishes_the_b
     def said(text: str) -> int:
         return sum(text in r.getMessage() for r in caplog.records)
 
-    applied = "Home Assistant set the target of probe 2"
+    applied = ["Home Assistant set the target of probe 2", "session started from MQTT"]
     left = "another process holds its account"
     deadline = time.monotonic() + 10
-    while not (said(applied) and said(left)) and time.monotonic() < deadline:
+    while not (all(map(said, applied)) and said(left) == 2) and time.monotonic() < deadline:
         for bridge in (first, second):  # the commands wait for each one's pipeline
             bridge.work.drain()
         threading.Event().wait(0.02)
-    assert (said(applied), said(left)) == (1, 1), "applied by the holder, left by the other"
+    assert [said(a) for a in applied] == [1, 1], "applied by the holder"
+    assert said(left) == 2, "left by the other process"
+    active = (GrillingSession.device_id == SIGNALS, GrillingSession.end_time.is_(None))
+    assert count(site.database, GrillingSession, *active) == 1
     with site.database.transaction() as db:
         targets = db.scalars(
             sa.select(TemperatureAlert).where(TemperatureAlert.device_id == SIGNALS)
