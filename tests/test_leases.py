@@ -11,6 +11,7 @@ have two instance ids: the instance claim of main lets one bridge per instance i
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 import time
@@ -41,7 +42,7 @@ from grillstats_bridge.store.models import (
     TemperatureAlert,
 )
 from tests.fixtures.cloud import SIGNALS, MakeCloud
-from tests.fixtures.mqtt import Broker, Subscriber, clear_retained, make_mqtt_config
+from tests.fixtures.mqtt import Broker, Subscriber, clear_retained, make_mqtt_config, retained
 
 LEASE_TIME = 60.0  # validity 40 s, a tick every 20 s
 SCENARIOS = ["brisket", "hot_and_fast", "fridge_logger", "kitchen_logger"]
@@ -368,3 +369,41 @@ def test_processes_of_one_instance_answer_a_command_once_and_one_publishes_the_b
     assert publishing == [first.leases.leads, second.leases.leads]
     assert publishing.count(True) == 1
     assert not [r for r in caplog.records if "UniqueViolation" in r.getMessage()]
+
+
+def test_a_device_is_available_while_the_process_holding_its_account_lives(
+    site: Site, mqtt_broker: Broker
+) -> None:
+    """Several processes: each device's entities need the holding process's own status
+    topic (its will) besides the bridge's; the process that takes the account over
+    publishes them again with its own."""
+    first = site.bridge(0)
+    second = site.bridge(1, mqtt=0)
+    site.drive(60, [first, second])
+    holder, other = (first, second) if site.user_ids[0] in first.pollers else (second, first)
+    mqtt = site.mqtts[0]
+    config_topic = (
+        f"{mqtt.discovery_prefix}/sensor/{mqtt.instance_id}/"
+        f"{sanitize(SIGNALS)}_p1_temperature/config"
+    )
+
+    def availability() -> list[str]:
+        found = retained(mqtt_broker.host, mqtt_broker.port, config_topic)
+        assert config_topic in found, sorted(found)[:5]
+        return [a["topic"] for a in json.loads(found[config_topic])["availability"]]
+
+    device = holder.publisher.naming.availability_topic(SIGNALS)
+    status = holder.publisher.naming.status_topic
+    assert availability() == [status, holder.publisher.naming.holder_topic, device]
+    assert holder.publisher.naming.holder_topic != other.publisher.naming.holder_topic
+
+    holder.shutdown()  # its leases given back: the other takes them at its next tick
+    site.bridges.remove(holder)
+    wait_for(
+        lambda: set(other.pollers) == set(site.user_ids),
+        lambda: site.drive(5, [other], each=5),
+        limit=30,
+    )
+    site.drive(20, [other])
+    other.publisher.client.flush(10)
+    assert availability() == [status, other.publisher.naming.holder_topic, device]

@@ -155,6 +155,7 @@ class Bridge:
             clock=self.clock.now,
             rng=self._rng,
             configuration_url=config.http.public_url or None,
+            holder_topic=on_broker.status_topic if self.identity.several else None,
         )
         self.publisher.writes_bridge = lambda: self.leases.leads  # the instance's first process
         self.alert_control = AlertControl(

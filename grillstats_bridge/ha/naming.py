@@ -64,6 +64,9 @@ class Naming:
     per_user_topics: bool = False
     user_id: int | None = None  # whose devices this naming places (per_user_topics)
     configuration_url: str | None = None  # the web app, linked from the bridge device
+    # Several processes: the status topic (will) of the process that publishes these
+    # devices, so that a device is available only while the process holding it lives.
+    holder_topic: str | None = None
 
     def __post_init__(self) -> None:
         if sanitize(self.instance_id) != self.instance_id:
@@ -199,9 +202,16 @@ class Naming:
             object_id=view.sid,
             state_topic=self.device_root(d.serial),
             device=device,
-            availability=(self.status_topic, self.availability_topic(d.serial)),
-            bridge_availability=(self.status_topic,),
+            availability=(*self._holders, self.availability_topic(d.serial)),
+            bridge_availability=self._holders,
         )
+
+    @property
+    def _holders(self) -> tuple[str, ...]:
+        """The bridge's status, and that of the process holding the devices (if several)."""
+        if self.holder_topic is None:
+            return (self.status_topic,)
+        return (self.status_topic, self.holder_topic)
 
     def session_target(self, view: DeviceView, device_target: Target) -> Target:
         return Target(

@@ -69,13 +69,16 @@ STATE_QOS = 0
 AVAILABILITY_QOS = 1
 
 
-def naming_for(config: MqttConfig, configuration_url: str | None = None) -> Naming:
+def naming_for(
+    config: MqttConfig, configuration_url: str | None = None, holder_topic: str | None = None
+) -> Naming:
     return Naming(
         instance_id=config.instance_id,
         base_topic=config.base_topic,
         discovery_prefix=config.discovery_prefix,
         per_user_topics=config.per_user_topics,
         configuration_url=configuration_url,
+        holder_topic=holder_topic,
     )
 
 
@@ -134,10 +137,11 @@ class Publisher:
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         configuration_url: str | None = None,
+        holder_topic: str | None = None,
     ) -> None:
         self.client = client
         self.config = config
-        self.naming = naming_for(config, configuration_url)
+        self.naming = naming_for(config, configuration_url, holder_topic)
         self.store = store
         self.table = table
         self._clock = clock
