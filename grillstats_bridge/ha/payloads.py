@@ -100,7 +100,7 @@ class EntityConfig:
         return unpack(self.packed)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class State:
     """One state message: a JSON object, or a plain word on an availability topic."""
 
@@ -187,6 +187,9 @@ def entity_config(
     return EntityConfig.of(row.component, topic, unique_id, payload)
 
 
+_Known = tuple[Any, str | None, str | None, EntityConfig]  # row, name, unit, config
+
+
 class ConfigMemo:
     """Each entity's last config, reused while what it is built from is unchanged.
 
@@ -197,20 +200,29 @@ class ConfigMemo:
     """
 
     def __init__(self) -> None:
-        self._configs: dict[tuple[int, str], tuple[Any, EntityConfig]] = {}
+        # object id -> (naming, target, id(row) -> (row, name, unit, config)): a subject's
+        # configs under one entry, so that each costs one small tuple (a key and an inputs
+        # tuple per config were more memory than the packed configs themselves)
+        self._configs: dict[str, tuple[Naming, Target, dict[int, _Known]]] = {}
         # serial -> (what the device's configs were built from, the configs)
         self._devices: dict[str, tuple[Any, tuple[EntityConfig, ...]]] = {}
 
     def config(
         self, naming: Naming, row: EntityDescription[C], ctx: C, target: Target
     ) -> EntityConfig:
-        inputs = (naming, row, row.name_for(ctx), row.unit_for(ctx), target)
-        key = (id(row), target.object_id)
-        known = self._configs.get(key)
-        if known is not None and known[0] == inputs:
-            return known[1]
+        name, unit = row.name_for(ctx), row.unit_for(ctx)
+        subject = self._configs.get(target.object_id)
+        if (
+            subject is None
+            or not (subject[0] is naming or subject[0] == naming)
+            or not (subject[1] is target or subject[1] == target)
+        ):
+            subject = self._configs[target.object_id] = (naming, target, {})
+        known = subject[2].get(id(row))
+        if known is not None and known[0] is row and known[1] == name and known[2] == unit:
+            return known[3]
         config = entity_config(naming, row, ctx, target)
-        self._configs[key] = (inputs, config)
+        subject[2][id(row)] = (row, name, unit, config)
         return config
 
     def device_configs(
@@ -233,7 +245,7 @@ class ConfigMemo:
         self._devices.clear()
 
     def __len__(self) -> int:
-        return len(self._configs)
+        return sum(len(known) for _, _, known in self._configs.values())
 
 
 def scope_configs(
