@@ -84,9 +84,10 @@ MAX_TICK_S = 1.0  # the schedule loop wakes at least this often (stop requests, 
 MAX_POLLS_PER_TRANSACTION = 50
 # Jobs waiting for the pipeline thread beyond which no new poll starts: when the database
 # or the CPU cannot keep up, accounts wait (due) instead of stale polls piling up in memory
-# (each holds its decoded answers: 100 waiting were 7 MB of a saturated bridge's RSS; a
-# transaction takes ~12 polls then, so 20 still fill every one).
-MAX_POLL_BACKLOG = 20
+# (each holds its decoded answers). One transaction's worth: a saturated bridge at 1,000
+# devices takes 30-40 polls per transaction (with 20 it did 692 readings/s, with 50 1,116),
+# and polls running count too (at a start all accounts are due at once).
+MAX_POLL_BACKLOG = MAX_POLLS_PER_TRANSACTION
 # MQTT commands waiting for the pipeline thread: beyond this the MQTT client's dispatcher
 # waits, so its bounded inbound queue fills and drops instead of this one growing.
 MAX_PENDING_COMMANDS = 100
