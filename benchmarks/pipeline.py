@@ -646,7 +646,9 @@ def report(
         f"; simulator {sim_cpu * 100:.0f} %",
         f"  memory        peak RSS (VmHWM) {result['vmhwm_kb'] / 1024:.1f} MB (then: "
         f"{result['rss_anon_kb'] / 1024:.1f} MB own, {result['rss_file_kb'] / 1024:.1f} MB of "
-        "shared libraries); RSS over time "
+        "shared libraries); RSS "
+        + ", ".join(f"{k} {kb / 1024:.1f}" for k, kb in result["rss_stages_kb"].items())
+        + "; over time "
         + " ".join(f"{t:.0f}s:{kb / 1024:.1f}" for t, kb in result["rss"]),
         *(
             [
@@ -713,6 +715,7 @@ def report(
                     "rss_anon_mb": result["rss_anon_kb"] / 1024,
                     "rss_file_mb": result["rss_file_kb"] / 1024,
                     "rss_mb": [(t, kb / 1024) for t, kb in result["rss"]],
+                    "rss_stages_mb": {k: kb / 1024 for k, kb in result["rss_stages_kb"].items()},
                 },
                 indent=2,
             )

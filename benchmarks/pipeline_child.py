@@ -119,8 +119,10 @@ def child(spec_path: Path) -> None:
         import tracemalloc
 
         tracemalloc.start()
+    stages = {"imported": _status_kb("VmRSS")}  # the bridge's modules and the benchmark's
     index, count = spec.get("identity", (0, 1))
     bridge = Bridge(config, clock=clock, http=http, identity=ProcessIdentity(index, count))
+    stages["constructed"] = _status_kb("VmRSS")
     if os.environ.get("BENCH_ORM_SYNC"):  # A/B: every poll through sync_devices
         from grillstats_bridge.store.devices import sync_devices
 
@@ -195,6 +197,7 @@ def child(spec_path: Path) -> None:
             rss.append((time.monotonic() - t0, _status_kb("VmRSS")))
 
     bridge.start()
+    stages["started"] = _status_kb("VmRSS")
     runner = threading.Thread(target=bridge.run, name="schedule")
     runner.start()
     threading.Thread(target=sample, name="rss", daemon=True).start()
@@ -208,7 +211,12 @@ def child(spec_path: Path) -> None:
     if os.environ.get("BENCH_TRACEMALLOC"):  # where the memory is (slows the bridge down)
         import tracemalloc
 
-        top = tracemalloc.take_snapshot().statistics("filename")[:25]
+        snapshot = tracemalloc.take_snapshot()
+        total = sum(s.size for s in snapshot.statistics("filename"))
+        print(f"{total / 1e6:7.1f} MB traced in all", flush=True)
+        # BENCH_TRACEMALLOC=lineno: by line instead of by file
+        by = "lineno" if os.environ["BENCH_TRACEMALLOC"] == "lineno" else "filename"
+        top = snapshot.statistics(by)[:40]
         print("\n".join(f"{s.size / 1e6:7.1f} MB {s.traceback}" for s in top), flush=True)
     errors = bridge.stats.pipeline_errors
     stop.set()
@@ -246,6 +254,7 @@ def child(spec_path: Path) -> None:
         "rss_anon_kb": rss_anon,  # the process's own memory
         "rss_file_kb": rss_file,  # shared libraries' pages it touched
         "rss": rss,
+        "rss_stages_kb": stages,
         "errors": errors,
     }
     Path(spec["out"]).write_text(json.dumps(result))

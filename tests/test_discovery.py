@@ -24,7 +24,13 @@ from grillstats_bridge.ha.entities import (
 )
 from grillstats_bridge.ha.ids import sanitize
 from grillstats_bridge.ha.naming import Naming
-from grillstats_bridge.ha.payloads import Publication, bridge_publication, device_publication
+from grillstats_bridge.ha.payloads import (
+    Publication,
+    bridge_publication,
+    device_publication,
+    dumps,
+    pack,
+)
 from tests import ha_rules
 from tests.sample_devices import CELSIUS, GATEWAY, NODE, SIGNALS, sample_devices
 
@@ -508,3 +514,13 @@ def test_the_bridge_device_links_to_the_web_app_when_its_address_is_known() -> N
     assert all("configuration_url" not in d for k, d in devices.items() if k != "home_bridge")
     plain, _ = flat(everything())
     assert not any("configuration_url" in c for c in plain.values())
+
+
+def test_configs_are_kept_packed_and_published_as_built() -> None:
+    """A config is kept compressed (a bridge holds tens of thousands): a fifth of its text."""
+    configs = [c for p in everything() for c in p.configs]
+    texts = [c.json() for c in configs]
+    assert texts == [dumps(c.payload) for c in configs]  # the text round-trips exactly
+    assert all(pack(t) == c.packed for t, c in zip(texts, configs, strict=True))  # stable
+    assert sum(len(c.packed) for c in configs) < 0.3 * sum(len(t.encode()) for t in texts)
+    assert not hasattr(configs[0], "__dict__")  # slots: no dict per config either

@@ -19,13 +19,14 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from grillstats_bridge.config import Config
 from grillstats_bridge.cook.model import Estimate
 from grillstats_bridge.store.db import Database
-from grillstats_bridge.web.app import create_app
-from grillstats_bridge.web.server import WebServer
+
+if TYPE_CHECKING:  # the web app (Starlette, uvicorn, Jinja, asyncio) only when it is on
+    from grillstats_bridge.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ class HealthServer:
         return Handler
 
 
-Server = HealthServer | WebServer
+Server: TypeAlias = "HealthServer | WebServer"
 
 
 def serve_http(
@@ -172,5 +173,8 @@ def serve_http(
     http = config.http
     if not http.web:
         return HealthServer(http.host, http.port, report)
+    from grillstats_bridge.web.app import create_app
+    from grillstats_bridge.web.server import WebServer
+
     app = create_app(config, database, report=report, clock=clock, estimates=estimates)
     return WebServer(http.host, http.port, app)

@@ -1,7 +1,9 @@
 """The ``grillstats-bridge`` command: argument parsing, logging set-up and exit codes.
 
 Each command group lives in a module of its own with a ``register(subparsers)``
-function; adding a group is one line in :data:`GROUPS`. Exit codes: 0 success,
+function; adding a group is one line in :data:`GROUPS`. A module is imported only
+when one of its commands is on the command line (all of them for the overall
+``--help``), so that ``run`` does not carry every other command's imports. Exit codes: 0 success,
 1 an operation failed, 2 bad usage or configuration, 130 interrupted. Every
 failure ends in one line on standard error (:func:`describe`); the traceback is
 added only at ``--log-level DEBUG``.
@@ -10,6 +12,7 @@ added only at ``--log-level DEBUG``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -19,42 +22,32 @@ from collections.abc import Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from grillstats_bridge import __version__
-from grillstats_bridge.cli import (
-    account_cmd,
-    alert_cmd,
-    config_cmd,
-    db_cmd,
-    devices_cmd,
-    mqtt_cmd,
-    run_cmd,
-    session_cmd,
-    simulate_cmd,
-    token_cmd,
-    user_cmd,
-)
 from grillstats_bridge.cli.common import EXIT_USAGE, Context, Parser, fail, first_line
 from grillstats_bridge.config import ConfigError
 from grillstats_bridge.errors import GrillstatsError, UsageError
 
-GROUPS = [
-    config_cmd,
-    db_cmd,
-    user_cmd,
-    token_cmd,
-    alert_cmd,
-    account_cmd,
-    devices_cmd,
-    simulate_cmd,
-    session_cmd,
-    mqtt_cmd,
-    run_cmd,
-]
+# Each group's module (in grillstats_bridge.cli) and the commands it registers, in the
+# order of the overall --help (tests/test_cli.py checks this against what they register).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "config_cmd": ("config",),
+    "db_cmd": ("db",),
+    "user_cmd": ("user",),
+    "token_cmd": ("token",),
+    "alert_cmd": ("alert",),
+    "account_cmd": ("account",),
+    "devices_cmd": ("devices",),
+    "simulate_cmd": ("simulate",),
+    "session_cmd": ("session",),
+    "mqtt_cmd": ("mqtt",),
+    "run_cmd": ("run", "check-config", "demo"),
+}
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; for ``argv``, only with the groups whose commands it names (if any)."""
     parser = Parser(
         prog="grillstats-bridge",
         description="ThermoWorks cloud to MQTT / Home Assistant bridge.",
@@ -72,13 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="override logging.level from the configuration",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in GROUPS:
-        group.register(sub)
+    for module in groups_for(argv):
+        importlib.import_module(f"grillstats_bridge.cli.{module}").register(sub)
     return parser
 
 
+def groups_for(argv: Sequence[str] | None) -> list[str]:
+    """The modules of the commands named in ``argv``; all of them when it names none.
+
+    Any word that is a command's name counts (an option's value too: then one module
+    more is imported, nothing else changes), so the group of the real command is in.
+    """
+    words = set(argv or ())
+    named = [module for module, commands in GROUPS.items() if words.intersection(commands)]
+    return named or list(GROUPS)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     context = Context(args)
     try:

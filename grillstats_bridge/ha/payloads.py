@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,20 +35,48 @@ from grillstats_bridge.ha.entities import (
 )
 from grillstats_bridge.ha.naming import Naming, Target
 
+# What every discovery config says, for zlib to refer to: a config packed with it is a
+# fifth of its JSON text (145 of 646 bytes on average over tests/sample_devices.py).
+_ZDICT = (
+    '"payload_on":"True","payload_off":"False","entity_category":"diagnostic",'
+    '"entity_category":"config","automation_type":"trigger","subtype":"","command_topic":"",'
+    '"suggested_display_precision":1,"icon":"mdi:","device_class":"temperature",'
+    '"state_class":"measurement","unit_of_measurement":"\u00b0F","json_attributes_topic":"",'
+    '"json_attributes_template":"{{ {\'\': value_json.} | tojson }}",'
+    '{"name":"","unique_id":"grillstats_","state_topic":"grillstats/grillstats/device/",'
+    '"value_template":"{{ value_json. }}",'
+    '"availability":[{"topic":"grillstats/grillstats/status"},{"topic":""}],'
+    '"availability_mode":"all","device":{"identifiers":["grillstats_"],"name":"",'
+    '"manufacturer":"ThermoWorks","model":"Signals","serial_number":"",'
+    '"via_device":"grillstats_bridge","sw_version":""},'
+    '"origin":{"name":"Grill Stats Bridge","sw_version":"0.1.0"}}'
+).encode()
 
-@dataclass(frozen=True, kw_only=True)
+
+def pack(text: str) -> bytes:
+    """A config's JSON text, compressed (the same text always packs to the same bytes)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+    return packer.compress(text.encode()) + packer.flush()
+
+
+def unpack(packed: bytes) -> str:
+    return zlib.decompressobj(-15, _ZDICT).decompress(packed).decode()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class EntityConfig:
     """One discovery config: its topic, its entity's unique id and its payload.
 
-    Only the payload's JSON text is kept: a bridge holds thousands of configs, and
-    their dicts (each with its own copy of the HA device block) were most of its
-    discovery memory. ``payload`` parses the text again, for tests and tools.
+    Only the payload's JSON text is kept, and that compressed (:func:`pack`): a bridge
+    holds tens of thousands of configs (36,000 at 1,000 devices) and their text was
+    most of its discovery memory, while a config is read only to publish it.
+    ``payload`` parses the text again, for tests and tools.
     """
 
     component: Component
     topic: str
     unique_id: str | None  # device triggers have none
-    text: str  # the payload as published: compact JSON
+    packed: bytes  # the payload as published (compact JSON), packed
 
     @classmethod
     def of(
@@ -57,18 +86,21 @@ class EntityConfig:
         unique_id: str | None,
         payload: Mapping[str, JsonValue],
     ) -> EntityConfig:
-        return cls(component=component, topic=topic, unique_id=unique_id, text=dumps(payload))
+        return cls(
+            component=component, topic=topic, unique_id=unique_id, packed=pack(dumps(payload))
+        )
 
     @property
     def payload(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads(self.text)
+        loaded: dict[str, Any] = json.loads(self.json())
         return loaded
 
     def json(self) -> str:
-        return self.text
+        """The payload's JSON text, as published."""
+        return unpack(self.packed)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class State:
     """One state message: a JSON object, or a plain word on an availability topic."""
 
@@ -155,6 +187,9 @@ def entity_config(
     return EntityConfig.of(row.component, topic, unique_id, payload)
 
 
+_Known = tuple[Any, str | None, str | None, EntityConfig]  # row, name, unit, config
+
+
 class ConfigMemo:
     """Each entity's last config, reused while what it is built from is unchanged.
 
@@ -165,7 +200,10 @@ class ConfigMemo:
     """
 
     def __init__(self) -> None:
-        self._configs: dict[tuple[int, str], tuple[Any, EntityConfig]] = {}
+        # object id -> (naming, target, id(row) -> (row, name, unit, config)): a subject's
+        # configs under one entry, so that each costs one small tuple (a key and an inputs
+        # tuple per config were more memory than the packed configs themselves)
+        self._configs: dict[str, tuple[Naming, Target, dict[int, _Known]]] = {}
         # serial -> (what the device's configs were built from, the configs)
         self._devices: dict[str, tuple[Any, tuple[EntityConfig, ...]]] = {}
         # state topic -> (the device it was built from, the rest of its inputs, the state)
@@ -174,13 +212,19 @@ class ConfigMemo:
     def config(
         self, naming: Naming, row: EntityDescription[C], ctx: C, target: Target
     ) -> EntityConfig:
-        inputs = (naming, row, row.name_for(ctx), row.unit_for(ctx), target)
-        key = (id(row), target.object_id)
-        known = self._configs.get(key)
-        if known is not None and known[0] == inputs:
-            return known[1]
+        name, unit = row.name_for(ctx), row.unit_for(ctx)
+        subject = self._configs.get(target.object_id)
+        if (
+            subject is None
+            or not (subject[0] is naming or subject[0] == naming)
+            or not (subject[1] is target or subject[1] == target)
+        ):
+            subject = self._configs[target.object_id] = (naming, target, {})
+        known = subject[2].get(id(row))
+        if known is not None and known[0] is row and known[1] == name and known[2] == unit:
+            return known[3]
         config = entity_config(naming, row, ctx, target)
-        self._configs[key] = (inputs, config)
+        subject[2][id(row)] = (row, name, unit, config)
         return config
 
     def device_configs(
@@ -222,7 +266,7 @@ class ConfigMemo:
         self._states.clear()
 
     def __len__(self) -> int:
-        return len(self._configs)
+        return sum(len(known) for _, _, known in self._configs.values())
 
 
 def scope_configs(

@@ -57,6 +57,7 @@ from grillstats_bridge.ha.payloads import (
     device_publication,
     dumps,
     session_state,
+    unpack,
 )
 from grillstats_bridge.mqtt.client import MqttClient
 from grillstats_bridge.mqtt.messages import Delivery, InboundMessage, Message
@@ -158,7 +159,7 @@ class Publisher:
         self._sessions: dict[str, CurrentSession] = {}  # serial -> its running session
         self._alerts: dict[str, tuple[ProbeAlerts, ...]] = {}  # serial -> its probes' alerts
         self._cook: dict[str, tuple[ProbeCook, ...]] = {}  # serial -> its probes' estimates
-        self._configs: dict[str, str] = {}  # config topic -> payload last published
+        self._configs: dict[str, bytes] = {}  # config topic -> payload last published, packed
         self._states: dict[str, str] = {}  # state topic -> payload last published
         self._records: dict[str, Record] = {}  # every retained topic ever published
         self._owned: dict[str, dict[str, None]] = {}  # owner -> its topics in _records
@@ -420,7 +421,7 @@ class Publisher:
     def retained(self) -> dict[str, str]:
         """The last payload published on each current config and state topic."""
         with self._lock:
-            return {**self._configs, **self._states}
+            return {**{t: unpack(p) for t, p in self._configs.items()}, **self._states}
 
     # ------------------------------------------------------------------ publishing
 
@@ -481,8 +482,8 @@ class Publisher:
         for pub in pubs:
             for config in pub.configs if self.config.discovery else ():
                 wanted[config.topic] = Record(config.topic, owner, "config")
-                if self._configs.get(config.topic) != (payload := config.json()):
-                    self._configs[config.topic] = payload
+                if self._configs.get(config.topic) != config.packed:
+                    self._configs[config.topic] = config.packed
                     configs.append(config)
             for state in pub.states:
                 wanted[state.topic] = Record(state.topic, owner, "state")
@@ -587,9 +588,8 @@ class Publisher:
         if self.config.discovery:
             for pub in pubs:
                 for config in pub.configs:
-                    payload = config.json()
-                    self._configs[config.topic] = payload
-                    messages.append(Message(config.topic, payload, CONFIG_QOS, True))
+                    self._configs[config.topic] = config.packed
+                    messages.append(Message(config.topic, config.json(), CONFIG_QOS, True))
         for pub in pubs:
             for state in pub.states:
                 self._states[state.topic] = state.payload
