@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
+from grillstats_bridge.config import DatabaseConfig
 from grillstats_bridge.store import bulk
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import Device, ProbeRow, ReadingRow, User
 from grillstats_bridge.store.sql import rollback_hook, upsert
+from tests.fixtures.db import truncate_all
 
 READINGS: sa.Table = ReadingRow.__table__  # type: ignore[assignment]
 PROBES: sa.Table = ProbeRow.__table__  # type: ignore[assignment]
@@ -146,14 +149,23 @@ def test_the_bulk_update_writes_hostile_values_as_data(database: Database) -> No
         assert db.scalar(sa.select(sa.func.count()).select_from(READINGS)) == 0
 
 
-def test_bulk_rows_are_read_back_exactly_as_written(database: Database) -> None:
+@pytest.fixture
+def pg_database(pg_url: str) -> Iterator[Database]:
+    """An empty PostgreSQL database: bulk's one-statement batches are PostgreSQL's."""
+    database = Database(DatabaseConfig(url=pg_url))
+    truncate_all(database)
+    yield database
+    database.dispose()
+
+
+def test_bulk_rows_are_read_back_exactly_as_written(pg_database: Database) -> None:
     """bulk writes the usual types itself (psycopg2's quoting per value was most of its
     time): strings with quotes, backslashes and placeholders, negative and large numbers,
     non-finite floats, times with microseconds and other offsets (nulls: the bulk update
     test above)."""
+    database = pg_database
     with database.transaction() as db:
-        if not bulk.supported(db):
-            pytest.skip("one-statement batches are for PostgreSQL with psycopg2")
+        assert bulk.supported(db)
     east = timezone(timedelta(hours=5, minutes=30))
     rows = [
         ("O'B \\' %s ); --°🔥", -3, T0.replace(microsecond=123456), -0.1, "F"),
@@ -179,10 +191,9 @@ def test_bulk_rows_are_read_back_exactly_as_written(database: Database) -> None:
             assert read[3] == value
 
 
-def test_a_nul_in_a_bulk_string_is_refused_as_psycopg2_refuses_it(database: Database) -> None:
-    with database.transaction() as db:
-        if not bulk.supported(db):
-            pytest.skip("one-statement batches are for PostgreSQL with psycopg2")
+def test_a_nul_in_a_bulk_string_is_refused_as_psycopg2_refuses_it(pg_database: Database) -> None:
+    with pg_database.transaction() as db:
+        assert bulk.supported(db)
         with pytest.raises(ValueError):
             bulk.insert_rows(
                 db,
