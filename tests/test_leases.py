@@ -211,6 +211,10 @@ def test_two_processes_share_the_accounts_take_over_a_dead_one_and_rebalance(
         assert steps > 0 and site.cloud.now() > taken
         site.drive(5, [alive], each=5)  # the taken accounts' first polls
         assert all(alive.scheduler.accounts[u].last_success for u in site.user_ids)
+        # The cook goes on: its tracker rebuilt from the stored readings, not from scratch.
+        taken_over = alive.estimates(SIGNALS)
+        assert sorted(taken_over) == [1, 2]
+        assert taken_over[2].done_at is not None, taken_over[2]
 
         # A restarted process (a new identity, the dead one's instance) takes its share back.
         dead.shutdown()

@@ -707,7 +707,7 @@ class Bridge:
         self._enqueue(self._rescope)  # sessions, alerts, owners: those of the accounts held
 
     def _rescope(self) -> None:
-        self.session_mqtt.changed(rescope(self.leases, self.sessions, self.alerts, self.owners))
+        self.session_mqtt.changed(rescope(self.leases, self.pipeline, self.owners))
 
     # ------------------------------------------------------------------ housekeeping
 

@@ -36,11 +36,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge.identity import ProcessIdentity
 from grillstats_bridge.bridge.owners import Owners
+from grillstats_bridge.bridge.pipeline import Pipeline
 from grillstats_bridge.sessions.model import SessionChange
-from grillstats_bridge.sessions.service import SessionService
 from grillstats_bridge.store import leases
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import Device, ThermoWorksCredentials
@@ -328,20 +327,22 @@ def _running(pid: int) -> bool:
     return True
 
 
-def rescope(
-    keeper: LeaseKeeper, sessions: SessionService, alerts: AlertService, owners: Owners
-) -> list[SessionChange]:
-    """After leases moved (the pipeline thread): the sessions tracked, the alerts judged
-    and the device owners known become those of the accounts now held."""
+def rescope(keeper: LeaseKeeper, pipeline: Pipeline, owners: Owners) -> list[SessionChange]:
+    """After leases moved (the pipeline thread): the sessions tracked, the alerts judged,
+    the device owners known and the cook tracker become those of the accounts now held
+    (the tracker is rebuilt from the stored readings at the next batch, so a cook taken
+    over keeps its estimate)."""
     now = keeper.clock()
     try:
         with keeper.database.transaction() as db:
-            changes = sessions.rescope(db, owned_serials(db, keeper.accounts()) or set(), now)
+            held = owned_serials(db, keeper.accounts()) or set()
+            changes = pipeline.sessions.rescope(db, held, now)
             owners.load(db)
     except SQLAlchemyError as exc:  # the next poll's transaction loads them
         log.warning("sessions not reloaded after leases moved: %s", type(exc).__name__)
         return []
-    alerts.reload()
+    pipeline.alerts.reload()
+    pipeline.cook.loaded = False
     return changes
 
 
