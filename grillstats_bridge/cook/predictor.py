@@ -96,16 +96,32 @@ def fit_line(xs: Sequence[float], ys: Sequence[float]) -> Line | None:
 
 
 def _lsq(xs: Sequence[float], ys: Sequence[float]) -> Line | None:
+    spread = _spread(xs)
+    return None if spread is None else _lsq_on(spread, xs, ys)
+
+
+_Spread = tuple[float, list[float], float]  # the xs' mean, each x minus it, their sxx
+
+
+def _spread(xs: Sequence[float]) -> _Spread | None:
+    """What :func:`_lsq` computes of the xs alone: shared by fits of the same xs."""
     n = len(xs)
     if n < 2:
         return None
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if sxx <= 0:
-        return None
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    mx = sum(xs) / n
+    dx = [x - mx for x in xs]
+    sxx = sum([d**2 for d in dx])
+    return None if sxx <= 0 else (mx, dx, sxx)
+
+
+def _lsq_on(spread: _Spread, xs: Sequence[float], ys: Sequence[float]) -> Line:
+    """:func:`_lsq` with the xs' :func:`_spread` given (the same sums in the same order)."""
+    mx, dx, sxx = spread
+    n = len(dx)
+    my = sum(ys) / n
+    b = sum([d * (y - my) for d, y in zip(dx, ys, strict=True)]) / sxx
     a = my - b * mx
-    sse = sum((y - a - b * x) ** 2 for x, y in zip(xs, ys, strict=True))
+    sse = sum([(y - a - b * x) ** 2 for x, y in zip(xs, ys, strict=True)])
     se_b = math.sqrt(sse / (n - 2) / sxx) if n > 2 else math.inf
     return Line(a, b, se_b)
 
@@ -415,18 +431,19 @@ def _asymptote(
     the smallest squared residual in degrees (a lower one must fit ``ASYMPTOTE_GAIN``
     better); with the levels that fit about as well (``PLAUSIBLE``): the band's."""
     xs = [t - now for t, _ in window]
+    values = [v for _, v in window]
+    top = max(values, default=-math.inf)
+    spread = _spread(xs)  # the same xs for every level: their sums once
     best, best_sse = pit, math.inf
     fits: list[tuple[float, float, float | None]] = []
     for share in ASYMPTOTE_SHARES:
         level = target + PIT_MARGIN + share * (pit - target - PIT_MARGIN)
-        if any(v >= level - 1.0 for _, v in window):
+        if top >= level - 1.0 or spread is None:  # (no reading at the level or above it)
             continue
-        line = _lsq(xs, [math.log(level - v) for _, v in window])
-        if line is None:
-            continue
+        line = _lsq_on(spread, xs, [math.log(level - v) for v in values])
+        a, b = line.a, line.b
         sse = sum(
-            (v - (level - math.exp(line.a + line.b * x))) ** 2
-            for x, (_, v) in zip(xs, window, strict=True)
+            [(v - (level - math.exp(a + b * x))) ** 2 for x, v in zip(xs, values, strict=True)]
         )
         fits.append((level, sse, _seconds_to(level, line, target)))
         if sse < best_sse * ASYMPTOTE_GAIN:
