@@ -218,9 +218,13 @@ class _Undo:
     saved: dict[str, Any] = field(default_factory=dict)
 
     def save(self, serials: Iterable[str]) -> None:
-        fresh = [s for s in serials if s not in self.saved]
-        if fresh:
-            self.saved.update({s: self.service.tracker.checkpoint([s]) for s in fresh})
+        fresh = {s for s in serials if s not in self.saved}
+        if not fresh:
+            return
+        self.saved.update({s: {} for s in fresh})
+        # One pass over the tracker's probes for all of them (not one per device)
+        for key, probe in self.service.tracker.checkpoint(fresh).items():
+            self.saved[key[0]][key] = probe
 
     def rolled_back(self) -> None:
         for serial, probes in self.saved.items():
