@@ -261,8 +261,8 @@ class CookTracker:
                 self._event(CookEventKind.STALL_ENDED, key, at, samples, start, now - start)
             )
         early = _progress(probe.first, value, target, CookState.COOKING)
-        if early is None or early < PACE_FROM:  # the pace was learned on the second half
-            calibration = dataclasses.replace(calibration, pace=1.0)
+        if (early is None or early < PACE_FROM) and calibration.pace != 1.0:
+            calibration = dataclasses.replace(calibration, pace=1.0)  # learned on the second half
         prediction = (
             predict(
                 samples,
