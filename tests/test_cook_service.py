@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge.pipeline import Pipeline
 from grillstats_bridge.config import AlertsConfig, CookConfig, SessionsConfig
+from grillstats_bridge.cook.figures import TRUSTED
 from grillstats_bridge.cook.model import CookEventKind, CookState, CookStep, Estimate, Method
 from grillstats_bridge.cook.service import CookService
 from grillstats_bridge.domain import Device, Measurement, Poll, Probe, Reading, Unit
@@ -206,3 +207,21 @@ def test_the_figures_are_written_when_they_change_and_again_after_a_rollback(
     assert stored() == written
     assert save(later) == 1  # the rolled back write is not taken for written
     assert stored() == (later.done_at, T0 + 3 * timedelta(hours=1))
+
+
+def test_figures_another_process_wrote_are_read_again_after_a_while(
+    database: Database, owner: int
+) -> None:
+    service = CookService(CookConfig())
+    cook(pipeline(database, service), owner, 0, 2 * H)
+    last = service.last[(SERIAL, 2)]
+    later = dataclasses.replace(last, done_at=(last.done_at or T0) + timedelta(hours=1))
+    ready = T0 + timedelta(hours=1)
+    with database.transaction() as db:  # as the process polling the device meanwhile would
+        db.execute(sa.update(SessionCookProbe).values(ready_at=ready))
+    with database.transaction() as db:
+        now = T0 + timedelta(seconds=2 * H) + 2 * TRUSTED
+        assert service.figures.save(db, [later], (), now) == 1
+    with database.transaction() as db:
+        assert db.scalar(sa.select(SessionCookProbe.ready_at)) == ready
+        assert db.scalar(sa.select(SessionCookProbe.done_at)) == later.done_at

@@ -7,15 +7,16 @@ its target. A session that ended keeps the figures of its last poll.
 
 :class:`Figures` keeps what it last wrote of each device's session, so that a batch
 writes only the probes whose figures changed, in one statement (``store.sql.upsert``);
-their rows are read once per session (after a restart, or a new session). ``updated_at``
-is when a probe's figures last changed.
+their rows are read again only for a new session, after a restart, or when the device
+had no estimate for ``TRUSTED`` (another process may have polled it meanwhile: its
+account's lease moved). ``updated_at`` is when a probe's figures last changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,6 +45,7 @@ FIELDS = (
 )
 _READY = FIELDS.index("ready_at")  # the first of the four kept from the first time on
 _FORGET = "grillstats.cook.figures"
+TRUSTED = timedelta(seconds=60)  # what was written is taken as still there this long
 Row = tuple[Any, ...]  # a probe's values of FIELDS
 
 
@@ -53,6 +55,7 @@ class Figures:
     def __init__(self) -> None:
         # serial -> (its active session, probe -> the values last written there)
         self.written: dict[str, tuple[int, dict[int, Row]]] = {}
+        self.seen: dict[str, datetime] = {}  # serial -> when its figures were last known
 
     def save(
         self, db: Session, estimates: Sequence[Estimate], events: Sequence[CookEvent], now: datetime
@@ -76,9 +79,11 @@ class Figures:
             session_id: serial
             for serial, session_id in sessions.items()
             if self.written.get(serial, (None,))[0] != session_id
+            or now - self.seen.get(serial, now - 2 * TRUSTED) > TRUSTED
         }
         if unknown:
             self._read(db, unknown)
+        self.seen.update({serial: now for serial in sessions})
         ended = {(e.serial, e.channel): e for e in events if e.kind is CookEventKind.STALL_ENDED}
         changed: dict[tuple[str, int], Row] = {}
         for estimate in estimates:
@@ -131,6 +136,7 @@ class _Forget:
 
     def rolled_back(self) -> None:
         self.figures.written.clear()
+        self.figures.seen.clear()
 
 
 def _figures(old: Row | None, estimate: Estimate, ended: CookEvent | None) -> Row:
