@@ -3,6 +3,7 @@ stalls stored on the session, a restart rebuilt from stored readings, rollbacks.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 import pytest
@@ -11,12 +12,18 @@ import sqlalchemy as sa
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge.pipeline import Pipeline
 from grillstats_bridge.config import AlertsConfig, CookConfig, SessionsConfig
-from grillstats_bridge.cook.model import CookEventKind, CookState, CookStep, Method
+from grillstats_bridge.cook.figures import TRUSTED
+from grillstats_bridge.cook.model import CookEventKind, CookState, CookStep, Estimate, Method
 from grillstats_bridge.cook.service import CookService
 from grillstats_bridge.domain import Device, Measurement, Poll, Probe, Reading, Unit
 from grillstats_bridge.sessions.service import SessionService
 from grillstats_bridge.store.db import Database
-from grillstats_bridge.store.models import GrillingSession, TemperatureAlert, User
+from grillstats_bridge.store.models import (
+    GrillingSession,
+    SessionCookProbe,
+    TemperatureAlert,
+    User,
+)
 from grillstats_bridge.store.readings import ReadingBuffer, write_readings
 from tests.test_cook import MIN, T0, H, brisket
 
@@ -171,3 +178,50 @@ def test_a_rolled_back_batch_is_counted_once(database: Database, owner: int) -> 
     steps = cook(pipe, owner, stall_poll, stall_poll)
     assert [e.kind for e in steps[0].events] == [CookEventKind.STALL_STARTED]
     assert session_stall(database)[0] is not None
+
+
+def test_the_figures_are_written_when_they_change_and_again_after_a_rollback(
+    database: Database, owner: int
+) -> None:
+    service = CookService(CookConfig())
+    cook(pipeline(database, service), owner, 0, 2 * H)
+    last = service.last[(SERIAL, 2)]
+    later = dataclasses.replace(last, done_at=(last.done_at or T0) + timedelta(hours=1))
+
+    def save(estimate: Estimate) -> int:
+        with database.transaction() as db:
+            return service.figures.save(db, [estimate], (), T0 + 3 * timedelta(hours=1))
+
+    def stored() -> tuple[datetime | None, datetime]:
+        with database.transaction() as db:
+            row = db.execute(sa.select(SessionCookProbe.done_at, SessionCookProbe.updated_at))
+            done_at, updated_at = row.one()
+            return done_at, updated_at
+
+    written = stored()
+    assert written[0] == last.done_at
+    assert save(last) == 0 and stored() == written  # unchanged: not written again
+    with pytest.raises(RuntimeError), database.transaction() as db:
+        assert service.figures.save(db, [later], (), T0 + 3 * timedelta(hours=1)) == 1
+        raise RuntimeError("roll back")
+    assert stored() == written
+    assert save(later) == 1  # the rolled back write is not taken for written
+    assert stored() == (later.done_at, T0 + 3 * timedelta(hours=1))
+
+
+def test_figures_another_process_wrote_are_read_again_after_a_while(
+    database: Database, owner: int
+) -> None:
+    service = CookService(CookConfig())
+    cook(pipeline(database, service), owner, 0, 2 * H)
+    last = service.last[(SERIAL, 2)]
+    later = dataclasses.replace(last, done_at=(last.done_at or T0) + timedelta(hours=1))
+    ready = T0 + timedelta(hours=1)
+    with database.transaction() as db:  # as the process polling the device meanwhile would
+        db.execute(sa.update(SessionCookProbe).values(ready_at=ready))
+    with database.transaction() as db:
+        now = T0 + timedelta(seconds=2 * H) + 2 * TRUSTED
+        assert service.figures.save(db, [later], (), now) == 1
+    with database.transaction() as db:
+        assert db.scalar(sa.select(SessionCookProbe.ready_at)) == ready
+        assert db.scalar(sa.select(SessionCookProbe.done_at)) == later.done_at

@@ -46,13 +46,22 @@ def slope(samples: Sequence[Sample]) -> float | None:
 
 def level(samples: Sequence[Sample], now: float) -> float | None:
     """The temperature now: the mean of the last ``SMOOTH`` seconds of readings."""
-    recent = [v for t, v in samples if t >= now - SMOOTH]
+    recent = [v for t, v in samples_since(samples, now - SMOOTH)]
     return sum(recent) / len(recent) if recent else None
+
+
+def samples_since(samples: Sequence[Sample], start: float) -> Sequence[Sample]:
+    """The samples from ``start`` on, found from the end (samples are in time order: the
+    tracker's are; the fits take the latest few of a longer history)."""
+    i = len(samples)
+    while i > 0 and samples[i - 1][0] >= start:
+        i -= 1
+    return samples[i:]
 
 
 def rise(samples: Sequence[Sample], now: float, span: float) -> float | None:
     """Degrees gained over the last ``span`` seconds (fitted), None if not covered."""
-    window = [(t, v) for t, v in samples if now - span <= t <= now]
+    window = [(t, v) for t, v in samples_since(samples, now - span) if t <= now]
     if not window or now - window[0][0] < COVERAGE * span:
         return None
     rate = slope(window)

@@ -31,6 +31,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from grillstats_bridge.cook.detector import samples_since
 from grillstats_bridge.cook.model import NO_CALIBRATION, Calibration, Method, Rules, Sample
 
 MIN_SAMPLES = 4
@@ -79,9 +80,10 @@ class Line:
     se_b: float
 
 
-def fit_line(xs: Sequence[float], ys: Sequence[float]) -> Line | None:
-    """Least squares, refitted once without points over 3 robust deviations; None if flat."""
-    line = _lsq(xs, ys)
+def fit_line(xs: Sequence[float], ys: Sequence[float], first: Line | None = None) -> Line | None:
+    """Least squares, refitted once without points over 3 robust deviations; None if flat.
+    ``first``: the plain least squares of these points, when already computed."""
+    line = _lsq(xs, ys) if first is None else first
     if line is None:
         return None
     residuals = [y - (line.a + line.b * x) for x, y in zip(xs, ys, strict=True)]
@@ -96,16 +98,33 @@ def fit_line(xs: Sequence[float], ys: Sequence[float]) -> Line | None:
 
 
 def _lsq(xs: Sequence[float], ys: Sequence[float]) -> Line | None:
+    spread = _spread(xs)
+    return None if spread is None else _lsq_on(spread, xs, ys)
+
+
+_Spread = tuple[float, list[float], float]  # the xs' mean, each x minus it, their sxx
+_Fit = tuple[list[float], list[float], Line | None]  # xs, ys and their plain least squares
+
+
+def _spread(xs: Sequence[float]) -> _Spread | None:
+    """What :func:`_lsq` computes of the xs alone: shared by fits of the same xs."""
     n = len(xs)
     if n < 2:
         return None
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if sxx <= 0:
-        return None
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    mx = sum(xs) / n
+    dx = [x - mx for x in xs]
+    sxx = sum([d**2 for d in dx])
+    return None if sxx <= 0 else (mx, dx, sxx)
+
+
+def _lsq_on(spread: _Spread, xs: Sequence[float], ys: Sequence[float]) -> Line:
+    """:func:`_lsq` with the xs' :func:`_spread` given (the same sums in the same order)."""
+    mx, dx, sxx = spread
+    n = len(dx)
+    my = sum(ys) / n
+    b = sum([d * (y - my) for d, y in zip(dx, ys, strict=True)]) / sxx
     a = my - b * mx
-    sse = sum((y - a - b * x) ** 2 for x, y in zip(xs, ys, strict=True))
+    sse = sum([(y - a - b * x) ** 2 for x, y in zip(xs, ys, strict=True)])
     se_b = math.sqrt(sse / (n - 2) / sxx) if n > 2 else math.inf
     return Line(a, b, se_b)
 
@@ -130,7 +149,7 @@ def predict(
     ``calibration``: what the person's past cooks say (their stall, their pace).
     """
     start = now - rules.window if since is None else max(now - rules.window, since)
-    window: Sequence[Sample] = [(t, v) for t, v in meat if start <= t <= now]
+    window: Sequence[Sample] = [(t, v) for t, v in samples_since(meat, start) if t <= now]
     if len(window) < MIN_SAMPLES or now - window[0][0] < rules.min_span:
         return Prediction(Method.NONE)
     # The probe's level now: its last five minutes of readings (the latest may be older
@@ -257,10 +276,10 @@ def _fit(
     prediction = None
     if pit_level is not None and pit_level > max(target, current) + PIT_MARGIN:
         # Before a stall the curve bends toward the stall, not toward an asymptote.
-        level, others = pit_level, list[tuple[float, float]]()
+        level, others, fit = pit_level, list[tuple[float, float]](), None
         if not ahead and toward is None:
-            level, others = _asymptote(window, target, now, pit_level)
-        prediction = _newton(window, target, now, level, toward=toward, current=current)
+            level, others, fit = _asymptote(window, target, now, pit_level)
+        prediction = _newton(window, target, now, level, toward=toward, current=current, fit=fit)
         if (
             prediction is not None
             and prediction.seconds is not None
@@ -317,7 +336,7 @@ def _before_stall(prediction: Prediction, stall: float) -> Prediction:
 
 def _pit_level(pit: Sequence[Sample], now: float, rules: Rules) -> float | None:
     """The pit's median over the window: lid openings and fan cycles do not move it."""
-    values = [v for t, v in pit if now - rules.window <= t <= now]
+    values = [v for t, v in samples_since(pit, now - rules.window) if t <= now]
     return statistics.median(values) if len(values) >= MIN_SAMPLES else None
 
 
@@ -329,7 +348,7 @@ def _pit_change(
     the last three readings; the step is a share of the pit's lead over the meat; the
     step began after the last reading more than that below, if the pit was below it over
     ``PIT_BEFORE`` before that reading too (a lid opening is a dip inside one level)."""
-    values = [(t, v) for t, v in pit if start <= t <= now]
+    values = [(t, v) for t, v in samples_since(pit, start) if t <= now]
     if len(values) < 2 * MIN_SAMPLES:
         return None
     level = statistics.median(v for _, v in values[-3:])
@@ -353,10 +372,12 @@ def _after_fastest(window: Sequence[Sample], rules: Rules) -> Sequence[Sample]:
     rates: list[tuple[float, Line]] = []  # (time, the rate around it)
     times = [t for t, _ in window]
     sums = _prefix_sums(window)
+    half, covered = FASTEST_SPAN / 2, FASTEST_SPAN / 2.5
+    left, right = bisect.bisect_left, bisect.bisect_right
     for t in times:
-        i = bisect.bisect_left(times, t - FASTEST_SPAN / 2)
-        j = bisect.bisect_right(times, t + FASTEST_SPAN / 2)
-        if times[i] <= t - FASTEST_SPAN / 2.5 and times[j - 1] >= t + FASTEST_SPAN / 2.5:
+        i = left(times, t - half)
+        j = right(times, t + half)
+        if times[i] <= t - covered and times[j - 1] >= t + covered:
             line = _lsq_between(sums, i, j)
             if line is not None:
                 rates.append((t, line))
@@ -395,50 +416,55 @@ def _lsq_between(
     n = j - i
     if n < 3:
         return None
-    st, sv, stt, stv, svv = (b - a for a, b in zip(sums[i], sums[j], strict=True))
+    a, b = sums[i], sums[j]
+    st, sv, stt, stv, svv = b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3], b[4] - a[4]
     sxx = stt - st * st / n
     if sxx <= 0:
         return None
     sxy = stv - st * sv / n
-    b = sxy / sxx
-    sse = max(svv - sv * sv / n - b * sxy, 0.0)
-    return Line(0.0, b, math.sqrt(sse / (n - 2) / sxx))
+    slope = sxy / sxx
+    sse = max(svv - sv * sv / n - slope * sxy, 0.0)
+    return Line(0.0, slope, math.sqrt(sse / (n - 2) / sxx))
 
 
 def _asymptote(
     window: Sequence[Sample], target: float, now: float, pit: float
-) -> tuple[float, list[tuple[float, float]]]:
+) -> tuple[float, list[tuple[float, float]], _Fit | None]:
     """The temperature the meat heads for (with the seconds to the target and the weight
-    of each other level that fits about as well): the pit, or lower where the window's curve bends
-    more than heating toward the pit would (a wet surface cools: the meat slows sooner).
+    of each other level that fits about as well, and its fit for :func:`_newton`): the
+    pit, or lower where the window's curve bends more than heating toward the pit would
+    (a wet surface cools: the meat slows sooner).
     Of the pit and a few levels between it and the target, the one whose Newton fit leaves
     the smallest squared residual in degrees (a lower one must fit ``ASYMPTOTE_GAIN``
     better); with the levels that fit about as well (``PLAUSIBLE``): the band's."""
     xs = [t - now for t, _ in window]
-    best, best_sse = pit, math.inf
+    values = [v for _, v in window]
+    top = max(values, default=-math.inf)
+    spread = _spread(xs)  # the same xs for every level: their sums once
+    best, best_sse, best_fit = pit, math.inf, None
     fits: list[tuple[float, float, float | None]] = []
     for share in ASYMPTOTE_SHARES:
         level = target + PIT_MARGIN + share * (pit - target - PIT_MARGIN)
-        if any(v >= level - 1.0 for _, v in window):
+        if top >= level - 1.0 or spread is None:  # (no reading at the level or above it)
             continue
-        line = _lsq(xs, [math.log(level - v) for _, v in window])
-        if line is None:
-            continue
+        ys = [math.log(level - v) for v in values]
+        line = _lsq_on(spread, xs, ys)
+        a, b = line.a, line.b
         sse = sum(
-            (v - (level - math.exp(line.a + line.b * x))) ** 2
-            for x, (_, v) in zip(xs, window, strict=True)
+            [(v - (level - math.exp(a + b * x))) ** 2 for x, v in zip(xs, values, strict=True)]
         )
         fits.append((level, sse, _seconds_to(level, line, target)))
         if sse < best_sse * ASYMPTOTE_GAIN:
-            best, best_sse = level, sse
+            best, best_sse, best_fit = level, sse, (xs, ys, line)
     least = min((sse for _, sse, _ in fits), default=0.0)
     if least <= 0:
-        return best, []
-    return best, [
+        return best, [], best_fit
+    others = [
         (seconds, math.exp(-AVERAGE_SHARPNESS * (sse / least - 1.0)))
         for level, sse, seconds in fits
         if sse <= PLAUSIBLE * least and level != best and seconds is not None
     ]
+    return best, others, best_fit
 
 
 def _seconds_to(level: float, line: Line, target: float) -> float | None:
@@ -457,14 +483,18 @@ def _newton(
     *,
     toward: float | None = None,
     current: float | None = None,
+    fit: _Fit | None = None,
 ) -> Prediction | None:
     """Newton's law fitted on ``ln(pit - T)``; None when the fit is poor. ``toward``: the
-    pit has since stepped up to this; the meat's fitted ``k`` carries it from ``current``."""
-    if any(v >= pit - 1.0 for _, v in window):
-        return None
-    xs = [t - now for t, _ in window]
-    ys = [math.log(pit - v) for _, v in window]
-    line = fit_line(xs, ys)
+    pit has since stepped up to this; the meat's fitted ``k`` carries it from ``current``.
+    ``fit``: the xs, ys and plain least squares of this window and pit (``_asymptote``'s)."""
+    if fit is None:
+        if any(v >= pit - 1.0 for _, v in window):
+            return None
+        xs = [t - now for t, _ in window]
+        fit = xs, [math.log(pit - v) for _, v in window], None
+    xs, ys, first = fit
+    line = fit_line(xs, ys, first)
     if line is None:
         return None
     k = -line.b

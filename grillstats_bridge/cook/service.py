@@ -62,6 +62,7 @@ class CookService:
         self.pits: dict[str, int | ProbeKey] = {}  # serial -> pit channel, or a gateway's probe
         self.last: dict[ProbeKey, Estimate] = {}  # the latest estimate of every probe
         self.calibrations = Calibrations(self.rules)  # from the owners' past cooks
+        self.figures = figures.Figures()  # what is on the sessions
 
     def process(
         self,
@@ -113,7 +114,7 @@ class CookService:
         )
         self._store(db, step.events)
         events.record(db, step.events)  # the outbox sends them once this commits
-        figures.save(db, step.estimates, step.events, now)
+        self.figures.save(db, step.estimates, step.events, now)
         self._remember(step)
         return step
 
@@ -153,7 +154,7 @@ class CookService:
             )
         self._remember(step)
         self._catch_up(db, step, now)
-        figures.save(db, step.estimates, (), now)
+        self.figures.save(db, step.estimates, (), now)
         log.info(
             "cook: %d probe(s) rebuilt from %d stored readings", len(step.estimates), len(readings)
         )
@@ -218,9 +219,13 @@ class _Undo:
     saved: dict[str, Any] = field(default_factory=dict)
 
     def save(self, serials: Iterable[str]) -> None:
-        fresh = [s for s in serials if s not in self.saved]
-        if fresh:
-            self.saved.update({s: self.service.tracker.checkpoint([s]) for s in fresh})
+        fresh = {s for s in serials if s not in self.saved}
+        if not fresh:
+            return
+        self.saved.update({s: {} for s in fresh})
+        # One pass over the tracker's probes for all of them (not one per device)
+        for key, probe in self.service.tracker.checkpoint(fresh).items():
+            self.saved[key[0]][key] = probe
 
     def rolled_back(self) -> None:
         for serial, probes in self.saved.items():

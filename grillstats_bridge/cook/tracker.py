@@ -85,6 +85,14 @@ class _Probe:
     ready_sent: bool = False
     estimated: bool = False  # an estimate was given: a dropped target must be cleared
 
+    def copy(self) -> _Probe:
+        """A copy to put back: its own samples, the rest shared (immutable values). What
+        ``dataclasses.replace`` makes, without its per-field work (~8x faster)."""
+        twin = object.__new__(_Probe)
+        twin.__dict__.update(self.__dict__)
+        twin.samples = deque(self.samples)
+        return twin
+
 
 def _seconds(when: datetime) -> float:
     return when.timestamp()
@@ -158,9 +166,7 @@ class CookTracker:
         """What :meth:`restore` needs to put these devices' probes back as they are now."""
         wanted = set(serials)
         saved: dict[ProbeKey, _Probe | None] = {
-            key: dataclasses.replace(probe, samples=deque(probe.samples))  # the rest is immutable
-            for key, probe in self._probes.items()
-            if key[0] in wanted
+            key: probe.copy() for key, probe in self._probes.items() if key[0] in wanted
         }
         return saved
 
@@ -255,8 +261,8 @@ class CookTracker:
                 self._event(CookEventKind.STALL_ENDED, key, at, samples, start, now - start)
             )
         early = _progress(probe.first, value, target, CookState.COOKING)
-        if early is None or early < PACE_FROM:  # the pace was learned on the second half
-            calibration = dataclasses.replace(calibration, pace=1.0)
+        if (early is None or early < PACE_FROM) and calibration.pace != 1.0:
+            calibration = dataclasses.replace(calibration, pace=1.0)  # learned on the second half
         prediction = (
             predict(
                 samples,

@@ -565,9 +565,9 @@ class CookEventRow(Base):
 class SessionCookProbe(Base):
     """A probe with a target on a session: the cook tracker's latest figures (0011_cook_events).
 
-    Written with every poll while the session runs (the estimate, its band, the state,
-    the progress), with the probe's first stall and when it first reached its target;
-    temperatures in ``unit`` (the cook's unit, ``cook.temperature_unit``).
+    Written with every poll that changes them while the session runs (the estimate, its
+    band, the state, the progress), with the probe's first stall and when it first reached
+    its target; temperatures in ``unit`` (the cook's unit, ``cook.temperature_unit``).
     """
 
     __tablename__ = "session_cook_probes"
