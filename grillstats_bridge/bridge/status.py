@@ -10,6 +10,7 @@ a ``reason`` in words when it is not "ok".
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -51,18 +52,22 @@ class Stats:
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     recent_firings: deque[str] = field(default_factory=lambda: deque(maxlen=20))
     cloud_requests: deque[tuple[datetime, int]] = field(default_factory=deque)  # the last hour
+    # The poll workers note requests while the pipeline thread sums them.
+    _requests_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def note_requests(self, now: datetime, count: int) -> None:
         """Cloud requests made by a poll (for "cloud requests in the last hour")."""
-        if count:
-            self.cloud_requests.append((now, count))
         hour_ago = now - timedelta(hours=1)
-        while self.cloud_requests and self.cloud_requests[0][0] <= hour_ago:
-            self.cloud_requests.popleft()
+        with self._requests_lock:
+            if count:
+                self.cloud_requests.append((now, count))
+            while self.cloud_requests and self.cloud_requests[0][0] <= hour_ago:
+                self.cloud_requests.popleft()
 
     def requests_last_hour(self, now: datetime) -> int:
         hour_ago = now - timedelta(hours=1)
-        return sum(n for at, n in self.cloud_requests if at > hour_ago)
+        with self._requests_lock:
+            return sum(n for at, n in self.cloud_requests if at > hour_ago)
 
 
 def bridge_status(
