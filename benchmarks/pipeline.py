@@ -593,6 +593,7 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
         "rss_anon_kb": max(r["rss_anon_kb"] for r in results),
         "rss_file_kb": max(r["rss_file_kb"] for r in results),
         "rss": results[0]["rss"],
+        "rss_stages_kb": results[0]["rss_stages_kb"],  # process 0's (they start alike)
         "errors": sum(r["errors"] for r in results),
         "several_polled": sum(1 for n in counts.values() if n > 1),
         "accounts_polled": len(counts),

@@ -24,6 +24,7 @@ def child(accounts: list[int], readings: int, seconds: float, vmhwm_kb: int) -> 
         "rss_anon_kb": vmhwm_kb - 100,
         "rss_file_kb": 100,
         "rss": [[10.0, vmhwm_kb]],
+        "rss_stages_kb": {"imported": 70_000, "constructed": 76_000},
         "errors": 0,
     }
 
@@ -36,6 +37,7 @@ def test_each_account_in_one_process_adds_up() -> None:
     assert merged["vmhwm_kb_per_process"] == [80_000, 90_000] and merged["vmhwm_kb"] == 90_000
     assert merged["several_polled"] == 0 and merged["accounts_polled"] == 4
     assert len(merged["polls"]) == 4 and window["queued_at_end"] == 2
+    assert merged["rss_stages_kb"] == {"imported": 70_000, "constructed": 76_000}  # printed
 
 
 def test_an_account_polled_by_two_processes_is_counted() -> None:
