@@ -43,6 +43,7 @@ from tests.fixtures.mqtt import (
     PrivateBroker,
     Received,
     Subscriber,
+    TcpProxy,
     make_mqtt_config,
     retained,
 )
@@ -533,3 +534,40 @@ def test_cleanup_clears_more_than_the_broker_sends_at_once(
     assert main(args) == 0
     assert "cleared 3001 retained topics" in capsys.readouterr().out  # and the status
     assert retained(broker.host, broker.port, f"{bridge.naming.root}/#") == {}
+
+
+def test_what_the_full_outbox_dropped_is_sent_again(
+    mqtt_broker: Broker,
+    mqtt_config: MqttConfig,
+    tcp_proxy: TcpProxy,
+    make_bridge: Callable[..., Bridge],
+) -> None:
+    """A discovery burst larger than the client's outbox (mqtt.max_queue) while the broker
+    is slow drops the oldest retained topics, discovery configs among them: the publisher
+    sends the dropped ones again at its next refresh, so Home Assistant gets every entity
+    (a reconnect would resend them, a slow broker does not)."""
+    proxied = make_mqtt_config(tcp_proxy.broker, mqtt_config.instance_id)
+    config = dataclasses.replace(proxied, max_queue=100)
+    bridge = make_bridge(config)
+    tcp_proxy.hold_requests()  # the broker reads nothing more: the socket buffers fill
+    filler = b"x" * 200_000
+    deadline = time.monotonic() + WAIT
+    n = 0
+    while bridge.client.health().queued_states < 50 and time.monotonic() < deadline:
+        bridge.client.publish_state(f"{config.base_topic}/filler/{n % 50}", filler)
+        n += 1
+        time.sleep(0.001)
+    h = bridge.client.health()
+    assert h.queued_states >= 50 and h.states_dropped == 0, h  # the client waits on the socket
+    publish_all(bridge)  # 225 topics behind a full window: the oldest are dropped
+    want = {t: p.encode() for t, p in bridge.publisher.retained().items()}
+    assert bridge.client.health().states_dropped > 0
+    tcp_proxy.restore()
+    for _ in range(len(want) // 100 + 2):  # each refresh sends what the last one dropped
+        assert bridge.client.flush(WAIT)
+        bridge.publisher.refresh(NOW)
+    assert bridge.client.flush(WAIT)
+    held = retained(mqtt_broker.host, mqtt_broker.port, *namespaces(config))
+    missing = sorted(set(want) - set(held))
+    assert not missing, f"{len(missing)} never published, e.g. {missing[:3]}"
+    assert {t: held[t] for t in want} == want

@@ -370,11 +370,32 @@ class Publisher:
         return heirs
 
     def refresh(self, now: datetime | None = None) -> None:
-        """Re-judge every known device's availability (call it when a poll did not come)."""
+        """Re-judge every known device's availability (call it when a poll did not come);
+        send again what the client's full outbox dropped."""
         when = now or self._clock()
         with self._lock:
             for user_id in list(self._accounts):
                 self._publish_account(user_id, when)
+            self.resend_dropped()
+
+    def resend_dropped(self) -> int:
+        """Publish again the current value of each retained topic the client dropped while
+        its outbox was full (a start's discovery burst at 1,000 devices); how many."""
+        with self._lock:
+            topics = self.client.take_dropped()
+            sent = 0
+            for topic in sorted(topics):
+                if (packed := self._configs.get(topic)) is not None:
+                    self.client.publish_state(topic, unpack(packed), qos=CONFIG_QOS, retain=True)
+                elif (payload := self._states.get(topic)) is not None:
+                    qos = AVAILABILITY_QOS if topic.endswith("/availability") else STATE_QOS
+                    self.client.publish_state(topic, payload, qos=qos, retain=True)
+                else:
+                    continue  # cleared or handed over since
+                sent += 1
+            if sent:
+                log.info("MQTT: %d retained topic(s) the full outbox dropped sent again", sent)
+            return sent
 
     def forget_account(self, user_id: int) -> None:
         """An account was unlinked: remove its devices from HA and from the broker."""

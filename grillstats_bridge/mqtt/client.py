@@ -146,6 +146,7 @@ class MqttClient:
         self._last_error: str | None = None
         self._connects = 0
         self._states_dropped = 0
+        self._dropped: set[str] = set()  # retained topics dropped while full: sent again later
         self._events_rejected = 0
         self._inbound_dropped = 0
         self._handler_errors = 0
@@ -220,6 +221,13 @@ class MqttClient:
             and (conn is None or (not conn.inflight and not conn.backlog))
         )
 
+    def take_dropped(self) -> set[str]:
+        """The retained topics whose latest value the full outbox dropped (their publisher
+        sends them again: a dropped discovery config would leave HA without the entity)."""
+        with self._cond:
+            dropped, self._dropped = self._dropped, set()
+            return dropped
+
     @property
     def connected(self) -> bool:
         return self._state is _State.CONNECTED
@@ -235,10 +243,13 @@ class MqttClient:
         with self._cond:
             self._states.pop(topic, None)  # a newer value goes to the back of the line
             self._states[topic] = message
+            self._dropped.discard(topic)
             dropped = None
             if len(self._states) > self.config.max_queue:
-                dropped, _ = self._states.popitem(last=False)
+                dropped, oldest = self._states.popitem(last=False)
                 self._states_dropped += 1
+                if oldest.retain and oldest.payload:
+                    self._dropped.add(dropped)
             poke = not self._wake_armed
             self._wake_armed = True
         if poke:
