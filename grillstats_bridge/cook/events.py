@@ -17,11 +17,10 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from grillstats_bridge.cook import history
 from grillstats_bridge.cook.model import CookEvent, CookEventKind
 from grillstats_bridge.domain import Unit
-from grillstats_bridge.sessions.model import SessionStatus
-from grillstats_bridge.store.models import CookEventRow, GrillingSession
-from grillstats_bridge.store.models import Device as DeviceRow
+from grillstats_bridge.store.models import CookEventRow
 
 log = logging.getLogger(__name__)
 
@@ -45,24 +44,9 @@ def record(db: Session, events: Sequence[CookEvent]) -> int:
     """Write the events (each with its device's owner and active session); how many."""
     if not events:
         return 0
-    serials = sorted({e.serial for e in events})
-    owners: dict[str, int] = {
-        serial: user_id
-        for serial, user_id in db.execute(
-            sa.select(DeviceRow.device_id, DeviceRow.user_id).where(
-                DeviceRow.device_id.in_(serials)
-            )
-        )
-    }
-    sessions: dict[str, int] = {
-        serial: session_id
-        for serial, session_id in db.execute(
-            sa.select(GrillingSession.device_id, GrillingSession.id).where(
-                GrillingSession.device_id.in_(serials),
-                GrillingSession.status == SessionStatus.ACTIVE,
-            )
-        )
-    }
+    serials = {e.serial for e in events}
+    owners = history.owners(db, serials)
+    sessions = history.active_session_ids(db, serials)
     rows = []
     for event in events:
         user_id = owners.get(event.serial)

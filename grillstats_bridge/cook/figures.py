@@ -22,9 +22,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from grillstats_bridge.cook import history
 from grillstats_bridge.cook.model import CookEvent, CookEventKind, CookState, Estimate
-from grillstats_bridge.sessions.model import SessionStatus
-from grillstats_bridge.store.models import GrillingSession, SessionCookProbe
+from grillstats_bridge.store.models import SessionCookProbe
 from grillstats_bridge.store.sql import rollback_hook, upsert
 
 _TABLE: sa.Table = SessionCookProbe.__table__  # type: ignore[assignment]
@@ -64,15 +64,7 @@ class Figures:
         if not estimates:
             return 0
         serials = sorted({e.serial for e in estimates})
-        sessions: dict[str, int] = {
-            serial: session_id
-            for serial, session_id in db.execute(
-                sa.select(GrillingSession.device_id, GrillingSession.id).where(
-                    GrillingSession.device_id.in_(serials),
-                    GrillingSession.status == SessionStatus.ACTIVE,
-                )
-            )
-        }
+        sessions = history.active_session_ids(db, serials)
         if not sessions:
             return 0
         unknown = {

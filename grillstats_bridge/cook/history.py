@@ -116,6 +116,20 @@ def owners(db: Session, serials: Iterable[str]) -> dict[str, int]:
     return {serial: user for serial, user in rows}
 
 
+def active_session_ids(db: Session, serials: Iterable[str]) -> dict[str, int]:
+    """Each device's active session (serial -> session id), for those that have one."""
+    wanted = sorted(set(serials))
+    if not wanted:
+        return {}
+    rows = db.execute(
+        sa.select(GrillingSession.device_id, GrillingSession.id).where(
+            GrillingSession.device_id.in_(wanted),
+            GrillingSession.status == SessionStatus.ACTIVE,
+        )
+    )
+    return {serial: session_id for serial, session_id in rows}
+
+
 class Calibrations:
     """Each probe's calibration from its owner's past cooks, read once and kept."""
 

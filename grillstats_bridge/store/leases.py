@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -117,6 +118,14 @@ def renew(
     db: Session, owner: str, held: Mapping[int, int], expires_at: datetime, now: datetime
 ) -> Leases:
     """Extend the leases still ours (same owner, same token); returns those."""
+    return _update_held(db, owner, held, {"expires_at": expires_at, "heartbeat_at": now})
+
+
+def _update_held(
+    db: Session, owner: str, held: Mapping[int, int], values: Mapping[str, Any]
+) -> Leases:
+    """Set ``values`` on the leases of ``held`` still ``owner``'s (locked in user id order,
+    so two processes never deadlock); those whose token is still the one in ``held``."""
     if not held:
         return {}
     locked = (
@@ -129,7 +138,7 @@ def renew(
     rows = db.execute(
         sa.update(AccountLease)
         .where(L.user_id.in_(locked))
-        .values(expires_at=expires_at, heartbeat_at=now)
+        .values(dict(values))
         .returning(L.user_id, L.token)
     )
     return {user_id: token for user_id, token in rows if held.get(user_id) == token}
@@ -168,22 +177,7 @@ def take(db: Session, owner: str, wanted: int, expires_at: datetime, now: dateti
 
 def give_back(db: Session, owner: str, leases: Mapping[int, int], now: datetime) -> Leases:
     """Release these leases (still ours with that token) for another process to take."""
-    if not leases:
-        return {}
-    locked = (
-        sa.select(L.user_id)
-        .where(L.user_id.in_(sorted(leases)), L.owner == owner)
-        .order_by(L.user_id)
-        .with_for_update()
-        .scalar_subquery()
-    )
-    rows = db.execute(
-        sa.update(AccountLease)
-        .where(L.user_id.in_(locked))
-        .values(owner=None, expires_at=now)
-        .returning(L.user_id, L.token)
-    )
-    return {user_id: token for user_id, token in rows if leases.get(user_id) == token}
+    return _update_held(db, owner, leases, {"owner": None, "expires_at": now})
 
 
 def fence(
