@@ -83,6 +83,35 @@ def test_a_learned_sear_is_expected_and_the_band_keeps_no_sear() -> None:
     assert seared.plain is None  # not a plain climb: nothing to learn the pace from
 
 
+def test_a_first_cook_to_a_low_target_may_be_seared_the_band_says_so() -> None:
+    """Nothing known of the person: a steak under a 225 °F pit may be seared any time;
+    the band's early side holds "a sear now" (the meat's k toward 500 °F), the estimate
+    and the late side do not move; a higher target, past cooks or no pit keep the band."""
+    now = 40 * MIN
+    meat = samples(steak, 0, now)
+    grate = samples(pit, 0, now)
+    first = predict(meat, 130.0, now, RULES, pit=grate)
+    assert first.method is Method.NEWTON and first.seconds is not None
+    assert first.low is not None and first.high is not None
+    assert first.seconds == pytest.approx(newton_seconds(225.0, steak(now), 130.0), rel=0.05)
+    sear_now = math.log((500.0 - steak(now)) / (500.0 - 130.0)) / K
+    assert first.low == pytest.approx(sear_now, rel=0.1)
+    assert first.low < 0.5 * first.seconds < first.high
+    # a sear at 55 min, done 10 min later: inside the band
+    assert first.low <= (55 - 40 + 10) * MIN <= first.high
+    known = Calibration(past_cooks=2)  # they had cooks at this target and did not sear
+    habit = predict(meat, 130.0, now, RULES, pit=grate, calibration=known)
+    assert habit.seconds == pytest.approx(first.seconds) and habit.seconds is not None
+    assert habit.high == pytest.approx(first.high)
+    assert habit.low is not None and habit.low > 0.8 * habit.seconds
+    chicken = predict(meat, 165.0, now, RULES, pit=grate)  # poultry: not seared to 165 °F
+    assert chicken.seconds is not None and chicken.low is not None
+    assert chicken.low > 0.8 * chicken.seconds
+    alone = predict(meat, 130.0, now, RULES)  # no pit: nothing says it is below a sear's
+    assert alone.method is Method.LINEAR and alone.seconds is not None
+    assert alone.low is not None and alone.low > 0.8 * alone.seconds
+
+
 def test_a_sear_is_learned_from_a_cook_and_most_cooks_make_a_habit() -> None:
     sear = 60 * MIN
     tracker = CookTracker(RULES)

@@ -20,7 +20,9 @@ readings since, toward the new level; from the window's fastest rise on once the
 clearly slowed (the centre's lag before it); near the end the last "time left" of
 readings. Levels that fit about as well as the best are averaged into the estimate and
 widen the band. A person's past cooks (``Calibration``) set the stall's length, the
-climb after it, the plain climb's pace and an expected sear. See docs/cook.md.
+climb after it, the plain climb's pace and an expected sear; without past cooks, a low
+target under a pit below a sear's heat has the band's early side at "a sear now" (a
+reverse sear). See docs/cook.md.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass, replace
 
 from grillstats_bridge.cook.detector import samples_since
 from grillstats_bridge.cook.model import NO_CALIBRATION, Calibration, Method, Rules, Sample
+from grillstats_bridge.domain import Unit, convert_temperature
 
 MIN_SAMPLES = 4
 PIT_MARGIN = 5.0  # degrees the pit must stay above the target and the meat for Newton
@@ -54,6 +57,8 @@ HORIZON = 1.0  # near the end the fit takes the last this many times the time le
 FASTEST_SPAN = 900.0  # seconds: the rate around each reading, over this...
 FASTEST_DROP = 0.85  # ...has slowed clearly when the latest is under this share of the fastest
 SEAR_MARGIN = 15.0  # °F: a step up this close to the usual sear temperature is the sear
+SEAR_PIT = 500.0  # °F: a sear, the grill this hot, can finish...
+SEAR_TARGET_MAX = 145.0  # °F: ...meat with a target at most this (beef, lamb, pork, fish)
 STALL_LEFT_SHARE = 0.25  # a stall past its expected length still has this share left
 
 
@@ -205,7 +210,26 @@ def predict(
         sear = _sear(window, now, pit_level, current, calibration)
         if sear is not None:
             return _with_sear(prediction, sear)
+    if calibration.past_cooks == 0 and pit_level is not None:
+        prediction = _may_sear(prediction, target, pit_level, rules)
     return replace(_paced(prediction, calibration.pace), pit_step=step)
+
+
+def _may_sear(prediction: Prediction, target: float, pit: float, rules: Rules) -> Prediction:
+    """A low target under a pit below a sear's heat, of a person whose habits are unknown
+    (no past cooks): the band's early side reaches "the pit raised to a sear now" (a
+    reverse sear). The meat keeps its heat transfer coefficient (its rate now over its
+    lead on the pit), toward ``SEAR_PIT``; the estimate and the late side stay."""
+    sear_pit = convert_temperature(SEAR_PIT, Unit.FAHRENHEIT, rules.unit)
+    low_target = convert_temperature(SEAR_TARGET_MAX, Unit.FAHRENHEIT, rules.unit)
+    value, rate, low = prediction.value, prediction.rate, prediction.low
+    if value is None or rate is None or low is None or target > low_target:
+        return prediction
+    if rate <= 0 or not value < target < pit < sear_pit:
+        return prediction
+    k = rate / 3600.0 / (pit - value)
+    seared = math.log((sear_pit - value) / (sear_pit - target)) / k
+    return replace(prediction, low=min(low, seared))
 
 
 def _sear(
