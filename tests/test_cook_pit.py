@@ -10,7 +10,14 @@ from datetime import timedelta
 import pytest
 
 from grillstats_bridge.cook.calibration import PastCook, calibrate
-from grillstats_bridge.cook.model import Calibration, CookBatch, CookEvent, CookEventKind, Method
+from grillstats_bridge.cook.model import (
+    Calibration,
+    CookBatch,
+    CookEvent,
+    CookEventKind,
+    Method,
+    Rules,
+)
 from grillstats_bridge.cook.predictor import predict
 from grillstats_bridge.cook.tracker import CookTracker
 from grillstats_bridge.domain import Measurement, Unit
@@ -107,6 +114,13 @@ def test_a_first_cook_to_a_low_target_may_be_seared_the_band_says_so() -> None:
     chicken = predict(meat, 165.0, now, RULES, pit=grate)  # poultry: not seared to 165 °F
     assert chicken.seconds is not None and chicken.low is not None
     assert chicken.low > 0.8 * chicken.seconds
+
+    def celsius(series: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        return [(t, (v - 32.0) / 1.8) for t, v in series]
+
+    rules_c = Rules(unit=Unit.CELSIUS)
+    in_c = predict(celsius(meat), (130.0 - 32.0) / 1.8, now, rules_c, pit=celsius(grate))
+    assert in_c.low == pytest.approx(first.low, rel=0.02)
     alone = predict(meat, 130.0, now, RULES)  # no pit: nothing says it is below a sear's
     assert alone.method is Method.LINEAR and alone.seconds is not None
     assert alone.low is not None and alone.low > 0.8 * alone.seconds
