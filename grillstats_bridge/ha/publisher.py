@@ -307,6 +307,8 @@ class Publisher:
         ``nicknames`` (serial -> name) are the user's own names for devices.
         """
         nicknames = nicknames or {}
+        if user_id not in self._built:
+            self._pace()  # its first discovery: dozens of configs per device
         with self._lock:
             if self._bridge is None and self.writes_bridge():
                 # Devices name the bridge as their via_device: HA must know it first.
@@ -316,6 +318,21 @@ class Publisher:
             for heir in sorted(heirs):  # first: they take the topics this account drops
                 self._publish_account(heir, when)
             self._publish_account(user_id, when)
+
+    def _pace(self) -> None:
+        """Wait (holding no lock) while the client's outbox is above its high-water mark.
+
+        At a start every account's discovery comes at once (40 configs a device, 40,000 at
+        1,000 devices): sent account by account as the broker takes them, none overflows
+        ``mqtt.max_queue``. The wait ends at once when the broker is away or stalled
+        (then what overflows is sent again: :meth:`resend_dropped`).
+        """
+        self.client.wait_for_room(self.high_water)
+
+    @property
+    def high_water(self) -> int:
+        """The outbox's fill (states waiting) above which a discovery burst waits."""
+        return max(self.config.max_queue // 2, 1)
 
     def _claim(
         self, user_id: int, devices: Sequence[Device], nicknames: Mapping[str, str]
@@ -647,7 +664,14 @@ class Publisher:
             with self._lock:
                 if self._closed:
                     return
-                self.client.publish_states(self._everything())
+                # Paced like a start's discovery: everything at once would overflow the
+                # outbox at 1,000 devices. The lock is held throughout, so nothing newer
+                # published meanwhile is overwritten by this older view.
+                messages = self._everything()
+                chunk = max(self.config.max_queue // 10, 1)
+                for start in range(0, len(messages), chunk):
+                    self.client.wait_for_room(self.high_water)
+                    self.client.publish_states(messages[start : start + chunk])
         except Exception:
             log.exception("MQTT: republishing for Home Assistant failed")
 

@@ -87,6 +87,9 @@ MAX_INBOUND_BYTES = 1024 * 1024
 BATCH = 500
 # Longest sleep of the I/O loop: paho's keep-alive is checked at least this often.
 TICK = 1.0
+# wait_for_room gives up when the I/O thread handed nothing to paho for this long: a
+# broker that is connected but takes nothing must not hold the publishers up for ever.
+STALL_S = 5.0
 
 
 class MqttClient:
@@ -123,6 +126,7 @@ class MqttClient:
         self._stopping = False
         self._stop_deadline = 0.0
         self._busy = False  # the I/O thread holds a batch it has not handed over yet
+        self._handed_at = time.monotonic()  # when the I/O thread last took a batch
         self._conn: _Connection | None = None
         self._ready = False  # connected and the on-connect flush handed over
         self._states: collections.OrderedDict[str, Message] = collections.OrderedDict()
@@ -220,6 +224,23 @@ class MqttClient:
             and not self._events
             and (conn is None or (not conn.inflight and not conn.backlog))
         )
+
+    def wait_for_room(self, below: int, *, stall: float = STALL_S) -> bool:
+        """Wait until fewer than ``below`` states wait in the outbox; True when they do.
+
+        For a publisher pacing a burst (a start's discovery) so that the outbox never
+        overflows. It waits on the I/O thread's own progress (woken at each batch it
+        hands to paho), and only while that progress goes on: False at once when the
+        broker is away (a reconnect republishes everything anyway) or the client stops,
+        and when nothing was handed to paho for ``stall`` seconds (a stalled broker).
+        """
+        with self._cond:
+            while len(self._states) >= below:
+                idle = time.monotonic() - self._handed_at
+                if not self._ready or self._stopping or idle >= stall:
+                    return False
+                self._cond.wait(stall - idle)
+            return True
 
     def take_dropped(self) -> set[str]:
         """The retained topics whose latest value the full outbox dropped (their publisher
@@ -487,6 +508,7 @@ class MqttClient:
         with self._cond:
             for topic in covered:  # the hook's current value supersedes a waiting one
                 self._states.pop(topic, None)
+            self._dropped -= covered  # nor need they be sent again
         for i, message in enumerate(first):
             if not self._hand_over(conn, message, None):
                 self._requeue_states(first[i:])
@@ -510,6 +532,7 @@ class MqttClient:
             events = [self._events.popleft() for _ in range(min(BATCH, len(self._events)))]
             if states or events:
                 self._busy = True
+                self._handed_at = time.monotonic()
         if not states and not events:
             self._set_backlog(conn, False)
             return
