@@ -219,7 +219,7 @@ class Bridge:
             self._process_polls,
             max_batch=MAX_POLLS_PER_TRANSACTION,
             on_batch=self._wake.set,  # room in the backlog: due accounts may be polled
-            on_error=self._pipeline_error,
+            on_error=self.stats.note_pipeline_error,
         )
         self._threads: list[threading.Thread] = []
         self._threaded = False
@@ -420,6 +420,7 @@ class Bridge:
     def _periodic(self, now: datetime) -> None:
         if self.leases.enabled and now >= self.leases.next_tick:
             self._leases_moved(self.leases.tick(now), now)
+            self._enqueue(self.requests.publish_info)  # processes come and go, accounts move
         if now >= self._next_accounts_refresh:
             self._next_accounts_refresh = now + timedelta(seconds=ACCOUNTS_REFRESH_S)
             self._refresh_accounts(now)
@@ -586,9 +587,6 @@ class Bridge:
     def _pipeline_worker(self) -> None:
         self.work.worker()
 
-    def _pipeline_error(self) -> None:
-        self.stats.pipeline_errors += 1
-
     def _process_polls(self, jobs: list[PollJob]) -> Outcome:
         """Store, run sessions and alerts, publish what that produced (states are out already)."""
         now = self.clock.now()
@@ -740,7 +738,8 @@ class Bridge:
         return {channel: e for (s, channel), e in latest.items() if s == serial}
 
     def _publish_bridge(self) -> None:
-        self.publisher.publish_bridge_state(self.bridge_status())
+        if self.publisher.writes_bridge():  # of several processes, the first: its figures
+            self.publisher.publish_bridge_state(self.bridge_status())
 
     def bridge_status(self) -> BridgeStatus:
         """The bridge's state for its Home Assistant device."""
