@@ -87,9 +87,6 @@ MAX_INBOUND_BYTES = 1024 * 1024
 BATCH = 500
 # Longest sleep of the I/O loop: paho's keep-alive is checked at least this often.
 TICK = 1.0
-# wait_for_room gives up when the I/O thread handed nothing to paho for this long: a
-# broker that is connected but takes nothing must not hold the publishers up for ever.
-STALL_S = 5.0
 
 
 class MqttClient:
@@ -126,7 +123,7 @@ class MqttClient:
         self._stopping = False
         self._stop_deadline = 0.0
         self._busy = False  # the I/O thread holds a batch it has not handed over yet
-        self._handed_at = time.monotonic()  # when the I/O thread last took a batch
+        self._room: tuple[int, Callable[[], None]] | None = None  # set_room_hook's
         self._conn: _Connection | None = None
         self._ready = False  # connected and the on-connect flush handed over
         self._states: collections.OrderedDict[str, Message] = collections.OrderedDict()
@@ -225,22 +222,18 @@ class MqttClient:
             and (conn is None or (not conn.inflight and not conn.backlog))
         )
 
-    def wait_for_room(self, below: int, *, stall: float = STALL_S) -> bool:
-        """Wait until fewer than ``below`` states wait in the outbox; True when they do.
+    def waiting_states(self) -> int:
+        """How many state topics wait in the outbox (at most ``mqtt.max_queue``)."""
+        with self._lock:
+            return len(self._states)
 
-        For a publisher pacing a burst (a start's discovery) so that the outbox never
-        overflows. It waits on the I/O thread's own progress (woken at each batch it
-        hands to paho), and only while that progress goes on: False at once when the
-        broker is away (a reconnect republishes everything anyway) or the client stops,
-        and when nothing was handed to paho for ``stall`` seconds (a stalled broker).
-        """
-        with self._cond:
-            while len(self._states) >= below:
-                idle = time.monotonic() - self._handed_at
-                if not self._ready or self._stopping or idle >= stall:
-                    return False
-                self._cond.wait(stall - idle)
-            return True
+    def set_room_hook(self, below: int, hook: Callable[[], None]) -> None:
+        """Call ``hook`` on the I/O thread after each batch handed to paho that leaves fewer
+        than ``below`` states waiting: a publisher sends what it held back (a start's
+        discovery, paced so that the outbox never overflows). It may publish; it must
+        return quickly."""
+        with self._lock:
+            self._room = (below, hook)
 
     def take_dropped(self) -> set[str]:
         """The retained topics whose latest value the full outbox dropped (their publisher
@@ -532,12 +525,12 @@ class MqttClient:
             events = [self._events.popleft() for _ in range(min(BATCH, len(self._events)))]
             if states or events:
                 self._busy = True
-                self._handed_at = time.monotonic()
         if not states and not events:
             self._set_backlog(conn, False)
             return
         try:
             self._send(conn, states, events)
+            self._call_room_hook()  # still busy: flush() does not end before what it adds
         finally:
             with self._cond:
                 self._busy = False
@@ -546,6 +539,15 @@ class MqttClient:
             if self._has_waiting():
                 self._poke()  # more waits: come straight back after a look at the socket
         self._set_backlog(conn, conn.paho.want_write())
+
+    def _call_room_hook(self) -> None:
+        with self._lock:
+            room = self._room if self._room and len(self._states) < self._room[0] else None
+        if room is not None:
+            try:
+                room[1]()
+            except Exception:
+                log.exception("MQTT room hook %r failed", room[1])
 
     def _set_backlog(self, conn: _Connection, backlog: bool) -> None:
         if conn.backlog != backlog:
