@@ -558,7 +558,13 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     """The processes' figures as one bridge's: rates and CPU added up, memory per process."""
     if len(results) == 1:
         only = results[0]
-        return {**only, "vmhwm_kb_per_process": [only["vmhwm_kb"]], "several_polled": 0}
+        return {
+            **only,
+            "vmhwm_kb_per_process": [only["vmhwm_kb"]],
+            "states_dropped": [only["states_dropped"]],
+            "resent": [only["resent"]],
+            "several_polled": 0,
+        }
     windows = [r["window"] for r in results]
     secs = statistics.mean(w["seconds"] for w in windows)
 
@@ -595,6 +601,8 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
         "rss": results[0]["rss"],
         "rss_stages_kb": results[0]["rss_stages_kb"],  # process 0's (they start alike)
         "errors": sum(r["errors"] for r in results),
+        "states_dropped": [r["states_dropped"] for r in results],
+        "resent": [r["resent"] for r in results],
         "several_polled": sum(1 for n in counts.values() if n > 1),
         "accounts_polled": len(counts),
     }
@@ -668,6 +676,11 @@ def report(
         ),
         f"  pipeline      {window['transactions']} transactions, "
         f"{window['polls_per_transaction']:.1f} polls each; errors {result['errors']}",
+        "  MQTT outbox   dropped (full, over the whole run) "
+        + ", ".join(str(n) for n in result["states_dropped"])
+        + "; sent again after a drop "
+        + ", ".join(str(n) for n in result["resent"])
+        + (" (per process)" if args.processes > 1 else ""),
     ]
     states = sum(len(p["published"]) for p in polls)
     bridge = {"readings_per_s": readings / secs, "states_per_s": states / secs}
@@ -710,6 +723,8 @@ def report(
                     "vmhwm_mb_per_process": [kb / 1024 for kb in result["vmhwm_kb_per_process"]],
                     "processes": args.processes,
                     "accounts_polled_by_several": result["several_polled"],
+                    "states_dropped": result["states_dropped"],
+                    "resent": result["resent"],
                     "states_per_s": states / secs,
                     "raw_limits": raw,
                     "ratios": ratios,

@@ -164,6 +164,15 @@ def child(spec_path: Path) -> None:
         finished.append((time.time(), sum(len(p.readings) for p in polls)))
         return outcome
 
+    resent: list[int] = []
+    resend_dropped = bridge.publisher.resend_dropped
+
+    def resend_hook() -> int:
+        sent = resend_dropped()
+        resent.append(sent)
+        return sent
+
+    bridge.publisher.resend_dropped = resend_hook  # type: ignore[method-assign]
     bridge.publisher.publish_devices = publish_devices_hook  # type: ignore[method-assign]
     bridge.mqtt.publish_state = publish_state_hook  # type: ignore[method-assign]
     bridge.pipeline.process = process_hook  # type: ignore[method-assign]
@@ -226,6 +235,7 @@ def child(spec_path: Path) -> None:
     window_fin = [f for f in window_fin if f[0] <= w1]
     bridge.request_stop()
     runner.join(30)
+    dropped = bridge.mqtt.health().states_dropped  # over the whole run, the start's too
     poll_log.close()
     with Path(spec["out"] + ".polls").open(encoding="utf-8") as f:
         window_polls = [r for r in map(json.loads, f) if w0 <= r["available"] <= w1]
@@ -256,6 +266,8 @@ def child(spec_path: Path) -> None:
         "rss": rss,
         "rss_stages_kb": stages,
         "errors": errors,
+        "states_dropped": dropped,  # by the full MQTT outbox (mqtt.max_queue)
+        "resent": sum(resent),  # retained topics sent again after such a drop
     }
     Path(spec["out"]).write_text(json.dumps(result))
 

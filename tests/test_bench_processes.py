@@ -26,6 +26,8 @@ def child(accounts: list[int], readings: int, seconds: float, vmhwm_kb: int) -> 
         "rss": [[10.0, vmhwm_kb]],
         "rss_stages_kb": {"imported": 70_000, "constructed": 76_000},
         "errors": 0,
+        "states_dropped": 0,
+        "resent": 0,
     }
 
 
@@ -36,6 +38,7 @@ def test_each_account_in_one_process_adds_up() -> None:
     assert abs(rate - (2000 / 20.0 + 1000 / 19.0)) < 1e-9
     assert merged["vmhwm_kb_per_process"] == [80_000, 90_000] and merged["vmhwm_kb"] == 90_000
     assert merged["several_polled"] == 0 and merged["accounts_polled"] == 4
+    assert merged["states_dropped"] == merged["resent"] == [0, 0]  # listed per process
     assert len(merged["polls"]) == 4 and window["queued_at_end"] == 2
     assert merged["rss_stages_kb"] == {"imported": 70_000, "constructed": 76_000}  # printed
 

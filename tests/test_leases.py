@@ -411,3 +411,42 @@ def test_a_device_is_available_while_the_process_holding_its_account_lives(
     site.drive(20, [other])
     other.publisher.client.flush(10)
     assert availability() == [status, other.publisher.naming.holder_topic, device]
+
+
+def test_bridge_info_is_the_first_process_s_and_lists_every_process_s_accounts(
+    site: Site, mqtt_broker: Broker
+) -> None:
+    """``<root>/bridge/info`` is written by the process that writes the bridge's device
+    only, and says which accounts each live process holds; when that process stops,
+    the next one writes it, with the accounts it took over."""
+    first = site.bridge(0)
+    second = site.bridge(1, mqtt=0)  # the same instance id: one bridge of two processes
+    site.drive(60, [first, second])
+    leader, other = (first, second) if first.leases.leads else (second, first)
+    assert not other.leases.leads
+    topic = leader.requests.info_topic
+
+    def info() -> dict[str, Any]:
+        for bridge in site.bridges:
+            assert bridge.mqtt.flush(10)
+        found = retained(mqtt_broker.host, mqtt_broker.port, topic)
+        assert topic in found
+        return dict(json.loads(found[topic]))
+
+    shown = info()
+    assert shown["processes"] == {
+        b.leases.owner: sorted(b.pollers)
+        for b in sorted(site.bridges, key=lambda b: b.leases.owner)
+    }
+    assert sorted(u for held in shown["processes"].values() for u in held) == sorted(site.user_ids)
+    assert other.requests._info == ""  # it never published one
+
+    leader.shutdown()  # its leases given back: the other takes them, and leads
+    site.bridges.remove(leader)
+    wait_for(
+        lambda: set(other.pollers) == set(site.user_ids) and other.leases.leads,
+        lambda: site.drive(5, [other], each=5),
+        limit=30,
+    )
+    site.drive(20, [other])
+    assert info()["processes"] == {other.leases.owner: sorted(site.user_ids)}

@@ -21,15 +21,23 @@ import sqlalchemy as sa
 
 from grillstats_bridge.accounts.service import link_account
 from grillstats_bridge.config import Config, MqttConfig
+from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.store import users
 from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import GrillingSession
 from tests.fixtures.cloud import MakeCloud
 from tests.fixtures.db import truncate_all
-from tests.fixtures.mqtt import Broker, Subscriber, clear_retained, free_port, make_mqtt_config
-from tests.test_daemon_process import Daemon, daemons, get_json, wait_until, write_config
+from tests.fixtures.mqtt import (
+    Broker,
+    Subscriber,
+    clear_retained,
+    free_port,
+    make_mqtt_config,
+    retained,
+)
+from tests.test_daemon_process import Daemon, daemons, get_json, linked, wait_until, write_config
 
-__all__ = ["daemons"]  # the fixture, shared with test_daemon_process
+__all__ = ["daemons", "linked"]  # the fixtures, shared with test_daemon_process
 LEASE_TIME = 3.0
 SCENARIOS = ["brisket", "hot_and_fast", "fridge_logger", "kitchen_logger"]
 
@@ -169,3 +177,43 @@ def run(
     for proc in (procs[survivor], again):
         assert proc.proc.wait(15) == 0
         assert "Traceback" not in "\n".join(proc.lines)
+
+
+def test_the_bridge_status_goes_offline_when_every_process_died_without_a_supervisor(
+    tmp_path: Path,
+    linked: tuple[Config, CloudSimulator],
+    mqtt_broker: Broker,
+    mqtt_config: MqttConfig,
+    daemons: list[Daemon],
+) -> None:
+    """Two ``grillstats-bridge@`` instances (``run --processes 2 --process-index I``, no
+    supervisor): ``<root>/status`` stays online when one is killed (the other answers its
+    will) and goes offline when the last one is killed too."""
+    cfg, cloud = linked
+    path = write_config(
+        tmp_path / "config.yaml", cfg, cloud, free_port(), database={"lease_time": LEASE_TIME}
+    )
+    status = f"{mqtt_config.base_topic}/{mqtt_config.instance_id}/status"
+
+    def said(sub: Subscriber) -> list[str]:
+        return [m.text for m in sub.snapshot() if m.topic == status]
+
+    with Subscriber(mqtt_broker.host, mqtt_broker.port, status) as sub:
+        procs = []
+        for index in (0, 1):
+            procs.append(Daemon(path, "--processes", "2", "--process-index", str(index)))
+            daemons.append(procs[-1])
+            procs[-1].wait_for_line("started: database")
+        sub.wait_for(lambda ms: said(sub)[-1:] == ["online"], what="online")
+
+        sub.clear()
+        procs[0].proc.send_signal(signal.SIGKILL)
+        procs[0].proc.wait(10)
+        sub.wait_for(lambda ms: said(sub)[:1] == ["offline"] and said(sub)[-1:] == ["online"])
+        assert retained(mqtt_broker.host, mqtt_broker.port, status) == {status: b"online"}
+
+        sub.clear()
+        procs[1].proc.send_signal(signal.SIGKILL)
+        procs[1].proc.wait(10)
+        sub.wait_for(lambda ms: said(sub)[-1:] == ["offline"], what="offline")
+    assert retained(mqtt_broker.host, mqtt_broker.port, status) == {status: b"offline"}

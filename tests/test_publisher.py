@@ -18,7 +18,7 @@ from grillstats_bridge import __version__
 from grillstats_bridge.alerts.entities import alert_views
 from grillstats_bridge.cli import main
 from grillstats_bridge.config import MqttConfig
-from grillstats_bridge.domain import Measurement, Poll, Unit
+from grillstats_bridge.domain import Device, Measurement, Poll, Unit
 from grillstats_bridge.ha.cook_entities import ProbeCook
 from grillstats_bridge.ha.entities import (
     DEVICE,
@@ -553,13 +553,15 @@ def test_what_the_full_outbox_dropped_is_sent_again(
     filler = b"x" * 200_000
     deadline = time.monotonic() + WAIT
     n = 0
-    while bridge.client.health().queued_states < 50 and time.monotonic() < deadline:
-        bridge.client.publish_state(f"{config.base_topic}/filler/{n % 50}", filler)
+    while bridge.client.health().queued_states < 5 and time.monotonic() < deadline:
+        bridge.client.publish_state(f"{config.base_topic}/filler/{n % 10}", filler)
         n += 1
         time.sleep(0.001)
     h = bridge.client.health()
-    assert h.queued_states >= 50 and h.states_dropped == 0, h  # the client waits on the socket
-    publish_all(bridge)  # 225 topics behind a full window: the oldest are dropped
+    assert h.queued_states >= 5 and h.states_dropped == 0, h  # the client waits on the socket
+    # 225 topics behind a full window, not held back (the outbox was below half full when
+    # they came): the oldest are dropped
+    publish_all(bridge)
     want = {t: p.encode() for t, p in bridge.publisher.retained().items()}
     assert bridge.client.health().states_dropped > 0
     tcp_proxy.restore()
@@ -571,3 +573,50 @@ def test_what_the_full_outbox_dropped_is_sent_again(
     missing = sorted(set(want) - set(held))
     assert not missing, f"{len(missing)} never published, e.g. {missing[:3]}"
     assert {t: held[t] for t in want} == want
+
+
+def account_devices(n: int) -> tuple[Device, ...]:
+    """The sample Signals (79 topics) under a serial of account ``n``'s own."""
+    signals = sample_devices(NOW)[0]
+    probes = tuple(dataclasses.replace(p, serial=f"{p.serial}-{n}") for p in signals.probes)
+    return (dataclasses.replace(signals, serial=f"{signals.serial}-{n}", probes=probes),)
+
+
+def test_a_start_s_discovery_is_paced_so_nothing_is_dropped(
+    mqtt_broker: Broker,
+    mqtt_config: MqttConfig,
+    tcp_proxy: TcpProxy,
+    make_bridge: Callable[..., Bridge],
+) -> None:
+    """At a start every account's discovery comes at once, many times mqtt.max_queue: the
+    publisher sends it account by account while the slow broker takes it (waiting on the
+    client's outbox), so nothing is dropped and every config reaches the broker with no
+    refresh to send it again."""
+    proxied = make_mqtt_config(tcp_proxy.broker, mqtt_config.instance_id)
+    config = dataclasses.replace(proxied, max_queue=200)  # an account's 79 topics fit
+    bridge = make_bridge(config)
+    tcp_proxy.hold_requests()  # first the socket buffers fill, as behind a slow broker
+    filler = b"x" * 200_000
+    deadline = time.monotonic() + WAIT
+    n = 0
+    while bridge.client.health().queued_states < 5 and time.monotonic() < deadline:
+        bridge.client.publish_state(f"{config.base_topic}/filler/{n % 10}", filler)
+        n += 1
+        time.sleep(0.001)
+    assert bridge.client.health().states_dropped == 0
+    with Subscriber(
+        mqtt_broker.host, mqtt_broker.port, f"{config.discovery_prefix}/#", qos=0
+    ) as sub:
+        tcp_proxy.throttle(5_000_000)  # then the broker takes ~5,000 configs a second
+        tcp_proxy.restore()
+        for n in range(1, 41):  # 3,160 topics, 16 times the outbox
+            bridge.publisher.publish_devices(n, account_devices(n), now=NOW)
+        want = {t: p.encode() for t, p in bridge.publisher.retained().items() if "/config" in t}
+        assert len(want) > 10 * config.max_queue
+        assert bridge.client.flush(WAIT)
+        assert bridge.client.health().states_dropped == 0
+        sub.sync()
+        got = {m.topic: m.payload for m in sub.snapshot()}
+    missing = sorted(set(want) - set(got))
+    assert not missing, f"{len(missing)} never published, e.g. {missing[:3]}"
+    assert {t: got[t] for t in want} == want

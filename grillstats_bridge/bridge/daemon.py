@@ -49,12 +49,12 @@ from grillstats_bridge.bridge.outbox import Outbox
 from grillstats_bridge.bridge.owners import Owners
 from grillstats_bridge.bridge.pipeline import Outcome, Pipeline, describe
 from grillstats_bridge.bridge.poller import AccountPoller, say_poll_failure
-from grillstats_bridge.bridge.processes import journal_file, mqtt_identity
+from grillstats_bridge.bridge.processes import journal_file, mqtt_identity, shared_status
 from grillstats_bridge.bridge.requests import BridgeRequests
 from grillstats_bridge.bridge.scheduler import AccountState, Activity, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
 from grillstats_bridge.bridge.status import AccountInfo, Stats
-from grillstats_bridge.bridge.work import PollJob, WorkQueue, gated
+from grillstats_bridge.bridge.work import PollJob, WorkQueue, gated, stuck
 from grillstats_bridge.clock import Clock, RealClock
 from grillstats_bridge.config import Config, split_reload
 from grillstats_bridge.cook.entities import CookEvents, publish_cook
@@ -185,6 +185,7 @@ class Bridge:
             bridge=on_broker.bridge_key,
         )
         self.mqtt.add_connect_hook(self._on_mqtt_connect)
+        self.presence = shared_status(config, self.identity)  # several: <root>/status
         self.session_mqtt = SessionMqtt(
             database=self.database,
             service=self.sessions,
@@ -219,7 +220,7 @@ class Bridge:
             self._process_polls,
             max_batch=MAX_POLLS_PER_TRANSACTION,
             on_batch=self._wake.set,  # room in the backlog: due accounts may be polled
-            on_error=self._pipeline_error,
+            on_error=self.stats.note_pipeline_error,
         )
         self._threads: list[threading.Thread] = []
         self._threaded = False
@@ -249,6 +250,8 @@ class Bridge:
         self.session_mqtt.changed([])  # the sessions that run on: their state from the start
         self._refresh_accounts(self.clock.now())
         self.mqtt.start()
+        if self.presence is not None:
+            self.presence.start()
         replay = self.pipeline.replay_journal(self.clock.now())  # before any new poll
         if replay is not None:
             self._after_commit(replay)
@@ -284,7 +287,7 @@ class Bridge:
                 dispatched = self._schedule(now)
                 interval = self.notifier.watchdog_interval
                 if interval and time.monotonic() >= next_watchdog:
-                    problem = self._stuck(limit=2 * interval)
+                    problem = stuck(self._threads, self.work, 2 * interval)
                     if problem is None:
                         self.notifier.watchdog()
                     else:
@@ -331,6 +334,8 @@ class Bridge:
         self.publisher.save_records()  # the pipeline thread has stopped: this is the last save
         self.publisher.close()
         self.mqtt.stop(timeout=max(1.0, deadline - time.monotonic()))
+        if self.presence is not None:  # offline there, unless another process answers
+            self.presence.stop(timeout=max(1.0, deadline - time.monotonic()))
         if self.health_server is not None:
             self.health_server.stop()
         with self._lock:
@@ -420,6 +425,7 @@ class Bridge:
     def _periodic(self, now: datetime) -> None:
         if self.leases.enabled and now >= self.leases.next_tick:
             self._leases_moved(self.leases.tick(now), now)
+            self._enqueue(self.requests.publish_info)  # processes come and go, accounts move
         if now >= self._next_accounts_refresh:
             self._next_accounts_refresh = now + timedelta(seconds=ACCOUNTS_REFRESH_S)
             self._refresh_accounts(now)
@@ -586,9 +592,6 @@ class Bridge:
     def _pipeline_worker(self) -> None:
         self.work.worker()
 
-    def _pipeline_error(self) -> None:
-        self.stats.pipeline_errors += 1
-
     def _process_polls(self, jobs: list[PollJob]) -> Outcome:
         """Store, run sessions and alerts, publish what that produced (states are out already)."""
         now = self.clock.now()
@@ -740,7 +743,8 @@ class Bridge:
         return {channel: e for (s, channel), e in latest.items() if s == serial}
 
     def _publish_bridge(self) -> None:
-        self.publisher.publish_bridge_state(self.bridge_status())
+        if self.publisher.writes_bridge():  # of several processes, the first: its figures
+            self.publisher.publish_bridge_state(self.bridge_status())
 
     def bridge_status(self) -> BridgeStatus:
         """The bridge's state for its Home Assistant device."""
@@ -777,7 +781,7 @@ class Bridge:
             rejections=self.pipeline.rejections(),
             show_accounts=self.config.http.show_accounts,
             last_progress=self.pipeline.last_progress,
-            stuck=self._stuck(limit=STUCK_S),
+            stuck=stuck(self._threads, self.work, STUCK_S),
             journal=self.pipeline.journal_info(),
             leases=self.leases.health(),
         )
@@ -788,13 +792,3 @@ class Bridge:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
-
-    def _stuck(self, limit: float) -> str | None:
-        """Why the bridge no longer works (a dead thread, a job hung for long), or None."""
-        dead = [t.name for t in self._threads if not t.is_alive()]
-        if dead:
-            return f"worker thread(s) {', '.join(dead)} died"
-        busy_since = self.work.busy_since
-        if busy_since is not None and time.monotonic() - busy_since > limit:
-            return f"the pipeline has been stuck in one job for {limit:.0f} s"
-        return None

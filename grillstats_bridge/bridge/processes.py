@@ -11,12 +11,13 @@ With several processes, each has
   host makes two machines with the same configuration differ, the index (not the
   run id) keeps the id stable across restarts;
 * its own will: ``offline`` on ``<root>/bridge/process/<host>-<index>/status``. The
-  bridge's status ``<root>/status`` (the availability of every entity) carries no
-  will: each process says ``online`` there on every connect, so it stays ``online``
-  while any process lives. The supervisor says ``offline`` there once all its
-  processes have stopped and no other process of the bridge is online; when every
-  process dies at once without it (the machine loses power), the bridge's status
-  stays ``online`` until a process starts again;
+  bridge's status ``<root>/status`` (the availability of every entity) is kept by a
+  second, small connection per process (``<client_id>-<host>-<index>-status``, see
+  :mod:`grillstats_bridge.mqtt.presence`): its will and its clean stop say ``offline``
+  there, and every live process answers ``offline`` with ``online``, so the bridge's
+  status is ``offline`` once no process lives, however they stopped (killed, the
+  machine lost power, ``systemctl stop`` of each ``grillstats-bridge@`` instance), with
+  or without the supervisor;
 * its own health port, ``http.port + index``, and its own outage journal;
 * a bridge key in its instance claim (a digest of the instance id and the database
   URL without its password): processes with the same key are one bridge and let
@@ -37,6 +38,7 @@ from grillstats_bridge.ha.ids import sanitize
 from grillstats_bridge.ha.publisher import naming_for
 from grillstats_bridge.mqtt.client import MqttClient
 from grillstats_bridge.mqtt.messages import OFFLINE, ONLINE, MqttError
+from grillstats_bridge.mqtt.presence import SharedStatus
 from grillstats_bridge.mqtt.retained import read_retained
 from grillstats_bridge.store.journal import journal_path
 
@@ -69,6 +71,17 @@ def mqtt_identity(config: Config, identity: ProcessIdentity) -> MqttIdentity:
         f"{mqtt.effective_client_id}-{slot(identity)}",
         process_topic(config, identity),
         bridge_key(config),
+    )
+
+
+def shared_status(config: Config, identity: ProcessIdentity) -> SharedStatus | None:
+    """Several processes: the connection that keeps ``<root>/status`` (None for one)."""
+    if not identity.several:
+        return None
+    return SharedStatus(
+        config.mqtt,
+        topic=naming_for(config.mqtt).status_topic,
+        client_id=f"{config.mqtt.effective_client_id}-{slot(identity)}-status",
     )
 
 

@@ -33,6 +33,7 @@ from grillstats_bridge.ha.commands import shown
 from grillstats_bridge.ha.entities import LOG_LEVELS
 from grillstats_bridge.mqtt.messages import InboundMessage
 from grillstats_bridge.sessions.model import SessionStatus
+from grillstats_bridge.store import leases
 from grillstats_bridge.store.devices import device_serial
 from grillstats_bridge.store.models import Device, GrillingSession, ThermoWorksCredentials, User
 from grillstats_bridge.web import data
@@ -53,6 +54,7 @@ class BridgeRequests:
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
         self.root = bridge.publisher.naming.root
+        self._info = ""  # the bridge/info payload last published
         self.actions: dict[str, Callable[[Body], Any]] = {
             "health": lambda body: bridge.health_report()[1],
             "poll": self._poll,
@@ -108,22 +110,37 @@ class BridgeRequests:
         self.bridge.mqtt.publish_event(f"{self.root}/bridge/response/{action}", payload)
 
     def publish_info(self) -> None:
-        """The retained ``bridge/info``: version, counts, the configuration (secrets hidden)."""
+        """The retained ``bridge/info``: version, counts, the configuration (secrets hidden);
+        with account leases, the live processes and the accounts each holds.
+
+        Of several processes only the one that writes the bridge's device publishes it
+        (the others would overwrite it with their own view); it is sent again when
+        what it says changed (the lease ticks call this).
+        """
+        bridge = self.bridge
+        if not bridge.publisher.writes_bridge():
+            return
+        keeper = bridge.leases
         try:
-            with self.bridge.database.transaction() as db:
-                counts = {
+            with bridge.database.transaction() as db:
+                counts: dict[str, Any] = {
                     "users": db.scalar(sa.select(sa.func.count(User.id))),
                     "accounts": db.scalar(sa.select(sa.func.count(ThermoWorksCredentials.id))),
                     "devices": db.scalar(
                         sa.select(sa.func.count(Device.id)).where(Device.is_active.is_not(False))
                     ),
                 }
+                if keeper.enabled:
+                    now = keeper.clock()
+                    counts["processes"] = leases.holdings(db, since=now - keeper.validity, now=now)
         except SQLAlchemyError as exc:
             log.warning("bridge/info not published: database %s", type(exc).__name__)
             return
-        info = {"version": __version__, **counts, "config": redacted(self.bridge.config)}
+        info = {"version": __version__, **counts, "config": redacted(bridge.config)}
         payload = json.dumps(info, default=str, separators=(",", ":"))
-        self.bridge.mqtt.publish_state(self.info_topic, payload, qos=1, retain=True)
+        if payload != self._info:
+            self._info = payload
+            bridge.mqtt.publish_state(self.info_topic, payload, qos=1, retain=True)
 
     # ------------------------------------------------------------------ Home Assistant
 

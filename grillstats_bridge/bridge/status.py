@@ -55,6 +55,9 @@ class Stats:
     # The poll workers note requests while the pipeline thread sums them.
     _requests_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def note_pipeline_error(self) -> None:
+        self.pipeline_errors += 1
+
     def note_requests(self, now: datetime, count: int) -> None:
         """Cloud requests made by a poll (for "cloud requests in the last hour")."""
         hour_ago = now - timedelta(hours=1)

@@ -153,3 +153,14 @@ def gated(
         submit(run)
 
     return queue_command
+
+
+def stuck(threads: Sequence[threading.Thread], work: WorkQueue, limit: float) -> str | None:
+    """Why the bridge no longer works (a dead thread, a job hung for long), or None."""
+    dead = [t.name for t in threads if not t.is_alive()]
+    if dead:
+        return f"worker thread(s) {', '.join(dead)} died"
+    busy_since = work.busy_since
+    if busy_since is not None and time.monotonic() - busy_since > limit:
+        return f"the pipeline has been stuck in one job for {limit:.0f} s"
+    return None

@@ -175,6 +175,9 @@ class Publisher:
         self._store_failing = False
         self._store_lock = threading.Lock()  # one save at a time, in the order of the changes
         self._unsaved: list[tuple[list[Record], list[str]]] = []  # changes not yet in the store
+        # Topics held back while the outbox is above its high-water mark, in order: their
+        # current value goes out as it drains (_send_deferred).
+        self._deferred: dict[str, None] = {}
         self._closed = False
         if store is not None:
             try:
@@ -186,6 +189,7 @@ class Publisher:
                 self._store_failed("load", exc)
         self._remember([Record(self.naming.status_topic, BRIDGE_OWNER, "state")], [])
         client.add_connect_hook(self._on_connect)
+        client.set_room_hook(self.high_water, self._send_deferred)
         client.subscribe(self.naming.ha_status_topic, self._on_ha_status, qos=1)
 
     # ------------------------------------------------------------------ what the daemon calls
@@ -317,6 +321,40 @@ class Publisher:
                 self._publish_account(heir, when)
             self._publish_account(user_id, when)
 
+    @property
+    def high_water(self) -> int:
+        """The outbox's fill (states waiting) from which a discovery burst is held back."""
+        return max(self.config.max_queue // 2, 1)
+
+    def _send_deferred(self) -> None:
+        """Send the current value of held-back topics while the outbox is below its
+        high-water mark (the client calls this as its outbox drains).
+
+        At a start every account's discovery comes at once (40 configs a device, 40,000
+        at 1,000 devices), and Home Assistant's birth asks for all of it again: sent
+        account by account as the broker takes it, none overflows ``mqtt.max_queue``,
+        and no poll waits for it.
+        """
+        if not self._deferred:
+            return
+        with self._lock:
+            room = self.high_water - self.client.waiting_states()
+            while self._deferred and room > 0:
+                topic = next(iter(self._deferred))
+                del self._deferred[topic]
+                room -= self._send_current(topic)
+
+    def _send_current(self, topic: str) -> bool:
+        """Publish a retained topic's current value; False: it has none (cleared since)."""
+        if (packed := self._configs.get(topic)) is not None:
+            self.client.publish_state(topic, unpack(packed), qos=CONFIG_QOS, retain=True)
+        elif (payload := self._states.get(topic)) is not None:
+            qos = AVAILABILITY_QOS if topic.endswith("/availability") else STATE_QOS
+            self.client.publish_state(topic, payload, qos=qos, retain=True)
+        else:
+            return False
+        return True
+
     def _claim(
         self, user_id: int, devices: Sequence[Device], nicknames: Mapping[str, str]
     ) -> tuple[dict[str, tuple[Device, str | None]], set[int]]:
@@ -382,17 +420,8 @@ class Publisher:
         """Publish again the current value of each retained topic the client dropped while
         its outbox was full (a start's discovery burst at 1,000 devices); how many."""
         with self._lock:
-            topics = self.client.take_dropped()
-            sent = 0
-            for topic in sorted(topics):
-                if (packed := self._configs.get(topic)) is not None:
-                    self.client.publish_state(topic, unpack(packed), qos=CONFIG_QOS, retain=True)
-                elif (payload := self._states.get(topic)) is not None:
-                    qos = AVAILABILITY_QOS if topic.endswith("/availability") else STATE_QOS
-                    self.client.publish_state(topic, payload, qos=qos, retain=True)
-                else:
-                    continue  # cleared or handed over since
-                sent += 1
+            # Those cleared or handed over since have no current value: not sent.
+            sent = sum(self._send_current(t) for t in sorted(self.client.take_dropped()))
             if sent:
                 log.info("MQTT: %d retained topic(s) the full outbox dropped sent again", sent)
             return sent
@@ -520,6 +549,14 @@ class Publisher:
             self.client.clear(topic)
             self._configs.pop(topic, None)
             self._states.pop(topic, None)
+        if configs and (
+            self._deferred or (last is None and self.client.waiting_states() >= self.high_water)
+        ):
+            # A first discovery (or one behind those held back) while the outbox is full:
+            # its configs, then its states, go out as the outbox drains.
+            self._deferred.update(dict.fromkeys(c.topic for c in configs))
+            self._deferred.update(dict.fromkeys(s.topic for s in states))
+            configs, states = [], []
         for config in configs:
             self.client.publish_state(config.topic, config.json(), qos=CONFIG_QOS, retain=True)
         for state in states:
@@ -621,6 +658,7 @@ class Publisher:
 
     def _on_connect(self) -> list[Message]:
         with self._lock:
+            self._deferred.clear()  # everything goes out now
             return self._everything()
 
     # ------------------------------------------------------------------ Home Assistant's birth
@@ -647,7 +685,10 @@ class Publisher:
             with self._lock:
                 if self._closed:
                     return
-                self.client.publish_states(self._everything())
+                # Everything at once would overflow the outbox at 1,000 devices: it goes
+                # out as the outbox drains, each topic with its value then.
+                self._deferred.update(dict.fromkeys(m.topic for m in self._everything()))
+            self._send_deferred()
         except Exception:
             log.exception("MQTT: republishing for Home Assistant failed")
 

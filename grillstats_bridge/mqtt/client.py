@@ -123,6 +123,7 @@ class MqttClient:
         self._stopping = False
         self._stop_deadline = 0.0
         self._busy = False  # the I/O thread holds a batch it has not handed over yet
+        self._room: tuple[int, Callable[[], None]] | None = None  # set_room_hook's
         self._conn: _Connection | None = None
         self._ready = False  # connected and the on-connect flush handed over
         self._states: collections.OrderedDict[str, Message] = collections.OrderedDict()
@@ -220,6 +221,19 @@ class MqttClient:
             and not self._events
             and (conn is None or (not conn.inflight and not conn.backlog))
         )
+
+    def waiting_states(self) -> int:
+        """How many state topics wait in the outbox (at most ``mqtt.max_queue``)."""
+        with self._lock:
+            return len(self._states)
+
+    def set_room_hook(self, below: int, hook: Callable[[], None]) -> None:
+        """Call ``hook`` on the I/O thread after each batch handed to paho that leaves fewer
+        than ``below`` states waiting: a publisher sends what it held back (a start's
+        discovery, paced so that the outbox never overflows). It may publish; it must
+        return quickly."""
+        with self._lock:
+            self._room = (below, hook)
 
     def take_dropped(self) -> set[str]:
         """The retained topics whose latest value the full outbox dropped (their publisher
@@ -487,6 +501,7 @@ class MqttClient:
         with self._cond:
             for topic in covered:  # the hook's current value supersedes a waiting one
                 self._states.pop(topic, None)
+            self._dropped -= covered  # nor need they be sent again
         for i, message in enumerate(first):
             if not self._hand_over(conn, message, None):
                 self._requeue_states(first[i:])
@@ -515,6 +530,7 @@ class MqttClient:
             return
         try:
             self._send(conn, states, events)
+            self._call_room_hook()  # still busy: flush() does not end before what it adds
         finally:
             with self._cond:
                 self._busy = False
@@ -523,6 +539,15 @@ class MqttClient:
             if self._has_waiting():
                 self._poke()  # more waits: come straight back after a look at the socket
         self._set_backlog(conn, conn.paho.want_write())
+
+    def _call_room_hook(self) -> None:
+        with self._lock:
+            room = self._room if self._room and len(self._states) < self._room[0] else None
+        if room is not None:
+            try:
+                room[1]()
+            except Exception:
+                log.exception("MQTT room hook %r failed", room[1])
 
     def _set_backlog(self, conn: _Connection, backlog: bool) -> None:
         if conn.backlog != backlog:

@@ -72,6 +72,21 @@ def live_processes(db: Session, *, since: datetime, now: datetime) -> dict[str, 
     return {process_id: int(n) for process_id, n in rows}
 
 
+def holdings(db: Session, *, since: datetime, now: datetime) -> dict[str, list[int]]:
+    """Live processes (a heartbeat at or after ``since``) and the accounts (user ids) whose
+    unexpired leases each holds, in order: what ``<root>/bridge/info`` shows."""
+    held: dict[str, list[int]] = {
+        str(p): [] for p in db.scalars(sa.select(P.process_id).where(P.heartbeat_at >= since))
+    }
+    rows = db.execute(
+        sa.select(L.owner, L.user_id).where(L.expires_at > now).order_by(L.owner, L.user_id)
+    )
+    for owner, user_id in rows:
+        if owner in held:
+            held[owner].append(int(user_id))
+    return dict(sorted(held.items()))
+
+
 def first_process(db: Session, instance_id: str, *, since: datetime) -> str | None:
     """The live process of ``instance_id`` that comes first by id: the one that
     publishes the bridge's own device (one writer for its topics)."""
