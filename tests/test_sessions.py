@@ -568,3 +568,27 @@ def test_an_unplug_stamped_with_the_last_readings_time_still_counts() -> None:
     (ended,) = [c for c in changes if c.kind is ChangeKind.ENDED]
     assert ended.session.end_reason is EndReason.UNPLUGGED
     assert ended.session.end == at(59 * 60.0)
+
+
+def test_the_running_sessions_without_probes_are_the_snapshots_less_their_summaries() -> None:
+    # What the daemon reads of every running session after each transaction: cheap.
+    tr = tracker()
+    Simulation(CURVES["brisket"], 15).run(tr, until=3 * H)
+    full = tr.active_sessions()
+    assert full and full[0].probes
+    assert tr.active_sessions(probes=False) == [dataclasses.replace(s, probes=()) for s in full]
+    assert tr.active_serials() == [s.serial for s in full]
+
+
+def test_a_running_session_shows_its_duration_in_whole_minutes() -> None:
+    # Compared to what was published after each transaction: equal within the minute.
+    from grillstats_bridge.sessions.entities import current_session
+
+    tr = tracker()
+    Simulation(CURVES["brisket"], 15).run(tr, until=3 * H)
+    (snapshot,) = tr.active_sessions(probes=False)
+    early = current_session(snapshot, snapshot.start + timedelta(minutes=42, seconds=1))
+    late = current_session(snapshot, snapshot.start + timedelta(minutes=42, seconds=59.9))
+    assert early == late
+    assert early.duration == timedelta(minutes=42)
+    assert current_session(snapshot, snapshot.start + timedelta(minutes=43)) != late

@@ -145,6 +145,9 @@ class AlertControl:
         self.publisher = publisher
         self.naming = publisher.naming
         self.pending: dict[tuple[str, int], Range] = {}  # (serial, channel) -> a side set alone
+        # What refresh last built its views from, and those views: after most transactions
+        # nothing of it moved, and building the views of every probe again is what costs.
+        self._shown: tuple[object, dict[str, tuple[ProbeAlerts, ...]]] | None = None
 
     @property
     def command_filter(self) -> str:
@@ -158,8 +161,11 @@ class AlertControl:
             ranges = self.alerts.ranges()
         except RuntimeError:
             return  # the engine has not loaded yet: nothing is known
-        views = alert_views(targets, self.alerts.active_probes(), self._with_pending(ranges))
-        self.publisher.publish_alerts(views)
+        inputs = (targets, self.alerts.active_probes(), self._with_pending(ranges))
+        if self._shown is None or self._shown[0] != inputs:
+            self._shown = (inputs, alert_views(*inputs))
+        # Published either way: the publisher compares, and a command may have shown others.
+        self.publisher.publish_alerts(self._shown[1])
 
     def handle(self, message: InboundMessage) -> None:
         """One command from a probe's number: set, change or remove its target or range alert."""

@@ -599,7 +599,7 @@ class Bridge:
         outcome = self.pipeline.process(polls, now)
         self.owners.note(outcome.syncs)  # empty unless committed
         self._lose(outcome.lost)
-        active_serials = {s.serial for s in self.sessions.tracker.active_sessions()}
+        active_serials = set(self.sessions.tracker.active_serials())
         for job in jobs:
             if job.poll.user_id in outcome.lost:
                 continue

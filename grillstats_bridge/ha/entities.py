@@ -112,7 +112,7 @@ class CurrentSession:
     name: str
     session_type: str  # auto, manual
     start: datetime
-    duration: timedelta  # as of when the bridge last looked at the session
+    duration: timedelta  # as of when the bridge last looked at the session, whole minutes
     unit: Unit | None  # of the statistics; None before the first temperature reading
     minimum: float | None
     maximum: float | None

@@ -45,6 +45,7 @@ from grillstats_bridge.store.db import Database
 from grillstats_bridge.store.models import Device, GrillingSession
 
 log = logging.getLogger(__name__)
+_MINUTE = timedelta(minutes=1)
 
 STARTED = "session_started"
 ENDED = "session_ended"
@@ -55,13 +56,15 @@ OnCommand = Callable[[str, Callable[[InboundMessage], None]], None]
 
 
 def current_session(snapshot: SessionSnapshot, now: datetime) -> CurrentSession:
-    """A running session as its entities show it, its duration as of ``now``."""
+    """A running session as its entities show it, its duration as of ``now`` in whole
+    minutes (what the duration entity shows): a session whose figures did not move
+    compares equal until the next minute, and is not built again."""
     return CurrentSession(
         session_id=snapshot.session_id,
         name=snapshot.name,
         session_type=snapshot.session_type.value,
         start=snapshot.start,
-        duration=snapshot.duration(now),
+        duration=_MINUTE * (snapshot.duration(now) // _MINUTE),
         unit=snapshot.unit,
         minimum=snapshot.minimum,
         maximum=snapshot.maximum,
@@ -220,7 +223,8 @@ class SessionMqtt:
         """After the tracker ran: the running sessions' state, new sessions' events."""
         now = self.clock()
         running = {
-            s.serial: current_session(s, now) for s in self.service.tracker.active_sessions()
+            s.serial: current_session(s, now)
+            for s in self.service.tracker.active_sessions(probes=False)
         }
         self.publisher.publish_sessions(running)
         ended = False

@@ -179,7 +179,7 @@ class SessionService:
         """Between polls: end sessions that timed out (a device nobody polls any more)."""
         if not self.loaded:
             return self.load(db, now)
-        serials = [s.serial for s in self.tracker.active_sessions()]
+        serials = self.tracker.active_serials()
         self._remember(db, self.tracker.serials())
         return self._run(db, Batch(now=now, tick=True), serials, save="changed")
 

@@ -294,12 +294,14 @@ class SessionTracker:
 
     # ----------------------------------------------------------------- the service's hooks
 
-    def active(self, serial: str) -> SessionSnapshot | None:
-        """The device's running session, if any."""
+    def active(self, serial: str, *, probes: bool = True) -> SessionSnapshot | None:
+        """The device's running session, if any; without ``probes``, with no probe
+        summaries (its totals only: cheaper)."""
         dev = self._devices.get(serial)
         if dev is None or dev.session is None:
             return None
-        return self._snapshot(dev, SessionStatus.ACTIVE, None, dev.session.stats, None)
+        stats = dev.session.stats
+        return self._snapshot(dev, SessionStatus.ACTIVE, None, stats, None, probes=probes)
 
     def running(self, serial: str) -> tuple[int | None, SessionType] | None:
         """The database id and type of the device's running session (cheap: no snapshot)."""
@@ -308,8 +310,15 @@ class SessionTracker:
             return None
         return dev.session.session_id, dev.session.type
 
-    def active_sessions(self) -> list[SessionSnapshot]:
-        return [s for serial in self._devices if (s := self.active(serial)) is not None]
+    def active_sessions(self, *, probes: bool = True) -> list[SessionSnapshot]:
+        """Every running session; see :meth:`active` for ``probes``."""
+        return [
+            s for serial in self._devices if (s := self.active(serial, probes=probes)) is not None
+        ]
+
+    def active_serials(self) -> list[str]:
+        """The devices with a running session (cheap: no snapshot)."""
+        return [serial for serial, dev in self._devices.items() if dev.session is not None]
 
     def bind(self, serial: str, session_id: int) -> None:
         """Remember the database id of the device's running session."""
@@ -733,16 +742,20 @@ class SessionTracker:
         end: float | None,
         stats: _Stats,
         reason: EndReason | None,
+        *,
+        probes: bool = True,
     ) -> SessionSnapshot:
         session = dev.session
         assert session is not None
-        probes = stats.summaries(dev.labels())
+        summaries = stats.summaries(dev.labels()) if probes else ()
         minimum, maximum, average = stats.totals()
         start = _ts(session.start)
         end_dt = _ts(end) if end is not None else None
         name = session.name
         if end_dt is not None and session.auto_named:
-            name = session_name(session.type, start, self.rules.timezone, end=end_dt, probes=probes)
+            name = session_name(
+                session.type, start, self.rules.timezone, end=end_dt, probes=summaries
+            )
         return SessionSnapshot(
             serial=dev.serial,
             session_id=session.session_id,
@@ -756,7 +769,7 @@ class SessionTracker:
             minimum=minimum,
             maximum=maximum,
             average=average,
-            probes=probes,
+            probes=summaries,
             end_reason=reason,
         )
 
