@@ -137,6 +137,27 @@ def test_a_learned_stall_is_the_one_ahead_and_a_learned_pace_scales_the_climb() 
     assert slow.high is not None and climb.high is not None and slow.high > climb.high
 
 
+def test_after_a_stall_the_pace_counts_far_from_the_target_and_not_in_its_last_hour() -> None:
+    """The pace is learned over the whole climb after a stall (its first fits are the ones
+    off); within two windows of the target the live fit has the rest alone."""
+    meat = samples(lambda t: newton(t, pit=250.0), 0, 5 * H)
+    pit = samples(lambda t: 250.0, 0, 5 * H)
+    slow = Calibration(past_cooks=1, pace=1.25)
+
+    def both(now: float, since: float | None) -> tuple[float, float]:
+        plain = predict(meat, 215.0, now, RULES, pit=pit, since=since).seconds
+        taught = predict(meat, 215.0, now, RULES, pit=pit, since=since, calibration=slow).seconds
+        assert plain is not None and taught is not None
+        return plain, taught
+
+    plain, taught = both(1 * H, since=0.0)  # 3.5 h to go: the pace in full
+    assert plain > 4 * RULES.window and taught == pytest.approx(1.25 * plain)
+    plain, taught = both(3.9 * H, since=2 * H)  # 35 min to go: the live fit alone
+    assert plain < 2 * RULES.window and taught == pytest.approx(plain)
+    plain, taught = both(3.9 * H, since=None)  # no stall: the pace to the end
+    assert taught == pytest.approx(1.25 * plain)
+
+
 def test_the_ready_event_carries_the_cooks_lesson_and_estimates_say_how_many_cooks() -> None:
     tracker = CookTracker(RULES)
     steps = run(tracker, brisket, 0, 11 * H)
