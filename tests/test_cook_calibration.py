@@ -202,7 +202,9 @@ def test_a_declared_reverse_sear_expects_the_configured_sear_unless_past_cooks_t
     to_sear = predict(meat, 130.0 - RULES.sear_below, now, RULES, pit=pit)
     assert plain.seconds is not None and to_sear.seconds is not None
     assert seared.seconds == pytest.approx(to_sear.seconds + RULES.sear_time)
-    assert seared.seconds < plain.seconds  # the sear finishes it sooner than the slow climb
+    assert (
+        seared.seconds is not None and seared.seconds < plain.seconds
+    )  # the sear finishes it sooner than the slow climb
     assert seared.high is not None and seared.high >= plain.seconds  # "no sear this time"
     assert declared(NO_CALIBRATION, CookMethod.AUTO, target=130.0, rules=RULES) == NO_CALIBRATION
     taught = Calibration(past_cooks=1, sear_at=110.0, sear_seconds=600.0)
