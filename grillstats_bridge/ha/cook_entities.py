@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 # The cook tracker's states, least advanced first (cook.model.CookState, pinned by a test).
 COOK_STATES = ("idle", "preheating", "cooking", "stalled", "almost_ready", "ready", "resting")
 COOK_EVENT_TYPES = ("stall_started", "stall_ended", "ready")
+# The cook methods a person may declare for a probe (cook.model.CookMethod, pinned by a
+# test); the first is the default, nothing declared.
+COOK_METHODS = ("auto", "reverse_sear")
 
 
 @dataclass(frozen=True, kw_only=True)
