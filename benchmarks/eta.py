@@ -15,7 +15,9 @@ it against when it was detected (the event) and dated (its start) and ended.
 default seed is the scenario's own). ``--learn`` adds, per curve, the same table with
 the predictor calibrated by one past cook (``cook.calibration``): the curve run once
 before with another seed, its stall length, pace and climb after the stall learned
-from its ready and stall events, as the service learns them from the sessions.
+from its ready and stall events, as the service learns them from the sessions. A curve
+cooked by a method the person would declare (the reverse sear) has a second first-cook
+row with it declared (``cook.calibration.declared``, the configured sear).
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from grillstats_bridge.cook.calibration import PastCook, calibrate
+from grillstats_bridge.cook.calibration import PastCook, calibrate, declared
 from grillstats_bridge.cook.model import (
     NO_CALIBRATION,
     Calibration,
     CookBatch,
     CookEvent,
     CookEventKind,
+    CookMethod,
     Estimate,
     Rules,
 )
@@ -57,6 +60,7 @@ class Case:
     target: float
     stalls: tuple[tuple[float, float], ...] = ()  # (start h, end h) as the curve has them
     long: bool = field(default=True)
+    method: CookMethod = CookMethod.AUTO  # as the person would declare it
 
 
 CASES = (
@@ -64,7 +68,16 @@ CASES = (
     Case("wrapped_brisket", "10:06:1C:50:0D:04", 2, 1, 203.0, ((4.25, 6.5),)),
     Case("pork_shoulder", "10:06:1C:50:0A:01", 2, 1, 203.0, ((4.0, 6.25),)),
     Case("whole_chicken", "10:06:1C:50:0B:02", 2, 1, 165.0, (), long=False),
-    Case("reverse_sear", "10:06:1C:50:0C:03", 2, 1, 130.0, (), long=False),
+    Case(
+        "reverse_sear",
+        "10:06:1C:50:0C:03",
+        2,
+        1,
+        130.0,
+        (),
+        long=False,
+        method=CookMethod.REVERSE_SEAR,
+    ),
     Case("hot_and_fast", "10:06:1C:3B:55:12", 2, 1, 165.0, (), long=False),
 )
 
@@ -219,6 +232,10 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|")
         for case in CASES:
             print(_row(case.scenario, run(case, args.every, seed)))
+            if case.method is not CookMethod.AUTO:  # a first cook, its method declared
+                told = declared(NO_CALIBRATION, case.method, target=case.target, rules=Rules())
+                result = run(case, args.every, seed, told)
+                print(_row(f"+ method {case.method} declared", result))
             if args.learn:
                 result, c = learned(case, args.every, seed)
                 stall = "-" if c.stall_seconds is None else f"{c.stall_seconds / H:.2f} h"

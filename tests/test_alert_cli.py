@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from grillstats_bridge.alerts.rules import probe_methods
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.cli import main
 from grillstats_bridge.cli.alert_cmd import parse_since
@@ -359,3 +360,24 @@ def test_parse_since_refuses_nonsense(capsys: pytest.CaptureFixture[str]) -> Non
         main(["alert", "history", "--since", "yesterday"])
     assert info.value.code == 2
     assert "not a date, a time or an age: 'yesterday'" in capsys.readouterr().err
+
+
+def test_a_target_alerts_cook_method_is_stored_and_read_back(
+    cli: tuple[Database, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = [PIT, "--device", "SIG1", "--probe", "1"]
+    assert run(cli, capsys, "alert", "add", *base, "--type", "target", "--target", "130")[0] == 0
+    assert run(cli, capsys, "alert", "add", *base, "--type", "rising", "--threshold", "15")[0] == 0
+    code, out, err = run(cli, capsys, "alert", "method", "1", "reverse_sear")
+    assert (code, err) == (0, "") and "cook method reverse_sear" in out
+    with cli[0].transaction() as session:
+        assert probe_methods(session) == {("SIG1", 1): "reverse_sear"}
+    code, out, err = run(cli, capsys, "alert", "method", "2", "reverse_sear")
+    assert code == 2 and err.count("\n") == 1 and "a cook method goes on a target" in err
+    with pytest.raises(SystemExit):  # argparse's own refusal
+        run(cli, capsys, "alert", "method", "1", "sous_vide")
+    assert "invalid choice: 'sous_vide'" in capsys.readouterr().err
+    assert run(cli, capsys, "alert", "method", "1", "auto")[0] == 0
+    with cli[0].transaction() as session:
+        assert probe_methods(session) == {}
+        assert session.get(TemperatureAlert, 1).cook_method is None  # type: ignore[union-attr]

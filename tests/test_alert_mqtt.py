@@ -276,7 +276,7 @@ def test_the_publisher_republishes_only_probes_whose_alerts_changed(
         device = brisket.rsplit("/probe/", 1)[0]  # its state gains the device's cook state
         assert [m for m in added if "/config" not in m[0]] == [(device, None), (brisket, 203)]
         assert {t.rsplit("/", 2)[1].split("_p1_")[-1] for t, _ in added if "/config" in t} == {
-            *("done_at", "time_to_target", "progress", "stalled", "cook_state"),
+            *("done_at", "time_to_target", "progress", "stalled", "cook_state", "cook_method"),
             *("on_stall_started", "on_stall_ended", "on_ready"),
             "10_06_1C_6F_47_70_cook_state",  # the device's
         }  # a target brings the probe's cook entities
@@ -404,6 +404,57 @@ def test_the_target_number_sets_changes_and_clears_the_alert(
     send(rig, command, b"0")
     until(rig, lambda: not target_alerts(rig, 2), "the alert removed")
     assert last_state(subscriber, state_topic)["target"] is None
+
+
+def cook_method(rig: Rig, channel: int) -> str | None:
+    with rig.database.session() as db:
+        return db.scalar(
+            sa.select(TemperatureAlert.cook_method).where(
+                TemperatureAlert.device_id == SIGNALS,
+                TemperatureAlert.probe_id == str(channel),
+                TemperatureAlert.alert_type == "target",
+            )
+        )
+
+
+def test_the_cook_method_select_stores_the_method_and_echoes_it(
+    make_rig: MakeRig,
+    subscriber: Subscriber,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rig = make_rig("brisket", **FAST)
+    rig.run_for(10)
+    state_topic = probe_topic(rig, 2)
+    command = f"{state_topic}/cook_method/set"
+    subscriber.wait_for_message(state_topic)
+    caplog.set_level(logging.INFO, logger="grillstats_bridge.alerts.entities")
+    send(rig, command, b"reverse_sear")  # no target yet: refused, one line
+    until(rig, lambda: len(warnings(caplog)) == 1, "a warning")
+    assert "probe 2 of 10:06:1C:6F:47:70 has no target: set one first" in warnings(caplog)[0]
+
+    send(rig, f"{state_topic}/target/set", b"130")
+    until(rig, lambda: bool(target_alerts(rig, 2)), "the target alert")
+    assert last_state(subscriber, state_topic)["cook_method"] == "auto"
+    send(rig, command, b"reverse_sear")
+    until(rig, lambda: cook_method(rig, 2) == "reverse_sear", "the method stored")
+    assert last_state(subscriber, state_topic)["cook_method"] == "reverse_sear"
+
+    send(rig, command, b"sous vide")  # not an option: one warning, the method kept
+    until(rig, lambda: len(warnings(caplog)) == 2, "a second warning")
+    assert warnings(caplog)[1] == (
+        "alerts: ignored the cook method for probe 2 of 10_06_1C_6F_47_70: "
+        "not one of auto, reverse_sear: 'sous vide'"
+    )
+    assert cook_method(rig, 2) == "reverse_sear"
+
+    # Set from the CLI: shown after the next poll.
+    [(alert_id, *_)] = target_alerts(rig, 2)
+    assert cli(rig, tmp_path, "alert", "method", str(alert_id), "auto") == 0
+    rig.run_for(6 * 60)
+    assert last_state(subscriber, state_topic)["cook_method"] == "auto"
+    assert cook_method(rig, 2) is None
+    assert rig.bridge.stats.pipeline_errors == 0
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -60,6 +60,7 @@ ARGS: dict[str, list[list[str]]] = {
     "alert enable": [["1"]],
     "alert disable": [["1"]],
     "alert remove": [["1"]],
+    "alert method": [["1", "reverse_sear"]],
     "alert history": [[], ["--since", "3d"]],
     "account link": [["cook@example.com", "--password-file", PASSWORD]],
     "account show": [["cook@example.com"]],

@@ -165,3 +165,16 @@ def test_valid_commands_still_work(serial: str, channel: int, key: str, value: o
     command = parse_command(ROOT, topic, str(value).encode())
     assert command is not None and command.topic == CommandTopic(sid=sid, key=key, channel=channel)
     assert command.value == (None if float(str(value)) == 0 else float(str(value)))
+
+
+def test_the_cook_method_select_takes_exactly_one_of_its_options() -> None:
+    from grillstats_bridge.cook.model import CookMethod
+    from grillstats_bridge.ha.cook_entities import COOK_METHODS
+
+    assert tuple(m.value for m in CookMethod) == COOK_METHODS  # the table's copy, pinned
+    topic = f"{ROOT}/device/{SID}/probe/2/cook_method/set"
+    command = parse_command(ROOT, topic, b"reverse_sear")
+    assert command is not None and command.option == "reverse_sear" and command.value is None
+    for bad in (b"Reverse_Sear", b" auto", b"", b"smoke"):
+        with pytest.raises(CommandError, match="not one of auto, reverse_sear"):
+            parse_command(ROOT, topic, bad)

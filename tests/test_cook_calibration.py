@@ -7,13 +7,14 @@ from datetime import timedelta
 
 import pytest
 
-from grillstats_bridge.cook.calibration import MAX_AGE, MAX_COOKS, PastCook, calibrate
+from grillstats_bridge.cook.calibration import MAX_AGE, MAX_COOKS, PastCook, calibrate, declared
 from grillstats_bridge.cook.model import (
     NO_CALIBRATION,
     POST_STALL_PACE,
     Calibration,
     CookBatch,
     CookEventKind,
+    CookMethod,
     Method,
     Rules,
 )
@@ -137,6 +138,27 @@ def test_a_learned_stall_is_the_one_ahead_and_a_learned_pace_scales_the_climb() 
     assert slow.high is not None and climb.high is not None and slow.high > climb.high
 
 
+def test_after_a_stall_the_pace_counts_far_from_the_target_and_not_in_its_last_hour() -> None:
+    """The pace is learned over the whole climb after a stall (its first fits are the ones
+    off); within two windows of the target the live fit has the rest alone."""
+    meat = samples(lambda t: newton(t, pit=250.0), 0, 5 * H)
+    pit = samples(lambda t: 250.0, 0, 5 * H)
+    slow = Calibration(past_cooks=1, pace=1.25)
+
+    def both(now: float, since: float | None) -> tuple[float, float]:
+        plain = predict(meat, 215.0, now, RULES, pit=pit, since=since).seconds
+        taught = predict(meat, 215.0, now, RULES, pit=pit, since=since, calibration=slow).seconds
+        assert plain is not None and taught is not None
+        return plain, taught
+
+    plain, taught = both(1 * H, since=0.0)  # 3.5 h to go: the pace in full
+    assert plain > 4 * RULES.window and taught == pytest.approx(1.25 * plain)
+    plain, taught = both(3.9 * H, since=2 * H)  # 35 min to go: the live fit alone
+    assert plain < 2 * RULES.window and taught == pytest.approx(plain)
+    plain, taught = both(3.9 * H, since=None)  # no stall: the pace to the end
+    assert taught == pytest.approx(1.25 * plain)
+
+
 def test_the_ready_event_carries_the_cooks_lesson_and_estimates_say_how_many_cooks() -> None:
     tracker = CookTracker(RULES)
     steps = run(tracker, brisket, 0, 11 * H)
@@ -167,3 +189,23 @@ def test_the_ready_event_carries_the_cooks_lesson_and_estimates_say_how_many_coo
     assert estimate.past_cooks == 3 and estimate.stalled and untaught.stalled
     assert estimate.done_at is not None and untaught.done_at is not None
     assert untaught.done_at - estimate.done_at == timedelta(hours=1)  # a 2 h stall, not 3 h
+
+
+def test_a_declared_reverse_sear_expects_the_configured_sear_unless_past_cooks_taught_one() -> None:
+    meat = samples(lambda t: newton(t, pit=225.0, k=1 / H), 0, 0.5 * H)
+    pit = samples(lambda t: 225.0, 0, 0.5 * H)
+    now = 0.5 * H
+    plain = predict(meat, 130.0, now, RULES, pit=pit)
+    told = declared(NO_CALIBRATION, CookMethod.REVERSE_SEAR, target=130.0, rules=RULES)
+    assert told.sear_at == 130.0 - RULES.sear_below and told.sear_seconds == RULES.sear_time
+    seared = predict(meat, 130.0, now, RULES, pit=pit, calibration=told)
+    to_sear = predict(meat, 130.0 - RULES.sear_below, now, RULES, pit=pit)
+    assert plain.seconds is not None and to_sear.seconds is not None
+    assert seared.seconds == pytest.approx(to_sear.seconds + RULES.sear_time)
+    assert (
+        seared.seconds is not None and seared.seconds < plain.seconds
+    )  # the sear finishes it sooner than the slow climb
+    assert seared.high is not None and seared.high >= plain.seconds  # "no sear this time"
+    assert declared(NO_CALIBRATION, CookMethod.AUTO, target=130.0, rules=RULES) == NO_CALIBRATION
+    taught = Calibration(past_cooks=1, sear_at=110.0, sear_seconds=600.0)
+    assert declared(taught, CookMethod.REVERSE_SEAR, target=130.0, rules=RULES) == taught

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from grillstats_bridge.alerts.rules import set_alert_method
 from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.bridge.pipeline import Pipeline
 from grillstats_bridge.config import AlertsConfig, CookConfig, SessionsConfig
@@ -225,3 +226,26 @@ def test_figures_another_process_wrote_are_read_again_after_a_while(
     with database.transaction() as db:
         assert db.scalar(sa.select(SessionCookProbe.ready_at)) == ready
         assert db.scalar(sa.select(SessionCookProbe.done_at)) == later.done_at
+
+
+def test_a_declared_reverse_sear_is_read_from_the_target_alert_also_after_a_restart(
+    database: Database, owner: int
+) -> None:
+    with database.transaction() as db:
+        alert = db.scalars(sa.select(TemperatureAlert)).one()
+        alert.target_temperature = 130.0  # a steak's: 30 °F/h from 40 °F, there at 3 h
+    plain = cook(pipeline(database), owner, 0, 2 * H)[-1].estimates[0]
+    with database.transaction() as db:
+        set_alert_method(db, alert.id, "reverse_sear")
+    pipe = pipeline(database)  # a restart: the method comes from the database
+    (told,) = cook(pipe, owner, 2 * H + 2 * MIN, 2 * H + 2 * MIN)[0].estimates
+    assert plain.done_at is not None and told.done_at is not None and told.past_cooks == 0
+    # the configured sear: at 115 °F (half an hour away, a little more toward a 250 °F pit),
+    # then 8 min to the target
+    expected = T0 + timedelta(hours=2.5, minutes=8)
+    assert timedelta(0) <= told.done_at - expected <= timedelta(minutes=6)
+    assert told.done_at < plain.done_at - timedelta(minutes=15)
+    with database.transaction() as db:
+        set_alert_method(db, alert.id, "auto")
+    (again,) = cook(pipe, owner, 2 * H + 4 * MIN, 2 * H + 4 * MIN)[0].estimates
+    assert again.done_at is not None and again.done_at > told.done_at + timedelta(minutes=15)

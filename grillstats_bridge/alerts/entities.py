@@ -32,9 +32,11 @@ from sqlalchemy.orm import Session
 
 from grillstats_bridge.alerts.engine import AlertRuleError, Firing
 from grillstats_bridge.alerts.rules import (
+    probe_methods,
     probe_range_alert,
     probe_ranges,
     probe_targets,
+    set_probe_method,
     set_probe_range,
     set_probe_target,
 )
@@ -42,6 +44,7 @@ from grillstats_bridge.alerts.service import AlertService
 from grillstats_bridge.domain import Measurement, Unit
 from grillstats_bridge.errors import UsageError
 from grillstats_bridge.ha.commands import CommandError, parse_payload, parse_topic, shown
+from grillstats_bridge.ha.cook_entities import COOK_METHOD, COOK_METHODS
 from grillstats_bridge.ha.entities import COMMANDS, RANGE_HIGH, TARGET, JsonValue, ProbeAlerts
 from grillstats_bridge.ha.ids import device_id
 from grillstats_bridge.ha.payloads import dumps
@@ -59,9 +62,12 @@ def alert_views(
     targets: Mapping[tuple[str, int], Measurement],
     active: Collection[tuple[str, int]],
     ranges: Mapping[tuple[str, int], Range] | None = None,
+    methods: Mapping[tuple[str, int], str] | None = None,
 ) -> dict[str, tuple[ProbeAlerts, ...]]:
-    """Serial -> its probes' targets, ranges and alert-active states (for ``publish_alerts``)."""
+    """Serial -> its probes' targets, ranges, alert-active states and declared cook methods
+    (for ``publish_alerts``)."""
     ranges = ranges or {}
+    methods = methods or {}
     out: dict[str, list[ProbeAlerts]] = {}
     for serial, channel in sorted(set(targets) | set(active) | set(ranges)):
         low, high = ranges.get((serial, channel), (None, None))
@@ -72,6 +78,7 @@ def alert_views(
                 active=(serial, channel) in active,
                 low=low,
                 high=high,
+                method=methods.get((serial, channel), COOK_METHODS[0]),
             )
         )
     return {serial: tuple(probes) for serial, probes in out.items()}
@@ -159,9 +166,10 @@ class AlertControl:
         try:
             targets = self.alerts.targets()
             ranges = self.alerts.ranges()
+            methods = self.alerts.methods()
         except RuntimeError:
             return  # the engine has not loaded yet: nothing is known
-        inputs = (targets, self.alerts.active_probes(), self._with_pending(ranges))
+        inputs = (targets, self.alerts.active_probes(), self._with_pending(ranges), methods)
         if self._shown is None or self._shown[0] != inputs:
             self._shown = (inputs, alert_views(*inputs))
         # Published either way: the publisher compares, and a command may have shown others.
@@ -181,7 +189,7 @@ class AlertControl:
             return
         sid, channel, key = where.sid, where.channel, where.key
         assert channel is not None  # a probe's topic
-        what = COMMANDS[key]
+        what = COMMANDS.get(key, "cook method")
         if message.retain:
             # A retained command would be applied again at every reconnect, undoing later edits.
             log.warning(
@@ -194,8 +202,13 @@ class AlertControl:
             )
             return
         try:
-            value = parse_payload(where, message.payload).value
+            command = parse_payload(where, message.payload)
         except CommandError as exc:
+            if key == COOK_METHOD:
+                log.warning(
+                    "alerts: ignored the cook method for probe %d of %s: %s", channel, sid, exc
+                )
+                return
             alert = "target" if key == TARGET else "range alert"
             log.warning(
                 "alerts: ignored the %s for probe %d of %s: %s "
@@ -214,7 +227,13 @@ class AlertControl:
                     # Several processes: the one holding the device's account answers.
                     log.debug("alerts: %s of %s: another process holds its account", what, sid)
                     return
-                if key == TARGET:
+                value = command.value
+                if key == COOK_METHOD:
+                    assert command.option is not None  # parse_payload checked it
+                    set_probe_method(session, serial, channel, command.option)
+                    done = f"set the cook method of probe {channel} of {serial} to {command.option}"
+                    pending = self.pending.get((serial, channel))
+                elif key == TARGET:
                     done = self._set_target(session, serial, channel, value, unit)
                     pending = self.pending.get((serial, channel))
                 else:
@@ -223,6 +242,7 @@ class AlertControl:
                     )
                 targets = probe_targets(session)
                 ranges = probe_ranges(session)
+                methods = probe_methods(session)
         except (UsageError, AlertRuleError) as exc:
             log.warning("alerts: %s for probe %d of %s not set: %s", what, channel, sid, exc)
             return
@@ -245,7 +265,8 @@ class AlertControl:
             active = self.alerts.active_probes()
         except RuntimeError:
             active = set()
-        self.publisher.publish_alerts(alert_views(targets, active, self._with_pending(ranges)))
+        views = alert_views(targets, active, self._with_pending(ranges), methods)
+        self.publisher.publish_alerts(views)
 
     def _set_target(
         self, session: Session, serial: str, channel: int, value: float | None, unit: Unit

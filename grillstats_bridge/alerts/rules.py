@@ -21,6 +21,7 @@ from grillstats_bridge.alerts.engine import (
 from grillstats_bridge.alerts.service import _state_of, rule_from_row
 from grillstats_bridge.domain import Measurement, Unit, convert_temperature, utcnow
 from grillstats_bridge.errors import UsageError
+from grillstats_bridge.ha.cook_entities import COOK_METHODS
 from grillstats_bridge.ha.entities import TARGET_MAX, TARGET_MIN
 from grillstats_bridge.store.devices import find_device
 from grillstats_bridge.store.models import (
@@ -378,6 +379,57 @@ def set_probe_range(
     """
     values = None if not low or not high else {"min_temperature": low, "max_temperature": high}
     return _set_probe_alert(session, serial, probe, AlertKind.RANGE, unit, values)
+
+
+def set_alert_method(session: Session, alert_id: int, method: str) -> TemperatureAlert:
+    """Declare the cook method of a target alert's probe (``COOK_METHODS``; auto: none)."""
+    alert = get_alert(session, alert_id)
+    if alert.alert_type != AlertKind.TARGET.value:
+        raise UsageError(
+            f"alert {alert_id} is a {alert.alert_type} alert: a cook method goes on a target"
+        )
+    return _set_method(session, alert, method)
+
+
+def set_probe_method(session: Session, serial: str, probe: int, method: str) -> TemperatureAlert:
+    """Declare the cook method of a probe: on its target alert (what HA's select does)."""
+    device = _device_of(session, serial)
+    alert = _probe_alert(session, device.device_id, probe, AlertKind.TARGET)
+    if alert is None or alert.is_active is False:
+        raise UsageError(f"probe {probe} of {serial} has no target: set one first")
+    return _set_method(session, alert, method)
+
+
+def _set_method(session: Session, alert: TemperatureAlert, method: str) -> TemperatureAlert:
+    if method not in COOK_METHODS:
+        raise UsageError(f"cook method: not one of {', '.join(COOK_METHODS)}: {method[:40]!r}")
+    alert.cook_method = None if method == COOK_METHODS[0] else method
+    alert.updated_at = utcnow()
+    session.flush()
+    return alert
+
+
+def probe_methods(session: Session) -> dict[tuple[str, int], str]:
+    """Every probe's declared cook method (its first active target alert's; auto left out)."""
+    rows = session.execute(
+        sa.select(
+            TemperatureAlert.device_id, TemperatureAlert.probe_id, TemperatureAlert.cook_method
+        )
+        .where(
+            TemperatureAlert.alert_type == AlertKind.TARGET.value,
+            TemperatureAlert.is_active.is_not(False),
+        )
+        .order_by(TemperatureAlert.id)
+    ).all()
+    out: dict[tuple[str, int], str] = {}
+    seen: set[tuple[str, int]] = set()
+    for serial, probe, method in rows:
+        if not probe.isdigit() or (serial, int(probe)) in seen:
+            continue
+        seen.add((serial, int(probe)))
+        if method in COOK_METHODS[1:]:
+            out[(serial, int(probe))] = method
+    return out
 
 
 def _set_probe_alert(

@@ -97,6 +97,7 @@ class AlertService:
         self._checked_at: datetime | None = None
         self._rules_stale = False
         self._reported: set[tuple[int, str]] = set()  # rule problems already logged
+        self._methods: dict[int, str] = {}  # alert id -> the cook method declared on it
 
     # ------------------------------------------------------------------ the daemon's side
 
@@ -179,6 +180,14 @@ class AlertService:
             if rule.target is not None
         }
 
+    def methods(self) -> dict[tuple[str, int], str]:
+        """Each probe's declared cook method (on its first active target alert; auto left out)."""
+        return {
+            probe: self._methods[rule.id]
+            for probe, rule in self._first_rules(AlertKind.TARGET).items()
+            if rule.id in self._methods
+        }
+
     def ranges(self) -> dict[tuple[str, int], tuple[Measurement, Measurement]]:
         """Each probe's range (its first active range alert), for the range ``number`` entities."""
         return {
@@ -253,7 +262,10 @@ class AlertService:
             .order_by(TemperatureAlert.id)
         )
         rules = []
+        self._methods = {}
         for row in rows:
+            if row.cook_method is not None:
+                self._methods[row.id] = row.cook_method
             try:
                 rules.append(rule_from_row(row))
             except AlertRuleError as exc:

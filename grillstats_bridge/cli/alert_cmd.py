@@ -13,6 +13,7 @@ from grillstats_bridge.alerts.engine import AlertKind, AlertRuleError, AlertStat
 from grillstats_bridge.cli.common import Context, add_command, add_group, print_table
 from grillstats_bridge.domain import ensure_utc, utcnow
 from grillstats_bridge.errors import UsageError
+from grillstats_bridge.ha.cook_entities import COOK_METHODS
 from grillstats_bridge.store.models import TemperatureAlert
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|h|d|w)\s*$")
@@ -51,6 +52,17 @@ def register(sub: Any) -> None:
         ("remove", _remove, "delete an alert (its history stays)"),
     ):
         add_command(alert, name, handler, text).add_argument("id", type=int, metavar="ID")
+
+    p = add_command(
+        alert,
+        "method",
+        _method,
+        "declare how a target alert's probe is cooked (the done-time estimate expects it)",
+        description="auto: nothing declared; reverse_sear: slow, then seared near the target "
+        "(cook.sear_below, cook.sear_time) until the user's past cooks teach their own sear.",
+    )
+    p.add_argument("id", type=int, metavar="ID", help="a target alert's id (alert list)")
+    p.add_argument("method", choices=COOK_METHODS, metavar="METHOD", help=", ".join(COOK_METHODS))
 
     p = add_command(alert, "history", _history, "list past firings, oldest first")
     p.add_argument("email", metavar="USER_EMAIL", nargs="?")
@@ -184,6 +196,16 @@ def _remove(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.database().transaction() as session:
         alert = alert_rules.remove_alert(session, args.id)
         print(f"removed alert {alert.id}")
+    return 0
+
+
+def _method(args: argparse.Namespace, ctx: Context) -> int:
+    with ctx.database().transaction() as session:
+        alert = alert_rules.set_alert_method(session, args.id, args.method)
+        print(
+            f"alert {alert.id} ({alert.device_id} probe {alert.probe_id}): "
+            f"cook method {alert.cook_method or 'auto'}"
+        )
     return 0
 
 

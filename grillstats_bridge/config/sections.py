@@ -605,6 +605,14 @@ class CookConfig:
     preheat_rate: float = setting(
         30.0, "A pit rising at least this many degrees per hour is preheating", minimum=0
     )
+    sear_below: float = setting(
+        15.0,
+        "A probe whose cook method is reverse_sear is seared this many degrees below its target...",
+        minimum=0,
+    )
+    sear_time: float = setting(
+        480.0, "...and reaches its target this long after the sear began", minimum=0, duration=True
+    )
 
     def validate(self) -> None:
         if self.stall_low >= self.stall_high:

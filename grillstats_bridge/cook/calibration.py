@@ -10,7 +10,9 @@ of the latest and none older than ``MAX_AGE``, and gives the medians, each pulle
 toward the default by one imaginary cook of it (``PRIOR_WEIGHT``: one past cook moves
 an estimate half-way, not all the way). A person who sears (most of the cooks chosen
 raised the pit late, past half-way) is expected to sear again: at their usual meat
-temperature, with their usual time from there to the target. See docs/cook.md.
+temperature, with their usual time from there to the target; one who declared the
+probe's cook method a reverse sear (:func:`declared`) is expected to sear as the
+configuration says until their cooks teach otherwise. See docs/cook.md.
 """
 
 from __future__ import annotations
@@ -18,9 +20,15 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from grillstats_bridge.cook.model import NO_CALIBRATION, POST_STALL_PACE, Calibration, Rules
+from grillstats_bridge.cook.model import (
+    NO_CALIBRATION,
+    POST_STALL_PACE,
+    Calibration,
+    CookMethod,
+    Rules,
+)
 from grillstats_bridge.domain import Unit
 
 SIMILAR_TARGET = 10.0  # °F (5.6 °C): a past cook's target at most this far from this one
@@ -79,6 +87,17 @@ def calibrate(
         sear_at=sear_at,
         sear_seconds=sear_seconds,
     )
+
+
+def declared(
+    calibration: Calibration, method: CookMethod, *, target: float, rules: Rules
+) -> Calibration:
+    """The calibration with what the person declared: a ``reverse_sear`` without past cooks
+    that seared expects the configured sear (``cook.sear_below`` the target, done
+    ``cook.sear_time`` later); a sear the person's past cooks taught wins."""
+    if method is not CookMethod.REVERSE_SEAR or calibration.sear_at is not None:
+        return calibration
+    return replace(calibration, sear_at=target - rules.sear_below, sear_seconds=rules.sear_time)
 
 
 def _shrunk(values: Sequence[float], default: float) -> float:

@@ -43,6 +43,16 @@ class Method(StrEnum):
     NONE = "none"  # not enough to go on
 
 
+class CookMethod(StrEnum):
+    """How the person says they cook a probe's meat (``auto``: nothing said)."""
+
+    AUTO = "auto"
+    REVERSE_SEAR = "reverse_sear"  # slow at a low pit, then seared near the target
+
+
+COOK_METHODS = tuple(m.value for m in CookMethod)
+
+
 class CookEventKind(StrEnum):
     STALL_STARTED = "stall_started"
     STALL_ENDED = "stall_ended"
@@ -66,6 +76,8 @@ class Rules:
     rest_drop: float = 2.0
     cold_rise: float = 10.0
     preheat_rate: float = 30.0  # degrees per hour
+    sear_below: float = 15.0  # a declared reverse sear: seared this far below the target...
+    sear_time: float = 480.0  # ...and done this many seconds later
 
     @classmethod
     def from_config(cls, config: CookConfig) -> Rules:
@@ -83,6 +95,8 @@ class Rules:
             rest_drop=config.rest_drop,
             cold_rise=config.cold_rise,
             preheat_rate=config.preheat_rate,
+            sear_below=config.sear_below,
+            sear_time=config.sear_time,
         )
 
     @property

@@ -60,6 +60,8 @@ SEAR_MARGIN = 15.0  # °F: a step up this close to the usual sear temperature is
 SEAR_PIT = 500.0  # °F: a sear, the grill this hot, can finish...
 SEAR_TARGET_MAX = 145.0  # °F: ...meat with a target at most this (beef, lamb, pork, fish)
 STALL_LEFT_SHARE = 0.25  # a stall past its expected length still has this share left
+PACE_NEAR = 2.0  # windows: after a stall, closer to the target than this the pace counts not,
+PACE_FAR = 4.0  # ...from this on fully, in between in proportion (see _pace_share)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +214,10 @@ def predict(
             return _with_sear(prediction, sear)
     if calibration.past_cooks == 0 and pit_level is not None:
         prediction = _may_sear(prediction, target, pit_level, rules)
-    return replace(_paced(prediction, calibration.pace), pit_step=step)
+    pace = calibration.pace
+    if since is not None:  # the climb after a stall: its pace fades near the end
+        pace **= _pace_share(prediction, rules)
+    return replace(_paced(prediction, pace), pit_step=step)
 
 
 def _may_sear(prediction: Prediction, target: float, pit: float, rules: Rules) -> Prediction:
@@ -330,6 +335,18 @@ def _fit(
     if prediction is None:
         prediction = _linear(window, target, now)
     return prediction
+
+
+def _pace_share(prediction: Prediction, rules: Rules) -> float:
+    """How much of the person's pace an estimate of the climb after a stall takes (0..1,
+    on its logarithm). The pace is learned over the whole climb after the stall, where the
+    first fits, on few readings of a curve still speeding up, are the ones that are off;
+    near the end the live fit has windows of readings since the stall and says the rest
+    alone. Closer than ``PACE_NEAR`` windows nothing, from ``PACE_FAR`` on all of it."""
+    if prediction.seconds is None:
+        return 1.0
+    share = (prediction.seconds / rules.window - PACE_NEAR) / (PACE_FAR - PACE_NEAR)
+    return min(max(share, 0.0), 1.0)
 
 
 def _paced(prediction: Prediction, pace: float) -> Prediction:

@@ -23,13 +23,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from grillstats_bridge.alerts.rules import probe_methods
 from grillstats_bridge.config import CookConfig
 from grillstats_bridge.cook import events, figures
+from grillstats_bridge.cook.calibration import declared
 from grillstats_bridge.cook.history import Calibrations, record_ready
 from grillstats_bridge.cook.model import (
+    Calibration,
     CookBatch,
     CookEvent,
     CookEventKind,
+    CookMethod,
     CookStep,
     Estimate,
     ProbeKey,
@@ -102,7 +106,7 @@ class CookService:
         serials = {r.serial for r in readings} | {d.serial for d in devices}
         undo = rollback_hook(db, (_UNDO, id(self)), lambda: _Undo(self))
         undo.save(serials)
-        calibrations = self.calibrations.get(db, targets, now)
+        calibrations = self._calibrations(db, targets, now)
         step = self.tracker.step(
             CookBatch(
                 now=now,
@@ -117,6 +121,18 @@ class CookService:
         self.figures.save(db, step.estimates, step.events, now)
         self._remember(step)
         return step
+
+    def _calibrations(
+        self, db: Session, targets: Mapping[ProbeKey, Measurement], now: datetime
+    ) -> dict[ProbeKey, Calibration]:
+        """Each probe's calibration from past cooks, with the cook method declared for it
+        (read every pass: HA or the CLI may have changed it)."""
+        out = self.calibrations.get(db, targets, now)
+        for key, method in probe_methods(db).items():
+            if key in out:
+                target = targets[key].to(self.rules.unit).value
+                out[key] = declared(out[key], CookMethod(method), target=target, rules=self.rules)
+        return out
 
     def load(self, db: Session, targets: Mapping[ProbeKey, Measurement], now: datetime) -> None:
         """Rebuild the tracker from the stored readings of the probes with a target."""
@@ -140,7 +156,7 @@ class CookService:
         for serial, (channels, start) in sorted(wanted.items()):
             readings += channel_readings(db, serial, channels, start, now)
         step = CookStep()
-        calibrations = self.calibrations.get(db, targets, now)
+        calibrations = self._calibrations(db, targets, now)
         for when, part in _buckets(readings):  # in time, so stalls are dated as they happened
             step = self.tracker.step(
                 CookBatch(

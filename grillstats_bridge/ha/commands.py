@@ -6,6 +6,8 @@ What the bridge accepts, and nothing else:
   ``ha.entities.COMMANDS`` (a probe's target and range numbers): a plain decimal
   number (``203``, ``-18``, ``62.5``) within ``TARGET_MIN`` to ``TARGET_MAX``, or ``0``,
   empty, ``none`` or ``null`` to remove the alert;
+* ``<root>/device/<id>/probe/<channel>/cook_method/set`` (a probe's cook method select):
+  one of ``ha.cook_entities.COOK_METHODS``, exactly;
 * ``<root>/device/<id>/session/start/set`` and ``.../end/set`` (the session buttons):
   any payload (HA sends ``PRESS``), or JSON ``{"name": ...}`` to name the session.
 
@@ -25,6 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from grillstats_bridge.ha.cook_entities import COOK_METHOD, COOK_METHODS
 from grillstats_bridge.ha.entities import COMMANDS, TARGET_MAX, TARGET_MIN
 
 MAX_COMMAND_BYTES = 256
@@ -45,17 +48,19 @@ class CommandTopic:
     """Where a command went: the device id, the probe (None for a session button), the key."""
 
     sid: str
-    key: str  # a COMMANDS key (target, range_low, range_high) or a SESSION_BUTTONS one
+    key: str  # a COMMANDS key (target, range_low, range_high), COOK_METHOD or a SESSION_BUTTONS one
     channel: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Command:
-    """A command understood: a number's value (None: remove) or a button's session name."""
+    """A command understood: a number's value (None: remove), a select's option or a
+    button's session name."""
 
     topic: CommandTopic
     value: float | None = None
     name: str | None = None
+    option: str | None = None
 
 
 def parse_command(root: str, topic: str, payload: bytes) -> Command | None:
@@ -86,7 +91,7 @@ def parse_topic(root: str, topic: str) -> CommandTopic | None:
         raise CommandError(f"not a command topic: {shown(topic)}")
     if not _CHANNEL.fullmatch(levels[2]):
         raise CommandError(f"not a probe number: {shown(levels[2])}")
-    if levels[3] not in COMMANDS:
+    if levels[3] not in COMMANDS and levels[3] != COOK_METHOD:
         return None
     return CommandTopic(sid=levels[0], key=levels[3], channel=int(levels[2]))
 
@@ -101,6 +106,10 @@ def parse_payload(where: CommandTopic, payload: bytes) -> Command:
         raise CommandError(f"not UTF-8: {shown(payload)}") from None
     if where.channel is None:
         return Command(topic=where, name=_session_name(text))
+    if where.key == COOK_METHOD:
+        if text not in COOK_METHODS:
+            raise CommandError(f"not one of {', '.join(COOK_METHODS)}: {shown(text)}")
+        return Command(topic=where, option=text)
     return Command(topic=where, value=parse_number(text))
 
 

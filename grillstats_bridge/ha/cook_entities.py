@@ -2,7 +2,9 @@
 
 Per temperature probe with a target: when it will be done (a timestamp, with the
 band's ends as attributes), the minutes left, the progress from the cook's first
-temperature, whether it is stalled, its cook state; per device the state of its least
+temperature, whether it is stalled, its cook state, and a select *cook method* the
+person sets (``COOK_METHODS``; stored on the target alert, commands applied by
+``alerts.entities.AlertControl``); per device the state of its least
 advanced probe; stall and ready as device triggers on the probe's event topic (the
 device's "Alerts" event entity lists them too). The values come from the cook
 tracker through :class:`ProbeCook`; every one is null (unknown) until the probe has
@@ -23,6 +25,10 @@ if TYPE_CHECKING:
 # The cook tracker's states, least advanced first (cook.model.CookState, pinned by a test).
 COOK_STATES = ("idle", "preheating", "cooking", "stalled", "almost_ready", "ready", "resting")
 COOK_EVENT_TYPES = ("stall_started", "stall_ended", "ready")
+# The cook methods a person may declare for a probe (cook.model.CookMethod, pinned by a
+# test); the first is the default, nothing declared.
+COOK_METHODS = ("auto", "reverse_sear")
+COOK_METHOD = "cook_method"  # the select's key (and its command topic's)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +156,18 @@ PROBE_COOK: tuple[EntityDescription[ProbeView], ...] = (
         device_class="enum",
         options=COOK_STATES,
         icon="mdi:grill-outline",
+    ),
+    EntityDescription(  # the person declares how they cook it (alerts.entities applies it)
+        key=COOK_METHOD,
+        component=Component.SELECT,
+        name=lambda p: f"{p.label} cook method",
+        value_fn=lambda p: p.alerts.method,
+        exists_fn=_has_target,
+        options=COOK_METHODS,
+        command=True,
+        device_availability=False,  # declared before the device is switched on, as a target
+        entity_category="config",
+        icon="mdi:chef-hat",
     ),
     *(_trigger(event) for event in COOK_EVENT_TYPES),
 )

@@ -102,6 +102,7 @@ class ProbeAlerts:
     active: bool = False  # an alert fired and has not re-armed
     low: Measurement | None = None  # the range alert's sides, or one set alone from HA
     high: Measurement | None = None
+    method: str = "auto"  # the cook method declared for the probe (ha.cook_entities)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -175,6 +175,9 @@ class TemperatureAlert(Base):
     last_triggered: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime | None] = created_at_column()
     updated_at: Mapped[datetime | None] = updated_at_column()
+    # a target alert's cook method as the person declared it (cook.model.CookMethod;
+    # NULL: auto); migration 0013_cook_method
+    cook_method: Mapped[str | None] = mapped_column(sa.String(20))
 
     user: Mapped[User] = relationship(back_populates="alerts")
 
