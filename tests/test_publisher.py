@@ -536,6 +536,19 @@ def test_cleanup_clears_more_than_the_broker_sends_at_once(
     assert retained(broker.host, broker.port, f"{bridge.naming.root}/#") == {}
 
 
+def stall_broker(bridge: Bridge, config: MqttConfig, tcp_proxy: TcpProxy) -> None:
+    """The broker reads nothing more (a connected but stalled broker): large fillers are
+    published until the socket buffers are full and the client's outbox holds states."""
+    tcp_proxy.hold_requests()
+    filler = b"x" * 200_000
+    deadline = time.monotonic() + WAIT
+    n = 0
+    while bridge.client.health().queued_states < 5 and time.monotonic() < deadline:
+        bridge.client.publish_state(f"{config.base_topic}/filler/{n % 10}", filler)
+        n += 1
+        time.sleep(0.001)  # lets the I/O thread fill the socket: nothing to wait on
+
+
 def test_what_the_full_outbox_dropped_is_sent_again(
     mqtt_broker: Broker,
     mqtt_config: MqttConfig,
@@ -549,14 +562,7 @@ def test_what_the_full_outbox_dropped_is_sent_again(
     proxied = make_mqtt_config(tcp_proxy.broker, mqtt_config.instance_id)
     config = dataclasses.replace(proxied, max_queue=100)
     bridge = make_bridge(config)
-    tcp_proxy.hold_requests()  # the broker reads nothing more: the socket buffers fill
-    filler = b"x" * 200_000
-    deadline = time.monotonic() + WAIT
-    n = 0
-    while bridge.client.health().queued_states < 5 and time.monotonic() < deadline:
-        bridge.client.publish_state(f"{config.base_topic}/filler/{n % 10}", filler)
-        n += 1
-        time.sleep(0.001)
+    stall_broker(bridge, config, tcp_proxy)
     h = bridge.client.health()
     assert h.queued_states >= 5 and h.states_dropped == 0, h  # the client waits on the socket
     # 225 topics behind a full window, not held back (the outbox was below half full when
@@ -595,14 +601,7 @@ def test_a_start_s_discovery_is_paced_so_nothing_is_dropped(
     proxied = make_mqtt_config(tcp_proxy.broker, mqtt_config.instance_id)
     config = dataclasses.replace(proxied, max_queue=200)  # an account's 79 topics fit
     bridge = make_bridge(config)
-    tcp_proxy.hold_requests()  # first the socket buffers fill, as behind a slow broker
-    filler = b"x" * 200_000
-    deadline = time.monotonic() + WAIT
-    n = 0
-    while bridge.client.health().queued_states < 5 and time.monotonic() < deadline:
-        bridge.client.publish_state(f"{config.base_topic}/filler/{n % 10}", filler)
-        n += 1
-        time.sleep(0.001)
+    stall_broker(bridge, config, tcp_proxy)
     assert bridge.client.health().states_dropped == 0
     with Subscriber(
         mqtt_broker.host, mqtt_broker.port, f"{config.discovery_prefix}/#", qos=0
