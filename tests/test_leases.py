@@ -28,15 +28,19 @@ from grillstats_bridge.accounts.service import link_account
 from grillstats_bridge.alerts.rules import add_alert
 from grillstats_bridge.bridge.daemon import Bridge
 from grillstats_bridge.bridge.identity import ProcessIdentity
+from grillstats_bridge.bridge.processes import journal_file
 from grillstats_bridge.clock import Clock, SimClock
 from grillstats_bridge.config import Config, MqttConfig, ThermoworksConfig
+from grillstats_bridge.domain import Reading, Unit
 from grillstats_bridge.ha.ids import sanitize
 from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.store import leases, users
 from grillstats_bridge.store.db import Database
+from grillstats_bridge.store.journal import Journal
 from grillstats_bridge.store.models import (
     AccountLease,
     AlertHistory,
+    Device,
     GrillingSession,
     ReadingRow,
     TemperatureAlert,
@@ -450,3 +454,38 @@ def test_bridge_info_is_the_first_process_s_and_lists_every_process_s_accounts(
     )
     site.drive(20, [other])
     assert info()["processes"] == {other.leases.owner: sorted(site.user_ids)}
+
+
+def test_a_journal_s_readings_are_stored_though_another_process_holds_their_account_now(
+    site: Site,
+) -> None:
+    """A stop during a database outage journals the readings of the accounts its process
+    held; by the next start the accounts were shared out again, and a journal of an index
+    no longer run is process 0's to replay: every reading is stored, none by two."""
+    first, second = site.bridge(0), site.bridge(1)
+    site.drive(60, [first, second])
+    assert len(first.pollers) == len(second.pollers) == 2
+    theirs = sorted(second.pollers)[0]  # an account the second holds, and goes on holding
+    with site.database.session() as db:
+        serial = db.scalar(sa.select(Device.device_id).where(Device.user_id == theirs))
+    assert serial is not None
+    earlier = site.cloud.now() - timedelta(hours=1, seconds=7)
+    saved = [
+        (
+            theirs,
+            Reading(serial=serial, channel=1, time=earlier, value=201.5, unit=Unit.FAHRENHEIT),
+        ),
+        (theirs, Reading(serial=serial, channel=2, time=earlier, value=99.5, unit=Unit.FAHRENHEIT)),
+    ]
+    # `--processes 3` ran before: its process 2's journal is nobody's now
+    orphan = journal_file(first.config, ProcessIdentity(index=2, count=3))
+    Journal(orphan).save(saved)
+    first.shutdown()
+    site.bridges.remove(first)
+    again = site.bridge(0, mqtt=site.mqtts.index(first.config.mqtt))  # replays at its start
+    assert theirs not in again.pollers and theirs in second.pollers
+    stored = count(
+        site.database, ReadingRow, ReadingRow.device_id == serial, ReadingRow.time == earlier
+    )
+    assert stored == 2  # without the change: 0 (dropped as another process's account)
+    assert not orphan.exists() and not again.pipeline.journal_pending

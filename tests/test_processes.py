@@ -8,17 +8,25 @@ import signal
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
 from grillstats_bridge.bridge.identity import ProcessIdentity
-from grillstats_bridge.bridge.processes import journal_file, mqtt_identity, process_config
+from grillstats_bridge.bridge.processes import (
+    adopt_orphaned_journals,
+    journal_file,
+    mqtt_identity,
+    process_config,
+)
 from grillstats_bridge.cli.supervise import MAX_BACKOFF_S, MIN_BACKOFF_S, STABLE_S, next_backoff
 from grillstats_bridge.config import Config, MqttConfig
+from grillstats_bridge.domain import Reading, Unit
 from grillstats_bridge.mqtt.claim import Claim
 from grillstats_bridge.simulator.server import CloudSimulator
+from grillstats_bridge.store.journal import Journal
 from tests.fixtures.mqtt import free_port, retained
 from tests.test_daemon_process import (
     REPO,
@@ -215,6 +223,43 @@ def test_one_process_is_what_it_always_was() -> None:
     assert mqtt_identity(elsewhere, two).bridge_key != mine.bridge_key
     assert process_config(config, two).http.port == config.http.port + 1
     assert journal_file(config, two).name == "grillstats-journal.1.jsonl"
+
+
+def test_process_0_takes_in_the_journals_of_processes_no_longer_run(tmp_path: Path) -> None:
+    """``--processes 3`` (or one process) before, ``--processes 2`` now: the journals no
+    process writes any more are added to process 0's own before it replays, and removed."""
+    config = Config().replace("security", key_file=str(tmp_path / "bridge.key"))
+    at = datetime(2026, 7, 4, 12, 0, tzinfo=UTC)
+
+    def owned(user_id: int, minute: int) -> tuple[int, Reading]:
+        when = at.replace(minute=minute)
+        reading = Reading(
+            serial="S-1", channel=1, time=when, value=200.0 + minute, unit=Unit.FAHRENHEIT
+        )
+        return (user_id, reading)
+
+    first, second = ProcessIdentity(0, 2), ProcessIdentity(1, 2)
+    files = {
+        "grillstats-journal.0.jsonl": [owned(1, 1)],  # process 0's own
+        "grillstats-journal.1.jsonl": [owned(2, 2)],  # process 1's: it still runs
+        "grillstats-journal.2.jsonl": [owned(3, 3), owned(3, 4)],  # of --processes 3
+        "grillstats-journal.jsonl": [owned(4, 5)],  # of a single process
+    }
+    for name, readings in files.items():
+        Journal(tmp_path / name).save(readings)
+    (tmp_path / "grillstats-journal.old.jsonl").write_text("not one of ours\n")
+    mine = Journal(journal_file(config, first))
+    assert adopt_orphaned_journals(config, second, Journal(journal_file(config, second))) == 0
+    assert adopt_orphaned_journals(config, first, mine) == 3
+    assert mine.load() == [owned(1, 1), owned(3, 3), owned(3, 4), owned(4, 5)]  # in file order
+    assert Journal(tmp_path / "grillstats-journal.1.jsonl").load() == [owned(2, 2)]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [
+        "grillstats-journal.0.jsonl",
+        "grillstats-journal.1.jsonl",
+        "grillstats-journal.old.jsonl",
+    ]
+    assert adopt_orphaned_journals(config, first, mine) == 0  # nothing left to take in
 
 
 def test_claims_of_one_bridge_answer_for_each_other() -> None:

@@ -49,7 +49,12 @@ from grillstats_bridge.bridge.outbox import Outbox
 from grillstats_bridge.bridge.owners import Owners
 from grillstats_bridge.bridge.pipeline import Outcome, Pipeline, describe
 from grillstats_bridge.bridge.poller import AccountPoller, say_poll_failure
-from grillstats_bridge.bridge.processes import journal_file, mqtt_identity, shared_status
+from grillstats_bridge.bridge.processes import (
+    adopt_orphaned_journals,
+    journal_file,
+    mqtt_identity,
+    shared_status,
+)
 from grillstats_bridge.bridge.requests import BridgeRequests
 from grillstats_bridge.bridge.scheduler import AccountState, Activity, Scheduler
 from grillstats_bridge.bridge.sdnotify import Notifier
@@ -252,6 +257,7 @@ class Bridge:
         self.mqtt.start()
         if self.presence is not None:
             self.presence.start()
+        adopt_orphaned_journals(self.config, self.identity, self.pipeline.journal)
         replay = self.pipeline.replay_journal(self.clock.now())  # before any new poll
         if replay is not None:
             self._after_commit(replay)

@@ -215,6 +215,9 @@ class Pipeline:
             if held != users:
                 out.lost |= users - held
                 polls = [p for p in polls if p.user_id in held]
+                if self.journal_pending:  # an earlier run's readings, of accounts moved since
+                    others = [item for item in replay if item[0] not in held]
+                    out.replayed += write_readings(db, _owned_readings(db, others))
                 replay = [item for item in replay if item[0] in held]
         items = [
             SyncItem(poll.user_id, poll.devices, poll.polled_at, complete=poll.malformed == 0)
@@ -228,7 +231,7 @@ class Pipeline:
         mine: list[Reading] = []
         if replay:  # older than the polls: first (the devices are synced, so owners known)
             mine = _owned_readings(db, replay)
-            out.replayed = write_readings(db, mine)
+            out.replayed += write_readings(db, mine)
             out.session_changes += self.sessions.process(db, mine, now=now)
             out.firings += self.alerts.process(db, mine, now)
         out.nicknames = _nicknames(db, {p.user_id for p in polls})
@@ -418,6 +421,9 @@ class Pipeline:
             return None
         self.journal_pending = True
         self.buffer.put_back(readings)
+        # Until they are written, readings of an account another process holds now (the
+        # accounts were shared out again since that stop) are stored, and no more: its
+        # sessions, alerts and states are the holder's.
         outcome = self.process([], now)
         self.journal_replayed = len(readings)
         if outcome.database_ok:

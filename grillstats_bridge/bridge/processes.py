@@ -26,8 +26,10 @@ With several processes, each has
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +42,7 @@ from grillstats_bridge.mqtt.client import MqttClient
 from grillstats_bridge.mqtt.messages import OFFLINE, ONLINE, MqttError
 from grillstats_bridge.mqtt.presence import SharedStatus
 from grillstats_bridge.mqtt.retained import read_retained
-from grillstats_bridge.store.journal import journal_path
+from grillstats_bridge.store.journal import Journal, JournalError, journal_path
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,49 @@ def journal_file(config: Config, identity: ProcessIdentity) -> Path:
     if not identity.several:
         return path
     return path.with_name(f"{path.stem}.{identity.index}{path.suffix}")
+
+
+def adopt_orphaned_journals(
+    config: Config, identity: ProcessIdentity, journal: Journal | None
+) -> int:
+    """Process 0 takes in the outage journals no process of this bridge writes any more.
+
+    Each process keeps its own journal (``journal_file``); after ``--processes 3`` is
+    run as ``--processes 2``, or several processes as one, the journals of the indexes
+    no longer run would never be replayed. Process 0 adds their readings to its own
+    journal, before its replay, and removes them (a crash between the two replays them
+    twice: readings are stored once, at least once for what follows them). Returns the
+    readings taken in; a journal it cannot read or write is left where it is, one line.
+    """
+    if identity.index != 0 or journal is None:
+        return 0
+    own = journal_path(config.security)
+    named = re.compile(rf"{re.escape(own.stem)}(\.\d+)?{re.escape(own.suffix)}")
+    current = {
+        journal_file(config, dataclasses.replace(identity, index=i)) for i in range(identity.count)
+    }
+    orphans = sorted(
+        path
+        for path in own.parent.glob(f"{own.stem}*{own.suffix}")
+        if named.fullmatch(path.name) and path not in current
+    )
+    if not orphans:
+        return 0
+    try:
+        readings = journal.load()
+        adopted = [item for path in orphans for item in Journal(path).load()]
+        journal.save([*readings, *adopted])
+        for path in orphans:
+            Journal(path).clear()
+    except JournalError as exc:
+        log.error("journal: %s; the journals of processes no longer run wait", exc)
+        return 0
+    log.info(
+        "journal: %d readings from %s taken in (no process of this bridge writes them now)",
+        len(adopted),
+        ", ".join(path.name for path in orphans),
+    )
+    return len(adopted)
 
 
 def bridge_offline(config: Config, identity: ProcessIdentity) -> bool:
