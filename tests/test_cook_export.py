@@ -49,6 +49,7 @@ def test_the_estimate_its_band_and_the_stall_are_exported_and_shown(
     last = pipe.cook.last[(SERIAL, 2)]  # what the daemon publishes: the same figures
     assert (done, low, high) == (last.done_at, last.low, last.high) and low <= done <= high
     assert figures["estimate_method"] == last.method.value
+    assert figures["cook_method"] == "auto"  # nothing declared
     start, end = at(figures["stall_start"]), at(figures["stall_end"])
     assert abs(start - (T0 + timedelta(hours=4))) <= timedelta(minutes=10)
     assert timedelta(0) <= end - (T0 + timedelta(hours=7)) <= timedelta(minutes=35)
@@ -81,6 +82,30 @@ def test_the_estimate_its_band_and_the_stall_are_exported_and_shown(
     assert at(figures["stall_start"]) == start  # the first stall stays
     _, shown, _ = cli("session", "show", "1")
     assert f"ready {at(figures['ready_at']):%Y-%m-%d %H:%M}" in shown
+
+
+def test_the_cook_method_stays_on_the_session_after_the_target_is_gone(
+    cli: Cli, database: Database, owner: int
+) -> None:
+    """A reverse sear declared while the session runs is what the export and ``session
+    show`` say, from the next poll on, and still after the target alert is removed."""
+    pipe = pipeline(database)
+    cook(pipe, owner, 0, 1 * H)
+    assert json.loads(export(cli, "json"))["session"]["cook"][0]["cook_method"] == "auto"
+    code, out, _ = cli("alert", "method", "1", "reverse_sear")
+    assert code == 0 and "cook method reverse_sear" in out
+    cook(pipe, owner, 1 * H + 2 * 60, 2 * H)
+    code, _, _ = cli("alert", "remove", "1")
+    assert code == 0
+
+    (figures,) = json.loads(export(cli, "json"))["session"]["cook"]
+    assert figures["cook_method"] == "reverse_sear"
+    lines = list(csv.reader(io.StringIO(export(cli, "csv"))))
+    header, row = lines[lines.index([]) + 1 :]
+    assert row[header.index("cook_method")] == "reverse_sear"
+    _, shown, _ = cli("session", "show", "1")
+    table = shown.split("\n\n")[-1].splitlines()
+    assert table[0].split()[-1] == "METHOD" and table[1].split()[-1] == "reverse_sear"
 
 
 def test_a_session_without_targets_exports_as_before(cli: Cli, database: Database) -> None:

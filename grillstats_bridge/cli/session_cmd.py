@@ -222,7 +222,16 @@ def _show(args: argparse.Namespace, ctx: Context) -> int:
     if cook_rows:  # the probes with a target, as the cook tracker last saw them
         print()
         print_table(
-            ["PROBE", "TARGET", "STATE", "DONE AT (UTC)", "BAND (UTC)", "PROGRESS", "STALL (UTC)"],
+            [
+                "PROBE",
+                "TARGET",
+                "STATE",
+                "DONE AT (UTC)",
+                "BAND (UTC)",
+                "PROGRESS",
+                "STALL (UTC)",
+                "METHOD",
+            ],
             cook_rows,
         )
     return 0
@@ -258,6 +267,7 @@ def _cook_row(c: dict[str, Any]) -> tuple[object, ...]:
         band,
         progress,
         stall,
+        c["cook_method"] or "-",
     )
 
 

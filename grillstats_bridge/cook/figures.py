@@ -2,8 +2,9 @@
 
 After every batch the estimate of each probe with a target goes on its device's active
 session (``session_cook_probes``): the done-at estimate and its band, the state, the
-progress, the probe's first stall (start, then end and length) and when it first reached
-its target. A session that ended keeps the figures of its last poll.
+progress, the cook method declared for the probe, the probe's first stall (start, then
+end and length) and when it first reached its target. A session that ended keeps the
+figures of its last poll.
 
 :class:`Figures` keeps what it last wrote of each device's session, so that a batch
 writes only the probes whose figures changed, in one statement (``store.sql.upsert``);
@@ -14,7 +15,7 @@ account's lease moved). ``updated_at`` is when a probe's figures last changed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +24,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from grillstats_bridge.cook import history
-from grillstats_bridge.cook.model import CookEvent, CookEventKind, CookState, Estimate
+from grillstats_bridge.cook.model import (
+    CookEvent,
+    CookEventKind,
+    CookMethod,
+    CookState,
+    Estimate,
+    ProbeKey,
+)
 from grillstats_bridge.store.models import SessionCookProbe
 from grillstats_bridge.store.sql import rollback_hook, upsert
 
@@ -33,6 +41,7 @@ FIELDS = (
     "target",
     "state",
     "method",
+    "cook_method",
     "value",
     "progress",
     "done_at",
@@ -58,9 +67,18 @@ class Figures:
         self.seen: dict[str, datetime] = {}  # serial -> when its figures were last known
 
     def save(
-        self, db: Session, estimates: Sequence[Estimate], events: Sequence[CookEvent], now: datetime
+        self,
+        db: Session,
+        estimates: Sequence[Estimate],
+        events: Sequence[CookEvent],
+        now: datetime,
+        methods: Mapping[ProbeKey, str] | None = None,
     ) -> int:
-        """Write the estimates on their devices' active sessions; how many probes changed."""
+        """Write the estimates on their devices' active sessions; how many probes changed.
+
+        ``methods``: the cook method declared for a probe (``alerts.rules.probe_methods``:
+        auto left out)."""
+        methods = methods or {}
         if not estimates:
             return 0
         serials = sorted({e.serial for e in estimates})
@@ -83,7 +101,8 @@ class Figures:
             if session_id is None:
                 continue
             old = self.written[estimate.serial][1].get(estimate.channel)
-            new = _figures(old, estimate, ended.get(estimate.key))
+            method = methods.get(estimate.key, CookMethod.AUTO.value)
+            new = _figures(old, estimate, ended.get(estimate.key), method)
             if new != old:
                 changed[estimate.key] = new
         if not changed:
@@ -131,7 +150,7 @@ class _Forget:
         self.figures.seen.clear()
 
 
-def _figures(old: Row | None, estimate: Estimate, ended: CookEvent | None) -> Row:
+def _figures(old: Row | None, estimate: Estimate, ended: CookEvent | None, method: str) -> Row:
     """The probe's values after this estimate, from those stored before (None: no row)."""
     ready_at = stall_start = stall_end = stall_seconds = None
     if old is not None:
@@ -153,6 +172,7 @@ def _figures(old: Row | None, estimate: Estimate, ended: CookEvent | None) -> Ro
         estimate.target,
         estimate.state.value,
         estimate.method.value,
+        method,
         None if estimate.value is None else round(estimate.value, 2),
         estimate.progress,
         estimate.done_at,

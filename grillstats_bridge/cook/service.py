@@ -106,7 +106,8 @@ class CookService:
         serials = {r.serial for r in readings} | {d.serial for d in devices}
         undo = rollback_hook(db, (_UNDO, id(self)), lambda: _Undo(self))
         undo.save(serials)
-        calibrations = self._calibrations(db, targets, now)
+        methods = probe_methods(db)  # read every pass: HA or the CLI may have changed them
+        calibrations = self._calibrations(db, targets, now, methods)
         step = self.tracker.step(
             CookBatch(
                 now=now,
@@ -118,17 +119,20 @@ class CookService:
         )
         self._store(db, step.events)
         events.record(db, step.events)  # the outbox sends them once this commits
-        self.figures.save(db, step.estimates, step.events, now)
+        self.figures.save(db, step.estimates, step.events, now, methods)
         self._remember(step)
         return step
 
     def _calibrations(
-        self, db: Session, targets: Mapping[ProbeKey, Measurement], now: datetime
+        self,
+        db: Session,
+        targets: Mapping[ProbeKey, Measurement],
+        now: datetime,
+        methods: Mapping[ProbeKey, str],
     ) -> dict[ProbeKey, Calibration]:
-        """Each probe's calibration from past cooks, with the cook method declared for it
-        (read every pass: HA or the CLI may have changed it)."""
+        """Each probe's calibration from past cooks, with the cook method declared for it."""
         out = self.calibrations.get(db, targets, now)
-        for key, method in probe_methods(db).items():
+        for key, method in methods.items():
             if key in out:
                 target = targets[key].to(self.rules.unit).value
                 out[key] = declared(out[key], CookMethod(method), target=target, rules=self.rules)
@@ -156,7 +160,8 @@ class CookService:
         for serial, (channels, start) in sorted(wanted.items()):
             readings += channel_readings(db, serial, channels, start, now)
         step = CookStep()
-        calibrations = self._calibrations(db, targets, now)
+        methods = probe_methods(db)
+        calibrations = self._calibrations(db, targets, now, methods)
         for when, part in _buckets(readings):  # in time, so stalls are dated as they happened
             step = self.tracker.step(
                 CookBatch(
@@ -170,7 +175,7 @@ class CookService:
             )
         self._remember(step)
         self._catch_up(db, step, now)
-        self.figures.save(db, step.estimates, (), now)
+        self.figures.save(db, step.estimates, (), now, methods)
         log.info(
             "cook: %d probe(s) rebuilt from %d stored readings", len(step.estimates), len(readings)
         )

@@ -638,6 +638,7 @@ COOK_COLUMNS = (
     "done_low",
     "done_high",
     "estimate_method",
+    "cook_method",
     "ready_at",
     "stall_start",
     "stall_end",
@@ -670,6 +671,7 @@ def cook_figures(db: Session, session_id: int) -> list[dict[str, Any]]:
             "done_low": stamp(r.done_low),
             "done_high": stamp(r.done_high),
             "estimate_method": r.method,
+            "cook_method": r.cook_method,  # None: not recorded (a session before 0014)
             "ready_at": stamp(r.ready_at),
             "stall_start": stamp(r.stall_start),
             "stall_end": stamp(r.stall_end),

@@ -585,6 +585,8 @@ class SessionCookProbe(Base):
     target: Mapped[float] = mapped_column(sa.Float, nullable=False)
     state: Mapped[str] = mapped_column(sa.String(20), nullable=False)
     method: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    # the declared cook method (auto, reverse_sear); NULL: not recorded (before 0014)
+    cook_method: Mapped[str | None] = mapped_column(sa.String(20))
     value: Mapped[float | None] = mapped_column(sa.Float)
     progress: Mapped[float | None] = mapped_column(sa.Float)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
