@@ -32,6 +32,7 @@ from tests.fixtures.mqtt import (
     Subscriber,
     clear_retained,
     free_port,
+    free_ports,
     make_mqtt_config,
     retained,
 )
@@ -191,7 +192,7 @@ def test_the_bridge_status_goes_offline_when_every_process_died_without_a_superv
     will) and goes offline when the last one is killed too."""
     cfg, cloud = linked
     path = write_config(
-        tmp_path / "config.yaml", cfg, cloud, free_port(), database={"lease_time": LEASE_TIME}
+        tmp_path / "config.yaml", cfg, cloud, free_ports(2), database={"lease_time": LEASE_TIME}
     )
     status = f"{mqtt_config.base_topic}/{mqtt_config.instance_id}/status"
 

@@ -27,7 +27,7 @@ from grillstats_bridge.domain import Reading, Unit
 from grillstats_bridge.mqtt.claim import Claim
 from grillstats_bridge.simulator.server import CloudSimulator
 from grillstats_bridge.store.journal import Journal
-from tests.fixtures.mqtt import free_port, retained
+from tests.fixtures.mqtt import free_port, free_ports, retained
 from tests.test_daemon_process import (
     REPO,
     Daemon,
@@ -84,7 +84,7 @@ def test_two_processes_one_bridge(
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
     mqtt = config.mqtt
     root = f"{mqtt.base_topic}/{mqtt.instance_id}"
-    port = free_port()
+    port = free_ports(2)
     path = write_config(tmp_path / "config.yaml", config, cloud, port)
     daemon = Daemon(path, "--processes", "2")
     daemons.append(daemon)
@@ -287,7 +287,7 @@ def test_a_process_that_stops_pinging_the_watchdog_is_restarted(
     config, cloud = linked
     monkeypatch.setenv("WATCHDOG_USEC", "2000000")  # pings every second; stuck after 4 s
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    path = write_config(tmp_path / "config.yaml", config, cloud, free_port())
+    path = write_config(tmp_path / "config.yaml", config, cloud, free_ports(2))
     daemon = Daemon(path, "--processes", "2")
     daemons.append(daemon)
     daemon.wait_for_line("all 2 processes ready", timeout=60)
@@ -316,7 +316,7 @@ def test_migrate_and_the_key_file_happen_once_in_the_supervisor(
                 "security": {"key_file": str(key)},
                 "logging": {"level": "INFO"},
                 "mqtt": {k: getattr(mqtt_config, k) for k in fields},
-                "http": {"host": "127.0.0.1", "port": free_port()},
+                "http": {"host": "127.0.0.1", "port": free_ports(2)},
             }
         )
     )
