@@ -65,6 +65,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import statistics
@@ -608,6 +609,40 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def arrivals(
+    polls: list[dict[str, Any]], received: dict[tuple[str, str], list[float]]
+) -> tuple[list[float], int]:
+    """Each poll's time from its answer to the last of its states that reached the broker,
+    and how many polls had none arrive (each superseded in the outbox by the next poll's
+    value of its topic).
+
+    A state arrives with the first reception of its (topic, payload) after the poll's
+    answer and before the same (topic, payload) was handed again by a later poll: without
+    that bound a superseded state matched the next identical payload, seconds or minutes
+    later (a probe's state that comes back to the same figures), and made a false max."""
+    handings: dict[tuple[str, str], list[float]] = {}
+    for p in polls:
+        for state in p["published"]:
+            handings.setdefault((state[0], state[1]), []).append(p["handed"])
+    for times in handings.values():
+        times.sort()
+    arrived: list[float] = []
+    missing = 0
+    for p in polls:
+        last = None
+        for topic, payload in p["published"]:
+            key = (topic, payload)
+            until = next((h for h in handings[key] if h > p["handed"]), math.inf)
+            times = [t for t in received.get(key, ()) if p["available"] <= t < until]
+            if times:
+                last = max(last or 0.0, times[0])
+        if p["published"] and last is None:
+            missing += 1  # every state superseded in the outbox by the next poll's value
+        elif last is not None:
+            arrived.append(last - p["available"])
+    return arrived, missing
+
+
 def report(
     args: argparse.Namespace,
     result: dict[str, Any],
@@ -619,18 +654,7 @@ def report(
     polls = result["polls"]
     window = result["window"]
     handed = [p["handed"] - p["available"] for p in polls]
-    arrived: list[float] = []
-    missing = 0
-    for p in polls:
-        last = None
-        for topic, payload in p["published"]:
-            times = [t for t in received.get((topic, payload), ()) if t >= p["available"]]
-            if times:
-                last = max(last or 0.0, times[0])
-        if p["published"] and last is None:
-            missing += 1  # superseded in the outbox by the next poll's value
-        elif last is not None:
-            arrived.append(last - p["available"])
+    arrived, missing = arrivals(polls, received)
     secs = window["seconds"]
     readings = window["processed_readings"]
     cpu = window["cpu_seconds"]

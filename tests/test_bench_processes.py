@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.pipeline import merge
+from benchmarks.pipeline import arrivals, merge
 
 
 def child(accounts: list[int], readings: int, seconds: float, vmhwm_kb: int) -> dict[str, Any]:
@@ -52,3 +52,19 @@ def test_one_process_is_its_own_figures() -> None:
     one = child([1], 100, 20.0, 70_000)
     merged = merge([one])
     assert merged["window"] == one["window"] and merged["vmhwm_kb_per_process"] == [70_000]
+
+
+def test_a_superseded_state_is_not_matched_to_the_next_identical_payload() -> None:
+    """A state the outbox replaced never arrives; the same payload handed again a minute
+    later (a probe back at the same figures) is that later poll's, not a 60 s delay."""
+    polls = [
+        {"available": 10.0, "handed": 10.01, "published": [("t/a", "1"), ("t/b", "x")]},
+        {"available": 11.0, "handed": 11.01, "published": [("t/a", "2")]},
+        {"available": 70.0, "handed": 70.01, "published": [("t/a", "1")]},
+    ]
+    received = {("t/a", "2"): [11.05], ("t/a", "1"): [70.03], ("t/b", "x"): [10.02]}
+    arrived, missing = arrivals(polls, received)
+    assert missing == 0 and [round(a, 3) for a in arrived] == [0.02, 0.05, 0.03]
+    alone = [dict(polls[0], published=[("t/a", "1")]), polls[2]]
+    arrived, missing = arrivals(alone, received)
+    assert missing == 1 and [round(a, 3) for a in arrived] == [0.03]
