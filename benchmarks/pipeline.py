@@ -365,6 +365,16 @@ def main() -> None:
         "--profile", metavar="DIR", help="cProfile the pipeline thread and poll workers into DIR"
     )
     parser.add_argument(
+        "--sections",
+        nargs="?",
+        const=",".join(SECTIONS),
+        default="",
+        metavar="NAMES",
+        help="CPU time (of the calling thread) inside these methods, comma-separated "
+        "(bridge.ATTR.PATH, module:Class.method or module.function), per reading and per "
+        "call; without NAMES: the poll's and the pipeline's main steps",
+    )
+    parser.add_argument(
         "--raw-seconds",
         type=float,
         default=3.0,
@@ -465,6 +475,7 @@ def run(args: argparse.Namespace) -> None:
                 "seconds": args.seconds,
                 "rss_every": args.rss_every,
                 "profile": args.profile,
+                "sections": [n for n in args.sections.split(",") if n],
                 "prerendered": prerendered,
                 "emulate_leases": args.emulate_leases,
             }
@@ -583,6 +594,12 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
             threads[k] = threads.get(k, 0.0) + v * secs / w["seconds"]
     transactions = sum(w["transactions"] for w in windows)
     polls = [p for r in results for p in r["polls"]]
+    sections: dict[str, list[float]] = {}
+    for w in windows:  # added up over the processes, each scaled to ``secs``
+        for k, (cpu, calls) in w.get("sections", {}).items():
+            total = sections.setdefault(k, [0.0, 0.0])
+            total[0] += cpu * secs / w["seconds"]
+            total[1] += calls * secs / w["seconds"]
     return {
         "polls": polls,
         "window": {
@@ -594,6 +611,7 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
             "cpu_seconds": rate("cpu_seconds"),
             "cpu_by_thread": threads,
             "queued_at_end": sum(w["queued_at_end"] for w in windows),
+            "sections": sections,
         },
         "vmhwm_kb": max(r["vmhwm_kb"] for r in results),
         "vmhwm_kb_per_process": [r["vmhwm_kb"] for r in results],
@@ -641,6 +659,23 @@ def arrivals(
         elif last is not None:
             arrived.append(last - p["available"])
     return arrived, missing
+
+
+# --sections without names: where a poll's CPU goes, in the poll workers, then the pipeline
+SECTIONS = (
+    "grillstats_bridge.thermoworks.client:ThermoworksClient._call",  # HTTP and JSON
+    "grillstats_bridge.thermoworks.client:ThermoworksClient.poll",  # ... and the decoding
+    "bridge.leases.confirm",
+    "bridge.publisher.publish_devices",  # the poll's states
+    "bridge.pipeline.process",  # the transaction: the next five and the rest
+    "grillstats_bridge.store.devices:DeviceSync.sync_many",
+    "grillstats_bridge.bridge.pipeline.write_readings",
+    "grillstats_bridge.sessions.service:SessionService.process_polls",
+    "grillstats_bridge.alerts.service:AlertService.process",
+    "grillstats_bridge.cook.service:CookService.process",
+    "bridge._after_commit",  # what the transaction produced, published
+    "grillstats_bridge.ha.publisher:Publisher.publish_cook",
+)
 
 
 def report(
@@ -706,6 +741,11 @@ def report(
         + ", ".join(str(n) for n in result["resent"])
         + (" (per process)" if args.processes > 1 else ""),
     ]
+    for name, (section_cpu, calls) in window.get("sections", {}).items():
+        lines.append(
+            f"  section       {section_cpu / max(readings, 1) * 1e6:5.0f} us/reading "
+            f"{section_cpu / max(calls, 1) * 1e6:7.0f} us/call {calls:7.0f} calls  {name}"
+        )
     states = sum(len(p["published"]) for p in polls)
     bridge = {"readings_per_s": readings / secs, "states_per_s": states / secs}
     ratios = {

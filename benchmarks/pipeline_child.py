@@ -7,11 +7,13 @@ imports and the benchmark's own tools (Alembic, the simulator) stay out of its m
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +207,7 @@ def child(spec_path: Path) -> None:
         while not stop.wait(spec["rss_every"]):
             rss.append((time.monotonic() - t0, _status_kb("VmRSS")))
 
+    sections = _time_sections(bridge, spec.get("sections") or ())
     bridge.start()
     stages["started"] = _status_kb("VmRSS")
     runner = threading.Thread(target=bridge.run, name="schedule")
@@ -212,9 +215,11 @@ def child(spec_path: Path) -> None:
     threading.Thread(target=sample, name="rss", daemon=True).start()
     time.sleep(spec["warmup"])
     w0, cpu0, threads0 = time.time(), time.process_time(), _thread_cpu()
+    sections0 = {k: tuple(v) for k, v in sections.items()}
     n_fin0 = len(finished)
     time.sleep(spec["seconds"])
     w1, cpu1, threads1 = time.time(), time.process_time(), _thread_cpu()
+    sections1 = {k: tuple(v) for k, v in sections.items()}
     vmhwm = _status_kb("VmHWM")  # the peak of the run, before the stop and the read-back below
     rss_anon, rss_file = _status_kb("RssAnon"), _status_kb("RssFile")
     if os.environ.get("BENCH_TRACEMALLOC"):  # where the memory is (slows the bridge down)
@@ -259,6 +264,11 @@ def child(spec_path: Path) -> None:
                 if threads1.get(k, 0.0) - threads0.get(k, 0.0) > 0.005
             },
             "queued_at_end": queued,
+            # CPU seconds and calls inside each --sections method, over the window
+            "sections": {
+                k: [sections1[k][0] - sections0[k][0], sections1[k][1] - sections0[k][1]]
+                for k in sections1
+            },
         },
         "vmhwm_kb": vmhwm,
         "rss_anon_kb": rss_anon,  # the process's own memory
@@ -270,6 +280,37 @@ def child(spec_path: Path) -> None:
         "resent": sum(resent),  # retained topics sent again after such a drop
     }
     Path(spec["out"]).write_text(json.dumps(result))
+
+
+def _time_sections(bridge: Any, names: Sequence[str]) -> dict[str, list[float]]:
+    """Wrap each named method so that the CPU time of the thread calling it (and the calls)
+    add up: ``bridge.pipeline.process`` (an attribute path from the bridge) or
+    ``module:Class.method`` / ``module.function`` (looked up where it is called)."""
+    sections: dict[str, list[float]] = {}
+    for name in names:
+        path, _, attr = name.rpartition(".")
+        target: Any
+        if path == "bridge" or path.startswith("bridge."):
+            target = bridge
+            for part in path.split(".")[1:]:
+                target = getattr(target, part)
+        else:
+            module, _, cls = path.partition(":")
+            target = importlib.import_module(module)
+            target = getattr(target, cls) if cls else target
+        inner = getattr(target, attr)
+        total = sections.setdefault(name, [0.0, 0])
+
+        def timed(*a: Any, _inner: Any = inner, _total: list[float] = total, **kw: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return _inner(*a, **kw)
+            finally:
+                _total[0] += time.thread_time() - started
+                _total[1] += 1
+
+        setattr(target, attr, timed)
+    return sections
 
 
 if __name__ == "__main__":
