@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -290,6 +291,38 @@ def test_the_estimate_during_a_stall_is_flagged_and_the_band_covers_the_end() ->
     assert estimate.low is not None and estimate.high is not None
     assert estimate.low <= done <= estimate.high
     assert estimate.minutes_left is not None and estimate.minutes_left > 60
+
+
+def test_readings_between_samples_count_the_last_fit_down_and_a_new_sample_refits() -> None:
+    """Polled every 15 s, a probe's readings are averaged into one sample a minute: the
+    fit is made once per sample, and the polls in between count its done time down."""
+    tracker = CookTracker(RULES)
+
+    def wavy(t: float) -> float:  # a climb whose pace wanders: every refit moves the time
+        return 40.0 + 30.0 * t / H + 3.0 * math.sin(t / 400.0)
+
+    steps = run(tracker, wavy, 0, 3 * H, every=15.0)
+    estimates = [s.estimates[0] for s in steps if s.estimates and s.estimates[0].done_at]
+    assert len(estimates) > 300
+    done = [e.done_at for e in estimates[-200:]]
+    runs = sum(1 for a, b in itertools.pairwise(done) if a != b)
+    # one refit per sample (55 s: every 4th poll), not at every poll
+    assert 200 / 6 < runs < 200 / 3
+    for e in estimates[-8:]:
+        assert e.done_at is not None and e.low is not None and e.high is not None
+        assert e.low <= e.done_at <= e.high
+
+
+def test_a_counted_down_estimate_gives_way_to_done_within_a_sample() -> None:
+    """Near the end the count-down runs out and the probe is fitted again: done comes
+    within one sample of the probe's level reaching the target, as with a fit per poll."""
+    tracker = CookTracker(RULES)
+    steps = run(tracker, lambda t: 40.0 + 30.0 * t / H, 0, 5.8 * H, target=203.0, every=15.0)
+    estimates = [s.estimates[0] for s in steps if s.estimates]
+    reached = next(e for e in estimates if e.value is not None and e.value >= 203.0)
+    done = next(e for e in estimates if e.method is Method.DONE)
+    assert reached.state is CookState.READY
+    assert timedelta(0) <= done.at - reached.at <= timedelta(seconds=55)
 
 
 def test_pulled_after_the_target_is_resting_and_ready_fires_once() -> None:

@@ -84,6 +84,8 @@ class _Probe:
     sear: tuple[float, float] | None = None  # (when, the meat then): the pit stepped up late
     ready_sent: bool = False
     estimated: bool = False  # an estimate was given: a dropped target must be cleared
+    # the last fitted prediction: (what it was fitted on, when, the prediction)
+    fitted: tuple[tuple[object, ...], float, Prediction] | None = None
 
     def copy(self) -> _Probe:
         """A copy to put back: its own samples, the rest shared (immutable values). What
@@ -92,6 +94,27 @@ class _Probe:
         twin.__dict__.update(self.__dict__)
         twin.samples = deque(self.samples)
         return twin
+
+
+def _counted_down(prediction: Prediction, elapsed: float) -> Prediction | None:
+    """A prediction made ``elapsed`` seconds ago, as seen now (None: its time is up); one
+    without a time (too few readings, a flat probe) stays as it was."""
+    seconds = prediction.seconds
+    if seconds is None:
+        return prediction
+    if seconds - elapsed <= 0 or elapsed < 0:
+        return None
+
+    def down(value: float | None) -> float | None:
+        return None if value is None else max(value - elapsed, 0.0)
+
+    return dataclasses.replace(
+        prediction,
+        seconds=seconds - elapsed,
+        low=down(prediction.low),
+        high=down(prediction.high),
+        plain=down(prediction.plain),
+    )
 
 
 def _seconds(when: datetime) -> float:
@@ -264,23 +287,7 @@ class CookTracker:
         if (early is None or early < PACE_FROM) and calibration.pace != 1.0:
             calibration = dataclasses.replace(calibration, pace=1.0)  # learned on the second half
         prediction = (
-            predict(
-                samples,
-                target,
-                now,
-                rules,
-                pit=list(pit.samples) if pit is not None else (),
-                stall_start=probe.stall.start,
-                rate_before_stall=probe.rate_before_stall,
-                since=probe.stall_ended,
-                stall_ahead=(
-                    probe.stall_ended is None
-                    and target > rules.stall_high
-                    and value is not None
-                    and value < rules.stall_low
-                ),
-                calibration=calibration,
-            )
+            self._predict(probe, samples, target, now, pit, value, calibration)
             if probe.plugged
             else Prediction(Method.NONE)
         )
@@ -312,6 +319,57 @@ class CookTracker:
             past_cooks=calibration.past_cooks,
         )
         return estimate, events
+
+    def _predict(
+        self,
+        probe: _Probe,
+        samples: list[Sample],
+        target: float,
+        now: float,
+        pit: _Probe | None,
+        value: float | None,
+        calibration: Calibration,
+    ) -> Prediction:
+        """The probe's prediction: fitted again once a new sample began (every
+        ``SAMPLE_EVERY``: a fit costs ~200 µs, and readings 15 s apart only move the
+        last sample's mean), else the last fit's, its times counted down to now."""
+        rules = self.rules
+        stall_ahead = (
+            probe.stall_ended is None
+            and target > rules.stall_high
+            and value is not None
+            and value < rules.stall_low
+        )
+        inputs = (  # the pit's new samples wait for the meat's: its level moves slowly
+            probe.bucket,
+            pit is None,
+            probe.stall.start,
+            probe.rate_before_stall,
+            probe.stall_ended,
+            stall_ahead,
+            target,
+            calibration,
+        )
+        fitted = probe.fitted
+        if fitted is not None and fitted[0] == inputs and (value is None or value < target):
+            carried = _counted_down(fitted[2], now - fitted[1])
+            if carried is not None:
+                return carried
+        prediction = predict(
+            samples,
+            target,
+            now,
+            rules,
+            pit=list(pit.samples) if pit is not None else (),
+            stall_start=probe.stall.start,
+            rate_before_stall=probe.rate_before_stall,
+            since=probe.stall_ended,
+            stall_ahead=stall_ahead,
+            calibration=calibration,
+        )
+        done = prediction.method is Method.DONE  # checked again at every poll (it is cheap)
+        probe.fitted = None if done else (inputs, now, prediction)
+        return prediction
 
     @staticmethod
     def _keep_plain(
