@@ -58,6 +58,9 @@ def _client(client_id: str) -> paho.Client:
     )
 
 
+IDLE_END = 10.0  # seconds without a message after the flood: the counter stops
+
+
 def count(host: str, port: int, root: str, qos: int) -> None:
     """The counting subscriber (a child process): prints ``ready``, then its tally as JSON."""
     tally = {"n": 0, "first": 0.0, "last": 0.0}
@@ -75,12 +78,25 @@ def count(host: str, port: int, root: str, qos: int) -> None:
 
     client = _client(f"{root}-count")
     client.on_message = on_message
-    client.on_subscribe = lambda *a: print("ready", flush=True)
+    subscribed: list[bool] = []
+
+    def on_subscribe(*_a: Any) -> None:
+        subscribed.append(True)
+        if len(subscribed) == 2:
+            print("ready", flush=True)
+
+    client.on_subscribe = on_subscribe
     client.connect(host, port)
-    client.subscribe(f"{root}/#", qos=qos)
+    client.subscribe(f"{root}/t/#", qos=qos)
+    # The end at QoS 1 whatever the flood's: the broker drops QoS 0 messages for a
+    # subscriber that falls behind, and a dropped end left the counter waiting 10 min
+    # (the run died at the 120 s timeout). Quiet for IDLE_END after the flood: ended too.
+    client.subscribe(f"{root}/end", qos=1)
     deadline = time.monotonic() + 600
     while not done and time.monotonic() < deadline:
         client.loop(0.5)
+        if tally["n"] and time.monotonic() - tally["last"] > IDLE_END:
+            break
     client.disconnect()
     print(json.dumps(tally), flush=True)
 
@@ -104,7 +120,7 @@ def paho_rate(host: str, port: int, qos: int, seconds: float, max_inflight: int 
         client.connect(host, port)
         sock = client.socket()
         assert sock is not None, "not connected"
-        topics = [f"{root}/t{i}" for i in range(TOPICS)]
+        topics = [f"{root}/t/{i}" for i in range(TOPICS)]
         end = time.monotonic() + seconds
         i = 0
         while True:
