@@ -44,6 +44,7 @@ from tests.fixtures.mqtt import (
     Received,
     Subscriber,
     TcpProxy,
+    clear_retained,
     make_mqtt_config,
     retained,
 )
@@ -418,6 +419,62 @@ def test_broker_restart_brings_every_entity_back(
     publish_all(bridge, step=2)
     assert bridge.client.flush(WAIT)
     wait_retained(broker.broker, config, _expected(bridge))
+
+
+def test_a_new_cook_estimate_publishes_what_a_whole_rebuild_would(
+    mqtt_broker: Broker, mqtt_config: MqttConfig, make_bridge: Callable[..., Bridge]
+) -> None:
+    """After a commit only the cook states are built again (``payloads.cook_states``): what
+    reaches the broker is what a bridge that built the devices with that estimate holds."""
+    later = dataclasses.replace(COOKING, progress=80.0, minutes_left=150.0, state="cooking")
+    target = {(SIGNALS, 1): Measurement(203.0, Unit.FAHRENHEIT)}
+
+    def namespace(suffix: str) -> MqttConfig:
+        return dataclasses.replace(
+            mqtt_config,
+            instance_id=mqtt_config.instance_id + suffix,
+            base_topic=mqtt_config.base_topic + suffix,
+            discovery_prefix=mqtt_config.discovery_prefix + suffix,
+        )
+
+    step, whole = make_bridge(namespace("s")), make_bridge(namespace("w"))
+    step.publisher.publish_alerts(alert_views(target, set()))
+    publish_all(step)
+    step.publisher.publish_cook({SIGNALS: (COOKING,)})  # estimates after two commits
+    step.publisher.publish_cook({SIGNALS: (later,)})
+    whole.publisher.publish_alerts(alert_views(target, set()))
+    whole.publisher.publish_cook({SIGNALS: (later,)})
+    publish_all(whole)
+    states: list[dict[str, bytes]] = []
+    try:
+        for bridge in (step, whole):
+            assert bridge.client.flush(WAIT)
+            root = bridge.naming.root + "/"
+            want = {t: p for t, p in _expected(bridge).items() if t.startswith(root)}
+            held = wait_retained_part(mqtt_broker, root + "#", want)
+            states.append({t.removeprefix(root): p for t, p in held.items()})
+    finally:
+        for bridge in (step, whole):
+            config = bridge.publisher.config
+            clear_retained(
+                mqtt_broker.host,
+                mqtt_broker.port,
+                f"{config.base_topic}/#",
+                f"{config.discovery_prefix}/#",
+            )
+    assert states[0] == states[1]
+    probe = json.loads(states[0]["device/10_06_1C_6F_47_70/probe/1"])
+    assert (probe["cook_state"], probe["progress"]) == ("cooking", 80.0)
+
+
+def wait_retained_part(broker: Broker, pattern: str, want: dict[str, bytes]) -> dict[str, bytes]:
+    deadline = time.monotonic() + WAIT
+    while True:
+        held = retained(broker.host, broker.port, pattern)
+        if held == want or time.monotonic() > deadline:
+            assert held == want, _diff(held, want)
+            return held
+        time.sleep(0.05)
 
 
 def test_two_instances_side_by_side(

@@ -383,6 +383,29 @@ def device_publication(
     return Publication(configs=configs, states=tuple(states))
 
 
+def cook_states(
+    naming: Naming, old: DeviceView, fresh: DeviceView, table: Table = TABLE
+) -> list[State] | None:
+    """The states a change of a device's cook estimates (``old`` -> ``fresh``) moves, as
+    :func:`device_publication` builds them: the device's own and those of the probes whose
+    estimate changed. None when more than that depends on the change (its configs, a state
+    that would disappear): the whole device is built again."""
+    if config_inputs(fresh) != config_inputs(old):
+        return None
+    target = naming.device_target(fresh)
+    states = list(_some(scope_state(table.device, fresh, target)))
+    before = {c.channel: c for c in old.cook}
+    after = {c.channel: c for c in fresh.cook}
+    for probe in sorted(fresh.device.probes, key=_channel):
+        if before.get(probe.channel) != after.get(probe.channel):
+            view = ProbeView(device=fresh, probe=probe)
+            state = scope_state(table.probe, view, naming.probe_target(view, target))
+            if state is None:
+                return None
+            states.append(state)
+    return states
+
+
 def session_state(naming: Naming, view: DeviceView, table: Table = TABLE) -> State | None:
     """Only the state of a device's session entities (what changes after a poll's database part)."""
     return scope_state(table.session, view, naming.session_target(view, naming.device_target(view)))

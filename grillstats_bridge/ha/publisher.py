@@ -54,6 +54,7 @@ from grillstats_bridge.ha.payloads import (
     State,
     bridge_publication,
     config_inputs,
+    cook_states,
     device_publication,
     dumps,
     session_state,
@@ -226,8 +227,40 @@ class Publisher:
             self._cook = fresh
             now = self._clock()
             for user_id, devices in self._accounts.items():
-                if not changed.isdisjoint(devices):
+                mine = changed.intersection(devices)
+                if mine and not self._publish_cook_states(user_id, mine):
                     self._publish_account(user_id, now)
+
+    def _publish_cook_states(self, user_id: int, serials: Collection[str]) -> bool:
+        """Only the states these devices' new cook estimates move (``payloads.cook_states``),
+        not their whole publications: after a commit the poll's devices were built moments
+        ago by ``publish_devices``, and only their estimates changed since.
+
+        False (nothing done) when a device is not built yet or more than its states
+        depends on the change: then the whole account is republished.
+        """
+        built = self._built.get(user_id, {})
+        naming = self.naming.for_user(user_id)
+        updates: list[tuple[str, DeviceView, Publication, list[State]]] = []
+        for serial in serials:
+            known = built.get(serial)
+            if known is None:
+                return False
+            _, view, pub = known
+            fresh = replace(view, cook=self._cook.get(serial, ()))
+            states = cook_states(naming, view, fresh, self.table)
+            if states is None:
+                return False
+            by_topic = {state.topic: state for state in states}
+            if not by_topic.keys() <= {s.topic for s in pub.states}:
+                return False
+            kept = tuple(by_topic.get(s.topic, s) for s in pub.states)
+            updates.append((serial, fresh, replace(pub, states=kept), states))
+        for serial, view, pub, states in updates:
+            built[serial] = (built[serial][0], view, pub)
+            for state in states:
+                self._send_state(state)
+        return True
 
     def publish_session_event(
         self,
