@@ -293,15 +293,18 @@ def _time_sections(bridge: Any, names: Sequence[str]) -> dict[str, list[float]]:
     for name in names:
         path, _, attr = name.rpartition(".")
         target: Any
-        if path == "bridge" or path.startswith("bridge."):
-            target = bridge
-            for part in path.split(".")[1:]:
-                target = getattr(target, part)
-        else:
-            module, _, cls = path.partition(":")
-            target = importlib.import_module(module)
-            target = getattr(target, cls) if cls else target
-        inner = getattr(target, attr)
+        try:
+            if path == "bridge" or path.startswith("bridge."):
+                target = bridge
+                for part in path.split(".")[1:]:
+                    target = getattr(target, part)
+            else:
+                module, _, cls = path.partition(":")
+                target = importlib.import_module(module)
+                target = getattr(target, cls) if cls else target
+            inner = getattr(target, attr)
+        except (AttributeError, ImportError, ValueError) as exc:
+            raise SystemExit(f"--sections: no {name!r} ({exc})") from None
         total = sections.setdefault(name, [0.0, 0])
 
         def timed(*a: Any, _inner: Any = inner, _total: list[float] = total, **kw: Any) -> Any:

@@ -449,32 +449,15 @@ def test_a_new_cook_estimate_publishes_what_a_whole_rebuild_would(
     try:
         for bridge in (step, whole):
             assert bridge.client.flush(WAIT)
-            root = bridge.naming.root + "/"
-            want = {t: p for t, p in _expected(bridge).items() if t.startswith(root)}
-            held = wait_retained_part(mqtt_broker, root + "#", want)
-            states.append({t.removeprefix(root): p for t, p in held.items()})
+            held = wait_retained(mqtt_broker, bridge.publisher.config, _expected(bridge))
+            root = bridge.naming.root + "/"  # the states (the configs name the instance)
+            states.append({t.removeprefix(root): p for t, p in held.items() if t.startswith(root)})
     finally:
         for bridge in (step, whole):
-            config = bridge.publisher.config
-            clear_retained(
-                mqtt_broker.host,
-                mqtt_broker.port,
-                f"{config.base_topic}/#",
-                f"{config.discovery_prefix}/#",
-            )
+            clear_retained(mqtt_broker.host, mqtt_broker.port, *namespaces(bridge.publisher.config))
     assert states[0] == states[1]
     probe = json.loads(states[0]["device/10_06_1C_6F_47_70/probe/1"])
     assert (probe["cook_state"], probe["progress"]) == ("cooking", 80.0)
-
-
-def wait_retained_part(broker: Broker, pattern: str, want: dict[str, bytes]) -> dict[str, bytes]:
-    deadline = time.monotonic() + WAIT
-    while True:
-        held = retained(broker.host, broker.port, pattern)
-        if held == want or time.monotonic() > deadline:
-            assert held == want, _diff(held, want)
-            return held
-        time.sleep(0.05)
 
 
 def test_two_instances_side_by_side(

@@ -231,37 +231,6 @@ class Publisher:
                 if mine and not self._publish_cook_states(user_id, mine):
                     self._publish_account(user_id, now)
 
-    def _publish_cook_states(self, user_id: int, serials: Collection[str]) -> bool:
-        """Only the states these devices' new cook estimates move (``payloads.cook_states``),
-        not their whole publications: after a commit the poll's devices were built moments
-        ago by ``publish_devices``, and only their estimates changed since.
-
-        False (nothing done) when a device is not built yet or more than its states
-        depends on the change: then the whole account is republished.
-        """
-        built = self._built.get(user_id, {})
-        naming = self.naming.for_user(user_id)
-        updates: list[tuple[str, DeviceView, Publication, list[State]]] = []
-        for serial in serials:
-            known = built.get(serial)
-            if known is None:
-                return False
-            _, view, pub = known
-            fresh = replace(view, cook=self._cook.get(serial, ()))
-            states = cook_states(naming, view, fresh, self.table)
-            if states is None:
-                return False
-            by_topic = {state.topic: state for state in states}
-            if not by_topic.keys() <= {s.topic for s in pub.states}:
-                return False
-            kept = tuple(by_topic.get(s.topic, s) for s in pub.states)
-            updates.append((serial, fresh, replace(pub, states=kept), states))
-        for serial, view, pub, states in updates:
-            built[serial] = (built[serial][0], view, pub)
-            for state in states:
-                self._send_state(state)
-        return True
-
     def publish_session_event(
         self,
         serial: str,
@@ -296,29 +265,72 @@ class Publisher:
                     self._publish_account(user_id, now)
 
     def _publish_session_states(self, user_id: int, serials: Collection[str]) -> bool:
-        """Only the session states of these devices, when nothing else of them changes.
+        """Only the session states of these devices, when nothing else of them changes
+        (not when the session's unit moved their configs)."""
 
-        False (nothing done) when a device is not built yet, or its configs depend on
-        the change (the session's unit): then the whole account is republished.
+        def states(naming: Naming, old: DeviceView, fresh: DeviceView) -> list[State] | None:
+            state = session_state(naming, fresh, self.table)
+            if state is None or config_inputs(fresh) != config_inputs(old):
+                return None
+            return [state]
+
+        return self._publish_states_only(
+            user_id,
+            serials,
+            lambda view, serial: replace(view, session=self._sessions.get(serial)),
+            states,
+        )
+
+    def _publish_cook_states(self, user_id: int, serials: Collection[str]) -> bool:
+        """Only the states these devices' new cook estimates move (``payloads.cook_states``):
+        after a commit the poll's devices were built moments ago by ``publish_devices``,
+        and only their estimates changed since."""
+
+        def states(naming: Naming, old: DeviceView, fresh: DeviceView) -> list[State] | None:
+            return cook_states(naming, old, fresh, self.table)
+
+        return self._publish_states_only(
+            user_id,
+            serials,
+            lambda view, serial: replace(view, cook=self._cook.get(serial, ())),
+            states,
+        )
+
+    def _publish_states_only(
+        self,
+        user_id: int,
+        serials: Collection[str],
+        refresh: Callable[[DeviceView, str], DeviceView],
+        build: Callable[[Naming, DeviceView, DeviceView], list[State] | None],
+    ) -> bool:
+        """Some states of these built devices, from their views as ``refresh`` makes them
+        (``build``: the states the change moves, None when more than states depends on it),
+        instead of their whole publications.
+
+        False (nothing done) when a device is not built yet, ``build`` says None or a
+        state is not one the device publishes: then the whole account is republished.
         """
         built = self._built.get(user_id, {})
-        updates: list[tuple[str, DeviceView, Publication, State]] = []
+        naming = self.naming.for_user(user_id)
+        updates: list[tuple[str, DeviceView, Publication, list[State]]] = []
         for serial in serials:
             known = built.get(serial)
             if known is None:
                 return False
             _, view, pub = known
-            fresh = replace(view, session=self._sessions.get(serial))
-            state = session_state(self.naming.for_user(user_id), fresh, self.table)
-            if state is None or config_inputs(fresh) != config_inputs(view):
+            fresh = refresh(view, serial)
+            states = build(naming, view, fresh)
+            if states is None:
                 return False
-            if not any(s.topic == state.topic for s in pub.states):
+            by_topic = {state.topic: state for state in states}
+            if not by_topic.keys() <= {s.topic for s in pub.states}:
                 return False
-            states = tuple(state if s.topic == state.topic else s for s in pub.states)
-            updates.append((serial, fresh, replace(pub, states=states), state))
-        for serial, view, pub, state in updates:
-            built[serial] = (built[serial][0], view, pub)
-            self._send_state(state)
+            kept = tuple(by_topic.get(s.topic, s) for s in pub.states)
+            updates.append((serial, fresh, replace(pub, states=kept), states))
+        for serial, fresh, pub, states in updates:
+            built[serial] = (built[serial][0], fresh, pub)
+            for state in states:
+                self._send_state(state)
         return True
 
     def _send_state(self, state: State) -> None:
